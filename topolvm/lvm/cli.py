@@ -1,0 +1,96 @@
+"""``LvmCli``: the ``Lvm`` port on the real lvm2 command line.
+
+Every name is validated before it reaches argv (``topolvm.core.names``); a name that looks like an option can
+never be read as one. Used by lvmd (``topolvm.lvmd.cli``) and by the contract tests on loop devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from topolvm import errors
+from topolvm.core import model, names
+from topolvm.lvm import command, parse
+
+
+def _tag_args(tags: Sequence[str]) -> list[str]:
+    args: list[str] = []
+    for tag in tags:
+        names.check_tag(tag)
+        args += ["--addtag", tag]
+    return args
+
+
+def _size_arg(size: int) -> str:
+    if size <= 0:
+        raise errors.InvalidArgument(f"size must be positive, got {size}")
+    return f"{size}b"
+
+
+class LvmCli:
+    def __init__(self, runner: command.Runner) -> None:
+        self.runner = runner
+
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        if not vg_names:
+            return model.LvmState()
+        for vg in vg_names:
+            names.check_vg_name(vg)
+        result = self.runner.run("fullreport", [*parse.REPORT_ARGS, "--", *vg_names], check=False)
+        # A missing VG makes lvm exit 5 yet still report the others; with no VG found, stdout is empty.
+        missing_only = result.exit_code == 5 and (result.stdout.strip() or "not found" in result.stderr)
+        if result.exit_code != 0 and not missing_only:
+            raise errors.LvmCommandError(self.runner.argv("fullreport", vg_names), result.exit_code, result.stderr)
+        if not result.stdout.strip():
+            return model.LvmState()
+        return parse.parse_fullreport(result.stdout)
+
+    def create_lv(
+        self,
+        *,
+        vg: str,
+        name: str,
+        size: int,
+        tags: Sequence[str] = (),
+        stripes: int | None = None,
+        stripe_size: str | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
+        args = ["-n", name, "-L", _size_arg(size), "-W", "y", "-y", *_tag_args(tags)]
+        if stripes:
+            args += ["-i", str(stripes)]
+            if stripe_size:
+                names.check_stripe_size(stripe_size)
+                args += ["-I", stripe_size]
+        args += [*options, "--", vg]
+        self.runner.run("lvcreate", args)
+
+    def create_thin_lv(self, *, vg: str, pool: str, name: str, size: int, tags: Sequence[str] = ()) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(pool)
+        names.check_lv_name(name)
+        args = ["-T", f"{vg}/{pool}", "-n", name, "-V", _size_arg(size), "-y", *_tag_args(tags)]
+        self.runner.run("lvcreate", args)
+
+    def create_snapshot(
+        self, *, vg: str, source: str, name: str, tags: Sequence[str] = (), read_only: bool = False
+    ) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(source)
+        names.check_lv_name(name)
+        # Thin snapshots skip activation by default; -kn makes them activatable like any volume.
+        args = ["-s", "-kn", "-n", name, "-p", "r" if read_only else "rw", *_tag_args(tags), "--", f"{vg}/{source}"]
+        self.runner.run("lvcreate", args)
+
+    def resize_lv(self, *, vg: str, name: str, size: int) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
+        # lvextend, not lvresize: it refuses to shrink, so no caller bug can cut into a filesystem.
+        self.runner.run("lvextend", ["-L", _size_arg(size), "--", f"{vg}/{name}"])
+
+    def remove_lv(self, *, vg: str, name: str) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
+        self.runner.run("lvremove", ["-y", "--", f"{vg}/{name}"])

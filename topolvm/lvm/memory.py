@@ -1,0 +1,217 @@
+"""``InMemoryLvm``: the ``Lvm`` port without disks, with lvm2's semantics.
+
+Extents, rounding to stripe boundaries, per-PV placement of RAID images and stripes, thin pools with virtual
+sizes, and the same domain errors the real adapter raises — so unit tests and the simulator meet the same
+failures real disks produce. The contract suite (tests/contract/test_lvm_contract.py) holds it to ``LvmCli``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from topolvm import errors
+from topolvm.core import capacity, model, names
+
+DEFAULT_EXTENT = 4 << 20
+
+
+@dataclass
+class _Lv:
+    name: str
+    size: int
+    attr: str
+    tags: tuple[str, ...]
+    layout: capacity.Layout = capacity.LINEAR
+    placement: dict[str, int] = field(default_factory=dict)  # PV name -> bytes
+    pool: str = ""
+    origin: str = ""
+    uuid: str = ""
+
+
+@dataclass
+class _Vg:
+    name: str
+    extent_size: int
+    pv_sizes: dict[str, int]
+    lvs: dict[str, _Lv] = field(default_factory=dict)
+
+    def pv_free(self) -> dict[str, int]:
+        free = dict(self.pv_sizes)
+        for lv in self.lvs.values():
+            for pv, used in lv.placement.items():
+                free[pv] -= used
+        return free
+
+    def snapshot(self) -> model.VolumeGroup:
+        free = self.pv_free()
+        pvs = tuple(model.PhysicalVolume(n, s, free[n]) for n, s in self.pv_sizes.items())
+        lvs = tuple(
+            model.LogicalVolume(
+                name=lv.name, vg_name=self.name, size=lv.size, uuid=lv.uuid, path=f"/dev/{self.name}/{lv.name}",
+                attr=lv.attr, tags=lv.tags, pool=lv.pool, origin=lv.origin,
+                data_percent=0.0 if lv.attr[0] in "tV" else None,
+                metadata_percent=0.0 if lv.attr[0] == "t" else None,
+            )
+            for lv in self.lvs.values()
+        )  # fmt: skip
+        return model.VolumeGroup(
+            name=self.name, uuid=f"uuid-{self.name}", size=sum(self.pv_sizes.values()),
+            free=sum(free.values()), extent_size=self.extent_size, pvs=pvs, lvs=lvs,
+        )  # fmt: skip
+
+
+def _place(vg: _Vg, need_per_image: int, layout: capacity.Layout) -> dict[str, int]:
+    """Pick PVs like lvm's normal policy would: linear spans PVs; each image of a layout gets its own PV."""
+    free = vg.pv_free()
+    if layout.linear:
+        placement: dict[str, int] = {}
+        remaining = need_per_image
+        for pv, avail in sorted(free.items(), key=lambda kv: -kv[1]):
+            take = min(avail, remaining)
+            if take > 0:
+                placement[pv] = take
+                remaining -= take
+        if remaining > 0:
+            raise errors.InsufficientCapacity(
+                f"Volume group {vg.name!r} has insufficient free space: {need_per_image} bytes required"
+            )
+        return placement
+    candidates = sorted((pv for pv, avail in free.items() if avail >= need_per_image), key=lambda p: -free[p])
+    if len(candidates) < layout.images:
+        raise errors.InsufficientCapacity(
+            f"Insufficient suitable allocatable extents in {vg.name!r}: {layout.images} PVs with "
+            f"{need_per_image} bytes each required"
+        )
+    return {pv: need_per_image for pv in candidates[: layout.images]}
+
+
+class InMemoryLvm:
+    def __init__(self) -> None:
+        self._vgs: dict[str, _Vg] = {}
+        self._uuids = itertools.count(1)
+        self.calls = 0
+
+    # --- set-up helpers (not part of the port) ---
+    def add_vg(self, name: str, pv_sizes: Sequence[int], extent_size: int = DEFAULT_EXTENT) -> None:
+        names.check_vg_name(name)
+        pvs = {f"/dev/fake-{name}-{i}": size // extent_size * extent_size for i, size in enumerate(pv_sizes)}
+        self._vgs[name] = _Vg(name, extent_size, pvs)
+
+    def create_thin_pool(self, *, vg: str, name: str, size: int) -> None:
+        v = self._vg(vg)
+        names.check_lv_name(name)
+        self._check_free_name(v, name)
+        size = capacity.round_up(size, capacity.LINEAR, v.extent_size)
+        v.lvs[name] = _Lv(name, size, "twi-a-tz--", (), placement=_place(v, size, capacity.LINEAR), uuid=self._uuid())
+
+    # --- the port ---
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        self.calls += 1
+        return model.LvmState(vgs={n: self._vgs[n].snapshot() for n in vg_names if n in self._vgs})
+
+    def create_lv(
+        self,
+        *,
+        vg: str,
+        name: str,
+        size: int,
+        tags: Sequence[str] = (),
+        stripes: int | None = None,
+        stripe_size: str | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
+        self.calls += 1
+        v = self._prepare_create(vg, name, size, tags)
+        if stripe_size:
+            names.check_stripe_size(stripe_size)
+        layout = capacity.layout_for(options, stripes)
+        rounded = capacity.round_up(size, layout, v.extent_size)
+        per_image = rounded // layout.data_stripes + layout.meta_extents * v.extent_size
+        placement = _place(v, per_image, layout)
+        v.lvs[name] = _Lv(name, rounded, "-wi-a-----", tuple(tags), layout, placement, uuid=self._uuid())
+
+    def create_thin_lv(self, *, vg: str, pool: str, name: str, size: int, tags: Sequence[str] = ()) -> None:
+        self.calls += 1
+        v = self._prepare_create(vg, name, size, tags)
+        self._thin_pool(v, pool)
+        rounded = capacity.round_up(size, capacity.LINEAR, v.extent_size)
+        v.lvs[name] = _Lv(name, rounded, "Vwi-a-tz--", tuple(tags), pool=pool, uuid=self._uuid())
+
+    def create_snapshot(
+        self, *, vg: str, source: str, name: str, tags: Sequence[str] = (), read_only: bool = False
+    ) -> None:
+        self.calls += 1
+        v = self._vg(vg)
+        names.check_lv_name(source)
+        src = v.lvs.get(source)
+        if src is None:
+            raise errors.NotFound(f"Failed to find logical volume {vg}/{source}")
+        v = self._prepare_create(vg, name, src.size, tags)
+        if src.attr[0] != "V":
+            raise errors.InvalidArgument(f"{vg}/{source} is not a thin volume; only thin snapshots are supported")
+        attr = "Vri-a-tz--" if read_only else "Vwi-a-tz--"
+        v.lvs[name] = _Lv(name, src.size, attr, tuple(tags), pool=src.pool, origin=source, uuid=self._uuid())
+
+    def resize_lv(self, *, vg: str, name: str, size: int) -> None:
+        self.calls += 1
+        v = self._vg(vg)
+        lv = self._lv(v, name)
+        if size <= 0:
+            raise errors.InvalidArgument(f"size must be positive, got {size}")
+        rounded = capacity.round_up(size, lv.layout, v.extent_size)
+        if rounded <= lv.size:
+            raise errors.OutOfRange(f"New size for {vg}/{name} not larger than existing size")
+        if lv.attr[0] != "V":
+            grow = (rounded - lv.size) // lv.layout.data_stripes
+            extra = _place(v, grow, lv.layout)
+            for pv, used in extra.items():
+                lv.placement[pv] = lv.placement.get(pv, 0) + used
+        lv.size = rounded
+
+    def remove_lv(self, *, vg: str, name: str) -> None:
+        self.calls += 1
+        v = self._vg(vg)
+        self._lv(v, name)
+        del v.lvs[name]
+
+    # --- helpers ---
+    def _uuid(self) -> str:
+        return f"mem-{next(self._uuids):06d}"
+
+    def _vg(self, name: str) -> _Vg:
+        names.check_vg_name(name)
+        if name not in self._vgs:
+            raise errors.NotFound(f"Volume group {name!r} not found")
+        return self._vgs[name]
+
+    @staticmethod
+    def _lv(v: _Vg, name: str) -> _Lv:
+        names.check_lv_name(name)
+        if name not in v.lvs:
+            raise errors.NotFound(f"Failed to find logical volume {v.name}/{name}")
+        return v.lvs[name]
+
+    @staticmethod
+    def _check_free_name(v: _Vg, name: str) -> None:
+        if name in v.lvs:
+            raise errors.AlreadyExists(f"Logical Volume {name!r} already exists in volume group {v.name!r}")
+
+    def _prepare_create(self, vg: str, name: str, size: int, tags: Sequence[str]) -> _Vg:
+        v = self._vg(vg)
+        names.check_lv_name(name)
+        for tag in tags:
+            names.check_tag(tag)
+        if size <= 0:
+            raise errors.InvalidArgument(f"size must be positive, got {size}")
+        self._check_free_name(v, name)
+        return v
+
+    @staticmethod
+    def _thin_pool(v: _Vg, pool: str) -> _Lv:
+        names.check_lv_name(pool)
+        lv = v.lvs.get(pool)
+        if lv is None or lv.attr[0] != "t":
+            raise errors.NotFound(f"Pool {pool} not found in Volume group {v.name}")
+        return lv

@@ -1,0 +1,89 @@
+"""``topolvm-lvmd``: run lvmd from an upstream-format lvmd.yaml.
+
+The thin runtime around ``LvmdService``: logging, the gRPC server, signal handling, and an optional slow
+background refresh that notices changes made to the VGs outside lvmd (an added disk, a hand-made LV). Requests
+refresh state themselves; between them lvmd runs no lvm command unless that timer is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from topolvm import errors
+from topolvm.lvm import cli as lvm_cli
+from topolvm.lvm import command
+from topolvm.lvmd import config as lvmd_config
+from topolvm.lvmd import server
+from topolvm.services import lvmd as lvmd_service
+
+log = logging.getLogger("topolvm.lvmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="topolvm-lvmd",
+        description="Serve a node's LVM volume groups over gRPC (lvmd), configured by an upstream lvmd.yaml.",
+    )
+    p.add_argument("--config", default="/etc/topolvm/lvmd.yaml", help="lvmd.yaml path (default: %(default)s)")
+    p.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="re-read LVM this often to notice changes made outside lvmd; 0 disables (default: %(default)s)",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--check-config", action="store_true", help="validate the config file and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        cfg = lvmd_config.load(args.config)
+    except errors.ConfigError as exc:
+        log.error("invalid configuration: %s", exc)
+        return 2
+    if args.check_config:
+        print(f"{args.config}: OK ({len(cfg.device_classes)} device classes)")
+        return 0
+    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
+    service = lvmd_service.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+    try:
+        service.start()
+    except errors.TopoLVMError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    for stats in service.capacity().device_classes:
+        log.info("device class %s: %d bytes free of %d", stats.device_class, stats.free_bytes, stats.size_bytes)
+    grpc_server = server.serve(service, cfg.socket_name)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    interval = args.refresh_interval if args.refresh_interval > 0 else None
+    while not stop.wait(interval):
+        try:
+            service.refresh()
+        except errors.TopoLVMError as exc:
+            log.warning("background refresh failed: %s", exc)
+    grpc_server.stop(grace=5).wait()
+    log.info("lvmd stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The narrow interfaces between services and the worlds they run in.
+
+Services depend only on these Protocols; ``topolvm.lvm`` (real lvm2), ``topolvm.lvm.memory`` (in-memory),
+``topolvm.lvmd.client`` (gRPC) and the simulator provide them. Methods are keyword-only so adapters cannot
+silently swap arguments. Every adapter raises the exceptions of ``topolvm.errors``; the contract suites in
+tests/contract hold all adapters of a port to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from topolvm.core import model
+
+
+class Lvm(Protocol):
+    """Direct control of LVM on one host. Names are validated by callers and again by adapters."""
+
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        """State of the named VGs in one call. VGs that do not exist are absent from the result."""
+        ...
+
+    def create_lv(
+        self,
+        *,
+        vg: str,
+        name: str,
+        size: int,
+        tags: Sequence[str] = (),
+        stripes: int | None = None,
+        stripe_size: str | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
+        """Create a thick LV. NotFound (VG), AlreadyExists (name), InsufficientCapacity (space)."""
+        ...
+
+    def create_thin_lv(self, *, vg: str, pool: str, name: str, size: int, tags: Sequence[str] = ()) -> None:
+        """Create a thin LV of virtual ``size`` in ``vg/pool``."""
+        ...
+
+    def create_snapshot(
+        self, *, vg: str, source: str, name: str, tags: Sequence[str] = (), read_only: bool = False
+    ) -> None:
+        """Create a thin snapshot of thin LV ``vg/source`` (same virtual size, activation not skipped)."""
+        ...
+
+    def resize_lv(self, *, vg: str, name: str, size: int) -> None:
+        """Grow ``vg/name`` to ``size`` bytes. NotFound, InsufficientCapacity."""
+        ...
+
+    def remove_lv(self, *, vg: str, name: str) -> None:
+        """Remove ``vg/name``. NotFound if it does not exist."""
+        ...
+
+
+class Subscription(Protocol):
+    def close(self) -> None: ...
+
+
+CapacityListener = Callable[[model.NodeCapacity], None]
+
+
+class Lvmd(Protocol):
+    """What node code asks of lvmd: LVs by device class, and capacity."""
+
+    def create_lv(
+        self,
+        *,
+        name: str,
+        device_class: str,
+        size_bytes: int,
+        tags: Sequence[str] = (),
+        lvcreate_option_class: str = "",
+    ) -> model.LogicalVolume:
+        """Idempotent: an existing LV of the same size is returned; another size is AlreadyExists."""
+        ...
+
+    def remove_lv(self, *, name: str, device_class: str) -> None:
+        """Idempotent: removing an LV that does not exist succeeds."""
+        ...
+
+    def resize_lv(self, *, name: str, device_class: str, size_bytes: int) -> model.LogicalVolume:
+        """Grow only: a smaller size is OutOfRange; the same size is a no-op."""
+        ...
+
+    def create_lv_snapshot(
+        self,
+        *,
+        name: str,
+        device_class: str,
+        source_volume: str,
+        size_bytes: int,
+        access_type: model.AccessType = model.AccessType.READ_WRITE,
+        tags: Sequence[str] = (),
+    ) -> model.LogicalVolume:
+        """Thin snapshot of ``source_volume`` grown to ``size_bytes`` when larger than the source."""
+        ...
+
+    def list_lvs(self, *, device_class: str) -> list[model.LogicalVolume]: ...
+
+    def free_bytes(self, *, device_class: str) -> int: ...
+
+    def capacity(self) -> model.NodeCapacity:
+        """Stats of every device class, as the Watch stream sends them."""
+        ...
+
+    def watch(self, listener: CapacityListener) -> Subscription:
+        """Call ``listener`` now with the current capacity and again after every change, until closed."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch (real or simulated)."""
+        ...
