@@ -108,6 +108,8 @@ class InMemoryLvm:
 
     # --- the port ---
     def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        for vg in vg_names:
+            names.check_vg_name(vg)
         self.calls += 1
         return model.LvmState(vgs={n: self._vgs[n].snapshot() for n in vg_names if n in self._vgs})
 
@@ -122,10 +124,9 @@ class InMemoryLvm:
         stripe_size: str | None = None,
         options: Sequence[str] = (),
     ) -> None:
-        self.calls += 1
-        v = self._prepare_create(vg, name, size, tags)
         if stripe_size:
             names.check_stripe_size(stripe_size)
+        v = self._prepare_create(vg, name, size, tags)
         layout = capacity.layout_for(options, stripes)
         rounded = capacity.round_up(size, layout, v.extent_size)
         per_image = rounded // layout.data_stripes + layout.meta_extents * v.extent_size
@@ -133,7 +134,7 @@ class InMemoryLvm:
         v.lvs[name] = _Lv(name, rounded, "-wi-a-----", tuple(tags), layout, placement, uuid=self._uuid())
 
     def create_thin_lv(self, *, vg: str, pool: str, name: str, size: int, tags: Sequence[str] = ()) -> None:
-        self.calls += 1
+        names.check_lv_name(pool)
         v = self._prepare_create(vg, name, size, tags)
         self._thin_pool(v, pool)
         rounded = capacity.round_up(size, capacity.LINEAR, v.extent_size)
@@ -142,24 +143,30 @@ class InMemoryLvm:
     def create_snapshot(
         self, *, vg: str, source: str, name: str, tags: Sequence[str] = (), read_only: bool = False
     ) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(source)
+        names.check_lv_name(name)
+        for tag in tags:
+            names.check_tag(tag)
         self.calls += 1
         v = self._vg(vg)
-        names.check_lv_name(source)
         src = v.lvs.get(source)
         if src is None:
             raise errors.NotFound(f"Failed to find logical volume {vg}/{source}")
-        v = self._prepare_create(vg, name, src.size, tags)
+        self._check_free_name(v, name)
         if src.attr[0] != "V":
             raise errors.InvalidArgument(f"{vg}/{source} is not a thin volume; only thin snapshots are supported")
         attr = "Vri-a-tz--" if read_only else "Vwi-a-tz--"
         v.lvs[name] = _Lv(name, src.size, attr, tuple(tags), pool=src.pool, origin=source, uuid=self._uuid())
 
     def resize_lv(self, *, vg: str, name: str, size: int) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
+        if size <= 0:
+            raise errors.InvalidArgument(f"size must be positive, got {size}")
         self.calls += 1
         v = self._vg(vg)
         lv = self._lv(v, name)
-        if size <= 0:
-            raise errors.InvalidArgument(f"size must be positive, got {size}")
         rounded = capacity.round_up(size, lv.layout, v.extent_size)
         if rounded <= lv.size:
             raise errors.OutOfRange(f"New size for {vg}/{name} not larger than existing size")
@@ -171,6 +178,8 @@ class InMemoryLvm:
         lv.size = rounded
 
     def remove_lv(self, *, vg: str, name: str) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
         self.calls += 1
         v = self._vg(vg)
         self._lv(v, name)
@@ -199,12 +208,15 @@ class InMemoryLvm:
             raise errors.AlreadyExists(f"Logical Volume {name!r} already exists in volume group {v.name!r}")
 
     def _prepare_create(self, vg: str, name: str, size: int, tags: Sequence[str]) -> _Vg:
-        v = self._vg(vg)
+        """Validate like the real adapter does before running lvm, count the "command", then look up."""
+        names.check_vg_name(vg)
         names.check_lv_name(name)
         for tag in tags:
             names.check_tag(tag)
         if size <= 0:
             raise errors.InvalidArgument(f"size must be positive, got {size}")
+        self.calls += 1
+        v = self._vg(vg)
         self._check_free_name(v, name)
         return v
 
