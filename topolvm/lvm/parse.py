@@ -129,7 +129,11 @@ def parse_fullreport(stdout: str) -> model.LvmState:
         raise errors.LvmCommandError(["lvm", "fullreport"], 0, f"report is not JSON: {exc}") from None
     reports = cast(list[VgReport], doc.get("report", []) if isinstance(doc, dict) else [])
     vgs = {}
-    for report in reports:
-        vg = parse_vg(report)
-        vgs[vg.name] = vg
+    try:
+        for report in reports:
+            vg = parse_vg(report)
+            vgs[vg.name] = vg
+    except (KeyError, TypeError, AttributeError) as exc:
+        # A report without the fields we asked for means an lvm we do not understand: fail loudly.
+        raise errors.LvmCommandError(["lvm", "fullreport"], 0, f"unexpected report shape: {exc!r}") from None
     return model.LvmState(vgs=vgs)

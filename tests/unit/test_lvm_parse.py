@@ -1,0 +1,76 @@
+"""The lvm report parser and error classifier, on recorded lvm2 output (tests/fixtures/lvm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from topolvm import errors
+from topolvm.lvm import classify, command, parse
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "lvm"
+
+
+def test_parse_recorded_thick_report() -> None:
+    state = parse.parse_fullreport((FIXTURES / "fullreport_thick.json").read_text())
+    vg = state.vg("exvg")
+    assert vg is not None
+    assert (vg.size, vg.free, vg.extent_size, vg.missing_pvs) == (4286578688, 4072669184, 4194304, 0)
+    assert [(pv.name, pv.free) for pv in vg.pvs] == [("/dev/loop0", 1983905792), ("/dev/loop1", 2088763392)]
+    lv1 = vg.find_lv("lv1")
+    assert lv1 is not None and lv1.size == 104857600 and lv1.tags == ("topolvm.io/owner=x",)
+    assert lv1.path == "/dev/exvg/lv1" and not lv1.is_thin and lv1.data_percent is None
+    assert vg.find_lv("lv2") is not None and vg.find_lv("nope") is None
+
+
+def test_parse_thin_rows() -> None:
+    row: parse.LvRow = {
+        "lv_name": "thin1", "lv_uuid": "u", "lv_path": "/dev/vg/thin1", "lv_size": "1073741824",
+        "lv_attr": "Vwi-a-tz--", "lv_tags": "a=1,b=2", "pool_lv": "pool", "origin": "[base]",
+        "data_percent": "12.50", "metadata_percent": "",
+    }  # fmt: skip
+    lv = parse.parse_lv(row, "vg")
+    assert lv.is_thin and lv.pool == "pool" and lv.origin == "base" and lv.tags == ("a=1", "b=2")
+    assert lv.data_percent == 12.5 and lv.metadata_percent is None
+
+
+@pytest.mark.parametrize("text", ["", "not json", '{"report": [{"vg": []}]}', '{"report": [{"vg": [{}]}]}'])
+def test_malformed_reports_are_errors_not_crashes(text: str) -> None:
+    with pytest.raises(errors.TopoLVMError):
+        parse.parse_fullreport(text)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        ('  Volume group "vg" has insufficient free space (10 extents): 25600 required.', errors.InsufficientCapacity),
+        ('  Logical Volume "lv1" already exists in volume group "vg"', errors.AlreadyExists),
+        ('  Failed to find logical volume "vg/x"', errors.NotFound),
+        ('  Volume group "nosuch" not found', errors.NotFound),
+        ("  New size given (1 extents) not larger than existing size (2 extents)", errors.OutOfRange),
+        ('  Logical volume name "a;b" is invalid.', errors.InvalidArgument),
+        ("  Internal error: something odd", errors.LvmCommandError),
+    ],
+)
+def test_classify(stderr: str, error: type[Exception]) -> None:
+    exc = classify.error_for(["lvm", "x"], 5, "  WARNING: Activation disabled.\n" + stderr)
+    assert type(exc) is error
+
+
+def test_runner_argv_has_prefix_config_and_no_shell() -> None:
+    runner = command.Runner(prefix=("nsenter", "-t", "1"), config="global { activation = 0 }")
+    assert runner.argv("lvs", ["--", "vg"]) == [
+        "nsenter", "-t", "1", "lvm", "lvs", "--config", "global { activation = 0 }", "--", "vg",
+    ]  # fmt: skip
+
+
+def test_runner_timeout_kills_and_reports_unavailable() -> None:
+    runner = command.Runner(lvm_binary="sleep", timeout=0.2)
+    with pytest.raises(errors.Unavailable, match="timed out"):
+        runner.run("5", [])
+
+
+def test_runner_missing_binary_is_unavailable() -> None:
+    with pytest.raises(errors.Unavailable, match="cannot run"):
+        command.Runner(lvm_binary="/nonexistent/lvm").run("lvs", [])
