@@ -25,6 +25,10 @@ CAPACITY_KEY_PREFIX: Final = "capacity.topolvm.io/"
 DEFAULT_DEVICE_CLASS_ANNOTATION_NAME: Final = "00default"
 CAPACITY_RESOURCE: Final = "topolvm.io/capacity"
 
+# Namespaces labelled topolvm.io/webhook=ignore are left alone by the pod mutating webhook.
+NAMESPACE_OPT_OUT_LABEL: Final = "topolvm.io/webhook"
+NAMESPACE_OPT_OUT_VALUE: Final = "ignore"
+
 # StorageClass parameters
 DEVICE_CLASS_PARAMETER: Final = "topolvm.io/device-class"
 LVCREATE_OPTION_CLASS_PARAMETER: Final = "topolvm.io/lvcreate-option-class"

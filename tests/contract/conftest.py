@@ -20,11 +20,11 @@ from tests.conftest import skip_without_dm
 from tests.support import loopvg
 from topolvm import ports
 from topolvm.core import model
+from topolvm.lvm import cli as lvm_cli
+from topolvm.lvm import memory
 from topolvm.lvmd import client as lvmd_client
 from topolvm.lvmd import server as lvmd_server
 from topolvm.services import lvmd as lvmd_service
-from topolvm.lvm import cli as lvm_cli
-from topolvm.lvm import memory
 
 GiB = 1 << 30
 

@@ -92,9 +92,15 @@ def test_lvmd_daemon_serves_an_upstream_config(tmp_path: Path) -> None:
 
 def test_lvmd_refuses_a_bad_config(tmp_path: Path) -> None:
     cfg = tmp_path / "lvmd.yaml"
-    cfg.write_text("device-classes: [{name: a, volume-group: v, default: true}, {name: b, volume-group: w, default: true}]")
+    cfg.write_text(
+        "device-classes: [{name: a, volume-group: v, default: true}, {name: b, volume-group: w, default: true}]"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "topolvm.lvmd.cli", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "topolvm.lvmd.cli", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert "more than one default device class" in proc.stderr

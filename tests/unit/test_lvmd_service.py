@@ -13,7 +13,9 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-def service(*classes: model.DeviceClass, option_classes: tuple[model.LvcreateOptionClass, ...] = ()) -> lvmd.LvmdService:
+def service(
+    *classes: model.DeviceClass, option_classes: tuple[model.LvcreateOptionClass, ...] = ()
+) -> lvmd.LvmdService:
     lvm = memory.InMemoryLvm()
     lvm.add_vg("vg", [4 * GiB, 2 * GiB])
     svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig(classes, option_classes))

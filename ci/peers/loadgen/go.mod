@@ -1,0 +1,3 @@
+module topolvm-py/loadgen
+
+go 1.22

@@ -1,0 +1,101 @@
+"""The ASGI app: routes, methods, body limit, metrics, and that an unexpected error is a bare 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from tests.extender.helpers import GiB, args, node, pod
+from topolvm.extender import app, config
+
+
+def call(application: app.App, method: str, path: str, body: bytes = b"") -> httpx.Response:
+    async def run() -> httpx.Response:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://extender") as client:
+            return await client.request(method, path, content=body)
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def application() -> app.App:
+    return app.App(config.Config(max_body_bytes=1 << 16))
+
+
+def test_status(application: app.App) -> None:
+    response = call(application, "GET", "/status")
+    assert (response.status_code, response.text) == (200, "ok")
+
+
+def test_predicate_and_prioritize_over_http(application: app.App) -> None:
+    body = args(pod(ssd=GiB), [node("a", ssd=2 * GiB), node("b")])
+    response = call(application, "POST", "/predicate", body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["FailedAndUnresolvableNodes"] == {"b": "no capacity annotation"}
+    response = call(application, "POST", "/prioritize", body)
+    assert response.json() == [{"Host": "a", "Score": 1}, {"Host": "b", "Score": 0}]
+
+
+def test_metrics_count_requests(application: app.App) -> None:
+    call(application, "POST", "/predicate", b"nonsense")
+    text = call(application, "GET", "/metrics").text
+    assert 'topolvm_extender_requests_total{code="400",verb="predicate"} 1.0' in text
+    assert "topolvm_extender_request_duration_seconds_bucket" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/predicate", 405), ("POST", "/nope", 404), ("GET", "/", 404)],
+)
+def test_wrong_routes(application: app.App, method: str, path: str, status: int) -> None:
+    assert call(application, method, path).status_code == status
+
+
+def test_body_limit_is_413(application: app.App) -> None:
+    nodes = [node(f"n{i}", ssd=GiB) for i in range(400)]
+    response = call(application, "POST", "/predicate", args(pod(ssd=1), nodes))
+    assert response.status_code == 413
+    assert "exceeds" in response.text
+
+
+def test_unexpected_error_is_a_bare_500(application: app.App, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(body: bytes) -> None:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setitem(application._verbs, "/predicate", boom)
+    response = call(application, "POST", "/predicate", b"{}")
+    assert response.status_code == 500
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+
+
+def test_lifespan_and_real_server_roundtrip(application: app.App) -> None:
+    """Served by uvicorn on loopback, as in production."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.02)
+        body = args(pod(ssd=GiB), [node("a", ssd=2 * GiB)])
+        response = httpx.post(f"http://127.0.0.1:{port}/predicate", content=body, timeout=10)
+        assert json.loads(response.content)["Nodes"]["items"][0]["metadata"]["name"] == "a"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,163 @@
+"""Filter and prioritize over bytes: upstream-compatible replies, names mode, pack mode, over-commit protection."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.extender.helpers import GiB, args, node, pod
+from topolvm.core import scheduling
+from topolvm.extender import config, holder, metrics, verbs
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(mode: str = "spread", ttl: float = 60.0, **divisors: float) -> tuple[verbs.Extender, FakeClock]:
+    clock = FakeClock()
+    cfg = config.Config(policy=scheduling.Policy(divisors=divisors, mode=scheduling.Mode(mode)), reservation_ttl=ttl)
+    return verbs.Extender(cfg, holder.Holder(ttl, clock), metrics.Metrics()), clock
+
+
+def ok(reply: verbs.Reply) -> Any:
+    assert reply.status == 200, reply.body
+    return json.loads(reply.body)
+
+
+NODES = [
+    node("small", **{"00default": 5 * GiB}),
+    node("big", **{"00default": 500 * GiB}),
+    node("none"),
+    node("junk", **{"00default": "12x"}),
+]
+
+
+def test_filter_echoes_kept_nodes_and_reports_failures() -> None:
+    ext, _ = make()
+    result = ok(ext.predicate(args(pod(**{"00default": 10 * GiB}), NODES)))
+    assert [n["metadata"]["name"] for n in result["Nodes"]["items"]] == ["big"]
+    assert result["Nodes"]["items"][0] == NODES[1]  # the full object, unchanged
+    assert result["FailedAndUnresolvableNodes"] == {
+        "small": "out of VG free space",
+        "none": "no capacity annotation",
+        "junk": "bad capacity annotation: 12x",
+    }
+    assert result["Error"] == ""
+
+
+def test_filter_passes_everything_for_pods_without_requests() -> None:
+    ext, _ = make()
+    result = ok(ext.predicate(args(pod(), NODES)))
+    assert len(result["Nodes"]["items"]) == 4
+    assert result["FailedAndUnresolvableNodes"] == {}
+
+
+def test_filter_reports_bad_pod_annotation_in_error_field() -> None:
+    ext, _ = make()
+    result = ok(ext.predicate(args(pod(ssd="-1"), NODES)))
+    assert "capacity.topolvm.io/ssd" in result["Error"]
+    assert result["Nodes"] is None
+
+
+def test_names_mode_uses_the_cache() -> None:
+    ext, _ = make()
+    ok(ext.predicate(args(pod(), NODES[:2])))  # a full-node request teaches the cache
+    names = json.dumps({"Pod": pod(**{"00default": GiB}), "NodeNames": ["small", "big", "stranger"]}).encode()
+    result = ok(ext.predicate(names))
+    assert result["NodeNames"] == ["small", "big"]
+    assert result["Nodes"] is None
+    assert "stranger" in result["FailedAndUnresolvableNodes"]
+    scores = ok(ext.prioritize(names))
+    assert {s["Host"]: s["Score"] for s in scores}["stranger"] == 0
+
+
+def test_prioritize_scores_with_per_class_divisors() -> None:
+    ext, _ = make(ssd=4)
+    nodes = [node("a", ssd=64 * GiB, hdd=2 * GiB), node("b", ssd=1024 * GiB, hdd=1024 * GiB), node("c")]
+    scores = ok(ext.prioritize(args(pod(ssd=GiB, hdd=GiB), nodes)))
+    # a: ssd log2(64/4)=4, hdd log2(2)=1 -> 1; b: ssd log2(256)=8, hdd 10 -> 8; c: nothing -> 0
+    assert scores == [{"Host": "a", "Score": 1}, {"Host": "b", "Score": 8}, {"Host": "c", "Score": 0}]
+
+
+def test_pack_mode_prefers_least_free_that_fits() -> None:
+    ext, _ = make(mode="pack", ttl=0)
+    nodes = [node("tight", ssd=11 * GiB), node("roomy", ssd=900 * GiB), node("short", ssd=GiB)]
+    scores = {s["Host"]: s["Score"] for s in ok(ext.prioritize(args(pod(ssd=10 * GiB), nodes)))}
+    assert scores["tight"] > scores["roomy"] > 0
+    assert scores["short"] == 0
+
+
+@pytest.mark.parametrize("names", [False, True], ids=["nodes", "node-names"])
+def test_burst_of_pods_does_not_overcommit(names: bool) -> None:
+    """Upstream #117: annotations are stale during a burst; reservations keep the node from being oversold."""
+    ext, clock = make()
+    nodes = [node("n1", ssd=25 * GiB), node("n2", ssd=12 * GiB)]
+    ok(ext.predicate(args(pod(), nodes)))
+    placed: dict[str, int] = {"n1": 0, "n2": 0}
+    for i in range(6):
+        request = pod(f"p{i}", ssd=10 * GiB)
+        kept = ok(ext.predicate(args(request, nodes, names)))
+        kept_names = kept["NodeNames"] if names else [n["metadata"]["name"] for n in kept["Nodes"]["items"]]
+        if not kept_names:
+            assert "reserved" in " ".join(kept["FailedAndUnresolvableNodes"].values())
+            continue
+        scores = ok(ext.prioritize(args(request, [n for n in nodes if n["metadata"]["name"] in kept_names], names)))
+        best = max(scores, key=lambda s: (s["Score"], -ord(s["Host"][-1])))
+        placed[best["Host"]] += 10 * GiB
+        clock.now += 0.1
+    assert placed == {"n1": 20 * GiB, "n2": 10 * GiB}
+    # Once the TTL passes the node is offered again (its annotation never changed, so nothing is known).
+    clock.now += 61
+    assert ok(ext.predicate(args(pod("late", ssd=10 * GiB), nodes)))["Nodes"]["items"]
+
+
+def test_reservation_released_when_annotation_drops() -> None:
+    ext, _ = make()
+    nodes = [node("n1", ssd=25 * GiB)]
+    ok(ext.prioritize(args(pod("p1", ssd=20 * GiB), nodes)))
+    assert ok(ext.predicate(args(pod("p2", ssd=10 * GiB), nodes)))["Nodes"]["items"] == []
+    # The node agent created p1's LV and republished: 5 GiB left, and that is the truth now.
+    nodes = [node("n1", ssd=5 * GiB)]
+    result = ok(ext.predicate(args(pod("p3", ssd=4 * GiB), nodes)))
+    assert [n["metadata"]["name"] for n in result["Nodes"]["items"]] == ["n1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(b"", "invalid ExtenderArgs", id="empty"),
+        pytest.param(b"{", "invalid ExtenderArgs", id="truncated"),
+        pytest.param(b"[]", "Expected `object`", id="array"),
+        pytest.param(b'{"Nodes": {"items": []}}', "Pod is required", id="no-pod"),
+        pytest.param(b'{"Pod": {}}', "Nodes or NodeNames is required", id="no-nodes"),
+        pytest.param(b'{"Pod": {"metadata": {"annotations": {"a": 1}}}, "NodeNames": []}', "Expected `str`", id="int"),
+        pytest.param(b'{"Pod": {}, "Nodes": {"items": [{"metadata": {}}]}}', "has no metadata.name", id="no-name"),
+        pytest.param(b'{"Pod": {}, "Nodes": {"items": [7]}}', "Nodes.items[0]", id="item-not-object"),
+    ],
+)
+@pytest.mark.parametrize("verb", ["predicate", "prioritize"])
+def test_bad_requests_are_400_with_a_reason(verb: str, body: bytes, message: str) -> None:
+    ext, _ = make()
+    reply = getattr(ext, verb)(body)
+    assert reply.status == 400
+    assert message in reply.body.decode()
+
+
+def test_node_watch_events_feed_the_cache() -> None:
+    from types import SimpleNamespace
+
+    from topolvm.extender import kube
+
+    ext, _ = make()
+    meta = SimpleNamespace(name="w1", annotations={"capacity.topolvm.io/ssd": str(GiB), "x": "y"})
+    kube.apply_event(ext.holder, "ADDED", SimpleNamespace(metadata=meta))
+    assert ext.holder.capacities("w1") == {"ssd": str(GiB)}
+    kube.apply_event(ext.holder, "DELETED", SimpleNamespace(metadata=meta))
+    assert ext.holder.capacities("w1") is None

@@ -1,0 +1,1 @@
+"""Pod mutating webhook: quantities, the mutation decision, the HTTPS app, property tests over reviews."""

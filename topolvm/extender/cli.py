@@ -1,0 +1,75 @@
+"""``topolvm-scheduler``: run the extender (upstream-compatible flags: ``--config``; default listen ``:8000``).
+
+Usage: topolvm-scheduler [--config /etc/topolvm/scheduler.yaml] [--listen :8000] [--watch-nodes]
+
+``--watch-nodes`` keeps node annotations fresh from the API server; needed when kube-scheduler is configured
+with ``nodeCacheCapable: true`` (it then sends node names only). One worker process: reservations are in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+
+import uvicorn
+
+from topolvm import errors
+from topolvm.extender import app, config
+
+log = logging.getLogger("topolvm.extender")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="topolvm-scheduler", description="Scheduler extender for TopoLVM.")
+    parser.add_argument("--config", default="", help="config file (upstream format plus mode/reservation-ttl)")
+    parser.add_argument("--listen", default="", help="listen address, overrides the config file's 'listen'")
+    parser.add_argument("--watch-nodes", action="store_true", help="watch Nodes via the API (nodeCacheCapable)")
+    parser.add_argument("--kubeconfig", default="", help="kubeconfig for --watch-nodes (default: in-cluster)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        cfg = config.load(args.config) if args.config else config.Config()
+        listen = args.listen or cfg.listen
+        host, port = config.parse_listen(listen)
+    except errors.ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    application = app.App(cfg)
+    if args.watch_nodes:
+        from topolvm.extender import kube
+
+        kube.start_node_watch(application.holder, args.kubeconfig or None)
+    log.info(
+        "topolvm-scheduler listening on %s (mode=%s, default-divisor=%g, divisors=%s, reservation-ttl=%gs)",
+        listen,
+        cfg.policy.mode.value,
+        cfg.policy.default_divisor,
+        dict(cfg.policy.divisors),
+        cfg.reservation_ttl,
+    )
+    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    uvicorn.run(
+        application,
+        host=host or "0.0.0.0",  # noqa: S104 - upstream's ":8000" means every interface
+        port=port,
+        loop="uvloop" if fast else "asyncio",
+        http="httptools" if fast else "h11",
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""topolvm-scheduler configuration: upstream's YAML (listen, default-divisor, divisors) plus our additions.
+
+Read by ``topolvm.extender.cli``. An upstream file loads unchanged and behaves as upstream does (spread mode),
+except that over-commit protection is on by default. Additions:
+
+    mode: spread | pack            # pack prefers the least free node that fits (upstream #1049)
+    reservation-ttl: 60            # seconds capacity promised to a pod is held back (upstream #117); 0 = off
+    max-body-bytes: 67108864       # request body limit (upstream: 10 MiB)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from topolvm import errors
+from topolvm.core import scheduling
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = ":8000"
+DEFAULT_RESERVATION_TTL = 60.0
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+_KNOWN = {"listen", "default-divisor", "divisors", "mode", "reservation-ttl", "max-body-bytes"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    listen: str = DEFAULT_LISTEN
+    policy: scheduling.Policy = dataclasses.field(default_factory=scheduling.Policy)
+    reservation_ttl: float = DEFAULT_RESERVATION_TTL
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+def _number(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise errors.ConfigError(f"{field}: must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise errors.ConfigError(f"{field}: must be finite, got {value!r}")
+    return number
+
+
+def from_mapping(data: Mapping[str, Any]) -> Config:
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        # Upstream ignores unknown keys; we keep loading but say so, since a typo silently changes behaviour.
+        log.warning("scheduler config: ignoring unknown keys %s", ", ".join(map(str, unknown)))
+    listen = data.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen, str) or not listen:
+        raise errors.ConfigError(f"listen: must be an address like ':8000', got {listen!r}")
+    parse_listen(listen)
+    divisors_raw = data.get("divisors") or {}
+    if not isinstance(divisors_raw, Mapping):
+        raise errors.ConfigError(f"divisors: must be a mapping of device class to number, got {divisors_raw!r}")
+    divisors = {str(k): _number(f"divisors.{k}", v) for k, v in divisors_raw.items()}
+    mode_raw = data.get("mode", scheduling.Mode.SPREAD.value)
+    try:
+        mode = scheduling.Mode(mode_raw)
+    except ValueError:
+        raise errors.ConfigError(f"mode: must be 'spread' or 'pack', got {mode_raw!r}") from None
+    policy = scheduling.Policy(
+        default_divisor=_number("default-divisor", data.get("default-divisor", 1)),
+        divisors=divisors,
+        mode=mode,
+    )
+    ttl = _number("reservation-ttl", data.get("reservation-ttl", DEFAULT_RESERVATION_TTL))
+    if ttl < 0:
+        raise errors.ConfigError(f"reservation-ttl: must not be negative, got {ttl!r}")
+    max_body = data.get("max-body-bytes", DEFAULT_MAX_BODY_BYTES)
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body <= 0:
+        raise errors.ConfigError(f"max-body-bytes: must be a positive integer, got {max_body!r}")
+    return Config(listen=listen, policy=policy, reservation_ttl=ttl, max_body_bytes=max_body)
+
+
+def loads(text: str) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError(f"scheduler config is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise errors.ConfigError("scheduler config must be a YAML mapping")
+    return from_mapping(data)
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read scheduler config {path}: {exc.strerror}") from None
+    return loads(text)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Go-style listen address (``:8000``, ``127.0.0.1:8000``, ``[::1]:8000``) as (host, port); "" host = all."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise errors.ConfigError(f"listen: must be host:port, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the extender, on their own registry so tests and several apps do not collide.
+
+Updated by ``topolvm.extender.verbs`` and ``topolvm.extender.app``; served at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry or prometheus_client.CollectorRegistry()
+        self.requests = prometheus_client.Counter(
+            "topolvm_extender_requests_total",
+            "Extender HTTP requests by verb and status code.",
+            ["verb", "code"],
+            registry=self.registry,
+        )
+        self.duration = prometheus_client.Histogram(
+            "topolvm_extender_request_duration_seconds",
+            "Time to answer an extender verb, body read included.",
+            ["verb"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.nodes = prometheus_client.Histogram(
+            "topolvm_extender_request_nodes",
+            "Nodes per extender request.",
+            ["verb"],
+            buckets=(10, 100, 500, 1000, 2500, 5000, 10000),
+            registry=self.registry,
+        )
+        self.failed_nodes = prometheus_client.Counter(
+            "topolvm_extender_failed_nodes_total",
+            "Nodes the filter rejected, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.reservations = prometheus_client.Gauge(
+            "topolvm_extender_reservations",
+            "Capacity reservations held for pods being scheduled (upstream #117).",
+            registry=self.registry,
+        )
+        self.reserved_bytes = prometheus_client.Gauge(
+            "topolvm_extender_reserved_bytes",
+            "Bytes held back by reservations.",
+            registry=self.registry,
+        )
+        self.cached_nodes = prometheus_client.Gauge(
+            "topolvm_extender_cached_nodes",
+            "Nodes whose capacity annotations the extender knows (for nodeCacheCapable requests).",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)

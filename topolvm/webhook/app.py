@@ -1,0 +1,127 @@
+"""The pod mutating webhook as a raw ASGI application (served over HTTPS by uvicorn; see ``cli``).
+
+Routes: ``POST /pod/mutate`` (upstream's path), ``GET /healthz``, ``GET /metrics``. A body that is not an
+AdmissionReview gets HTTP 400 with a reason; otherwise the reply is always an AdmissionReview (HTTP 200), with
+refusals and lookup failures expressed in ``response.status`` as the API server expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+import prometheus_client
+
+from topolvm import errors
+from topolvm.webhook import mutate, ports, wire
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY_BYTES = 8 << 20  # the API server caps objects at ~3 MiB
+TEXT = b"text/plain; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        self.admissions = prometheus_client.Counter(
+            "topolvm_webhook_pod_admissions_total",
+            "Pod admissions by outcome (mutated, allowed, denied, errored).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.duration = prometheus_client.Histogram(
+            "topolvm_webhook_pod_admission_duration_seconds",
+            "Time to answer a pod admission, lookups included.",
+            registry=self.registry,
+        )
+
+
+class App:
+    def __init__(self, lookup: ports.Lookup, metrics: Metrics | None = None) -> None:
+        self.lookup = lookup
+        self.metrics = metrics or Metrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/pod/mutate" and method == "POST":
+            status, body, kind = await self._mutate(receive)
+        elif path in ("/healthz", "/readyz"):
+            status, body, kind = 200, b"ok", TEXT
+        elif path == "/metrics" and method == "GET":
+            status, body = 200, prometheus_client.generate_latest(self.metrics.registry)
+            kind = prometheus_client.CONTENT_TYPE_LATEST.encode()
+        else:
+            status, body, kind = 404, b"not found", TEXT
+        headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _mutate(self, receive: Receive) -> tuple[int, bytes, bytes]:
+        started = time.perf_counter()
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, b"client disconnected", TEXT
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return 413, b"request body too large", TEXT
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        try:
+            review = wire.review_decoder.decode(b"".join(chunks))
+        except msgspec.DecodeError as exc:
+            return 400, f"invalid AdmissionReview: {exc}".encode(), TEXT
+        if review.request is None:
+            return 400, b"invalid AdmissionReview: request is required", TEXT
+        response = await self._respond(review.request)
+        self.metrics.duration.observe(time.perf_counter() - started)
+        reply = wire.ReviewReply(response=response, apiVersion=review.apiVersion or wire.API_VERSION)
+        return 200, wire.encoder.encode(reply), b"application/json"
+
+    async def _respond(self, request: wire.Request) -> wire.Response:
+        try:
+            decision = await asyncio.to_thread(mutate.decide, request, self.lookup)
+        except errors.Unavailable as exc:
+            log.warning("admission %s: lookup failed: %s", request.uid, exc)
+            self.metrics.admissions.labels("errored").inc()
+            return wire.Response(request.uid, False, status=wire.Status(500, f"cannot look up volumes: {exc}"))
+        except Exception:
+            log.exception("admission %s failed", request.uid)
+            self.metrics.admissions.labels("errored").inc()
+            return wire.Response(request.uid, False, status=wire.Status(500, "internal error; see the webhook's log"))
+        if not decision.allowed:
+            log.warning("admission %s (%s) refused: %s", request.uid, request.namespace, decision.reason)
+            self.metrics.admissions.labels("denied" if decision.code == 403 else "errored").inc()
+            return wire.Response(request.uid, False, status=wire.Status(decision.code, decision.reason))
+        if not decision.patch:
+            log.debug("admission %s: %s", request.uid, decision.reason)
+            self.metrics.admissions.labels("allowed").inc()
+            return wire.Response(request.uid, True, status=wire.Status(200, decision.reason))
+        log.info("admission %s (%s): requesting %s", request.uid, request.namespace, dict(decision.capacities))
+        self.metrics.admissions.labels("mutated").inc()
+        patch = wire.encoder.encode(list(decision.patch))
+        return wire.Response(request.uid, True, patchType="JSONPatch", patch=patch)

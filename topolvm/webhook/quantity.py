@@ -1,0 +1,42 @@
+"""Kubernetes resource.Quantity strings ("1Gi", "500M", "1.5e3", "100m") to whole bytes, rounded up like Go's
+``Quantity.Value()``. Used by ``topolvm.webhook.mutate`` for PVC storage requests."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from topolvm import errors
+
+_PATTERN = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"  # number
+    r"(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?[0-9]+))?$"  # binary or decimal suffix, or exponent
+)
+_BINARY = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+MAX_TEXT = 64
+MAX_EXPONENT = 64
+
+
+def to_bytes(text: str) -> int:
+    """Bytes a quantity stands for, rounded up; raises InvalidArgument for anything else, negatives included."""
+    match = _PATTERN.fullmatch(text) if len(text) <= MAX_TEXT else None
+    if match is None:
+        raise errors.InvalidArgument(f"not a quantity: {text[:MAX_TEXT]!r}")
+    number, suffix, exponent = match.groups()
+    value = Fraction(number)
+    if suffix in _BINARY:
+        value *= _BINARY[suffix]
+    elif suffix:
+        value *= Fraction(10) ** _DECIMAL[suffix]
+    elif exponent is not None:
+        power = int(exponent)
+        if abs(power) > MAX_EXPONENT:
+            raise errors.InvalidArgument(f"quantity out of range: {text!r}")
+        value *= Fraction(10) ** power
+    if value < 0:
+        raise errors.InvalidArgument(f"quantity must not be negative: {text!r}")
+    whole = -(-value.numerator // value.denominator)
+    if whole > (1 << 63) - 1:
+        raise errors.InvalidArgument(f"quantity out of range: {text!r}")
+    return whole
