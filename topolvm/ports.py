@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from topolvm.core import model
+from topolvm.core import model, resources
 
 
 class Lvm(Protocol):
@@ -108,6 +108,51 @@ class Lvmd(Protocol):
     def watch(self, listener: CapacityListener) -> Subscription:
         """Call ``listener`` now with the current capacity and again after every change, until closed."""
         ...
+
+
+EventListener = Callable[[resources.Event], None]
+
+
+class Cluster(Protocol):
+    """The Kubernetes API as TopoLVM uses it: LogicalVolume CRs and Nodes, with watches.
+
+    Writes carry the object's ``resource_version``; a stale one is Conflict (re-read and retry). An object with
+    finalizers is only marked deleted (``deletion_timestamp``) until its last finalizer is removed.
+    """
+
+    def get_logical_volume(self, *, name: str) -> resources.LogicalVolume | None: ...
+
+    def list_logical_volumes(self) -> list[resources.LogicalVolume]: ...
+
+    def create_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+        """Assigns uid and resource_version; AlreadyExists if the name is taken."""
+        ...
+
+    def update_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+        """Writes metadata and spec (not status)."""
+        ...
+
+    def update_logical_volume_status(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+        """Writes status only (the status subresource)."""
+        ...
+
+    def delete_logical_volume(self, *, name: str) -> None:
+        """NotFound if absent."""
+        ...
+
+    def watch_logical_volumes(self, listener: EventListener) -> Subscription:
+        """Replays existing objects as ADDED, then reports every change until closed."""
+        ...
+
+    def get_node(self, *, name: str) -> resources.Node | None: ...
+
+    def list_nodes(self) -> list[resources.Node]: ...
+
+    def update_node(self, *, node: resources.Node) -> resources.Node:
+        """Writes labels, annotations and finalizers."""
+        ...
+
+    def watch_nodes(self, listener: EventListener) -> Subscription: ...
 
 
 class Clock(Protocol):

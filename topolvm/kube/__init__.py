@@ -1,0 +1,1 @@
+"""``Cluster`` adapters: in-memory (``memory``) today; the kubernetes-client one lands with the CSI driver."""
