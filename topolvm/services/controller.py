@@ -1,0 +1,182 @@
+"""Controller-side volume logic (CSI CreateVolume, DeleteVolume, ControllerExpandVolume, GetCapacity).
+
+Sans-IO: ``create_volume`` validates, sizes, places and records a LogicalVolume CR, then answers ``Pending``;
+``creation_state`` reads the CR's status and answers ``Ready``, ``Pending`` or raises the error the node agent
+recorded. The runtime driver — a watch on LogicalVolumes in the CSI server, an event loop in tests and the
+simulator — decides when to ask again, so nothing here blocks, polls or sleeps (upstream polls 1 s→10 s).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from topolvm import constants, errors, ports
+from topolvm.core import names, placement, resources, sizing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VolumeRequest:
+    """A CreateVolume request, stripped of the wire format."""
+
+    name: str
+    required_bytes: int = 0
+    limit_bytes: int = 0
+    device_class: str = ""
+    lvcreate_option_class: str = ""
+    fstype: str = "ext4"  # "block" for raw block volumes
+    preferred_nodes: Sequence[str] = field(default_factory=tuple)
+    requisite_nodes: Sequence[str] = field(default_factory=tuple)
+    source_volume_id: str = ""  # a snapshot or volume to clone
+    read_only_source: bool = False
+
+
+@dataclass(frozen=True)
+class Ready:
+    volume_id: str
+    size: int
+    node_name: str
+    cr_name: str
+
+
+@dataclass(frozen=True)
+class Pending:
+    cr_name: str
+
+
+def _check_cr_name(name: str) -> None:
+    # CR names are DNS subdomains; CSI names from external-provisioner look like "pvc-<uuid>".
+    if not name or len(name) > 253 or not all(c.isalnum() or c in "-." for c in name) or not name[0].isalnum():
+        raise errors.InvalidArgument(f"volume name {name!r} is not a valid Kubernetes object name")
+    if name.lower() != name:
+        raise errors.InvalidArgument(f"volume name {name!r} must be lower case")
+
+
+class ControllerService:
+    def __init__(self, *, cluster: ports.Cluster, clock: ports.Clock) -> None:
+        self.cluster = cluster
+        self.clock = clock
+
+    def create_volume(self, req: VolumeRequest) -> Ready | Pending:
+        _check_cr_name(req.name)
+        if req.device_class:
+            names.check_device_class_name(req.device_class)
+        size = sizing.volume_size(req.required_bytes, req.limit_bytes, req.fstype)
+        existing = self.cluster.get_logical_volume(name=req.name)
+        if existing is not None and existing.meta.deleting:
+            raise errors.Unavailable(f"an earlier attempt at volume {req.name!r} is still being cleaned up; retry")
+        if existing is not None:
+            if existing.spec.size != size or existing.spec.device_class != req.device_class:
+                raise errors.AlreadyExists(
+                    f"volume {req.name!r} exists with {existing.spec.size} bytes in class "
+                    f"{existing.spec.device_class!r}; requested {size} in {req.device_class!r}"
+                )
+            return self.creation_state(req.name)
+        source = self._source(req) if req.source_volume_id else None
+        if source is not None:
+            node_name = source.spec.node_name  # snapshots and clones live beside their source
+            if size < source.spec.size:
+                raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
+        else:
+            node_name = placement.choose_node(
+                self.cluster.list_nodes(),
+                req.device_class,
+                size,
+                preferred=req.preferred_nodes,
+                requisite=req.requisite_nodes,
+            )
+        spec = resources.LogicalVolumeSpec(
+            name=req.name,
+            node_name=node_name,
+            size=size,
+            device_class=req.device_class,
+            lvcreate_option_class=req.lvcreate_option_class,
+            source=source.status.volume_id if source is not None else "",
+            access_type=("ro" if req.read_only_source else "rw") if source is not None else "",
+        )
+        meta = resources.Meta(name=req.name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})
+        try:
+            self.cluster.create_logical_volume(lv=resources.LogicalVolume(meta, spec))
+        except errors.AlreadyExists:
+            return self.creation_state(req.name)  # a concurrent identical request won the race
+        log.info("volume %s: %d bytes on node %s, class %r", req.name, size, node_name, req.device_class)
+        return Pending(req.name)
+
+    def creation_state(self, cr_name: str) -> Ready | Pending:
+        lv = self.cluster.get_logical_volume(name=cr_name)
+        if lv is None:
+            raise errors.NotFound(f"LogicalVolume {cr_name!r} disappeared while being created")
+        if lv.status.code != errors.OK and not lv.status.volume_id:
+            # The node could not create it. Remove the CR so a retry of CreateVolume starts afresh (and may
+            # land elsewhere); the node agent drops its finalizer, removing any half-made LV.
+            if not lv.meta.deleting:
+                self.cluster.delete_logical_volume(name=cr_name)
+            raise errors.from_code(lv.status.code, lv.status.message or f"volume {cr_name!r} failed")
+        if lv.status.volume_id:
+            return Ready(lv.status.volume_id, lv.status.current_size or lv.spec.size, lv.spec.node_name, cr_name)
+        return Pending(cr_name)
+
+    def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
+        for lv in self.cluster.list_logical_volumes():
+            if lv.meta.uid == volume_id:  # the volume ID is the CR's UID (and the LV's name)
+                return lv
+        return None
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Idempotent: an unknown volume ID is already deleted."""
+        if not volume_id:
+            raise errors.InvalidArgument("volume ID is empty")
+        lv = self.find_by_volume_id(volume_id)
+        if lv is None or lv.meta.deleting:
+            return
+        try:
+            self.cluster.delete_logical_volume(name=lv.name)
+        except errors.NotFound:
+            return
+        log.info("volume %s (%s): deletion requested", lv.name, volume_id)
+
+    def expand_volume(
+        self, volume_id: str, required_bytes: int, limit_bytes: int, fstype: str = "ext4"
+    ) -> Ready | Pending:
+        lv = self.find_by_volume_id(volume_id)
+        if lv is None:
+            raise errors.NotFound(f"volume {volume_id!r} not found")
+        size = sizing.volume_size(required_bytes, limit_bytes, fstype)
+        if size < lv.spec.size:
+            raise errors.OutOfRange(f"volume {volume_id!r} is {lv.spec.size} bytes; shrinking is not supported")
+        if size > lv.spec.size:
+            meta = replace(
+                lv.meta,
+                annotations={**lv.meta.annotations, constants.RESIZE_REQUESTED_AT_ANNOTATION: self._timestamp()},
+            )
+            self.cluster.update_logical_volume(lv=replace(lv, meta=meta, spec=replace(lv.spec, size=size)))
+            log.info("volume %s: expansion to %d bytes requested", lv.name, size)
+        return self.expansion_state(lv.name, size)
+
+    def expansion_state(self, cr_name: str, size: int) -> Ready | Pending:
+        lv = self.cluster.get_logical_volume(name=cr_name)
+        if lv is None:
+            raise errors.NotFound(f"LogicalVolume {cr_name!r} disappeared while being expanded")
+        if lv.status.current_size is not None and lv.status.current_size >= size:
+            return Ready(lv.status.volume_id, lv.status.current_size, lv.spec.node_name, cr_name)
+        if lv.status.code != errors.OK:
+            raise errors.from_code(lv.status.code, lv.status.message)
+        return Pending(cr_name)
+
+    def _timestamp(self) -> str:
+        return datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC).isoformat()
+
+    def get_capacity(self, device_class: str, node_name: str | None = None) -> int:
+        return placement.total_capacity(self.cluster.list_nodes(), device_class, node_name)
+
+    def _source(self, req: VolumeRequest) -> resources.LogicalVolume:
+        source = self.find_by_volume_id(req.source_volume_id)
+        if source is None:
+            raise errors.NotFound(f"source volume {req.source_volume_id!r} not found")
+        if source.spec.device_class != req.device_class:
+            raise errors.InvalidArgument("a snapshot or clone must use its source's device class")
+        return source

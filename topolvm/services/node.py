@@ -1,0 +1,151 @@
+"""Node-side services: the LogicalVolume reconciler and the capacity publisher.
+
+``LogicalVolumeReconciler.reconcile(name)`` makes LVM (through the ``Lvmd`` port) match one LogicalVolume CR
+assigned to this node and records the outcome in its status. It never waits or sleeps: it returns ``RETRY``
+and the runtime driver (a watch plus a work queue in production, an event loop in tests and the simulator)
+decides when to call again. LVs are named by the CR's UID and tagged with the CR name, so a restarted agent
+adopts an LV it created before crashing (lvmd's CreateLV is idempotent) instead of making a second one.
+
+``CapacityPublisher`` turns lvmd's capacity stream into the Node's ``capacity.topolvm.io/*`` annotations.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import replace
+
+from topolvm import constants, errors, ports
+from topolvm.core import model, placement, resources
+
+log = logging.getLogger(__name__)
+
+# Failures worth retrying by themselves; others wait for the spec to change.
+_TRANSIENT = (errors.Unavailable, errors.Conflict, errors.LvmCommandError)
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    RETRY = "retry"
+
+
+def owner_tag(cr_name: str) -> str:
+    return constants.OWNER_TAG_PREFIX + cr_name
+
+
+class LogicalVolumeReconciler:
+    def __init__(self, *, node_name: str, cluster: ports.Cluster, lvmd: ports.Lvmd) -> None:
+        self.node_name = node_name
+        self.cluster = cluster
+        self.lvmd = lvmd
+
+    def reconcile(self, name: str) -> Outcome:
+        lv = self.cluster.get_logical_volume(name=name)
+        if lv is None or lv.spec.node_name != self.node_name:
+            return Outcome.DONE
+        try:
+            return self._reconcile(lv)
+        except _TRANSIENT as exc:
+            log.info("LogicalVolume %s: will retry: %s", name, exc)
+            return Outcome.RETRY
+
+    def _reconcile(self, lv: resources.LogicalVolume) -> Outcome:
+        if lv.meta.deleting:
+            return self._finalize(lv)
+        if constants.LOGICAL_VOLUME_FINALIZER not in lv.meta.finalizers:
+            meta = lv.meta.with_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
+            lv = self.cluster.update_logical_volume(lv=replace(lv, meta=meta))
+        if not lv.status.volume_id:
+            # A recorded failure is final for this CR: the controller deletes it and CreateVolume starts afresh.
+            return Outcome.DONE if lv.status.code != errors.OK else self._create(lv)
+        if lv.status.current_size is None or lv.spec.size > lv.status.current_size:
+            return self._resize(lv)
+        return Outcome.DONE
+
+    def _finalize(self, lv: resources.LogicalVolume) -> Outcome:
+        if constants.LOGICAL_VOLUME_FINALIZER not in lv.meta.finalizers:
+            return Outcome.DONE
+        # By UID, not status.volume_id: the LV may exist from a create whose status update never landed.
+        self.lvmd.remove_lv(name=lv.meta.uid, device_class=lv.spec.device_class)
+        meta = lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
+        self.cluster.update_logical_volume(lv=replace(lv, meta=meta))
+        log.info("LogicalVolume %s: removed LV %s", lv.name, lv.meta.uid)
+        return Outcome.DONE
+
+    def _create(self, lv: resources.LogicalVolume) -> Outcome:
+        spec = lv.spec
+        try:
+            if spec.source:
+                access = model.AccessType.READ_ONLY if spec.access_type == "ro" else model.AccessType.READ_WRITE
+                created = self.lvmd.create_lv_snapshot(
+                    name=lv.meta.uid,
+                    device_class=spec.device_class,
+                    source_volume=spec.source,
+                    size_bytes=spec.size,
+                    access_type=access,
+                    tags=[owner_tag(lv.name)],
+                )
+            else:
+                created = self.lvmd.create_lv(
+                    name=lv.meta.uid,
+                    device_class=spec.device_class,
+                    size_bytes=spec.size,
+                    tags=[owner_tag(lv.name)],
+                    lvcreate_option_class=spec.lvcreate_option_class,
+                )
+        except _TRANSIENT:
+            raise
+        except errors.TopoLVMError as exc:
+            # A final answer for this spec (no room, bad class...): record it for the controller to return.
+            status = resources.LogicalVolumeStatus(code=exc.code, message=str(exc))
+            self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+            log.warning("LogicalVolume %s: %s", lv.name, exc)
+            return Outcome.DONE
+        status = resources.LogicalVolumeStatus(volume_id=lv.meta.uid, current_size=created.size)
+        self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+        log.info("LogicalVolume %s: LV %s ready (%d bytes)", lv.name, lv.meta.uid, created.size)
+        return Outcome.DONE
+
+    def _resize(self, lv: resources.LogicalVolume) -> Outcome:
+        try:
+            resized = self.lvmd.resize_lv(
+                name=lv.status.volume_id, device_class=lv.spec.device_class, size_bytes=lv.spec.size
+            )
+        except _TRANSIENT:
+            raise
+        except errors.TopoLVMError as exc:
+            status = replace(lv.status, code=exc.code, message=str(exc))
+            if status != lv.status:  # an unchanged status is not rewritten, so no event loops back here
+                self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+            return Outcome.DONE
+        status = replace(lv.status, current_size=resized.size, code=errors.OK, message="")
+        self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+        return Outcome.DONE
+
+
+class CapacityPublisher:
+    """Listener for ``Lvmd.watch``: writes capacity annotations on this node's Node object."""
+
+    def __init__(self, *, node_name: str, cluster: ports.Cluster, attempts: int = 5) -> None:
+        self.node_name = node_name
+        self.cluster = cluster
+        self.attempts = attempts
+
+    def __call__(self, capacity: model.NodeCapacity) -> None:
+        wanted = placement.capacity_annotations(
+            [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
+        )
+        for _ in range(self.attempts):
+            node = self.cluster.get_node(name=self.node_name)
+            if node is None:
+                log.warning("node %s not found; capacity not published", self.node_name)
+                return
+            if all(node.meta.annotations.get(k) == v for k, v in wanted.items()):
+                return
+            annotations = {**node.meta.annotations, **wanted}
+            try:
+                self.cluster.update_node(node=replace(node, meta=replace(node.meta, annotations=annotations)))
+                return
+            except errors.Conflict:
+                continue  # someone else wrote the Node; re-read and try again
+        log.warning("node %s: capacity annotations not written after %d conflicts", self.node_name, self.attempts)
