@@ -131,6 +131,9 @@ def test_topology_and_capacity_errors() -> None:
         pytest.param(controller.VolumeRequest(name="pvc", device_class="-x"), errors.InvalidArgument, id="bad-class"),
         pytest.param(controller.VolumeRequest(name="pvc", fstype="ntfs"), errors.InvalidArgument, id="bad-fstype"),
         pytest.param(
+            controller.VolumeRequest(name="pvc", device_class="nvme"), errors.InvalidArgument, id="unknown-class"
+        ),
+        pytest.param(
             controller.VolumeRequest(name="pvc", required_bytes=2, limit_bytes=1), errors.OutOfRange, id="range"
         ),
         pytest.param(controller.VolumeRequest(name="pvc", source_volume_id="nope"), errors.NotFound, id="no-source"),

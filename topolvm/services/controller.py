@@ -82,8 +82,11 @@ class ControllerService:
             if size < source.spec.size:
                 raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
         else:
+            nodes = self.cluster.list_nodes()
+            if not any(placement.node_capacity(n, req.device_class) is not None for n in nodes):
+                raise errors.InvalidArgument(f"no node offers device class {req.device_class or '(default)'!r}")
             node_name = placement.choose_node(
-                self.cluster.list_nodes(),
+                nodes,
                 req.device_class,
                 size,
                 preferred=req.preferred_nodes,
