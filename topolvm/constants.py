@@ -46,6 +46,9 @@ DEFAULT_LVM_COMMAND_PREFIX: Final = ("/usr/bin/nsenter", "-m", "-u", "-i", "-n",
 # LV tags written by this project: ownership lets a restarted node agent adopt its LVs and lets the
 # orphan collector find LVs whose LogicalVolume is gone (upstream #1104/#1213).
 OWNER_TAG_PREFIX: Final = "topolvm.io/owner="
+# lvmd marks every LV it creates; it removes, resizes and lists only LVs with a TopoLVM tag.
+MANAGED_TAG: Final = "topolvm.io/managed"
+TOPOLVM_TAG_PREFIXES: Final = ("topolvm.io/", "topolvm/")
 
 
 def capacity_annotation(device_class: str) -> str:

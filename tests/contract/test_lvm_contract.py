@@ -45,6 +45,27 @@ def test_create_linear_lv_rounds_to_extents_and_keeps_tags(lvm_world: LvmWorld) 
     assert after.free == before.free - 12 * MiB
 
 
+def test_tags_are_a_sorted_set(lvm_world: LvmWorld) -> None:
+    lvm_world.lvm.create_lv(vg=lvm_world.vg, name="tags", size=4 * MiB, tags=["b=1", "a=1", "b=1"])
+    lv = vg_state(lvm_world).find_lv("tags")
+    assert lv is not None and lv.tags == ("a=1", "b=1")
+
+
+def test_layout_is_reported(lvm_world: LvmWorld) -> None:
+    lvm_world.lvm.create_lv(vg=lvm_world.vg, name="lin", size=4 * MiB)
+    lvm_world.lvm.create_lv(vg=lvm_world.vg, name="str", size=8 * MiB, stripes=2)
+    vg = vg_state(lvm_world)
+    lin, striped = vg.find_lv("lin"), vg.find_lv("str")
+    assert lin is not None and (lin.segtype, lin.stripes, lin.data_stripes) == ("linear", 1, 1)
+    assert striped is not None and (striped.segtype, striped.stripes, striped.data_stripes) == ("striped", 2, 2)
+
+
+def test_more_stripes_than_pvs_is_insufficient_capacity(lvm_world: LvmWorld) -> None:
+    with pytest.raises(errors.InsufficientCapacity):
+        lvm_world.lvm.create_lv(vg=lvm_world.vg, name="wide", size=12 * MiB, stripes=3)
+    assert vg_state(lvm_world).find_lv("wide") is None
+
+
 def test_striped_lv_takes_half_from_each_pv(lvm_world: LvmWorld) -> None:
     before = {pv.name: pv.free for pv in vg_state(lvm_world).pvs}
     lvm_world.lvm.create_lv(vg=lvm_world.vg, name="striped", size=20 * MiB, stripes=2, stripe_size="64k")
@@ -85,6 +106,8 @@ def test_missing_vg_is_not_found(lvm_world: LvmWorld) -> None:
         pytest.param("..", id="dotdot"),
         pytest.param("a_rimage_0", id="reserved-part"),
         pytest.param("snapshot1", id="reserved-prefix"),
+        pytest.param("pvc_cvol", id="reserved-cvol"),
+        pytest.param("a_cpool", id="reserved-cpool"),
         pytest.param("a b", id="space"),
         pytest.param("$(id)", id="substitution"),
     ],

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import queue
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.contract.conftest import SPARE_GB, GiB, LvmdWorld
+from tests.contract.conftest import SPARE_GB, GiB, LvmdWorld, lvmd_config
 from topolvm import errors
 from topolvm.core import model
+from topolvm.lvm import memory as lvm_memory
+from topolvm.lvmd import client as lvmd_client
+from topolvm.lvmd import server as lvmd_server
+from topolvm.services import lvmd as lvmd_service
 
 MiB = 1 << 20
 
@@ -30,7 +36,7 @@ def test_free_bytes_is_vg_free_minus_spare(lvmd_world: LvmdWorld) -> None:
 def test_create_list_remove(lvmd_world: LvmdWorld) -> None:
     free = lvmd_world.lvmd.free_bytes(device_class="ssd")
     lv = lvmd_world.lvmd.create_lv(name="vol1", device_class="ssd", size_bytes=10 * MiB, tags=["topolvm.io/owner=u1"])
-    assert lv.name == "vol1" and lv.size == 12 * MiB and lv.tags == ("topolvm.io/owner=u1",)
+    assert lv.name == "vol1" and lv.size == 12 * MiB and lv.tags == ("topolvm.io/managed", "topolvm.io/owner=u1")
     assert lv.vg_name == lvmd_world.backend.vg and lv.uuid
     assert [v.name for v in lvmd_world.lvmd.list_lvs(device_class="ssd")] == ["vol1"]
     assert lvmd_world.lvmd.free_bytes(device_class="ssd") == free - 12 * MiB
@@ -123,6 +129,39 @@ def test_one_mutation_and_one_report_per_request(lvmd_world: LvmdWorld) -> None:
     assert lvmd_world.backend.calls() == calls  # reads are served from state
 
 
+def test_lvmd_leaves_untagged_lvs_alone(lvmd_world: LvmdWorld) -> None:
+    """An LV TopoLVM did not make (e.g. the OS's, in a shared VG) is not listed, resized or removed."""
+    lvmd_world.backend.lvm.create_lv(vg=lvmd_world.backend.vg, name="root", size=8 * MiB)
+    lvmd_world.lvmd.create_lv(name="ours", device_class="ssd", size_bytes=8 * MiB)  # lvmd re-reads LVM
+    assert [lv.name for lv in lvmd_world.lvmd.list_lvs(device_class="ssd")] == ["ours"]
+    with pytest.raises(errors.FailedPrecondition):
+        lvmd_world.lvmd.remove_lv(name="root", device_class="ssd")
+    with pytest.raises(errors.NotFound):
+        lvmd_world.lvmd.resize_lv(name="root", device_class="ssd", size_bytes=16 * MiB)
+    with pytest.raises(errors.AlreadyExists):
+        lvmd_world.lvmd.create_lv(name="root", device_class="ssd", size_bytes=8 * MiB)
+    assert vg(lvmd_world).find_lv("root") is not None
+
+
+def test_a_failing_watch_listener_keeps_getting_updates(lvmd_world: LvmdWorld) -> None:
+    seen: queue.Queue[model.NodeCapacity] = queue.Queue()
+
+    def flaky(cap: model.NodeCapacity) -> None:
+        seen.put(cap)
+        if seen.qsize() == 2:
+            raise RuntimeError("listener bug")
+
+    sub = lvmd_world.lvmd.watch(flaky)
+    try:
+        _next(seen)
+        lvmd_world.lvmd.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+        _next(seen)  # this delivery raised
+        lvmd_world.lvmd.create_lv(name="b", device_class="ssd", size_bytes=8 * MiB)
+        assert _next(seen) is not None
+    finally:
+        sub.close()
+
+
 def _next(updates: queue.Queue[model.NodeCapacity]) -> model.NodeCapacity:
     return updates.get(timeout=10)
 
@@ -172,3 +211,26 @@ def test_thin_class_overprovision_and_snapshots(lvmd_world: LvmdWorld) -> None:
     assert [v.name for v in lvmd_world.lvmd.list_lvs(device_class="ssd")] == []  # thin LVs are not thick's
     with pytest.raises(errors.NotFound):
         lvmd_world.lvmd.create_lv_snapshot(name="s2", device_class="thin", source_volume="nope", size_bytes=MiB)
+
+
+def test_watch_streams_are_capped_so_calls_always_get_a_thread(tmp_path: Path) -> None:
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg0", [4 * GiB])
+    service = lvmd_service.LvmdService(lvm=lvm, config=lvmd_config("vg0", thin=False))
+    service.start()
+    sock = Path(tempfile.mkdtemp(prefix="tlvm-", dir="/tmp")) / "lvmd.sock"
+    server = lvmd_server.serve(service, str(sock), max_workers=4)  # room for one Watch
+    client = lvmd_client.LvmdClient(str(sock), timeout=10)
+    try:
+        first: queue.Queue[model.NodeCapacity] = queue.Queue()
+        sub = client.watch(first.put)
+        _next(first)
+        with pytest.raises(errors.InsufficientCapacity, match="too many concurrent Watch"):
+            client.capacity()  # capacity() opens a second Watch
+        assert client.free_bytes(device_class="ssd") > 0  # unary calls still served
+        sub.close()
+    finally:
+        client.close()
+        server.stop(None).wait()
+        sock.unlink(missing_ok=True)
+        sock.parent.rmdir()

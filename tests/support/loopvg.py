@@ -55,6 +55,8 @@ def loop_vg(tmp: Path, pv_sizes: tuple[int, ...] = (1 << 30, 1 << 30)) -> Iterat
     name = f"tlvm-{uuid.uuid4().hex[:10]}"
     loops: list[str] = []
     spare = [d for d in os.environ.get("TOPOLVM_TEST_PVS", "").split(",") if d]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        spare = []  # parallel workers would wipe the same disks: each makes its own loop devices
     try:
         if spare and len(spare) >= len(pv_sizes):
             devices = spare[: len(pv_sizes)]

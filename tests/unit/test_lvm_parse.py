@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,10 @@ def test_parse_recorded_thick_report() -> None:
     lv1 = vg.find_lv("lv1")
     assert lv1 is not None and lv1.size == 104857600 and lv1.tags == ("topolvm.io/owner=x",)
     assert lv1.path == "/dev/exvg/lv1" and not lv1.is_thin and lv1.data_percent is None
-    assert vg.find_lv("lv2") is not None and vg.find_lv("nope") is None
+    lv2 = vg.find_lv("lv2")
+    assert lv2 is not None and (lv2.segtype, lv2.stripes, lv2.data_stripes) == ("striped", 2, 2)
+    assert (lv1.segtype, lv1.stripes) == ("linear", 1)
+    assert vg.find_lv("nope") is None
 
 
 def test_parse_thin_rows() -> None:
@@ -69,6 +75,18 @@ def test_runner_timeout_kills_and_reports_unavailable() -> None:
     runner = command.Runner(lvm_binary="sleep", timeout=0.2)
     with pytest.raises(errors.Unavailable, match="timed out"):
         runner.run("5", [])
+
+
+def test_runner_timeout_kills_lvm_behind_a_forking_prefix() -> None:
+    # A prefix that forks and waits, like nsenter -p: killing only the direct child would leave "lvm" running.
+    forking = (sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1:])")
+    marker = "31.41592"
+    runner = command.Runner(prefix=forking, lvm_binary="sleep", timeout=0.5)
+    with pytest.raises(errors.Unavailable, match=r"timed out after 0.5s"):
+        runner.run(marker, [])
+    time.sleep(0.2)
+    alive = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, check=False)
+    assert alive.returncode == 1, f"lvm survived its timeout: {alive.stdout!r}"
 
 
 def test_runner_missing_binary_is_unavailable() -> None:

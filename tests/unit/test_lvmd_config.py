@@ -61,6 +61,14 @@ def test_our_additions_and_empty_prefix() -> None:
     assert cfg.lvm_timeout_seconds == 5
 
 
+def test_settings_upstream_ignores_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config.parse(
+        "device-classes:\n  - {name: a, volume-group: v, stripe: 0, thin-pool: {name: p, overprovision-ratio: 2}}\n"
+    )
+    assert cfg.device_classes[0].stripes is None and cfg.device_classes[0].thin_pool is None
+    assert "device-classes[0].thin-pool: ignored" in caplog.text
+
+
 def test_unknown_keys_are_warned_about_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
     cfg = config.parse("device-classes: [{name: a, volume-group: v, spare_gb: 3}]\nfuture-key: 1\n")
     assert cfg.device_classes[0].spare_bytes == 10 << 30
@@ -138,6 +146,27 @@ def test_unknown_keys_are_warned_about_not_fatal(caplog: pytest.LogCaptureFixtur
             id="option-with-space",
         ),
         pytest.param("device-classes: [{name: a, volume-group: v}", "not valid YAML", id="bad-yaml"),
+        pytest.param(
+            "device-classes: [{name: a, volume-group: v}]\ndevice-classes: [{name: b, volume-group: w}]\n",
+            "duplicate key 'device-classes' (line 2)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "device-classes: [{name: a, volume-group: v, stripe: 2, lvcreate-options: ['-i', '3']}]",
+            "sets stripes, and so does stripe",
+            id="stripe-twice",
+        ),
+        pytest.param(
+            "device-classes: [{name: a, volume-group: v, type: thin, lvcreate-options: [--type=raid1],"
+            " thin-pool: {name: p, overprovision-ratio: 2}}]",
+            "do not apply to a thin class",
+            id="thin-with-options",
+        ),
+        pytest.param(
+            "device-classes: [{name: a, volume-group: v, stripe: 2, stripe-size: k}]",
+            "device-classes[0].stripe-size",
+            id="stripe-size-without-digits",
+        ),
         pytest.param("- a\n- b\n", "top level must be a mapping", id="not-a-mapping"),
     ],
 )

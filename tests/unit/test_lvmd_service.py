@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from topolvm import errors
@@ -95,3 +97,91 @@ def test_listeners_hear_changes_only_and_a_failing_listener_is_contained() -> No
     assert len(heard) == 1
     svc.create_lv(name="a", device_class="ssd", size_bytes=GiB)
     assert heard == [6 * GiB, 5 * GiB]
+
+
+class FlakyReportLvm(memory.InMemoryLvm):
+    """Reports fail while ``fail_reports`` is positive (a fullreport timing out, say)."""
+
+    fail_reports = 0
+
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        if self.fail_reports:
+            self.fail_reports -= 1
+            raise errors.Unavailable("lvm fullreport timed out")
+        return super().report(vg_names=vg_names)
+
+
+def test_a_failed_refresh_is_caught_up_before_the_next_decision() -> None:
+    lvm = FlakyReportLvm()
+    lvm.add_vg("vg", [GiB])
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),)))
+    svc.start()
+    lvm.fail_reports = 1
+    with pytest.raises(errors.Unavailable):  # lvcreate worked, the report after it did not
+        svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+    # A retry must see the LV (not run lvcreate again and fail), and a remove must really remove it.
+    assert svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB).size == 8 * MiB
+    svc.remove_lv(name="a", device_class="ssd")
+    assert lvm.report(vg_names=["vg"]).vgs["vg"].lvs == ()
+
+
+def test_already_exists_from_lvm_is_rechecked_against_fresh_state() -> None:
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),)))
+    svc.start()
+    # Another lvmd call path (a lost reply, say) made the LV behind this service's back.
+    lvm.create_lv(vg="vg", name="a", size=8 * MiB, tags=["topolvm.io/managed"])
+    assert svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB).size == 8 * MiB
+
+
+def test_missing_pvs_report_no_capacity_and_refuse_allocation() -> None:
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB, GiB])
+    lvm.mark_pv_missing("vg", 1)
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),)))
+    svc.start()
+    assert svc.free_bytes(device_class="ssd") == 0
+    with pytest.raises(errors.FailedPrecondition, match="missing PVs"):
+        svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+
+
+def test_manage_untagged_lvs_opt_in() -> None:
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    lvm.create_lv(vg="vg", name="legacy", size=8 * MiB)
+    cfg = model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),), manage_untagged_lvs=True)
+    svc = lvmd.LvmdService(lvm=lvm, config=cfg)
+    svc.start()
+    assert [lv.name for lv in svc.list_lvs(device_class="ssd")] == ["legacy"]
+    svc.remove_lv(name="legacy", device_class="ssd")
+    assert lvm.report(vg_names=["vg"]).vgs["vg"].lvs == ()
+
+
+def test_resize_uses_the_lvs_own_layout() -> None:
+    mirror = model.LvcreateOptionClass("mirror", ("--type=raid1",))
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB, 512 * MiB])
+    svc = lvmd.LvmdService(
+        lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),), (mirror,))
+    )
+    svc.start()
+    svc.create_lv(name="m", device_class="ssd", size_bytes=400 * MiB, lvcreate_option_class="mirror")
+    # Linear growth would fit in the big PV; a mirror must grow on both PVs, and the small one is nearly full.
+    with pytest.raises(errors.InsufficientCapacity):
+        svc.resize_lv(name="m", device_class="ssd", size_bytes=600 * MiB)
+    assert svc.resize_lv(name="m", device_class="ssd", size_bytes=500 * MiB).size == 500 * MiB
+
+
+def test_snapshot_retry_finishes_an_interrupted_grow() -> None:
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    lvm.create_thin_pool(vg="vg", name="pool", size=512 * MiB)
+    thin = model.DeviceClass("thin", "vg", type=model.DeviceType.THIN, thin_pool=model.ThinPoolConfig("pool", 4.0))
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((thin,)))
+    svc.start()
+    svc.create_lv(name="src", device_class="thin", size_bytes=100 * MiB)
+    # A first attempt made the snapshot but died before growing it to the requested size.
+    lvm.create_snapshot(vg="vg", source="src", name="snap", tags=["topolvm.io/managed"])
+    snap = svc.create_lv_snapshot(name="snap", device_class="thin", source_volume="src", size_bytes=200 * MiB)
+    assert snap.size == 200 * MiB and snap.origin == "src"

@@ -46,7 +46,7 @@ def test_stripe_sizes(value: str) -> None:
     names.check_stripe_size(value)
 
 
-@pytest.mark.parametrize("value", ["64q", "k64", "-1", "1.5k", ""])
+@pytest.mark.parametrize("value", ["64q", "k64", "-1", "1.5k", "", "k", "0"])
 def test_bad_stripe_sizes(value: str) -> None:
     with pytest.raises(errors.InvalidArgument):
         names.check_stripe_size(value)

@@ -80,7 +80,7 @@ def test_create_ready_expand_delete() -> None:
     assert cr is not None and ready.volume_id == cr.meta.uid
     assert constants.LOGICAL_VOLUME_FINALIZER in cr.meta.finalizers
     lv = w.lvms["n1"].report(vg_names=["vg"]).vgs["vg"].find_lv(ready.volume_id)
-    assert lv is not None and lv.tags == (constants.OWNER_TAG_PREFIX + "pvc-a",)
+    assert lv is not None and lv.tags == (constants.MANAGED_TAG, constants.OWNER_TAG_PREFIX + "pvc-a")
     assert w.annotation("n1") == 90 * GiB
 
     # the same request again is answered from the CR, without a second volume
@@ -159,7 +159,8 @@ def test_node_failure_is_recorded_and_returned() -> None:
         w.controller.create_volume(controller.VolumeRequest(name="pvc-e", required_bytes=5 * GiB, device_class="ssd"))
     w.drain()
     assert w.cluster.get_logical_volume(name="pvc-e") is None
-    w.lvmds["n1"].remove_lv(name="intruder", device_class="ssd")
+    w.lvms["n1"].remove_lv(vg="vg", name="intruder")  # the operator cleans up...
+    w.lvmds["n1"].refresh()  # ...and lvmd's background refresh notices
     w.controller.create_volume(controller.VolumeRequest(name="pvc-e", required_bytes=5 * GiB, device_class="ssd"))
     w.drain()
     assert isinstance(w.controller.creation_state("pvc-e"), controller.Ready)

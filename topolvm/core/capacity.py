@@ -88,11 +88,23 @@ def layout_for(options: Sequence[str], stripes: int | None = None) -> Layout:
         return Layout(images=data + _PARITY.get(base, 0), data_stripes=data, meta_extents=meta)
     if segtype in ("raid1", "mirror") or (mirrors and segtype in ("", "mirror")):
         copies = (mirrors if mirrors is not None else 1) + 1
-        # raid1 keeps an rmeta extent per image; the old mirror type keeps a 1-extent log on another PV,
-        # which we charge the same way.
+        # raid1 keeps an rmeta extent per image. The legacy mirror type instead keeps a 1-extent log, by
+        # default on a PV of its own; charging it like rmeta is an approximation (it may need one more PV).
         return Layout(images=copies, data_stripes=1, meta_extents=1)
     if stripes and stripes > 1:
         return Layout(images=stripes, data_stripes=stripes)
+    return LINEAR
+
+
+def layout_of(lv: model.LogicalVolume) -> Layout:
+    """The layout an existing LV was created with, from its first segment (what growing it will cost)."""
+    seg = lv.segtype
+    if seg.startswith("raid") or seg == "mirror":
+        return Layout(
+            images=max(1, lv.stripes), data_stripes=max(1, lv.data_stripes), meta_extents=0 if seg == "raid0" else 1
+        )
+    if lv.stripes > 1:
+        return Layout(images=lv.stripes, data_stripes=lv.stripes)
     return LINEAR
 
 
@@ -115,8 +127,8 @@ def largest_lv(vg: model.VolumeGroup, layout: Layout, reserve: int = 0) -> int:
     free space bounds an image (a bound LVM can always meet by using the k largest PVs).
     """
     extent = vg.extent_size
-    if extent <= 0:
-        return 0
+    if extent <= 0 or vg.missing_pvs:
+        return 0  # a VG with missing PVs refuses every allocation until it is repaired
     budget = vg.free - reserve
     per_image_extents = budget // layout.images // extent - layout.meta_extents
     if not layout.linear:

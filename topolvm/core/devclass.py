@@ -95,7 +95,12 @@ def _validate_class(where: str, dc: model.DeviceClass) -> None:
     if dc.stripe_size:
         _check_name(f"{where}.stripe-size", names.check_stripe_size, dc.stripe_size)
     _check_options(f"{where}.lvcreate-options", dc.lvcreate_options)
+    if dc.stripes and any(o in ("-i", "--stripes") or o.startswith(("-i", "--stripes=")) for o in dc.lvcreate_options):
+        raise _fail(f"{where}.lvcreate-options", "sets stripes, and so does stripe: lvcreate refuses both")
     if dc.type is model.DeviceType.THIN:
+        if dc.stripes or dc.lvcreate_options:
+            # A thin LV's layout is its pool's; lvcreate options for thin volumes are not supported here.
+            raise _fail(where, "stripe and lvcreate-options do not apply to a thin class (the pool's layout does)")
         if dc.thin_pool is None:
             raise _fail(f"{where}.thin-pool", "required when type is thin")
         _check_name(f"{where}.thin-pool.name", names.check_lv_name, dc.thin_pool.name)

@@ -58,6 +58,9 @@ class LvmdConfig:
     lvm_command_prefix: tuple[str, ...] = ()
     lvm_config: str = ""
     lvm_timeout_seconds: float = 120.0
+    # LVs without a TopoLVM tag are left alone unless this is set (e.g. after migrating from a TopoLVM that did
+    # not tag its LVs), so a VG shared with the OS never loses a volume TopoLVM did not make.
+    manage_untagged_lvs: bool = False
 
     def volume_groups(self) -> tuple[str, ...]:
         """Distinct VG names in config order."""
@@ -87,6 +90,10 @@ class LogicalVolume:
     origin: str = ""
     data_percent: float | None = None
     metadata_percent: float | None = None
+    # Layout of the LV's first segment, as lvm reports it (segtype, images, data stripes).
+    segtype: str = "linear"
+    stripes: int = 1
+    data_stripes: int = 1
 
     @property
     def is_thin_pool(self) -> bool:

@@ -19,13 +19,15 @@ MAX_DEVICE_CLASS_NAME = 63
 _LVM_NAME = re.compile(r"[A-Za-z0-9+_.][A-Za-z0-9+_.\-]*")
 # lvm(8): an LV name may not contain these strings, which name LVM's own sub-volumes.
 _RESERVED_LV_PARTS = (
-    "_cdata", "_cmeta", "_corig", "_iorig", "_imeta", "_mimage", "_mlog", "_pmspare", "_rimage", "_rmeta",
-    "_tdata", "_tmeta", "_vorigin", "_vdata", "_wcorig",
+    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_iorig", "_imeta", "_mimage", "_mlog", "_pmspare",
+    "_rimage", "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata", "_wcorig",
 )  # fmt: skip
 _RESERVED_LV_PREFIXES = ("snapshot", "pvmove")
 _TAG = re.compile(r"[A-Za-z0-9_+.\-/=!:&#]+")
 _QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.\-]*[A-Za-z0-9])?")
-_STRIPE_SIZE = re.compile(r"[0-9]*(k|m|g|t|p|e|b|s)?", re.IGNORECASE)
+# Upstream's pattern is ^[0-9]*(k|m|g|t|p|e|b|s)?$; we also require a digit, since "k" alone or "0" fails
+# every lvcreate rather than at load time.
+_STRIPE_SIZE = re.compile(r"[0-9]*[1-9][0-9]*(k|m|g|t|p|e|b|s)?", re.IGNORECASE)
 
 
 def _check_lvm_name(kind: str, name: str, limit: int) -> None:
@@ -75,4 +77,6 @@ def check_device_class_name(name: str) -> None:
 def check_stripe_size(value: str) -> None:
     """Upstream's stripe-size syntax: digits with an optional unit letter."""
     if not value or not _STRIPE_SIZE.fullmatch(value):
-        raise errors.InvalidArgument(f"stripe size {value!r} must match ^[0-9]*(k|m|g|t|p|e|b|s)?$")
+        raise errors.InvalidArgument(
+            f"stripe size {value!r} must be a positive number with an optional unit (k, m, g...)"
+        )

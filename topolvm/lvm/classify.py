@@ -11,7 +11,10 @@ import re
 from topolvm import errors
 
 _NOT_FOUND = re.compile(r"not found|Failed to find|doesn't exist|does not exist", re.IGNORECASE)
-_NO_SPACE = re.compile(r"insufficient (free )?(space|extents)|not enough free|Insufficient suitable", re.I)
+_NO_SPACE = re.compile(
+    r"insufficient (free )?(space|extents)|not enough free|Insufficient suitable|must not exceed number of physical",
+    re.IGNORECASE,
+)
 _EXISTS = re.compile(r"already exists", re.IGNORECASE)
 _SHRINK = re.compile(r"not larger than existing|matches existing size", re.IGNORECASE)
 _INVALID = re.compile(r"is invalid|Invalid argument|must be", re.IGNORECASE)

@@ -37,13 +37,18 @@ class LvmCli:
         for vg in vg_names:
             names.check_vg_name(vg)
         result = self.runner.run("fullreport", [*parse.REPORT_ARGS, "--", *vg_names], check=False)
-        # A missing VG makes lvm exit 5 yet still report the others; with no VG found, stdout is empty.
-        missing_only = result.exit_code == 5 and (result.stdout.strip() or "not found" in result.stderr)
-        if result.exit_code != 0 and not missing_only:
+        if result.exit_code not in (0, 5):
             raise errors.LvmCommandError(self.runner.argv("fullreport", vg_names), result.exit_code, result.stderr)
-        if not result.stdout.strip():
-            return model.LvmState()
-        return parse.parse_fullreport(result.stdout)
+        state = parse.parse_fullreport(result.stdout) if result.stdout.strip() else model.LvmState()
+        if result.exit_code == 5:
+            # lvm exits 5 when a named VG does not exist, still reporting the others. Any other failure of a VG
+            # that is absent from the report must not pass for "VG not found".
+            unexplained = [
+                vg for vg in vg_names if vg not in state.vgs and f'Volume group "{vg}" not found' not in result.stderr
+            ]
+            if unexplained or all(vg in state.vgs for vg in vg_names):
+                raise errors.LvmCommandError(self.runner.argv("fullreport", vg_names), 5, result.stderr)
+        return state
 
     def create_lv(
         self,

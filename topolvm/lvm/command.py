@@ -10,8 +10,10 @@ Called only by ``topolvm.lvm.cli``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -57,19 +59,27 @@ class Runner:
         self.calls += 1
         started = time.monotonic()
         try:
-            proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            COMMANDS.labels(subcommand, "timeout").inc()
-            # subprocess.run has killed the child by now.
-            raise errors.Unavailable(f"{' '.join(argv)} timed out after {self.timeout:.0f}s") from exc
+            # A session of its own, so a timeout kills lvm itself even behind a prefix that forks
+            # (nsenter -p forks before exec).
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            )
         except FileNotFoundError as exc:
             COMMANDS.labels(subcommand, "missing").inc()
             raise errors.Unavailable(f"cannot run {argv[0]!r}: {exc.strerror}") from exc
+        try:
+            stdout, stderr = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            COMMANDS.labels(subcommand, "timeout").inc()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise errors.Unavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s (killed)") from exc
         finally:
             DURATION.labels(subcommand).observe(time.monotonic() - started)
         ok = proc.returncode == 0
         COMMANDS.labels(subcommand, "ok" if ok else "error").inc()
         log.debug("lvm %s exited %d", subcommand, proc.returncode, extra={"argv": argv})
         if check and not ok:
-            raise classify.error_for(argv, proc.returncode, proc.stderr)
-        return Result(proc.stdout, proc.stderr, proc.returncode)
+            raise classify.error_for(argv, proc.returncode, stderr)
+        return Result(stdout, stderr, proc.returncode)

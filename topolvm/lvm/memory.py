@@ -36,6 +36,7 @@ class _Vg:
     extent_size: int
     pv_sizes: dict[str, int]
     lvs: dict[str, _Lv] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
 
     def pv_free(self) -> dict[str, int]:
         free = dict(self.pv_sizes)
@@ -46,20 +47,36 @@ class _Vg:
 
     def snapshot(self) -> model.VolumeGroup:
         free = self.pv_free()
-        pvs = tuple(model.PhysicalVolume(n, s, free[n]) for n, s in self.pv_sizes.items())
+        pvs = tuple(model.PhysicalVolume(n, s, free[n], missing=n in self.missing) for n, s in self.pv_sizes.items())
         lvs = tuple(
             model.LogicalVolume(
                 name=lv.name, vg_name=self.name, size=lv.size, uuid=lv.uuid, path=f"/dev/{self.name}/{lv.name}",
                 attr=lv.attr, tags=lv.tags, pool=lv.pool, origin=lv.origin,
                 data_percent=0.0 if lv.attr[0] in "tV" else None,
                 metadata_percent=0.0 if lv.attr[0] == "t" else None,
+                segtype=_segtype(lv), stripes=lv.layout.images, data_stripes=lv.layout.data_stripes,
             )
             for lv in self.lvs.values()
         )  # fmt: skip
         return model.VolumeGroup(
             name=self.name, uuid=f"uuid-{self.name}", size=sum(self.pv_sizes.values()),
-            free=sum(free.values()), extent_size=self.extent_size, pvs=pvs, lvs=lvs,
+            free=sum(free.values()), extent_size=self.extent_size, pvs=pvs, lvs=lvs, missing_pvs=len(self.missing),
         )  # fmt: skip
+
+
+def _segtype(lv: _Lv) -> str:
+    if lv.attr[0] == "V":
+        return "thin"
+    if lv.attr[0] == "t":
+        return "thin-pool"
+    if lv.layout.meta_extents:
+        return "raid1" if lv.layout.data_stripes == 1 else "raid5"  # enough for layout_of(); not every raid level
+    return "striped" if lv.layout.images > 1 else "linear"
+
+
+def _tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """lvm stores tags as a set and reports them sorted."""
+    return tuple(sorted(set(tags)))
 
 
 def _place(vg: _Vg, need_per_image: int, layout: capacity.Layout) -> dict[str, int]:
@@ -99,6 +116,11 @@ class InMemoryLvm:
         pvs = {f"/dev/fake-{name}-{i}": size // extent_size * extent_size for i, size in enumerate(pv_sizes)}
         self._vgs[name] = _Vg(name, extent_size, pvs)
 
+    def mark_pv_missing(self, vg: str, index: int) -> None:
+        """Fault injection: the PV at ``index`` vanished (as a failed disk does)."""
+        v = self._vg(vg)
+        v.missing.add(list(v.pv_sizes)[index])
+
     def create_thin_pool(self, *, vg: str, name: str, size: int) -> None:
         v = self._vg(vg)
         names.check_lv_name(name)
@@ -131,14 +153,14 @@ class InMemoryLvm:
         rounded = capacity.round_up(size, layout, v.extent_size)
         per_image = rounded // layout.data_stripes + layout.meta_extents * v.extent_size
         placement = _place(v, per_image, layout)
-        v.lvs[name] = _Lv(name, rounded, "-wi-a-----", tuple(tags), layout, placement, uuid=self._uuid())
+        v.lvs[name] = _Lv(name, rounded, "-wi-a-----", _tags(tags), layout, placement, uuid=self._uuid())
 
     def create_thin_lv(self, *, vg: str, pool: str, name: str, size: int, tags: Sequence[str] = ()) -> None:
         names.check_lv_name(pool)
         v = self._prepare_create(vg, name, size, tags)
         self._thin_pool(v, pool)
         rounded = capacity.round_up(size, capacity.LINEAR, v.extent_size)
-        v.lvs[name] = _Lv(name, rounded, "Vwi-a-tz--", tuple(tags), pool=pool, uuid=self._uuid())
+        v.lvs[name] = _Lv(name, rounded, "Vwi-a-tz--", _tags(tags), pool=pool, uuid=self._uuid())
 
     def create_snapshot(
         self, *, vg: str, source: str, name: str, tags: Sequence[str] = (), read_only: bool = False
@@ -157,7 +179,7 @@ class InMemoryLvm:
         if src.attr[0] != "V":
             raise errors.InvalidArgument(f"{vg}/{source} is not a thin volume; only thin snapshots are supported")
         attr = "Vri-a-tz--" if read_only else "Vwi-a-tz--"
-        v.lvs[name] = _Lv(name, src.size, attr, tuple(tags), pool=src.pool, origin=source, uuid=self._uuid())
+        v.lvs[name] = _Lv(name, src.size, attr, _tags(tags), pool=src.pool, origin=source, uuid=self._uuid())
 
     def resize_lv(self, *, vg: str, name: str, size: int) -> None:
         names.check_vg_name(vg)
@@ -217,6 +239,8 @@ class InMemoryLvm:
             raise errors.InvalidArgument(f"size must be positive, got {size}")
         self.calls += 1
         v = self._vg(vg)
+        if v.missing:
+            raise errors.FailedPrecondition(f"Cannot change VG {vg} while PVs are missing.")
         self._check_free_name(v, name)
         return v
 

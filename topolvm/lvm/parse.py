@@ -14,6 +14,7 @@ from topolvm.core import model
 
 VG_FIELDS = "vg_name,vg_uuid,vg_size,vg_free,vg_extent_size,vg_missing_pv_count"
 PV_FIELDS = "pv_name,pv_size,pv_free,pv_missing"
+SEG_FIELDS = "lv_uuid,segtype,stripes,data_stripes"
 LV_FIELDS = "lv_name,lv_uuid,lv_path,lv_size,lv_attr,lv_tags,pool_lv,origin,data_percent,metadata_percent"
 
 REPORT_ARGS = (
@@ -21,7 +22,7 @@ REPORT_ARGS = (
     "--configreport", "vg", "-o", VG_FIELDS,
     "--configreport", "pv", "-o", PV_FIELDS,
     "--configreport", "lv", "-o", LV_FIELDS,
-    "--configreport", "seg", "-o", "lv_uuid",
+    "--configreport", "seg", "-o", SEG_FIELDS,
     "--configreport", "pvseg", "-o", "pv_uuid",
 )  # fmt: skip
 
@@ -55,10 +56,18 @@ class LvRow(TypedDict):
     metadata_percent: str
 
 
+class SegRow(TypedDict):
+    lv_uuid: str
+    segtype: str
+    stripes: str
+    data_stripes: str
+
+
 class VgReport(TypedDict, total=False):
     vg: list[VgRow]
     pv: list[PvRow]
     lv: list[LvRow]
+    seg: list[SegRow]
 
 
 def _int(value: str, what: str) -> int:
@@ -76,7 +85,12 @@ def _tags(value: str) -> tuple[str, ...]:
     return tuple(t for t in value.split(",") if t)
 
 
-def parse_lv(row: LvRow, vg_name: str) -> model.LogicalVolume:
+def parse_lv(row: LvRow, vg_name: str, seg: SegRow | None = None) -> model.LogicalVolume:
+    segtype, stripes, data_stripes = "linear", 1, 1
+    if seg is not None:
+        segtype = seg["segtype"]
+        stripes = _int(seg["stripes"] or "1", "stripes")
+        data_stripes = _int(seg["data_stripes"] or str(stripes), "data_stripes")
     return model.LogicalVolume(
         name=row["lv_name"],
         vg_name=vg_name,
@@ -90,6 +104,9 @@ def parse_lv(row: LvRow, vg_name: str) -> model.LogicalVolume:
         origin=row["origin"].strip("[]"),
         data_percent=_percent(row["data_percent"]),
         metadata_percent=_percent(row["metadata_percent"]),
+        segtype=segtype,
+        stripes=stripes,
+        data_stripes=data_stripes,
     )
 
 
@@ -108,7 +125,10 @@ def parse_vg(report: VgReport) -> model.VolumeGroup:
         )
         for pv in report.get("pv", [])
     )
-    lvs = tuple(parse_lv(lv, name) for lv in report.get("lv", []))
+    first_segments: dict[str, SegRow] = {}
+    for seg in report.get("seg", []):
+        first_segments.setdefault(seg["lv_uuid"], seg)  # segments come in order; the first is the layout
+    lvs = tuple(parse_lv(lv, name, first_segments.get(lv["lv_uuid"])) for lv in report.get("lv", []))
     return model.VolumeGroup(
         name=name,
         uuid=vg["vg_uuid"],

@@ -46,7 +46,12 @@ class _WatchThread:
                     self._call = stream
                 for msg in stream:
                     delay = 0.2
-                    self._listener(convert.capacity_from_pb(msg))
+                    try:
+                        self._listener(convert.capacity_from_pb(msg))
+                    except Exception:  # a listener bug must not end the watch (the embedded service agrees)
+                        log.exception("lvmd watch listener failed")
+            except ValueError:
+                return  # the channel was closed under us: the client is gone
             except grpc.RpcError as exc:
                 if self._closed.is_set():
                     return

@@ -1,9 +1,11 @@
 """Loads lvmd.yaml in upstream TopoLVM's format (docs/compat.md) into ``model.LvmdConfig``.
 
 Types are checked by msgspec (errors name the field path), invariants by ``topolvm.core.devclass.validate``.
-Keys upstream does not know are this project's additions: ``lvm-config`` (an lvm ``--config`` override) and
-``lvm-timeout-seconds``. Unknown keys are reported as warnings and ignored, as upstream's YAML loader ignores
-them, so an upstream file always loads.
+Keys upstream does not know are this project's additions: ``lvm-config`` (an lvm ``--config`` override),
+``lvm-timeout-seconds`` and ``manage-untagged-lvs``. Unknown keys are reported as warnings and ignored, as
+upstream's YAML loader ignores them, so an upstream file always loads. Where upstream ignores a setting
+(``thin-pool`` on a thick class, ``stripe: 0``) we ignore it too, with a warning; duplicate keys are an error,
+since silently keeping the last of two ``device-classes`` blocks loses configuration.
 """
 
 from __future__ import annotations
@@ -50,6 +52,27 @@ class _Config(msgspec.Struct, rename="kebab"):
     lvm_command_prefix: list[str] | None = None
     lvm_config: str = ""
     lvm_timeout_seconds: float = 120.0
+    manage_untagged_lvs: bool = False
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _unknown_keys(data: Any, struct: type[msgspec.Struct], path: str) -> list[str]:
@@ -82,7 +105,9 @@ def _device_class(raw: _DeviceClass, where: str) -> model.DeviceClass:
     except ValueError:
         raise errors.ConfigError(f"{where}.type: must be 'thick' or 'thin', got {raw.type!r}") from None
     thin_pool = None
-    if raw.thin_pool is not None:
+    if raw.thin_pool is not None and dtype is not model.DeviceType.THIN:
+        log.warning("%s.thin-pool: ignored, the class is not thin (as upstream does)", where)
+    elif raw.thin_pool is not None:
         ratio = raw.thin_pool.overprovision_ratio
         if ratio is None:
             raise errors.ConfigError(f"{where}.thin-pool.overprovision-ratio: required")
@@ -95,7 +120,7 @@ def _device_class(raw: _DeviceClass, where: str) -> model.DeviceClass:
         volume_group=raw.volume_group,
         default=raw.default,
         spare_bytes=spare_gb << 30,
-        stripes=raw.stripe,
+        stripes=raw.stripe or None,  # upstream: 0 means no striping
         stripe_size=raw.stripe_size or None,
         lvcreate_options=tuple(raw.lvcreate_options or ()),
         type=dtype,
@@ -106,7 +131,7 @@ def _device_class(raw: _DeviceClass, where: str) -> model.DeviceClass:
 def parse(text: str, source: str = "lvmd.yaml") -> model.LvmdConfig:
     """Parse and validate lvmd.yaml text; ConfigError names ``source`` and the field."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{source}: not valid YAML: {exc}") from None
     if data is None:
@@ -133,6 +158,7 @@ def parse(text: str, source: str = "lvmd.yaml") -> model.LvmdConfig:
             ),
             lvm_config=raw.lvm_config,
             lvm_timeout_seconds=raw.lvm_timeout_seconds,
+            manage_untagged_lvs=raw.manage_untagged_lvs,
         )
         devclass.validate(config)
     except errors.ConfigError as exc:

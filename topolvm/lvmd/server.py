@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,8 +25,10 @@ SERVICE_NAMES = ("topolvm.lvmd.v1.LVService", "topolvm.lvmd.v1.VGService")
 
 
 class LvmdServicer(pb_grpc.LVServiceServicer, pb_grpc.VGServiceServicer):  # type: ignore[misc]
-    def __init__(self, service: ports.Lvmd) -> None:
+    def __init__(self, service: ports.Lvmd, *, max_watches: int = 8) -> None:
         self.service = service
+        # Each Watch holds a server thread for its lifetime; cap them so unary calls always find a thread.
+        self._watch_slots = threading.BoundedSemaphore(max_watches)
 
     @grpc_status.handler
     def CreateLV(self, request: pb.CreateLVRequest, context: grpc.ServicerContext) -> pb.CreateLVResponse:
@@ -72,19 +75,24 @@ class LvmdServicer(pb_grpc.LVServiceServicer, pb_grpc.VGServiceServicer):  # typ
         return pb.GetFreeBytesResponse(free_bytes=self.service.free_bytes(device_class=request.device_class))
 
     def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.WatchResponse]:
-        updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        context.add_callback(lambda: updates.put(None))  # the RPC ended: client gone or server stopping
-        subscription = self.service.watch(updates.put)
+        if not self._watch_slots.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many concurrent Watch streams")
         try:
-            while (item := updates.get()) is not None:
-                yield convert.capacity_to_pb(item)
+            updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            context.add_callback(lambda: updates.put(None))  # the RPC ended: client gone or server stopping
+            subscription = self.service.watch(updates.put)
+            try:
+                while (item := updates.get()) is not None:
+                    yield convert.capacity_to_pb(item)
+            finally:
+                subscription.close()
         finally:
-            subscription.close()
+            self._watch_slots.release()
 
 
 def serve(service: ports.Lvmd, socket_path: str, *, max_workers: int = 32) -> grpc.Server:
     """Start serving ``service`` on ``unix:socket_path`` (a stale socket file is replaced)."""
-    servicer = LvmdServicer(service)
+    servicer = LvmdServicer(service, max_watches=max(1, max_workers // 4))
 
     def register(server: grpc.Server) -> None:
         pb_grpc.add_LVServiceServicer_to_server(servicer, server)

@@ -2,33 +2,28 @@
 
 Keeps the state of its VGs from one report call, refreshed after every mutation (one mutating lvm call plus
 one report per request) and whenever the runtime asks (``refresh``); while idle it runs no lvm command at all
-(upstream #1221 runs about 40 a minute). Requests are checked against that state before any command runs, so
-bad input changes nothing. Listeners (the Watch stream, the capacity publisher) hear about every change.
+(upstream #1221 runs about 40 a minute). If a refresh fails the state is marked stale and the next request
+re-reads LVM before deciding anything. Requests are checked against that state before any command runs, so bad
+input changes nothing. lvmd only touches LVs that carry a TopoLVM tag (it tags every LV it makes), so a VG
+shared with the OS never loses a volume TopoLVM did not create. Listeners (the Watch stream, the capacity
+publisher) hear about every change, in order.
 
 Called by the lvmd gRPC server (``topolvm.lvmd.server``), by node code in embedded mode, and by the simulator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 
-from topolvm import errors, ports
+from topolvm import constants, errors, ports
 from topolvm.core import capacity, devclass, model, names
+from topolvm.services import broadcast
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Subscription:
-    service: LvmdService
-    listener: ports.CapacityListener
-
-    def close(self) -> None:
-        self.service._unsubscribe(self.listener)
 
 
 def _check_request(name: str, size_bytes: int | None, tags: Sequence[str] = ()) -> None:
@@ -39,6 +34,10 @@ def _check_request(name: str, size_bytes: int | None, tags: Sequence[str] = ()) 
         names.check_tag(tag)
 
 
+def _with_managed_tag(tags: Sequence[str]) -> list[str]:
+    return [*dict.fromkeys([*tags, constants.MANAGED_TAG])]
+
+
 class LvmdService:
     def __init__(self, *, lvm: ports.Lvm, config: model.LvmdConfig) -> None:
         devclass.validate(config)
@@ -46,8 +45,11 @@ class LvmdService:
         self._config = config
         self._lock = threading.RLock()
         self._state = model.LvmState()
-        self._listeners: list[ports.CapacityListener] = []
+        self._stale = True  # nothing read yet, or the last refresh failed
+        self._seq = 0
         self._last_capacity: model.NodeCapacity | None = None
+        self._pending: tuple[int, model.NodeCapacity] | None = None
+        self._broadcast: broadcast.Broadcaster[model.NodeCapacity] = broadcast.Broadcaster()
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -63,20 +65,50 @@ class LvmdService:
                 raise errors.ConfigError(
                     f"device-classes[{i}].thin-pool.name: thin pool {dc.volume_group}/{dc.thin_pool.name} not found"
                 )
+            if vg.missing_pvs:
+                log.warning(
+                    "volume group %s has %d missing PVs: allocation refused until repaired", vg.name, vg.missing_pvs
+                )
 
     def refresh(self) -> None:
         """Re-read LVM (one report call) and tell listeners if capacity changed."""
-        with self._lock:
+        with self._transaction(catch_up=False):
+            self._refresh_locked()
+
+    @contextlib.contextmanager
+    def _transaction(self, *, catch_up: bool = True) -> Iterator[None]:
+        """Hold the lock for a request (re-reading LVM first if the state is stale); deliver any capacity
+        change after releasing the lock, never under it."""
+        try:
+            with self._lock:
+                if catch_up and self._stale:
+                    self._refresh_locked()
+                yield
+        finally:
+            with self._lock:
+                pending, self._pending = self._pending, None
+            if pending is not None:
+                self._broadcast.deliver(*pending)
+
+    def _refresh_locked(self) -> None:
+        try:
             self._state = self._lvm.report(vg_names=self._config.volume_groups())
-            current = self._capacity_locked()
-            changed = current != self._last_capacity
+        except errors.TopoLVMError as exc:
+            self._stale = True
+            raise errors.Unavailable(f"cannot read LVM state: {exc}") from exc
+        self._stale = False
+        current = self._capacity_locked()
+        if current != self._last_capacity:
             self._last_capacity = current
-            listeners = list(self._listeners) if changed else []
-        for listener in listeners:
-            try:
-                listener(current)
-            except Exception:
-                log.exception("capacity listener failed")
+            self._seq += 1
+            self._pending = (self._seq, current)
+
+    def _mutate(self, op: Callable[[], None]) -> None:
+        """Run one mutating lvm call, then re-read LVM whether it worked or not (either way state moved)."""
+        try:
+            op()
+        finally:
+            self._refresh_locked()
 
     # --- LVService ---
     def create_lv(
@@ -91,24 +123,23 @@ class LvmdService:
         _check_request(name, size_bytes, tags)
         dc = devclass.find(self._config.device_classes, device_class)
         option_class = devclass.find_option_class(self._config.lvcreate_option_classes, lvcreate_option_class)
+        if option_class is not None and dc.type is model.DeviceType.THIN:
+            raise errors.InvalidArgument(f"device class {dc.name!r} is thin: lvcreate option classes do not apply")
         layout = devclass.layout(dc, option_class)
-        with self._lock:
-            vg = self._vg(dc)
+        with self._transaction():
+            vg = self._writable_vg(dc)
             rounding = layout if dc.type is model.DeviceType.THICK else capacity.LINEAR
             wanted = capacity.round_up(size_bytes, rounding, vg.extent_size)
-            existing = vg.find_lv(name)
+            existing = self._same_or_conflict(dc, vg, name, wanted)
             if existing is not None:
-                if existing.size == wanted and self._belongs(dc, existing):
-                    return existing
-                raise errors.AlreadyExists(
-                    f"logical volume {name!r} already exists with size {existing.size} (requested {wanted})"
-                )
+                return existing
             if dc.type is model.DeviceType.THIN:
                 pool = self._pool(dc, vg)
                 self._check_thin_room(dc, vg, wanted)
                 op = functools.partial(
-                    self._lvm.create_thin_lv, vg=vg.name, pool=pool.name, name=name, size=size_bytes, tags=tags
-                )
+                    self._lvm.create_thin_lv, vg=vg.name, pool=pool.name, name=name, size=size_bytes,
+                    tags=_with_managed_tag(tags),
+                )  # fmt: skip
             else:
                 if not capacity.fits(vg, size_bytes, layout):
                     raise errors.InsufficientCapacity(
@@ -117,49 +148,64 @@ class LvmdService:
                     )
                 options = option_class.options if option_class is not None else dc.lvcreate_options
                 op = functools.partial(
-                    self._lvm.create_lv, vg=vg.name, name=name, size=size_bytes, tags=tags,
+                    self._lvm.create_lv, vg=vg.name, name=name, size=size_bytes, tags=_with_managed_tag(tags),
                     stripes=dc.stripes, stripe_size=dc.stripe_size, options=options,
                 )  # fmt: skip
-            self._mutate(op)
+            try:
+                self._mutate(op)
+            except errors.AlreadyExists:
+                # Our state was behind LVM (another writer, or a retry after a lost reply): decide again.
+                existing = self._same_or_conflict(dc, self._vg(dc), name, wanted)
+                if existing is None:
+                    raise
+                return existing
             log.info("created LV %s/%s (%d bytes, class %s)", vg.name, name, wanted, dc.name)
             return self._require_lv(dc, name)
 
     def remove_lv(self, *, name: str, device_class: str) -> None:
         _check_request(name, None)
         dc = devclass.find(self._config.device_classes, device_class)
-        with self._lock:
+        with self._transaction():
             vg = self._vg(dc)
             lv = vg.find_lv(name)
             if lv is None:
                 return
             if not self._belongs(dc, lv):
-                raise errors.FailedPrecondition(f"LV {vg.name}/{name} is not a volume of device class {dc.name!r}")
+                raise errors.FailedPrecondition(
+                    f"LV {vg.name}/{name} is not a TopoLVM volume of device class {dc.name!r}; not removing it"
+                )
             self._mutate(lambda: self._lvm.remove_lv(vg=vg.name, name=name))
             log.info("removed LV %s/%s (class %s)", vg.name, name, dc.name)
 
     def resize_lv(self, *, name: str, device_class: str, size_bytes: int) -> model.LogicalVolume:
         _check_request(name, size_bytes)
         dc = devclass.find(self._config.device_classes, device_class)
-        with self._lock:
-            vg = self._vg(dc)
+        with self._transaction():
+            vg = self._writable_vg(dc)
             lv = self._require_lv(dc, name)
-            layout = devclass.layout(dc) if dc.type is model.DeviceType.THICK else capacity.LINEAR
-            wanted = capacity.round_up(size_bytes, layout, vg.extent_size)
-            if wanted < lv.size:
-                raise errors.OutOfRange(
-                    f"LV {vg.name}/{name} is {lv.size} bytes; shrinking to {wanted} is not supported"
-                )
-            if wanted == lv.size:
-                return lv
-            if dc.type is model.DeviceType.THIN:
-                self._check_thin_room(dc, vg, wanted - lv.size)
-            elif wanted - lv.size > capacity.largest_growth(vg, layout):
-                raise errors.InsufficientCapacity(
-                    f"device class {dc.name!r} cannot grow {name!r} by {wanted - lv.size} bytes"
-                )
-            self._mutate(lambda: self._lvm.resize_lv(vg=vg.name, name=name, size=wanted))
-            log.info("resized LV %s/%s to %d bytes", vg.name, name, wanted)
-            return self._require_lv(dc, name)
+            return self._grow_locked(dc, vg, lv, size_bytes)
+
+    def _grow_locked(
+        self, dc: model.DeviceClass, vg: model.VolumeGroup, lv: model.LogicalVolume, size_bytes: int
+    ) -> model.LogicalVolume:
+        # Grow by the LV's own layout (it may have come from an lvcreate option class), not the class default.
+        layout = capacity.layout_of(lv) if dc.type is model.DeviceType.THICK else capacity.LINEAR
+        wanted = capacity.round_up(size_bytes, layout, vg.extent_size)
+        if wanted < lv.size:
+            raise errors.OutOfRange(
+                f"LV {vg.name}/{lv.name} is {lv.size} bytes; shrinking to {wanted} is not supported"
+            )
+        if wanted == lv.size:
+            return lv
+        if dc.type is model.DeviceType.THIN:
+            self._check_thin_room(dc, vg, wanted - lv.size)
+        elif wanted - lv.size > capacity.largest_growth(vg, layout):
+            raise errors.InsufficientCapacity(
+                f"device class {dc.name!r} cannot grow {lv.name!r} by {wanted - lv.size} bytes"
+            )
+        self._mutate(lambda: self._lvm.resize_lv(vg=vg.name, name=lv.name, size=wanted))
+        log.info("resized LV %s/%s to %d bytes", vg.name, lv.name, wanted)
+        return self._require_lv(dc, lv.name)
 
     def create_lv_snapshot(
         self,
@@ -176,64 +222,53 @@ class LvmdService:
         dc = devclass.find(self._config.device_classes, device_class)
         if dc.type is not model.DeviceType.THIN:
             raise errors.InvalidArgument(f"device class {dc.name!r} is thick; snapshots need a thin device class")
-        with self._lock:
-            vg = self._vg(dc)
+        with self._transaction():
+            vg = self._writable_vg(dc)
             source = self._require_lv(dc, source_volume)
             wanted = max(capacity.round_up(size_bytes, capacity.LINEAR, vg.extent_size), source.size)
+            if vg.find_lv(name) is None:
+                self._check_thin_room(dc, vg, wanted)
+                read_only = access_type is model.AccessType.READ_ONLY
+                create = functools.partial(
+                    self._lvm.create_snapshot, vg=vg.name, source=source_volume, name=name,
+                    tags=_with_managed_tag(tags), read_only=read_only,
+                )  # fmt: skip
+                with contextlib.suppress(errors.AlreadyExists):  # state was behind: judge the LV that is there
+                    self._mutate(create)
+                    log.info("created snapshot %s/%s of %s", vg.name, name, source_volume)
+            vg = self._vg(dc)
             existing = vg.find_lv(name)
-            if existing is not None:
-                if existing.origin == source_volume and existing.size == wanted and self._belongs(dc, existing):
-                    return existing
+            assert existing is not None
+            if existing.origin != source_volume or not self._belongs(dc, existing) or existing.size > wanted:
                 raise errors.AlreadyExists(f"logical volume {name!r} already exists and is not this snapshot")
-            self._check_thin_room(dc, vg, wanted)
-            read_only = access_type is model.AccessType.READ_ONLY
-            self._mutate(
-                lambda: self._lvm.create_snapshot(
-                    vg=vg.name, source=source_volume, name=name, tags=tags, read_only=read_only
-                )
-            )
-            if wanted > source.size:
-                self._mutate(lambda: self._lvm.resize_lv(vg=vg.name, name=name, size=wanted))
-            log.info("created snapshot %s/%s of %s (%d bytes)", vg.name, name, source_volume, wanted)
-            return self._require_lv(dc, name)
+            # Grow to the requested size; on a retry this finishes what an interrupted attempt began.
+            return self._grow_locked(dc, vg, existing, wanted)
 
     # --- VGService ---
     def list_lvs(self, *, device_class: str) -> list[model.LogicalVolume]:
         dc = devclass.find(self._config.device_classes, device_class)
-        with self._lock:
+        with self._transaction():
             vg = self._vg(dc)
             return [lv for lv in vg.lvs if self._belongs(dc, lv)]
 
     def free_bytes(self, *, device_class: str) -> int:
         dc = devclass.find(self._config.device_classes, device_class)
-        with self._lock:
+        with self._transaction():
             stats = self._capacity_locked().for_class(dc.name)
         return stats.free_bytes if stats is not None else 0
 
     def capacity(self) -> model.NodeCapacity:
-        with self._lock:
+        with self._transaction():
             return self._capacity_locked()
 
     def watch(self, listener: ports.CapacityListener) -> ports.Subscription:
-        with self._lock:
-            self._listeners.append(listener)
-            current = self._capacity_locked()
-        listener(current)
-        return _Subscription(self, listener)
+        def current() -> tuple[int, model.NodeCapacity]:
+            with self._lock:
+                return self._seq, self._capacity_locked()
+
+        return self._broadcast.subscribe(listener, current)
 
     # --- internals ---
-    def _unsubscribe(self, listener: ports.CapacityListener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-    def _mutate(self, op: Callable[[], None]) -> None:
-        """Run one mutating lvm call, then refresh state whether it worked or not (it may be stale)."""
-        try:
-            op()
-        finally:
-            self.refresh()
-
     def _capacity_locked(self) -> model.NodeCapacity:
         stats = []
         for dc in self._config.device_classes:
@@ -250,6 +285,27 @@ class LvmdService:
             raise errors.NotFound(f"volume group {dc.volume_group!r} of device class {dc.name!r} not found")
         return vg
 
+    def _writable_vg(self, dc: model.DeviceClass) -> model.VolumeGroup:
+        vg = self._vg(dc)
+        if vg.missing_pvs:
+            raise errors.FailedPrecondition(
+                f"volume group {vg.name!r} has {vg.missing_pvs} missing PVs; repair it before allocating"
+            )
+        return vg
+
+    def _same_or_conflict(
+        self, dc: model.DeviceClass, vg: model.VolumeGroup, name: str, wanted: int
+    ) -> model.LogicalVolume | None:
+        """The existing LV if it is this very request's result; AlreadyExists if the name is taken otherwise."""
+        existing = vg.find_lv(name)
+        if existing is None:
+            return None
+        if existing.size == wanted and self._belongs(dc, existing):
+            return existing
+        raise errors.AlreadyExists(
+            f"logical volume {name!r} already exists with size {existing.size} (requested {wanted})"
+        )
+
     def _pool(self, dc: model.DeviceClass, vg: model.VolumeGroup) -> model.LogicalVolume:
         assert dc.thin_pool is not None
         pool = capacity.thin_pool_lv(vg, dc.thin_pool.name)
@@ -260,18 +316,19 @@ class LvmdService:
     def _check_thin_room(self, dc: model.DeviceClass, vg: model.VolumeGroup, extra: int) -> None:
         assert dc.thin_pool is not None
         pool = self._pool(dc, vg)
-        free = capacity.thin_free_bytes(
-            pool.size, dc.thin_pool.overprovision_ratio, capacity.thin_virtual_used(vg, pool.name)
-        )
+        used = capacity.thin_virtual_used(vg, pool.name)
+        free = capacity.thin_free_bytes(pool.size, dc.thin_pool.overprovision_ratio, used)
         if extra > free:
             raise errors.InsufficientCapacity(
                 f"thin pool {vg.name}/{pool.name} can provide {free} more bytes (overprovision ratio "
                 f"{dc.thin_pool.overprovision_ratio}), {extra} requested"
             )
 
-    @staticmethod
-    def _belongs(dc: model.DeviceClass, lv: model.LogicalVolume) -> bool:
+    def _belongs(self, dc: model.DeviceClass, lv: model.LogicalVolume) -> bool:
         if lv.is_hidden or lv.is_thin_pool:
+            return False
+        tagged = any(t.startswith(constants.TOPOLVM_TAG_PREFIXES) for t in lv.tags)
+        if not tagged and not self._config.manage_untagged_lvs:
             return False
         if dc.type is model.DeviceType.THIN:
             assert dc.thin_pool is not None
