@@ -83,14 +83,18 @@ class Conflict(TopoLVMError):
     code = ABORTED
 
 
-class LvmCommandError(TopoLVMError):
-    """An lvm command failed for a reason we do not classify further."""
+class CommandError(TopoLVMError):
+    """A system command (mkfs, mount, ...) failed for a reason we do not classify further."""
 
     def __init__(self, argv: list[str], exit_code: int, stderr: str) -> None:
         self.argv = argv
         self.exit_code = exit_code
         self.stderr = stderr
         super().__init__(f"{' '.join(argv)} exited {exit_code}: {stderr.strip()}")
+
+
+class LvmCommandError(CommandError):
+    """An lvm command failed for a reason we do not classify further."""
 
 
 _BY_CODE: dict[int, type[TopoLVMError]] = {}

@@ -155,6 +155,35 @@ class Cluster(Protocol):
     def watch_nodes(self, listener: EventListener) -> Subscription: ...
 
 
+class Mounter(Protocol):
+    """Filesystems and mounts on the node (mkfs, mount, resize, statvfs). Paths are absolute."""
+
+    def mount_filesystem(
+        self, *, device: str, target: str, fstype: str, options: Sequence[str] = (), read_only: bool = False
+    ) -> None:
+        """Mount ``device`` on directory ``target``, making a ``fstype`` filesystem first if it has none.
+        FailedPrecondition if it holds a different filesystem (never reformats)."""
+        ...
+
+    def mount_block(self, *, device: str, target: str, read_only: bool = False) -> None:
+        """Bind-mount the block device onto file ``target`` (raw block volumes)."""
+        ...
+
+    def unmount(self, *, target: str) -> None:
+        """Unmount ``target`` if mounted and remove it; succeeds if nothing is there."""
+        ...
+
+    def mounted_from(self, *, target: str, device: str) -> bool | None:
+        """None if nothing is mounted on ``target``; else whether it is ``device``."""
+        ...
+
+    def resize_filesystem(self, *, device: str, target: str) -> None:
+        """Grow the filesystem mounted on ``target`` to fill ``device`` (online)."""
+        ...
+
+    def usage(self, *, target: str) -> model.VolumeUsage: ...
+
+
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch (real or simulated)."""

@@ -172,3 +172,15 @@ class NodeCapacity:
             if stats.device_class == name or (not name and stats.default):
                 return stats
         return None
+
+
+@dataclass(frozen=True)
+class VolumeUsage:
+    """Filesystem usage of a published volume (NodeGetVolumeStats); inodes are None for raw block."""
+
+    total_bytes: int
+    used_bytes: int
+    available_bytes: int
+    total_inodes: int | None = None
+    used_inodes: int | None = None
+    available_inodes: int | None = None

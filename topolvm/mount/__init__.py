@@ -1,0 +1,1 @@
+"""``Mounter`` adapters: ``system`` (mkfs, mount, resize tools; argv only) and ``memory`` (for tests)."""
