@@ -19,8 +19,8 @@ from collections.abc import Mapping
 import msgspec
 
 from topolvm import constants, errors
-from topolvm.core import sizing
-from topolvm.webhook import ports, quantity, wire
+from topolvm.core import quantity, sizing
+from topolvm.webhook import ports, wire
 
 # Namespace opt-out label of upstream's chart (namespaceSelector ``topolvm.io/webhook NotIn [ignore]``).
 CAPACITY_QUANTITY = "1"

@@ -1,5 +1,6 @@
 """Kubernetes resource.Quantity strings ("1Gi", "500M", "1.5e3", "100m") to whole bytes, rounded up like Go's
-``Quantity.Value()``. Used by ``topolvm.webhook.mutate`` for PVC storage requests."""
+``Quantity.Value()``. Used by the webhook (PVC storage requests) and the node service (inline ephemeral
+volume sizes)."""
 
 from __future__ import annotations
 

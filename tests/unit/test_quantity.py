@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from topolvm import errors
-from topolvm.webhook import quantity
+from topolvm.core import quantity
 
 
 @pytest.mark.parametrize(
