@@ -1,0 +1,132 @@
+"""Node publishing on in-memory lvmd and mounter: paths, wrong node, idempotency, ephemeral volumes, stats."""
+
+from __future__ import annotations
+
+import pytest
+
+from topolvm import errors
+from topolvm.core import model
+from topolvm.lvm import memory as lvm_memory
+from topolvm.mount import memory as mount_memory
+from topolvm.services import lvmd, publish
+
+GiB = 1 << 30
+MiB = 1 << 20
+T = "/var/lib/kubelet/pods/p1/volumes/kubernetes.io~csi/pvc-1/mount"
+
+
+@pytest.fixture
+def node() -> tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter]:
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg", [10 * GiB])
+    svc = lvmd.LvmdService(
+        lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", default=True, spare_bytes=0),))
+    )
+    svc.start()
+    mounter = mount_memory.InMemoryMounter()
+    cfg = publish.NodeConfig(node_name="n1", ephemeral_max_bytes=2 * GiB)
+    return publish.NodeVolumeService(config=cfg, lvmd=svc, mounter=mounter), svc, mounter
+
+
+def test_publish_unpublish_is_idempotent(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    lv = lvmd_svc.create_lv(name="vol-1", device_class="ssd", size_bytes=GiB)
+    req = publish.PublishRequest(volume_id="vol-1", target_path=T, fstype="xfs", mount_flags=("noatime",))
+    svc.publish(req)
+    svc.publish(req)
+    assert mounter.mounts[T].device == lv.path and mounter.mounts[T].fstype == "xfs"
+    usage, condition = svc.stats("vol-1", T)
+    assert usage.total_bytes > 0 and not condition.abnormal
+    svc.unpublish("vol-1", T)
+    svc.unpublish("vol-1", T)
+    assert T not in mounter.mounts
+    assert lvmd_svc.list_lvs(device_class="ssd")  # a persistent volume stays
+
+
+@pytest.mark.parametrize(
+    ("req", "error"),
+    [
+        pytest.param(publish.PublishRequest("vol-1", "/etc/passwd"), errors.InvalidArgument, id="outside-kubelet"),
+        pytest.param(
+            publish.PublishRequest("vol-1", "/var/lib/kubelet/../../etc"), errors.InvalidArgument, id="dotdot"
+        ),
+        pytest.param(publish.PublishRequest("vol-1", "relative/path"), errors.InvalidArgument, id="relative"),
+        pytest.param(publish.PublishRequest("vol-1", ""), errors.InvalidArgument, id="empty-target"),
+        pytest.param(publish.PublishRequest("other-node-vol", T), errors.NotFound, id="wrong-node"),
+        pytest.param(publish.PublishRequest("bad;id", T), errors.NotFound, id="malformed-id"),
+        pytest.param(publish.PublishRequest("vol-1", T, fstype="ntfs"), errors.InvalidArgument, id="fstype"),
+        pytest.param(publish.PublishRequest("vol-1", T, mount_flags=("ro,exec",)), errors.InvalidArgument, id="flag"),
+    ],
+)
+def test_bad_publish_requests_mount_nothing(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+    req: publish.PublishRequest,
+    error: type[Exception],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    lvmd_svc.create_lv(name="vol-1", device_class="ssd", size_bytes=GiB)
+    with pytest.raises(error):
+        svc.publish(req)
+    assert mounter.mounts == {}
+
+
+def test_a_second_volume_on_the_same_target_is_already_exists(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, _ = node
+    lvmd_svc.create_lv(name="a", device_class="ssd", size_bytes=GiB)
+    lvmd_svc.create_lv(name="b", device_class="ssd", size_bytes=GiB)
+    svc.publish(publish.PublishRequest("a", T))
+    with pytest.raises(errors.AlreadyExists):
+        svc.publish(publish.PublishRequest("b", T))
+
+
+def test_raw_block_and_read_only(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    lvmd_svc.create_lv(name="blk", device_class="ssd", size_bytes=GiB)
+    svc.publish(publish.PublishRequest("blk", T, block=True, read_only=True))
+    assert mounter.mounts[T].fstype == "block" and mounter.mounts[T].read_only
+
+
+def test_inline_ephemeral_volume_lives_with_its_mount(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    ctx = {publish.EPHEMERAL_CONTEXT: "true", publish.EPHEMERAL_SIZE: "512Mi"}
+    svc.publish(publish.PublishRequest("csi-0123abcd", T, volume_context=ctx))
+    lvs = lvmd_svc.list_lvs(device_class="ssd")
+    assert [(lv.name, lv.size) for lv in lvs] == [("csi-0123abcd", 512 * MiB)]
+    assert publish.EPHEMERAL_TAG in lvs[0].tags and T in mounter.mounts
+    svc.unpublish("csi-0123abcd", T)
+    assert lvmd_svc.list_lvs(device_class="ssd") == []
+
+
+def test_inline_ephemeral_volume_is_capped(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    ctx = {publish.EPHEMERAL_CONTEXT: "true", publish.EPHEMERAL_SIZE: "5Gi"}
+    with pytest.raises(errors.OutOfRange):
+        svc.publish(publish.PublishRequest("csi-big", T, volume_context=ctx))
+    with pytest.raises(errors.InvalidArgument):
+        svc.publish(publish.PublishRequest("csi-bad", T, volume_context={**ctx, publish.EPHEMERAL_SIZE: "lots"}))
+    assert lvmd_svc.list_lvs(device_class="ssd") == [] and mounter.mounts == {}
+
+
+def test_expand_grows_the_filesystem(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    lv = lvmd_svc.create_lv(name="g", device_class="ssd", size_bytes=GiB)
+    mounter.sizes[lv.path] = GiB
+    svc.publish(publish.PublishRequest("g", T))
+    lvmd_svc.resize_lv(name="g", device_class="ssd", size_bytes=2 * GiB)
+    mounter.sizes[lv.path] = 2 * GiB
+    assert svc.expand("g", T, block=False) == 2 * GiB
+    assert svc.stats("g", T)[0].total_bytes == 2 * GiB
+    with pytest.raises(errors.FailedPrecondition):
+        svc.expand("g", "/var/lib/kubelet/elsewhere", block=False)

@@ -1,0 +1,95 @@
+"""CSI Node service over ``topolvm.services.publish``: publish/unpublish (no staging, as upstream), volume
+stats with VolumeCondition from lv_attr, online expansion, and node info with the topology key."""
+
+from __future__ import annotations
+
+import grpc
+
+from topolvm import constants, errors, grpc_status
+from topolvm.csi import controller as csi_controller
+from topolvm.csi.proto import csi_pb2 as csi
+from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.services import publish
+
+_RPC = csi.NodeServiceCapability.RPC
+_CAPABILITIES = (_RPC.GET_VOLUME_STATS, _RPC.EXPAND_VOLUME, _RPC.VOLUME_CONDITION)
+_Usage = csi.VolumeUsage
+
+
+class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
+    def __init__(self, service: publish.NodeVolumeService) -> None:
+        self._service = service
+
+    @grpc_status.handler
+    def NodePublishVolume(
+        self, request: csi.NodePublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi.NodePublishVolumeResponse:
+        if not request.volume_id:
+            raise errors.InvalidArgument("volume ID is required")
+        if not request.HasField("volume_capability"):
+            raise errors.InvalidArgument("volume capability is required")
+        cap = request.volume_capability
+        csi_controller.check_capabilities([cap])
+        self._service.publish(
+            publish.PublishRequest(
+                volume_id=request.volume_id,
+                target_path=request.target_path,
+                block=cap.HasField("block"),
+                fstype=cap.mount.fs_type if cap.HasField("mount") else "",
+                mount_flags=tuple(cap.mount.mount_flags) if cap.HasField("mount") else (),
+                read_only=request.readonly,
+                volume_context=dict(request.volume_context),
+            )
+        )
+        return csi.NodePublishVolumeResponse()
+
+    @grpc_status.handler
+    def NodeUnpublishVolume(
+        self, request: csi.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi.NodeUnpublishVolumeResponse:
+        self._service.unpublish(request.volume_id, request.target_path)
+        return csi.NodeUnpublishVolumeResponse()
+
+    @grpc_status.handler
+    def NodeGetVolumeStats(
+        self, request: csi.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
+    ) -> csi.NodeGetVolumeStatsResponse:
+        usage, condition = self._service.stats(request.volume_id, request.volume_path)
+        items = [
+            _Usage(unit=_Usage.BYTES, total=usage.total_bytes, used=usage.used_bytes, available=usage.available_bytes)
+        ]
+        if usage.total_inodes is not None:
+            items.append(
+                _Usage(
+                    unit=_Usage.INODES,
+                    total=usage.total_inodes,
+                    used=usage.used_inodes or 0,
+                    available=usage.available_inodes or 0,
+                )
+            )
+        return csi.NodeGetVolumeStatsResponse(
+            usage=items, volume_condition=csi.VolumeCondition(abnormal=condition.abnormal, message=condition.message)
+        )
+
+    @grpc_status.handler
+    def NodeExpandVolume(
+        self, request: csi.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi.NodeExpandVolumeResponse:
+        block = request.HasField("volume_capability") and request.volume_capability.HasField("block")
+        size = self._service.expand(request.volume_id, request.volume_path, block)
+        return csi.NodeExpandVolumeResponse(capacity_bytes=size)
+
+    @grpc_status.handler
+    def NodeGetCapabilities(
+        self, request: csi.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi.NodeGetCapabilitiesResponse:
+        return csi.NodeGetCapabilitiesResponse(
+            capabilities=[csi.NodeServiceCapability(rpc=_RPC(type=t)) for t in _CAPABILITIES]
+        )
+
+    @grpc_status.handler
+    def NodeGetInfo(self, request: csi.NodeGetInfoRequest, context: grpc.ServicerContext) -> csi.NodeGetInfoResponse:
+        name = self._service.config.node_name
+        return csi.NodeGetInfoResponse(
+            node_id=name, accessible_topology=csi.Topology(segments={constants.TOPOLOGY_NODE_KEY: name})
+        )

@@ -1,0 +1,154 @@
+"""Node-side volume publishing (CSI NodePublish/Unpublish/GetVolumeStats/ExpandVolume) over Lvmd and Mounter.
+
+Volumes are found through lvmd by their ID (the LV name); a volume that is not in this node's VGs is NOT_FOUND,
+so publishing on the wrong node fails cleanly. Target paths must be absolute, normalised, and under a configured
+prefix (the kubelet directory), so a request can never mount over an arbitrary path. CSI inline ephemeral
+volumes (seed slide 12) are created at publish time and removed at unpublish, capped per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os.path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from topolvm import constants, errors, ports
+from topolvm.core import health, model, names, quantity, sizing
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL_CONTEXT = "csi.storage.k8s.io/ephemeral"
+EPHEMERAL_SIZE = "topolvm.io/size"
+EPHEMERAL_TAG = "topolvm.io/ephemeral"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    volume_id: str
+    target_path: str
+    block: bool = False
+    fstype: str = ""
+    mount_flags: Sequence[str] = ()
+    read_only: bool = False
+    volume_context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_name: str
+    allowed_target_prefixes: Sequence[str] = ("/var/lib/kubelet/",)
+    ephemeral_default_bytes: int = sizing.GiB
+    ephemeral_max_bytes: int = 100 * sizing.GiB
+
+
+class NodeVolumeService:
+    def __init__(self, *, config: NodeConfig, lvmd: ports.Lvmd, mounter: ports.Mounter) -> None:
+        self.config = config
+        self.lvmd = lvmd
+        self.mounter = mounter
+
+    # --- lookups ---
+    def find(self, volume_id: str) -> tuple[str, model.LogicalVolume] | None:
+        """(device class, LV) of a volume on this node, from lvmd's state (no lvm command)."""
+        names.check_lv_name(volume_id)
+        for stats in self.lvmd.capacity().device_classes:
+            for lv in self.lvmd.list_lvs(device_class=stats.device_class):
+                if lv.name == volume_id:
+                    return stats.device_class, lv
+        return None
+
+    def _require(self, volume_id: str) -> tuple[str, model.LogicalVolume]:
+        if not volume_id:
+            raise errors.InvalidArgument("volume ID is required")
+        try:
+            found = self.find(volume_id)
+        except errors.InvalidArgument:
+            raise errors.NotFound(f"volume {volume_id!r} does not exist") from None
+        if found is None:
+            raise errors.NotFound(f"volume {volume_id!r} is not on node {self.config.node_name}")
+        return found
+
+    def check_path(self, path: str, what: str = "target path") -> str:
+        if not path:
+            raise errors.InvalidArgument(f"{what} is required")
+        if not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or "\0" in path:
+            raise errors.InvalidArgument(f"{what} {path!r} must be an absolute, normalised path")
+        if not any(path.startswith(prefix) for prefix in self.config.allowed_target_prefixes):
+            raise errors.InvalidArgument(
+                f"{what} {path!r} is outside the allowed directories ({', '.join(self.config.allowed_target_prefixes)})"
+            )
+        return path
+
+    # --- publish ---
+    def publish(self, req: PublishRequest) -> None:
+        target = self.check_path(req.target_path)
+        fstype = "block" if req.block else (req.fstype or "ext4")
+        if fstype not in sizing.MINIMUM_SIZE:
+            raise errors.InvalidArgument(f"filesystem type {fstype!r} is not supported")
+        for flag in req.mount_flags:
+            if not flag or "," in flag or any(c.isspace() for c in flag):
+                raise errors.InvalidArgument(f"mount flag {flag!r} is invalid")
+        if req.volume_context.get(EPHEMERAL_CONTEXT) == "true":
+            lv = self._ensure_ephemeral(req)
+        else:
+            lv = self._require(req.volume_id)[1]
+        if req.block:
+            self.mounter.mount_block(device=lv.path, target=target, read_only=req.read_only)
+        else:
+            self.mounter.mount_filesystem(
+                device=lv.path, target=target, fstype=fstype, options=req.mount_flags, read_only=req.read_only
+            )
+        log.info("published %s (%s) at %s", req.volume_id, fstype, target)
+
+    def _ensure_ephemeral(self, req: PublishRequest) -> model.LogicalVolume:
+        ctx = req.volume_context
+        raw = ctx.get(EPHEMERAL_SIZE)
+        size = quantity.to_bytes(raw) if raw else self.config.ephemeral_default_bytes
+        size = sizing.align(max(size, sizing.MINIMUM_SIZE["block" if req.block else (req.fstype or "ext4")]))
+        if size > self.config.ephemeral_max_bytes:
+            raise errors.OutOfRange(
+                f"inline ephemeral volume of {size} bytes exceeds the limit of {self.config.ephemeral_max_bytes}"
+            )
+        return self.lvmd.create_lv(
+            name=req.volume_id,
+            device_class=ctx.get(constants.DEVICE_CLASS_PARAMETER, ""),
+            size_bytes=size,
+            tags=[EPHEMERAL_TAG],
+        )
+
+    def unpublish(self, volume_id: str, target_path: str) -> None:
+        if not volume_id:
+            raise errors.InvalidArgument("volume ID is required")
+        target = self.check_path(target_path)
+        self.mounter.unmount(target=target)
+        found = self.find(volume_id) if _valid_lv_name(volume_id) else None
+        if found is not None and EPHEMERAL_TAG in found[1].tags:
+            self.lvmd.remove_lv(name=volume_id, device_class=found[0])
+            log.info("removed inline ephemeral volume %s", volume_id)
+        log.info("unpublished %s from %s", volume_id, target)
+
+    # --- stats and expansion ---
+    def stats(self, volume_id: str, volume_path: str) -> tuple[model.VolumeUsage, health.Condition]:
+        lv = self._require(volume_id)[1]
+        path = self.check_path(volume_path, "volume path")
+        if self.mounter.mounted_from(target=path, device=lv.path) is not True:
+            raise errors.NotFound(f"volume {volume_id!r} is not mounted at {path}")
+        return self.mounter.usage(target=path), health.condition(lv.attr)
+
+    def expand(self, volume_id: str, volume_path: str, block: bool) -> int:
+        lv = self._require(volume_id)[1]
+        path = self.check_path(volume_path, "volume path")
+        if not block:
+            if self.mounter.mounted_from(target=path, device=lv.path) is not True:
+                raise errors.FailedPrecondition(f"volume {volume_id!r} is not mounted at {path}")
+            self.mounter.resize_filesystem(device=lv.path, target=path)
+        return lv.size
+
+
+def _valid_lv_name(name: str) -> bool:
+    try:
+        names.check_lv_name(name)
+    except errors.InvalidArgument:
+        return False
+    return True
