@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from topolvm import metrics
+from topolvm.core import model
+
+
+def test_capacity_metrics_follow_the_watch() -> None:
+    registry = CollectorRegistry()
+    m = metrics.CapacityMetrics("n1", registry)
+    thin = model.ThinPoolStats(size_bytes=100, data_percent=12.5, metadata_percent=3.0, overprovisioned_available=900)
+    m(
+        model.NodeCapacity(
+            (model.DeviceClassStats("ssd", True, 1000, 400), model.DeviceClassStats("thin", False, 100, 900, thin))
+        )
+    )
+    m(
+        model.NodeCapacity(
+            (model.DeviceClassStats("ssd", True, 1000, 300), model.DeviceClassStats("thin", False, 100, 900, thin))
+        )
+    )
+
+    def value(name: str, dc: str) -> float | None:
+        return registry.get_sample_value(name, {"node": "n1", "device_class": dc})
+
+    assert value("topolvm_volumegroup_available_bytes", "ssd") == 300
+    assert value("topolvm_volumegroup_size_bytes", "ssd") == 1000
+    assert value("topolvm_thinpool_data_percent", "thin") == 12.5
+    assert value("topolvm_thinpool_overprovisioned_available", "thin") == 900
+    assert value("topolvm_thinpool_size_bytes", "ssd") is None
