@@ -7,6 +7,11 @@ Builds the peers with ci/peers/build.sh (cached), generates Node lists shaped li
 Go load generator in a closed loop: one cycle = POST /predicate then POST /prioritize with the same
 ExtenderArgs, as kube-scheduler does per pod. Concurrency 1 matches kube-scheduler (one pod at a time).
 Prints requests/s, p50/p99 per side and our/upstream ratios. Never run by the tests; timings are reported only.
+
+The ``floor`` side (full Nodes only) is the same HTTP stack and body reader doing the least either verb must do
+with msgspec, without any policy: the filter splits the items and echoes them all, the prioritize decodes node
+names and annotations and scores 0. It is the cost of moving and parsing ~2 KB per Node that no extender on this
+stack avoids, against which ``ours-spread``/``ours-pack`` can be judged.
 """
 
 from __future__ import annotations
@@ -132,7 +137,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) ->
 
 def start(side: str, port: int, workdir: pathlib.Path) -> subprocess.Popen[bytes]:
     config = workdir / f"{side}.yaml"
-    if side == "upstream":
+    if side == "floor":
+        argv = [sys.executable, str(pathlib.Path(__file__).resolve()), "--serve-floor", str(port)]
+    elif side == "upstream":
         config.write_text(f'listen: "127.0.0.1:{port}"\ndefault-divisor: 1\n')
         argv = [str(BIN / "hypertopolvm"), "topolvm-scheduler", "--config", str(config)]
     else:
@@ -166,7 +173,35 @@ def run_load(port: int, body: pathlib.Path, args: argparse.Namespace) -> dict[st
     return result
 
 
-SIDES = ["upstream", "ours-spread", "ours-pack", "ours-names"]
+SIDES = ["upstream", "ours-spread", "ours-pack", "ours-names", "floor"]
+
+
+def serve_floor(port: int) -> None:
+    """The ``floor`` side: the extender's HTTP stack and body reader, msgspec's decode of the nodes, no policy."""
+    import uvicorn
+
+    from topolvm.extender import app, wire
+
+    async def application(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        reply = b"ok"
+        if scope["method"] == "POST":
+            body = await app._read_body(receive, 1 << 30, app._content_length(scope))
+            if scope["path"] == "/predicate":  # the protocol makes a filter echo the Nodes it keeps: all here
+                items = wire.filter_decoder.decode(body).Nodes
+                kept = (items.items if items else None) or []
+                reply = wire.encoder.encode(wire.FilterResult(Nodes=wire.ReplyNodeList(items=kept)))
+            else:
+                heads = wire.prioritize_decoder.decode(body).Nodes
+                names = [h.metadata.name for h in (heads.items if heads else None) or []]
+                reply = wire.encoder.encode([wire.HostPriority(name, 0) for name in names])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(reply))]})
+        await send({"type": "http.response.body", "body": reply})
+
+    uvicorn.run(
+        application, host="127.0.0.1", port=port, loop="uvloop", http="httptools", access_log=False, log_config=None
+    )
 
 
 def main() -> int:
@@ -175,7 +210,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per side and size")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor side")
+    parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
+        return 0
     if not args.no_build:
         subprocess.run([str(ROOT / "ci" / "peers" / "build.sh")], check=True)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -194,6 +234,8 @@ def main() -> int:
                 flush=True,
             )
         for side in SIDES:
+            if side == "floor" and args.no_floor:
+                continue
             port = free_port()
             proc = start(side, port, workdir)
             try:
@@ -207,9 +249,10 @@ def main() -> int:
                         body = workdir / f"nodes-{size}.json"
                     results[(side, size)] = run_load(port, body, args)
                     r = results[(side, size)]
+                    verbs = "  ".join(f"{t['url'].rsplit('/', 1)[1]} p99 {t['p99_ms']:.2f}" for t in r["targets"])
                     print(
                         f"{side:12s} {size:5d} nodes: {r['requests_per_s']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms"
-                        f"  p99 {r['p99_ms']:7.2f} ms  ({r['cycles']} cycles)",
+                        f"  p99 {r['p99_ms']:7.2f} ms  ({r['cycles']} cycles; {verbs})",
                         flush=True,
                     )
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -99,3 +100,51 @@ def test_lifespan_and_real_server_roundtrip(application: app.App) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _receiver(chunks: list[bytes]) -> Any:
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    return receive
+
+
+@pytest.mark.parametrize(
+    ("chunks", "declared"),
+    [
+        pytest.param([b"abc"], 3, id="one-message"),
+        pytest.param([b"ab", b"", b"cd", b"e"], 5, id="declared"),
+        pytest.param([b"ab", b"cd"], None, id="undeclared"),
+        pytest.param([b"ab", b"cd", b"ef"], 4, id="more-than-declared"),
+        pytest.param([b"ab", b"c"], 10, id="less-than-declared"),
+        pytest.param([b"", b"abc"], 3, id="empty-first"),
+    ],
+)
+def test_body_is_reassembled_whatever_the_chunks(chunks: list[bytes], declared: int | None) -> None:
+    body = asyncio.run(app._read_body(_receiver(chunks), 100, declared))
+    assert bytes(body) == b"".join(chunks)
+
+
+@pytest.mark.parametrize("declared", [None, 6, 100])
+def test_body_limit_holds_across_chunks(declared: int | None) -> None:
+    with pytest.raises(app.BodyTooLarge):
+        asyncio.run(app._read_body(_receiver([b"abc", b"def", b"g"]), 6, declared))
+
+
+def test_chunked_body_over_http(application: app.App) -> None:
+    body = args(pod(ssd=GiB), [node(f"n{i}", ssd=2 * GiB) for i in range(50)])
+
+    async def run() -> httpx.Response:
+        async def stream() -> Any:
+            for start in range(0, len(body), 1000):
+                yield body[start : start + 1000]
+
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://extender") as client:
+            return await client.post("/predicate", content=stream(), headers={"content-length": str(len(body))})
+
+    response = asyncio.run(run())
+    assert response.status_code == 200
+    assert len(response.json()["Nodes"]["items"]) == 50

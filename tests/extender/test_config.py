@@ -51,6 +51,7 @@ def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
         ("default-divisor: 0", "default-divisor"),
         ("default-divisor: abc", "default-divisor"),
         ("divisors: {ssd: -1}", "ssd"),
+        ("divisors: {ssd: 1.0e-300}", "ssd"),  # would overflow log2 in scoring
         ("divisors: [1]", "divisors"),
         ("mode: fast", "mode"),
         ("reservation-ttl: -3", "reservation-ttl"),

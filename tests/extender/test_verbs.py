@@ -161,3 +161,93 @@ def test_node_watch_events_feed_the_cache() -> None:
     assert ext.holder.capacities("w1") == {"ssd": str(GiB)}
     kube.apply_event(ext.holder, "DELETED", SimpleNamespace(metadata=meta))
     assert ext.holder.capacities("w1") is None
+
+
+def _kept(result: Any) -> list[str]:
+    return [n["metadata"]["name"] for n in result["Nodes"]["items"]]
+
+
+def test_full_requests_refresh_the_cache_when_an_annotation_changes() -> None:
+    """Same node, same position, new annotation: the remembered decode and the index entry are both replaced."""
+    ext, _ = make(ttl=0)
+    want = pod(ssd=10 * GiB)
+    first = [node("a", ssd=5 * GiB), node("b", ssd=50 * GiB)]
+    assert _kept(ok(ext.predicate(args(want, first)))) == ["b"]
+    assert _kept(ok(ext.predicate(args(want, first)))) == ["b"]  # unchanged: served from what was remembered
+    second = [node("a", ssd=500 * GiB), node("b", ssd="junk")]
+    result = ok(ext.predicate(args(want, second)))
+    assert _kept(result) == ["a"]
+    assert result["FailedAndUnresolvableNodes"] == {"b": "bad capacity annotation: junk"}
+    assert ext.holder.index.free("ssd") == {"a": 500 * GiB, "b": scheduling.BAD}
+    # Fewer and then more nodes than last time, in another order.
+    assert _kept(ok(ext.predicate(args(want, [second[0]])))) == ["a"]
+    third = [node("c", ssd=20 * GiB), node("a", ssd=GiB), node("b", ssd=30 * GiB)]
+    assert _kept(ok(ext.predicate(args(want, third)))) == ["c", "b"]
+    assert ext.holder.capacities("a") == {"ssd": str(GiB)}
+
+
+def test_prioritize_with_nodes_refreshes_the_cache_too() -> None:
+    ext, _ = make(ttl=0)
+    ok(ext.predicate(args(pod(), [node("a", ssd=5 * GiB)])))
+    scores = ok(ext.prioritize(args(pod(ssd=GiB), [node("a", ssd=1024 * GiB)])))
+    assert scores == [{"Host": "a", "Score": 10}]
+    assert ext.holder.capacities("a") == {"ssd": str(1024 * GiB)}
+
+
+def test_watch_update_after_a_full_request_is_not_shadowed() -> None:
+    """A full request's annotations are remembered to skip unchanged nodes; a watch event must reset that."""
+    ext, _ = make(ttl=0)
+    nodes = [node("a", ssd=50 * GiB)]
+    want = pod(ssd=10 * GiB)
+    assert _kept(ok(ext.predicate(args(want, nodes)))) == ["a"]
+    ext.holder.remember("a", {"ssd": str(GiB)})  # e.g. the node watch saw a newer version
+    names = json.dumps({"Pod": want, "NodeNames": ["a"]}).encode()
+    assert ok(ext.predicate(names))["NodeNames"] == []
+    # The same full request again must put its own (older) value back, as it did before the cache existed.
+    assert _kept(ok(ext.predicate(args(want, nodes)))) == ["a"]
+    assert ok(ext.predicate(names))["NodeNames"] == ["a"]
+    ext.holder.forget("a")
+    assert ok(ext.predicate(names))["FailedAndUnresolvableNodes"] == {"a": verbs.REASON_NOT_CACHED}
+
+
+def test_duplicate_nodes_in_a_full_request_are_judged_item_by_item() -> None:
+    ext, _ = make(ttl=0)
+    want = pod(ssd=10 * GiB)
+    nodes = [node("a", ssd=5 * GiB), node("b", ssd=50 * GiB), node("a", ssd=50 * GiB)]
+    result = ok(ext.predicate(args(want, nodes)))
+    # As before the index: a failing copy fails the name, so both copies of "a" go.
+    assert _kept(result) == ["b"]
+    assert result["FailedAndUnresolvableNodes"] == {"a": "out of VG free space"}
+    scores = ok(ext.prioritize(args(want, nodes)))
+    assert scores == [{"Host": "a", "Score": 5}, {"Host": "b", "Score": 5}]  # one entry per name, last copy wins
+
+
+def test_duplicate_names_are_scored_once() -> None:
+    ext, _ = make(ttl=0)
+    ok(ext.predicate(args(pod(), [node("a", ssd=50 * GiB), node("b", ssd=5 * GiB)])))
+    names = json.dumps({"Pod": pod(ssd=10 * GiB), "NodeNames": ["a", "b", "a"]}).encode()
+    assert ok(ext.predicate(names))["NodeNames"] == ["a", "a"]
+    assert ok(ext.prioritize(names)) == [{"Host": "a", "Score": 5}, {"Host": "b", "Score": 0}]
+
+
+@pytest.mark.parametrize("mode", ["spread", "pack"])
+def test_index_path_equals_item_by_item_path(mode: str) -> None:
+    """The index-backed verbs answer as the per-item reference path (kept for duplicate names) does."""
+    ext, clock = make(mode=mode)
+    nodes = [node(f"n{i}", ssd=(i * 7 % 40) * GiB, hdd=(i * 13 % 30) * GiB) for i in range(60)]
+    nodes.append(node("junk", ssd="x", hdd=GiB))
+    nodes.append(node("none"))
+    ok(ext.predicate(args(pod(), nodes)))
+    names = [n["metadata"]["name"] for n in nodes]
+    candidates = [verbs._Candidate(name, ext.holder.capacities(name)) for name in names]
+    for i in range(8):
+        requested = {"ssd": (3 + i) * GiB, "hdd": (i % 3) * GiB}
+        key = f"p{i}"
+        assert ext._failures(names, requested, key) == ext._failures_per_item(candidates, requested, key)
+        fast = ext._score(names, requested, key)
+        reservations = [(r.pod, r.node, r.size) for r in ext.holder.ledger.reservations()]
+        ext.holder.ledger.release(key)
+        slow = ext._score_per_item(candidates, requested, key)
+        assert fast == slow
+        assert [(r.pod, r.node, r.size) for r in ext.holder.ledger.reservations()] == reservations
+        clock.now += 1

@@ -48,10 +48,11 @@ class App:
         self.holder = state or holder.Holder(cfg.reservation_ttl)
         self.metrics = stats or metrics.Metrics()
         self.extender = verbs.Extender(cfg, self.holder, self.metrics)
-        self._verbs: dict[str, Callable[[bytes], verbs.Reply]] = {
+        self._verbs: dict[str, Callable[[bytes | bytearray], verbs.Reply]] = {
             "/predicate": self.extender.predicate,
             "/prioritize": self.extender.prioritize,
         }
+        self._durations = {path[1:]: self.metrics.duration.labels(path[1:]) for path in self._verbs}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -74,7 +75,7 @@ class App:
             reply = verbs.Reply(405, b"method not allowed: use POST", verbs.TEXT)
         else:
             try:
-                body = await _read_body(receive, self.config.max_body_bytes)
+                body = await _read_body(receive, self.config.max_body_bytes, _content_length(scope))
             except BodyTooLarge:
                 reply = verbs.Reply(
                     413, f"request body exceeds {self.config.max_body_bytes} bytes".encode(), verbs.TEXT
@@ -88,7 +89,7 @@ class App:
                     log.exception("%s failed", verb)
                     reply = verbs.Reply(500, b"internal error; see the extender's log", verbs.TEXT)
         await _respond(send, reply)
-        self.metrics.duration.labels(verb).observe(time.perf_counter() - started)
+        self._durations[verb].observe(time.perf_counter() - started)
         self.metrics.requests.labels(verb, str(reply.status)).inc()
         if reply.status >= 400:
             log.warning("%s %s -> %d: %s", method, path, reply.status, reply.body[:200].decode(errors="replace"))
@@ -101,22 +102,66 @@ class App:
         return verbs.Reply(404, b"not found", verbs.TEXT)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _read_body(receive: Receive, limit: int, expected: int | None = None) -> bytes | bytearray:
+    if expected is not None and expected > limit:
+        raise BodyTooLarge
+    body = _Body(limit, expected)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk: bytes = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return body.finish(chunk)
+        body.add(chunk)
+
+
+class _Body:
+    """A request body being received. One that arrives in one message is returned as is; a longer one with a
+    declared length is copied into one buffer chunk by chunk as it arrives (while the client is still sending),
+    so no copy of the whole body is left for the end; without a length the chunks are joined at the end."""
+
+    def __init__(self, limit: int, expected: int | None) -> None:
+        self.limit = limit
+        self.expected = expected
+        self.buffer: bytearray | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        end = self.size + len(chunk)
+        if end > self.limit:
+            raise BodyTooLarge
+        if self.buffer is None and not self.chunks and self.expected is not None and end <= self.expected:
+            self.buffer = bytearray(self.expected)
+        if self.buffer is not None and end <= len(self.buffer):
+            self.buffer[self.size : end] = chunk
+        else:
+            if self.buffer is not None:  # more than the declared length: fall back to joining
+                self.chunks.append(bytes(self.buffer[: self.size]))
+                self.buffer = None
+            self.chunks.append(chunk)
+        self.size = end
+
+    def finish(self, chunk: bytes) -> bytes | bytearray:
+        if self.size == 0:
+            if len(chunk) > self.limit:
+                raise BodyTooLarge
+            return chunk
+        self.add(chunk)
+        if self.buffer is not None:
+            return self.buffer if self.size == len(self.buffer) else self.buffer[: self.size]
+        return b"".join(self.chunks)
 
 
 async def _respond(send: Send, reply: verbs.Reply) -> None:

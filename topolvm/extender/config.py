@@ -46,6 +46,18 @@ def _number(field: str, value: object) -> float:
     return number
 
 
+# A divisor is "how many GiB make one score step"; below a millionth every score is 10 anyway, and far below it
+# log2(GiB / divisor) overflows.
+MIN_DIVISOR = 1e-6
+
+
+def _divisor(field: str, value: object) -> float:
+    number = _number(field, value)
+    if number < MIN_DIVISOR:
+        raise errors.ConfigError(f"{field}: must be at least {MIN_DIVISOR:g}, got {value!r}")
+    return number
+
+
 def from_mapping(data: Mapping[str, Any]) -> Config:
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
@@ -58,14 +70,14 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     divisors_raw = data.get("divisors") or {}
     if not isinstance(divisors_raw, Mapping):
         raise errors.ConfigError(f"divisors: must be a mapping of device class to number, got {divisors_raw!r}")
-    divisors = {str(k): _number(f"divisors.{k}", v) for k, v in divisors_raw.items()}
+    divisors = {str(k): _divisor(f"divisors.{k}", v) for k, v in divisors_raw.items()}
     mode_raw = data.get("mode", scheduling.Mode.SPREAD.value)
     try:
         mode = scheduling.Mode(mode_raw)
     except ValueError:
         raise errors.ConfigError(f"mode: must be 'spread' or 'pack', got {mode_raw!r}") from None
     policy = scheduling.Policy(
-        default_divisor=_number("default-divisor", data.get("default-divisor", 1)),
+        default_divisor=_divisor("default-divisor", data.get("default-divisor", 1)),
         divisors=divisors,
         mode=mode,
     )

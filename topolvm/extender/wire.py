@@ -68,7 +68,7 @@ class FilterResult(msgspec.Struct):
     Error: str = ""
 
 
-class HostPriority(msgspec.Struct):
+class HostPriority(msgspec.Struct, gc=False):
     Host: str
     Score: int
 
