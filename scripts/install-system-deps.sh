@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the project's tests and demo need: lvm2 for lvmd on loop devices; qemu, debootstrap and
-# filesystem tools for the hardware-in-the-loop VM (harness/). Idempotent; installs only what is missing.
+# Debian packages the project's tests and demo need. Idempotent; installs only what is missing.
+#   lvm2 thin-provisioning-tools      lvmd and the contract suites on loop devices
+#   util-linux e2fsprogs xfsprogs btrfs-progs   losetup, mkfs/mount/resize for the Mounter contract suite
+#   qemu-system-x86 qemu-utils        the hardware-in-the-loop VM (software emulation) and its qcow2 overlays
+#   debootstrap debian-archive-keyring  building the VM's Debian rootfs (cold image build only)
+#   git                               listing the source files shipped into the VM
+#   openssl                           keys for the local kube-apiserver the Cluster contract suite starts
+# Go (>= 1.26, preinstalled on this machine kind; Debian's golang-go is too old) builds the upstream peers.
 set -euo pipefail
 pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
-      qemu-system-x86 qemu-utils debootstrap ca-certificates)
+      qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

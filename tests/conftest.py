@@ -6,6 +6,9 @@ import pytest
 
 from tests.support import loopvg
 
+# The session-scoped ``kube_api`` fixture: a real etcd + kube-apiserver on loopback (built by ci/peers/build.sh).
+pytest_plugins = ["tests.support.controlplane"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root_reason = loopvg.can_run()

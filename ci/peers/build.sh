@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Build the upstream Go peers used as baselines by benchmarks and conformance tests.
+# Build the upstream Go peers used as baselines by benchmarks and conformance tests, and the local Kubernetes
+# control plane used by integration tests.
+#
+# Usage: ci/peers/build.sh [all | NAME...]      (no NAME: hypertopolvm csi-sanity loadgen, as before)
 #
 # Installs into ${TOPOLVM_CACHE:-$HOME/.cache/topolvm-py}/peers-v1/bin:
-#   hypertopolvm  - upstream TopoLVM; its `topolvm-scheduler` is the extender baseline (bench/extender_bench.py)
-#   csi-sanity    - CSI conformance suite (used by the CSI issue)
-# Idempotent: a binary already present is not rebuilt. Build times go to peers-v1/build-times.txt.
+#   hypertopolvm    - upstream TopoLVM; its `topolvm-scheduler` is the extender baseline (bench/extender_bench.py)
+#   csi-sanity      - CSI conformance suite (used by the CSI issue)
+#   loadgen         - our own closed-loop load generator (ci/peers/loadgen)
+#   etcd            - storage for the test control plane (tests/support/controlplane.py)
+#   kube-apiserver  - the test control plane's API server
+#   kube-scheduler  - real scheduler, for extender end-to-end tests
+# The control-plane binaries are installed as NAME-VERSION with a NAME symlink, so the bin directory works as
+# KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is not rebuilt. Build
+# times and sizes go to peers-v1/build-times.txt.
 #
 # `go install pkg@version` first; if that fails we build through a throwaway wrapper module (a go.mod that
 # requires the tool). The fallback exists because `go install` also loads the module's deprecation notice from
 # `@v/list`, which some proxies (including this project's CI proxy) refuse with 403, while `@v/<tag>.*` works.
 # v0.41.0 is the newest topolvm tag the proxy serves here (probed with @v/<tag>.info).
+#
+# etcd and Kubernetes go straight to a wrapper module: their go.mod files carry replace directives (local paths
+# to sibling modules / staging), which `go install` refuses. For etcd the local replaces are simply dropped (the
+# sibling modules are published at the same tag). For Kubernetes every `k8s.io/<m> => ./staging/src/k8s.io/<m>`
+# replace of the tag's go.mod becomes `k8s.io/<m> => k8s.io/<m> v0.<minor>.<patch>`, and the tag's godebug line
+# is copied, like upstream's own build. Version ldflags are set as hack/lib/version.sh does, or the binaries
+# would report v0.0.0.
 set -euo pipefail
 
 TOPOLVM_VERSION="${TOPOLVM_VERSION:-v0.41.0}"
 CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.4.0}"
+ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 CACHE="${TOPOLVM_CACHE:-$HOME/.cache/topolvm-py}"
 BIN="$CACHE/peers-v1/bin"
 TIMES="$CACHE/peers-v1/build-times.txt"
@@ -22,6 +40,33 @@ mkdir -p "$BIN"
 command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; }
 export CGO_ENABLED=0   # static binaries, no C toolchain needed on a fresh CI machine
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler)
+DEFAULT=(hypertopolvm csi-sanity loadgen)
+if [[ $# -eq 0 ]]; then
+    WANT=("${DEFAULT[@]}")
+elif [[ "$*" == all ]]; then
+    WANT=("${ALL[@]}")
+else
+    WANT=("$@")
+fi
+for name in "${WANT[@]}"; do
+    [[ " ${ALL[*]} " == *" $name "* ]] || { echo "build.sh: unknown peer '$name' (known: ${ALL[*]} all)" >&2; exit 2; }
+done
+wants() { [[ " ${WANT[*]} " == *" $1 "* ]]; }
+
+# record NAME... -- WHAT SECONDS: one line per build with the size of each binary built.
+record() {
+    local names=() sizes=()
+    while [[ "$1" != -- ]]; do names+=("$1"); shift; done
+    shift
+    local what="$1" secs="$2" n
+    for n in "${names[@]}"; do
+        sizes+=("$n=$(($(stat -L -c %s "$BIN/$n") / 1048576))MiB")
+    done
+    local IFS=,
+    echo "${names[*]} $what ${secs}s ${sizes[*]} $(date -u +%FT%TZ)" | tee -a "$TIMES"
+}
 
 build_via_wrapper() {
     local name="$1" module="$2" version="$3" pkg="$4"
@@ -41,26 +86,124 @@ install_peer() {
         return
     fi
     echo "build.sh: building $pkg@$version"
-    local start end
+    local start
     start=$(date +%s)
     if ! GOBIN="$BIN" go install "$pkg@$version"; then
         echo "build.sh: go install failed, retrying through a wrapper module" >&2
         build_via_wrapper "$name" "$module" "$version" "$pkg"
     fi
-    end=$(date +%s)
-    echo "$name $pkg@$version $((end - start))s $(date -u +%FT%TZ)" | tee -a "$TIMES"
+    record "$name" -- "$pkg@$version" $(($(date +%s) - start))
 }
 
-install_peer hypertopolvm github.com/topolvm/topolvm "$TOPOLVM_VERSION" \
-    github.com/topolvm/topolvm/cmd/hypertopolvm
-install_peer csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" \
-    github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
-# Our own closed-loop load generator (stdlib only), shared by every side of a benchmark.
-LOADGEN_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/loadgen"
-LOADGEN_SUM=$(cat "$LOADGEN_SRC/main.go" "$LOADGEN_SRC/go.mod" | sha256sum | cut -c1-12)
-if [[ ! -x "$BIN/loadgen-$LOADGEN_SUM" ]]; then
-    (cd "$LOADGEN_SRC" && go build -o "$BIN/loadgen-$LOADGEN_SUM" .)
-    echo "build.sh: built loadgen ($LOADGEN_SUM)"
+# link NAME VERSION: point NAME at NAME-VERSION (the file that is actually built and kept).
+link() { ln -sfn "$1-$2" "$BIN/$1"; }
+
+build_etcd() {
+    if [[ -x "$BIN/etcd-$ETCD_VERSION" ]]; then
+        echo "build.sh: etcd $ETCD_VERSION present, skipping"
+        link etcd "$ETCD_VERSION"
+        return
+    fi
+    echo "build.sh: building etcd $ETCD_VERSION (wrapper module)"
+    local start dir rc=0
+    start=$(date +%s)
+    dir=$(mktemp -d)
+    printf 'module topolvm-py/peers/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+        "$ETCD_VERSION" >"$dir/go.mod"
+    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags '-s -w' \
+        -o "$BIN/etcd-$ETCD_VERSION.tmp" go.etcd.io/etcd/server/v3) || rc=$?
+    rm -rf "$dir"
+    [[ $rc -eq 0 ]] || return "$rc"
+    mv "$BIN/etcd-$ETCD_VERSION.tmp" "$BIN/etcd-$ETCD_VERSION"
+    link etcd "$ETCD_VERSION"
+    record etcd -- "go.etcd.io/etcd/server/v3@$ETCD_VERSION" $(($(date +%s) - start))
+}
+
+# build_kubernetes CMD...: build k8s.io/kubernetes/cmd/CMD for each CMD not yet present, in one go build.
+build_kubernetes() {
+    local v="$KUBERNETES_VERSION" todo=() cmd
+    for cmd in "$@"; do
+        if [[ -x "$BIN/$cmd-$v" ]]; then
+            echo "build.sh: $cmd $v present, skipping"
+            link "$cmd" "$v"
+        else
+            todo+=("$cmd")
+        fi
+    done
+    [[ ${#todo[@]} -gt 0 ]] || return 0
+    echo "build.sh: building ${todo[*]} $v (wrapper module)"
+    local start
+    start=$(date +%s)
+    # The tag's go.mod names the staging modules and the godebug default.
+    local gomod
+    gomod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+    [[ -f "$gomod" ]] || { echo "build.sh: cannot download k8s.io/kubernetes@$v" >&2; return 1; }
+    local minor patch staging_version
+    minor=$(echo "$v" | cut -d. -f2)
+    patch=$(echo "$v" | cut -d. -f3)
+    staging_version="v0.$minor.$patch"
+    local dir
+    dir=$(mktemp -d)
+    {
+        printf 'module topolvm-py/peers/kubernetes\n\n'
+        grep -E '^go [0-9.]+$' "$gomod"
+        printf '\n'
+        grep -E '^godebug ' "$gomod" || true
+        printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$v"
+        sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/k8s.io/.*$|\t\1 => \1 '"$staging_version"'|p' "$gomod"
+        printf ')\n'
+    } >"$dir/go.mod"
+    local build_date pkgs=() ldflags="-s -w" key val
+    build_date=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"Time": "\(.*\)",$/\1/p')
+    for kv in "gitVersion=$v" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" "buildDate=${build_date:-unknown}"; do
+        key=${kv%%=*}
+        val=${kv#*=}
+        ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
+    done
+    for cmd in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+    local rc=0
+    mkdir "$dir/out"
+    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}") || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        for cmd in "${todo[@]}"; do
+            mv "$dir/out/$cmd" "$BIN/$cmd-$v"
+            link "$cmd" "$v"
+        done
+    else
+        echo "build.sh: kubernetes build failed; wrapper go.mod was:" >&2
+        cat "$dir/go.mod" >&2
+    fi
+    rm -rf "$dir"
+    [[ $rc -eq 0 ]] || return "$rc"
+    record "${todo[@]}" -- "k8s.io/kubernetes@$v" $(($(date +%s) - start))
+}
+
+if wants hypertopolvm; then
+    install_peer hypertopolvm github.com/topolvm/topolvm "$TOPOLVM_VERSION" \
+        github.com/topolvm/topolvm/cmd/hypertopolvm
 fi
-ln -sfn "loadgen-$LOADGEN_SUM" "$BIN/loadgen"
+if wants csi-sanity; then
+    install_peer csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" \
+        github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+fi
+if wants loadgen; then
+    # Our own closed-loop load generator (stdlib only), shared by every side of a benchmark.
+    LOADGEN_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/loadgen"
+    LOADGEN_SUM=$(cat "$LOADGEN_SRC/main.go" "$LOADGEN_SRC/go.mod" | sha256sum | cut -c1-12)
+    if [[ ! -x "$BIN/loadgen-$LOADGEN_SUM" ]]; then
+        (cd "$LOADGEN_SRC" && go build -o "$BIN/loadgen-$LOADGEN_SUM" .)
+        echo "build.sh: built loadgen ($LOADGEN_SUM)"
+    fi
+    ln -sfn "loadgen-$LOADGEN_SUM" "$BIN/loadgen"
+fi
+if wants etcd; then
+    build_etcd
+fi
+k8s_cmds=()
+for cmd in kube-apiserver kube-scheduler; do
+    if wants "$cmd"; then k8s_cmds+=("$cmd"); fi
+done
+if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
+    build_kubernetes "${k8s_cmds[@]}"
+fi
 echo "build.sh: peers in $BIN"

@@ -8,10 +8,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+import kubernetes
 import pytest
 
 from topolvm import errors, ports
 from topolvm.core import resources
+from topolvm.kube import client as kube_client
 from topolvm.kube import memory
 
 
@@ -23,10 +25,32 @@ class ClusterWorld:
     prefix: str  # names are unique per test, so worlds may share an API server
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "kube"])
 def world(request: pytest.FixtureRequest) -> Iterator[ClusterWorld]:
-    mem = memory.InMemoryCluster()
-    yield ClusterWorld(mem, mem.add_node, mem.remove_node, f"t{uuid.uuid4().hex[:6]}")
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    if request.param == "memory":
+        mem = memory.InMemoryCluster()
+        yield ClusterWorld(mem, mem.add_node, mem.remove_node, prefix)
+        return
+    plane = request.getfixturevalue("kube_api")
+    plane.install_crds()
+    api = kubernetes.config.new_client_from_config(config_file=plane.kubeconfig)
+    core = kubernetes.client.CoreV1Api(api)
+    kube = kube_client.KubeCluster(api)
+
+    def add_node(name: str, annotations: dict[str, str] | None = None) -> resources.Node:
+        core.create_node({"metadata": {"name": name, "annotations": annotations or {}}})
+        node = kube.get_node(name=name)
+        assert node is not None
+        return node
+
+    def remove_node(name: str) -> None:
+        core.delete_node(name)
+
+    try:
+        yield ClusterWorld(kube, add_node, remove_node, prefix)
+    finally:
+        api.close()
 
 
 def events_of(
