@@ -45,6 +45,13 @@ class LoopVg:
     runner: command.Runner
 
 
+def _device_size(device: str) -> int:
+    try:
+        return int(Path(f"/sys/class/block/{Path(device).name}/size").read_text()) * 512
+    except (OSError, ValueError):
+        return -1
+
+
 def _run(argv: list[str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -57,6 +64,8 @@ def loop_vg(tmp: Path, pv_sizes: tuple[int, ...] = (1 << 30, 1 << 30)) -> Iterat
     spare = [d for d in os.environ.get("TOPOLVM_TEST_PVS", "").split(",") if d]
     if os.environ.get("PYTEST_XDIST_WORKER"):
         spare = []  # parallel workers would wipe the same disks: each makes its own loop devices
+    if spare and [_device_size(d) for d in spare[: len(pv_sizes)]] != list(pv_sizes):
+        spare = []  # the test's capacity arithmetic needs exactly the sizes it asked for
     try:
         if spare and len(spare) >= len(pv_sizes):
             devices = spare[: len(pv_sizes)]

@@ -1,0 +1,68 @@
+"""Run test suites inside the HIL VM and report every in-VM test case as a host test result.
+
+One host test per suite: one VM boot each. In-VM cases appear as
+``tests/hil/test_vm_suites.py::test_suite_in_vm[<suite>]::<in-VM node id>``. Add a suite here to run more
+of the tree on the VM's real kernel (device-mapper, NVMe); ``python -m harness.run PATHS`` does the same ad hoc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from harness import availability, cache, report, runner
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    paths: tuple[str, ...]
+    markexpr: str | None  # pytest -m inside the VM
+    timeout_s: float = 900.0
+    # Built host tools the suite needs, relative to the cache root; shipped as $TOPOLVM_HIL_FILES/<name>.
+    files: tuple[str, ...] = ()
+    build_hint: str = ""
+
+
+SUITES = {
+    # The harness's own proof: thin pools, snapshots, xfs/ext4, resize, stripes, raid1, JSON reports, faults.
+    "guest": Suite(("tests/hil/guest",), markexpr=None),
+    # The Foundation's contract suites; the dm-marked cases run only here (TOPOLVM_DM=1 in the VM).
+    "contract": Suite(("tests/contract",), markexpr="dm or root"),
+    # The CSI conformance suite against the all-in-one driver on real LVM: thick and thin, mount and block.
+    "csi-sanity": Suite(
+        ("tests/hil/guest/test_csi_sanity.py",),
+        markexpr=None,
+        timeout_s=1800.0,  # about 300 s of pytest in the VM on 2 cores
+        files=("peers-v1/bin/csi-sanity",),
+        build_hint="ci/peers/build.sh",
+    ),
+}
+
+
+def _has_tests(paths: tuple[str, ...]) -> bool:
+    return any(
+        next((cache.REPO_ROOT / p).rglob("test_*.py"), None) is not None or Path(cache.REPO_ROOT / p).is_file()
+        for p in paths
+    )
+
+
+@pytest.mark.hil
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SUITES))
+def test_suite_in_vm(name: str, hil_ready: None, request: pytest.FixtureRequest) -> None:
+    suite = SUITES[name]
+    if not _has_tests(suite.paths):
+        pytest.skip(f"no test files under {', '.join(suite.paths)} yet")
+    files = {Path(f).name: cache.cache_root() / f for f in suite.files}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        reason = f"not built: {', '.join(missing)} (run {suite.build_hint})"
+        if availability.in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    job = runner.pytest_job(suite.paths, suite.markexpr, name=f"suite-{name}", timeout_s=suite.timeout_s, files=files)
+    pytest_run = runner.run_pytest(job)
+    report.emit(request.node, pytest_run)
+    report.check(pytest_run, suite.markexpr, request.node)
