@@ -179,3 +179,20 @@ def test_validate_volume_capabilities(env: Env) -> None:
             csi.ValidateVolumeCapabilitiesRequest(volume_id="nope", volume_capabilities=[mount_cap()])
         )
     assert info.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_names_are_folded_to_lower_case(env: Env) -> None:
+    """Like upstream: the CSI name names a LogicalVolume, which must be lower case (csi-sanity's names are not)."""
+    vol = create(env, "Sanity-Create-0A1B2C3D", GiB).volume
+    assert create(env, "sanity-create-0a1b2c3d", GiB).volume.volume_id == vol.volume_id
+    lv = env.cluster.get_logical_volume(name="sanity-create-0a1b2c3d")
+    assert lv is not None and lv.meta.uid == vol.volume_id
+
+
+def test_expand_without_capacity_range_is_invalid_and_changes_nothing(env: Env) -> None:
+    vol = create(env, "pvc-small", 400 << 20).volume
+    with pytest.raises(grpc.RpcError) as info:
+        env.ctrl.ControllerExpandVolume(csi.ControllerExpandVolumeRequest(volume_id=vol.volume_id), timeout=15)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    lv = env.cluster.get_logical_volume(name="pvc-small")
+    assert lv is not None and lv.spec.size == 400 << 20

@@ -130,3 +130,21 @@ def test_expand_grows_the_filesystem(
     assert svc.stats("g", T)[0].total_bytes == 2 * GiB
     with pytest.raises(errors.FailedPrecondition):
         svc.expand("g", "/var/lib/kubelet/elsewhere", block=False)
+
+
+def test_stats_and_expand_argument_errors_follow_csi(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    """csi-sanity: a missing path is INVALID_ARGUMENT even for an unknown volume; a path the volume is not
+    published at — relative, or outside the kubelet directory — is NOT_FOUND for stats."""
+    svc, lvmd_svc, _ = node
+    lvmd_svc.create_lv(name="s", device_class="ssd", size_bytes=GiB)
+    with pytest.raises(errors.InvalidArgument):
+        svc.stats("no-such-volume", "")
+    with pytest.raises(errors.InvalidArgument):
+        svc.expand("no-such-volume", "", block=False)
+    with pytest.raises(errors.NotFound):
+        svc.stats("no-such-volume", "some/path")
+    for path in ("some/path", "/etc", T):
+        with pytest.raises(errors.NotFound):
+            svc.stats("s", path)

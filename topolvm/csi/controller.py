@@ -97,6 +97,9 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     def CreateVolume(self, request: csi.CreateVolumeRequest, context: grpc.ServicerContext) -> csi.CreateVolumeResponse:
         if not request.name:
             raise errors.InvalidArgument("name is required")
+        # The name becomes a LogicalVolume's name, which Kubernetes wants in lower case; like upstream, fold it
+        # (external-provisioner's "pvc-<uuid>" already is; csi-sanity's names are not).
+        name = request.name.lower()
         fstype = check_capabilities(request.volume_capabilities)
         params = request.parameters
         fstype = "block" if fstype == "block" else params.get(constants.FSTYPE_PARAMETER, fstype) or "ext4"
@@ -105,7 +108,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             src = request.volume_content_source
             source_id = src.snapshot.snapshot_id if src.HasField("snapshot") else src.volume.volume_id
         req = controller.VolumeRequest(
-            name=request.name,
+            name=name,
             required_bytes=request.capacity_range.required_bytes,
             limit_bytes=request.capacity_range.limit_bytes,
             device_class=params.get(constants.DEVICE_CLASS_PARAMETER, ""),
@@ -116,7 +119,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             source_volume_id=source_id,
         )
         first = self._service.create_volume(req)
-        ready = self._until_ready(first, lambda: self._service.creation_state(request.name))
+        ready = self._until_ready(first, lambda: self._service.creation_state(name))
         return csi.CreateVolumeResponse(volume=_volume(ready, request))
 
     @grpc_status.handler
@@ -130,6 +133,9 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     ) -> csi.ControllerExpandVolumeResponse:
         if not request.volume_id:
             raise errors.InvalidArgument("volume ID is required")
+        if not request.HasField("capacity_range"):
+            # Required by the spec; without this check "no range" read as "1 GiB" and grew small volumes.
+            raise errors.InvalidArgument("capacity range is required")
         fstype = "block" if request.volume_capability.HasField("block") else "ext4"
         rng = request.capacity_range
         first = self._service.expand_volume(request.volume_id, rng.required_bytes, rng.limit_bytes, fstype)

@@ -130,13 +130,23 @@ class NodeVolumeService:
 
     # --- stats and expansion ---
     def stats(self, volume_id: str, volume_path: str) -> tuple[model.VolumeUsage, health.Condition]:
+        if not volume_id:
+            raise errors.InvalidArgument("volume ID is required")
+        if not volume_path:
+            raise errors.InvalidArgument("volume path is required")
         lv = self._require(volume_id)[1]
-        path = self.check_path(volume_path, "volume path")
+        try:
+            path = self.check_path(volume_path, "volume path")
+        except errors.InvalidArgument as exc:
+            # Not a path this node publishes to, so the volume is not there (CSI: NOT_FOUND).
+            raise errors.NotFound(f"volume {volume_id!r} is not mounted at {volume_path!r}: {exc}") from None
         if self.mounter.mounted_from(target=path, device=lv.path) is not True:
             raise errors.NotFound(f"volume {volume_id!r} is not mounted at {path}")
         return self.mounter.usage(target=path), health.condition(lv.attr)
 
     def expand(self, volume_id: str, volume_path: str, block: bool) -> int:
+        if not volume_path:
+            raise errors.InvalidArgument("volume path is required")
         lv = self._require(volume_id)[1]
         path = self.check_path(volume_path, "volume path")
         if not block:
