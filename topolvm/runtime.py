@@ -22,16 +22,18 @@ T = TypeVar("T")
 
 
 class Reconciler:
-    """Runs ``reconcile(name)`` for every LogicalVolume event, one name at a time, until stopped."""
+    """Runs ``reconcile(name)`` for every event of a watch (LogicalVolumes unless ``watch`` says otherwise, e.g.
+    ``cluster.watch_nodes``), one name at a time, until stopped."""
 
     def __init__(
         self,
         cluster: ports.Cluster,
         reconcile: Callable[[str], node.Outcome],
         *,
+        watch: Callable[[ports.EventListener], ports.Subscription] | None = None,
         max_backoff: float = 30.0,
     ) -> None:
-        self._cluster = cluster
+        self._watch = watch or cluster.watch_logical_volumes
         self._reconcile = reconcile
         self._max_backoff = max_backoff
         self._cond = threading.Condition()
@@ -44,7 +46,7 @@ class Reconciler:
 
     def start(self) -> None:
         self._thread.start()
-        self._subscription = self._cluster.watch_logical_volumes(self._on_event)
+        self._subscription = self._watch(self._on_event)
 
     def stop(self) -> None:
         if self._subscription is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import random
 import threading
+import uuid
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
@@ -69,11 +71,14 @@ class _Store(Generic[Obj]):
 
 
 class InMemoryCluster:
-    def __init__(self, clock: ports.Clock | None = None) -> None:
+    def __init__(self, clock: ports.Clock | None = None, *, uid_seed: int | None = None) -> None:
+        """``uid_seed`` makes UIDs reproducible (the simulator); by default they are random, like the API
+        server's, so two runs never hand out the same UID (an LV is named by its LogicalVolume's UID)."""
         self.lock = threading.RLock()
         self.clock = clock
         self._versions = itertools.count(1)
         self._uids = itertools.count(1)
+        self._rng = random.Random(uid_seed)  # noqa: S311 (identifiers, not secrets)
         self.pending: list[tuple[_Store[resources.LogicalVolume] | _Store[resources.Node], resources.Event]] = []
         self._lvs: _Store[resources.LogicalVolume] = _Store(self, "LogicalVolume")
         self._nodes: _Store[resources.Node] = _Store(self, "Node")
@@ -129,7 +134,8 @@ class InMemoryCluster:
         with self.lock:
             if lv.meta.name in self._lvs.objects:
                 raise errors.AlreadyExists(f"LogicalVolume {lv.meta.name!r} already exists")
-            meta = replace(lv.meta, uid=f"{next(self._uids):08x}-0000-4000-8000-000000000000", deletion_timestamp=None)
+            uid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            meta = replace(lv.meta, uid=uid, deletion_timestamp=None)
             created = self._lvs.store(replace(lv, meta=meta), resources.EventType.ADDED)
         self._flush()
         return created

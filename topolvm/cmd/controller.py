@@ -1,0 +1,70 @@
+"""``topolvm-controller``: the CSI Identity and Controller services, and node-deletion cleanup.
+
+CreateVolume records LogicalVolumes in the Kubernetes API and waits on a watch for the node agent's answer;
+a second watch, on Nodes, releases the LogicalVolumes of deleted nodes (the ``topolvm.io/node`` finalizer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import grpc
+
+from topolvm import clock, constants, runtime, unix_grpc
+from topolvm.cmd import common
+from topolvm.csi import controller as csi_controller
+from topolvm.csi import identity
+from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.kube import client as kube_client
+from topolvm.services import cleanup, controller
+
+log = logging.getLogger("topolvm.controller")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="topolvm-controller", description=__doc__.split("\n\n")[0])
+    p.add_argument("--csi-socket", default=constants.DEFAULT_CSI_SOCKET, help="CSI unix socket (default: %(default)s)")
+    p.add_argument(
+        "--create-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long CreateVolume and ControllerExpandVolume wait for the node agent (default: %(default)s)",
+    )
+    common.add_common_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    common.setup_logging(args.log_level)
+    api = common.kube_api(args.kubeconfig)
+    cluster = kube_client.KubeCluster(api)
+    system_clock = clock.SystemClock()
+    service = controller.ControllerService(cluster=cluster, clock=system_clock)
+    waiter = runtime.Waiter(cluster)
+    janitor = runtime.Reconciler(cluster, cleanup.NodeCleanup(cluster=cluster).reconcile, watch=cluster.watch_nodes)
+    janitor.start()
+
+    def register(server: grpc.Server) -> None:
+        csi_grpc.add_IdentityServicer_to_server(identity.IdentityServicer(controller=True), server)
+        csi_grpc.add_ControllerServicer_to_server(
+            csi_controller.ControllerServicer(service, waiter, system_clock, timeout=args.create_timeout), server
+        )
+
+    server = unix_grpc.serve(
+        args.csi_socket, register, service_names=("csi.v1.Identity", "csi.v1.Controller"), thread_name="csi"
+    )
+    common.serve_metrics(args.metrics_address)
+    common.wait_for_signal()
+    server.stop(5).wait()
+    janitor.stop()
+    waiter.close()
+    api.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``topolvm-node``: the node agent and the CSI Identity and Node services of one node.
+
+Talks to this node's lvmd over its socket (or embeds lvmd with ``--lvmd-config``), reconciles the
+LogicalVolumes assigned to this node, publishes the node's capacity as annotations and metrics from lvmd's
+Watch stream, and mounts volumes for kubelet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+import grpc
+
+from topolvm import constants, errors, metrics, ports, runtime, unix_grpc
+from topolvm.cmd import common
+from topolvm.csi import identity
+from topolvm.csi import node as csi_node
+from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.kube import client as kube_client
+from topolvm.lvm import cli as lvm_cli
+from topolvm.lvm import command
+from topolvm.lvmd import client as lvmd_client
+from topolvm.lvmd import config as lvmd_config
+from topolvm.mount import system
+from topolvm.services import cleanup, lvmd, node, publish
+
+log = logging.getLogger("topolvm.node")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="topolvm-node", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--csi-socket",
+        default="/var/lib/kubelet/plugins/topolvm.io/node/csi-topolvm.sock",
+        help="CSI unix socket kubelet talks to (default: %(default)s)",
+    )
+    p.add_argument("--node-name", default=socket.gethostname(), help="this node's name (default: the host name)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--lvmd-socket", default=constants.DEFAULT_LVMD_SOCKET, help="lvmd socket (default: %(default)s)"
+    )
+    source.add_argument("--lvmd-config", help="embed lvmd in this process, configured by this lvmd.yaml")
+    p.add_argument(
+        "--allowed-target-prefix",
+        action="append",
+        dest="allowed_target_prefixes",
+        metavar="PATH",
+        help="directory under which volumes may be mounted (repeatable; default: /var/lib/kubelet/)",
+    )
+    common.add_common_arguments(p)
+    return p
+
+
+def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
+    if not args.lvmd_config:
+        return lvmd_client.LvmdClient(args.lvmd_socket)
+    cfg = lvmd_config.load(args.lvmd_config)
+    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
+    service = lvmd.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+    service.start()
+    return service
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    common.setup_logging(args.log_level)
+    try:
+        lvmd_api = lvmd_port(args)
+    except errors.TopoLVMError as exc:
+        log.error("cannot reach lvmd: %s", exc)
+        return 2
+    api = common.kube_api(args.kubeconfig)
+    cluster = kube_client.KubeCluster(api)
+    cleanup.register_node(cluster, args.node_name)
+    subscriptions = [
+        lvmd_api.watch(node.CapacityPublisher(node_name=args.node_name, cluster=cluster)),
+        lvmd_api.watch(metrics.CapacityMetrics(args.node_name)),
+    ]
+    reconciler = node.LogicalVolumeReconciler(node_name=args.node_name, cluster=cluster, lvmd=lvmd_api)
+    agent = runtime.Reconciler(cluster, reconciler.reconcile)
+    agent.start()
+    prefixes = tuple(p if p.endswith("/") else p + "/" for p in args.allowed_target_prefixes or ("/var/lib/kubelet/",))
+    volumes = publish.NodeVolumeService(
+        config=publish.NodeConfig(node_name=args.node_name, allowed_target_prefixes=prefixes),
+        lvmd=lvmd_api,
+        mounter=system.SystemMounter(),
+    )
+
+    def register(server: grpc.Server) -> None:
+        csi_grpc.add_IdentityServicer_to_server(identity.IdentityServicer(controller=False), server)
+        csi_grpc.add_NodeServicer_to_server(csi_node.NodeServicer(volumes), server)
+
+    server = unix_grpc.serve(
+        args.csi_socket, register, service_names=("csi.v1.Identity", "csi.v1.Node"), thread_name="csi"
+    )
+    common.serve_metrics(args.metrics_address)
+    common.wait_for_signal()
+    server.stop(5).wait()
+    agent.stop()
+    for sub in subscriptions:
+        sub.close()
+    api.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
