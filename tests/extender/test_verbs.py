@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.extender.helpers import GiB, args, node, pod
-from topolvm.core import scheduling
+from topolvm.core import node_index, scheduling
 from topolvm.extender import config, holder, metrics, verbs
 
 
@@ -178,7 +178,7 @@ def test_full_requests_refresh_the_cache_when_an_annotation_changes() -> None:
     result = ok(ext.predicate(args(want, second)))
     assert _kept(result) == ["a"]
     assert result["FailedAndUnresolvableNodes"] == {"b": "bad capacity annotation: junk"}
-    assert ext.holder.index.free("ssd") == {"a": 500 * GiB, "b": scheduling.BAD}
+    assert ext.holder.index.free("ssd") == {"a": 500 * GiB, "b": node_index.BAD}
     # Fewer and then more nodes than last time, in another order.
     assert _kept(ok(ext.predicate(args(want, [second[0]])))) == ["a"]
     third = [node("c", ssd=20 * GiB), node("a", ssd=GiB), node("b", ssd=30 * GiB)]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from topolvm import errors
-from topolvm.core import scheduling
+from topolvm.core import node_index, scheduling
 
 GiB = 1 << 30
 PREFIX = "capacity.topolvm.io/"
@@ -207,21 +207,21 @@ def test_burst_never_overcommits(free: int, requests: list[int]) -> None:
 
 
 def test_index_parses_once_and_keeps_per_class_maps() -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     assert index.update("n1", {"ssd": "100", "hdd": "x"})
     assert index.update("n2", {"ssd": "7"})
     assert dict(index.free("ssd")) == {"n1": 100, "n2": 7}
-    assert dict(index.free("hdd")) == {"n1": scheduling.BAD}
+    assert dict(index.free("hdd")) == {"n1": node_index.BAD}
     assert dict(index.bad_reasons("hdd")) == {"n1": "bad capacity annotation: x"}
     assert dict(index.free("nvme")) == {}
-    assert index.column("ssd", ["n2", "n1", "stranger"]) == [7, 100, scheduling.MISSING]
+    assert index.column("ssd", ["n2", "n1", "stranger"]) == [7, 100, node_index.MISSING]
     assert "n1" in index and "stranger" not in index
     assert len(index) == 2
     assert index.raw("n1") == {"ssd": "100", "hdd": "x"}
 
 
 def test_index_invalidates_a_node_when_its_annotations_change() -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     index.update("n1", {"ssd": "100", "hdd": "x"})
     assert not index.update("n1", {"ssd": "100", "hdd": "x"})  # unchanged: nothing to do
     assert index.update("n1", {"ssd": "40", "nvme": "5"})
@@ -230,7 +230,7 @@ def test_index_invalidates_a_node_when_its_annotations_change() -> None:
     assert dict(index.free("hdd")) == {}  # the class the node no longer has is gone from its map
     assert dict(index.bad_reasons("hdd")) == {}
     assert index.update("n1", {"ssd": "oops"})
-    assert dict(index.free("ssd")) == {"n1": scheduling.BAD}
+    assert dict(index.free("ssd")) == {"n1": node_index.BAD}
     assert dict(index.bad_reasons("ssd")) == {"n1": "bad capacity annotation: oops"}
     assert index.update("n1", {"ssd": "9"})
     assert dict(index.bad_reasons("ssd")) == {}
@@ -241,7 +241,7 @@ def test_index_invalidates_a_node_when_its_annotations_change() -> None:
 
 
 def test_index_keeps_its_own_copy() -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     capacities = {"ssd": "100"}
     index.update("n1", capacities)
     capacities["ssd"] = "1"
@@ -264,7 +264,7 @@ def _reference_steps(mode: scheduling.Mode, divisor: float, want: int, have: int
     have=st.one_of(st.integers(-2, 4096 * GiB), st.integers(0, (1 << 64) - 1)),
 )
 def test_step_table_equals_the_reference(mode: scheduling.Mode, divisor: float, want: int, have: int) -> None:
-    breaks, table = scheduling._steps(mode, divisor, want)
+    breaks, table = node_index._steps(mode, divisor, want)
     # Every change point and its neighbours, plus the drawn value.
     for value in {have, *breaks, *(b - 1 for b in breaks), *(b + 1 for b in breaks)}:
         if -2 <= value <= scheduling.UINT64_MAX:
@@ -272,7 +272,7 @@ def test_step_table_equals_the_reference(mode: scheduling.Mode, divisor: float, 
             assert table[bisect.bisect_right(breaks, value)] == expected, value
 
 
-def _ledger(ops: list[tuple[str, str, dict[str, int], float]], index: scheduling.NodeIndex) -> scheduling.Ledger:
+def _ledger(ops: list[tuple[str, str, dict[str, int], float]], index: node_index.NodeIndex) -> scheduling.Ledger:
     ledger = scheduling.Ledger(ttl=10)
     for pod, node, requests, when in ops:
         raw = index.raw(node) or {}
@@ -281,7 +281,7 @@ def _ledger(ops: list[tuple[str, str, dict[str, int], float]], index: scheduling
 
 
 def _reference_filter(
-    index: scheduling.NodeIndex, names: list[str], requested: dict[str, int], ledger: scheduling.Ledger, now: float
+    index: node_index.NodeIndex, names: list[str], requested: dict[str, int], ledger: scheduling.Ledger, now: float
 ) -> dict[str, str]:
     """The extender's per-node filter loop before the index existed."""
     failures: dict[str, str] = {}
@@ -304,7 +304,7 @@ def _reference_filter(
 
 
 def _reference_scores(
-    index: scheduling.NodeIndex,
+    index: node_index.NodeIndex,
     names: list[str],
     requested: dict[str, int],
     policy: scheduling.Policy,
@@ -364,14 +364,14 @@ def test_filter_nodes_equals_the_per_node_reference(
     requested: dict[str, int],
     ops: list[tuple[str, str, dict[str, int], float]],
 ) -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     for name, capacities in nodes.items():
         index.update(name, capacities)
     names = [*nodes, *extra]
     now = 5.0
     expected = _reference_filter(index, names, requested, _ledger(ops, index), now) if requested else {}
     ledger = _ledger(ops, index)
-    assert scheduling.filter_nodes(index, names, requested, ledger, now=now, pod="me") == expected
+    assert node_index.filter_nodes(index, names, requested, ledger, now=now, pod="me") == expected
 
 
 @given(
@@ -390,14 +390,14 @@ def test_score_nodes_equals_the_per_node_reference(
     mode: scheduling.Mode,
     divisor: float,
 ) -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     for name, capacities in nodes.items():
         index.update(name, capacities)
     names = [*nodes, *extra]
     policy = scheduling.Policy(divisors={"ssd": divisor}, mode=mode)
     now = 5.0
     scores, chosen = _reference_scores(index, names, requested, policy, _ledger(ops, index), now)
-    result = scheduling.score_nodes(index, names, requested, policy, _ledger(ops, index), now=now, pod="me")
+    result = node_index.score_nodes(index, names, requested, policy, _ledger(ops, index), now=now, pod="me")
     assert dict(zip(names, result.scores, strict=True)) == scores
     assert result.chosen == chosen
     if chosen is not None:
@@ -406,18 +406,18 @@ def test_score_nodes_equals_the_per_node_reference(
 
 
 def test_score_nodes_sees_reservations_and_settles_the_ledger() -> None:
-    index = scheduling.NodeIndex()
+    index = node_index.NodeIndex()
     index.update("a", {"ssd": str(30 * GiB)})
     index.update("b", {"ssd": str(20 * GiB)})
     ledger = scheduling.Ledger(ttl=60)
     ledger.reserve("other", "a", {"ssd": 25 * GiB}, {"ssd": 30 * GiB}, now=0)
     policy = scheduling.Policy()
-    result = scheduling.score_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, policy, ledger, now=1, pod="me")
+    result = node_index.score_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, policy, ledger, now=1, pod="me")
     assert result.scores == [0, 4]  # a has 5 GiB left after the reservation
     assert result.chosen == "b"
-    failures = scheduling.filter_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, ledger, now=1, pod="me")
+    failures = node_index.filter_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, ledger, now=1, pod="me")
     assert failures == {"a": scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS}
     # The node agent created the reserved LV: the annotation drop ends the reservation when next looked at.
     index.update("a", {"ssd": str(5 * GiB)})
-    scheduling.filter_nodes(index, ["a"], {"ssd": GiB}, ledger, now=2, pod="me")
+    node_index.filter_nodes(index, ["a"], {"ssd": GiB}, ledger, now=2, pod="me")
     assert not ledger

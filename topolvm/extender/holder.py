@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from topolvm import constants
-from topolvm.core import scheduling
+from topolvm.core import node_index, scheduling
 
 EXPIRE_EVERY = 1.0  # seconds between sweeps of expired reservations
 _UNSEEN: object = object()
@@ -30,7 +30,7 @@ def capacity_annotations(annotations: Mapping[str, str] | None) -> dict[str, str
 
 
 class Holder:
-    """Node cache (``scheduling.NodeIndex``), reservation ledger and clock, shared by every request.
+    """Node cache (``node_index.NodeIndex``), reservation ledger and clock, shared by every request.
 
     ``lock`` guards the index: the node watch thread updates it while requests read it. A full-Node request
     holds the lock while it records its nodes and evaluates them, so it is judged on exactly what it sent.
@@ -39,7 +39,7 @@ class Holder:
     def __init__(self, reservation_ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ledger = scheduling.Ledger(reservation_ttl)
         self.clock = clock
-        self.index = scheduling.NodeIndex()
+        self.index = node_index.NodeIndex()
         self.lock = threading.RLock()
         # Full annotations of each node as last sent in a full-Node request: when a node arrives unchanged (the
         # common case) one dict comparison replaces extracting and comparing its capacity annotations.

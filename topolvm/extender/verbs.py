@@ -17,7 +17,7 @@ from typing import NamedTuple
 import msgspec
 
 from topolvm import errors
-from topolvm.core import scheduling
+from topolvm.core import node_index, scheduling
 from topolvm.extender import config, holder, metrics, wire
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class _Candidate(NamedTuple):
 class Extender:
     """The two verbs. Each request runs under the holder's lock, in three steps: decode, bring the node index up
     to date with the request's Nodes (full-Node mode; unchanged nodes cost one dict comparison), then evaluate
-    the node names against the index (``scheduling.filter_nodes``/``score_nodes``).
+    the node names against the index (``node_index.filter_nodes``/``score_nodes``).
 
     A full-Node request that names a node twice is judged item by item on the reference functions instead,
     since the two items may carry different annotations.
@@ -129,7 +129,7 @@ class Extender:
 
     def _failures(self, names: Sequence[str], requested: dict[str, int], pod: str) -> dict[str, str]:
         now = self.holder.now()
-        return scheduling.filter_nodes(self.holder.index, names, requested, self.holder.ledger, now=now, pod=pod)
+        return node_index.filter_nodes(self.holder.index, names, requested, self.holder.ledger, now=now, pod=pod)
 
     def _failures_per_item(
         self, candidates: Sequence[_Candidate], requested: dict[str, int], pod: str
@@ -200,7 +200,7 @@ class Extender:
     def _score(self, names: list[str], requested: dict[str, int], pod: str) -> list[wire.HostPriority]:
         now = self.holder.now()
         ledger = self.holder.ledger
-        result = scheduling.score_nodes(self.holder.index, names, requested, self.policy, ledger, now=now, pod=pod)
+        result = node_index.score_nodes(self.holder.index, names, requested, self.policy, ledger, now=now, pod=pod)
         if result.chosen is not None:
             self._reserve(pod, result.chosen, requested, result.observed, now)
         return list(map(wire.HostPriority, names, result.scores))

@@ -1,0 +1,324 @@
+"""The extender's request-sized fast path: ``NodeIndex``, ``filter_nodes`` and ``score_nodes``.
+
+Applies the rules of ``topolvm.core.scheduling`` to thousands of nodes per request. The index parses each node's
+annotations once, when they change, into per-class maps; a request then costs a few C-level passes over the node
+names (no per-node objects), and scores come from a step table per (mode, divisor, request) derived from the
+reference functions. Nodes with reservations go through the reference functions one by one. Tests hold the two
+layers equal. Called by ``topolvm.extender``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+
+from topolvm.core import scheduling
+
+BAD = -1  # NodeIndex value of an annotation that is present but not a byte count
+MISSING = -2  # lookup default: the node has no annotation for the class (or is not in the index)
+_MAX_GIB = scheduling.UINT64_MAX >> 30
+
+
+class NodeIndex:
+    """Node cache for the extender: capacity annotations as last seen, parsed once per change, per device class.
+
+    ``free(device_class)`` maps node -> bytes (``BAD`` when unparsable; absent when the node has no annotation
+    for the class); ``raw(node)`` keeps the strings for messages and for the reference functions. Updating a node
+    with the same annotations is a no-op; changed ones replace the node's entries in every class map.
+    """
+
+    def __init__(self) -> None:
+        self._raw: dict[str, dict[str, str]] = {}
+        self._free: dict[str, dict[str, int]] = {}
+        self._bad: dict[str, dict[str, str]] = {}  # class -> node -> filter reason of a BAD value
+        self._empty_free: dict[str, int] = {}
+        self._empty_bad: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._raw
+
+    def nodes(self) -> Mapping[str, Mapping[str, str]]:
+        """Every known node with its capacity annotations (class -> value); do not modify."""
+        return self._raw
+
+    def raw(self, node: str) -> dict[str, str] | None:
+        return self._raw.get(node)
+
+    def free(self, device_class: str) -> Mapping[str, int]:
+        return self._free.get(device_class, self._empty_free)
+
+    def bad_reasons(self, device_class: str) -> Mapping[str, str]:
+        return self._bad.get(device_class, self._empty_bad)
+
+    def update(self, node: str, capacities: Mapping[str, str]) -> bool:
+        """Record ``node``'s capacity annotations (class -> value); returns whether anything changed."""
+        old = self._raw.get(node)
+        if old is not None and old == capacities:
+            return False
+        if old is not None:
+            self._drop(node, old)
+        fresh = dict(capacities)
+        for device_class, text in fresh.items():
+            number = scheduling.parse_free(text)
+            if number is None:
+                self._free.setdefault(device_class, {})[node] = BAD
+                self._bad.setdefault(device_class, {})[node] = scheduling.REASON_BAD_ANNOTATION + text[:64]
+            else:
+                self._free.setdefault(device_class, {})[node] = number
+        self._raw[node] = fresh
+        return True
+
+    def remove(self, node: str) -> bool:
+        old = self._raw.pop(node, None)
+        if old is None:
+            return False
+        self._drop(node, old)
+        return True
+
+    def _drop(self, node: str, old: Mapping[str, str]) -> None:
+        for device_class in old:
+            free = self._free.get(device_class)
+            if free is not None:
+                free.pop(node, None)
+                if not free:
+                    del self._free[device_class]
+            bad = self._bad.get(device_class)
+            if bad is not None:
+                bad.pop(node, None)
+                if not bad:
+                    del self._bad[device_class]
+
+    def column(self, device_class: str, names: Sequence[str]) -> list[int]:
+        """Each name's value for ``device_class`` (bytes, ``BAD`` or ``MISSING``), in order."""
+        return list(map(self.free(device_class).get, names, itertools.repeat(MISSING)))
+
+
+def _held_among(ledger: scheduling.Ledger, names: Sequence[str]) -> set[str]:
+    if not ledger:
+        return set()
+    return ledger.nodes().intersection(names)
+
+
+def filter_nodes(
+    index: NodeIndex,
+    names: Sequence[str],
+    requested: Mapping[str, int],
+    ledger: scheduling.Ledger,
+    *,
+    now: float,
+    pod: str = "",
+) -> dict[str, str]:
+    """Why each of ``names`` cannot take the pod (name -> reason; nodes that fit are absent).
+
+    Same answers as ``scheduling.filter_reason`` over ``scheduling.usable`` node by node, plus
+    ``scheduling.REASON_UNKNOWN_NODE`` for names the index does not know and the reservation suffix, in one pass
+    per requested class.
+    """
+    if not requested:
+        return {}
+    known = index.nodes()
+    failures: dict[str, str] = {}
+    # Later updates win: walking the classes backwards leaves the first failing class's reason, as
+    # scheduling.filter_reason does.
+    for device_class, want in reversed(list(requested.items())):
+        column = index.column(device_class, names)
+        bad = index.bad_reasons(device_class)
+        failures.update(
+            {
+                name: (
+                    scheduling.REASON_NO_SPACE
+                    if have >= 0
+                    else bad[name]
+                    if have == BAD
+                    else scheduling.REASON_NO_ANNOTATION
+                    if name in known
+                    else scheduling.REASON_UNKNOWN_NODE
+                )
+                for name, have in zip(names, column, strict=True)
+                if have < want
+            }
+        )
+    for name in _held_among(ledger, names):
+        raw = known.get(name)
+        if raw is None:
+            continue  # unknown: the reference answer does not consult the ledger either
+        reason = scheduling.filter_reason(
+            scheduling.usable(name, raw, requested, ledger, now=now, pod=pod), raw, requested
+        )
+        if reason == scheduling.REASON_NO_SPACE and ledger and name in ledger.nodes():
+            plain = scheduling.usable(name, raw, requested, _NO_LEDGER, now=now)
+            if not scheduling.filter_reason(plain, raw, requested):
+                reason += scheduling.REASON_AFTER_RESERVATIONS
+        if reason:
+            failures[name] = reason
+        else:
+            failures.pop(name, None)
+    return failures
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """``score_nodes``' answer: one score per name (in order) and the node expected to win (None if none fits)."""
+
+    scores: list[int]
+    chosen: str | None
+    observed: dict[str, int | None]  # the chosen node's annotation per requested class (for the ledger)
+
+
+def score_nodes(
+    index: NodeIndex,
+    names: Sequence[str],
+    requested: Mapping[str, int],
+    policy: scheduling.Policy,
+    ledger: scheduling.Ledger,
+    *,
+    now: float,
+    pod: str = "",
+) -> Scores:
+    """Score every name as ``scheduling.node_score`` would (0 when it does not fit or is unknown) and pick as
+    ``scheduling.choose`` does.
+
+    ``names`` should be free of duplicates (the reference scores each node once).
+    """
+    known = index.nodes()
+    columns = {device_class: index.column(device_class, names) for device_class in requested}
+    held = _held_among(ledger, names)
+    if held:
+        positions = _positions(names, held)
+        for name in held:
+            raw = known.get(name)
+            if raw is None:
+                continue
+            values = scheduling.usable(name, raw, requested, ledger, now=now, pod=pod)
+            for device_class, value in values.items():
+                column = columns[device_class]
+                for i in positions[name]:
+                    column[i] = MISSING if value is None else value
+    per_class = [
+        _step_scores(columns[device_class], _steps(policy.mode, policy.divisor(device_class), want))
+        for device_class, want in requested.items()
+    ]
+    if not per_class:
+        scores = [0] * len(names)
+    elif len(per_class) == 1:
+        scores = per_class[0]
+    else:
+        scores = list(map(min, *per_class))
+    chosen = _choose_fast(names, scores, list(columns.values()), policy.mode)
+    observed: dict[str, int | None] = {}
+    if chosen is not None:
+        for device_class in requested:
+            value = index.free(device_class).get(chosen)
+            observed[device_class] = None if value is None or value < 0 else value
+    return Scores(scores, chosen, observed)
+
+
+def _positions(names: Sequence[str], wanted: set[str]) -> dict[str, list[int]]:
+    if len(wanted) <= 16:
+        found: dict[str, list[int]] = {}
+        for name in wanted:
+            at: list[int] = []
+            start = 0
+            try:
+                while True:
+                    start = names.index(name, start)
+                    at.append(start)
+                    start += 1
+            except ValueError:
+                pass
+            found[name] = at
+        return found
+    result: dict[str, list[int]] = {name: [] for name in wanted}
+    for i, name in enumerate(names):
+        if name in wanted:
+            result[name].append(i)
+    return result
+
+
+def _step_scores(column: list[int], steps: tuple[list[int], list[int]]) -> list[int]:
+    breaks, table = steps
+    find = bisect.bisect_right
+    return [table[find(breaks, have)] for have in column]
+
+
+def _choose_fast(
+    names: Sequence[str], scores: list[int], columns: list[list[int]], mode: scheduling.Mode
+) -> str | None:
+    """``scheduling.choose`` over parallel lists: the usable bytes of a node that scores > 0 are its columns' sum."""
+    if not scores:
+        return None
+    best = max(scores)
+    if best <= 0:
+        return None
+    tied = [i for i, score in enumerate(scores) if score == best]
+    if len(columns) == 1:
+        totals = list(map(columns[0].__getitem__, tied))
+    else:
+        totals = [sum(column[i] for column in columns) for i in tied]
+    target = max(totals) if mode is scheduling.Mode.SPREAD else min(totals)
+    return min([names[i] for i, total in zip(tied, totals, strict=True) if total == target])
+
+
+@functools.lru_cache(maxsize=256)
+def _steps(mode: scheduling.Mode, divisor: float, want: int) -> tuple[list[int], list[int]]:
+    """Score of one class as a step function of the node's usable bytes ``v``: ``table[bisect_right(breaks, v)]``.
+
+    Below ``max(want, 1)`` (too small, empty, ``BAD``, ``MISSING``) the score is 0. Above, the reference score
+    depends only on whole GiB (of ``v`` in spread mode, of ``v - want`` in pack mode) and is monotone in them, so
+    its change points are found by bisection once per (mode, divisor) and every step's value is taken from the
+    reference function itself.
+    """
+    low = max(want, 1)
+    if mode is scheduling.Mode.SPREAD:
+        points = [gib << 30 for gib in _change_points(mode, divisor)]
+
+        def reference(v: int) -> int:
+            return scheduling.capacity_to_score(v, divisor)
+    else:
+        points = [want + (gib << 30) for gib in _change_points(mode, divisor)]
+
+        def reference(v: int) -> int:
+            return scheduling.pack_score(v, want, divisor)
+
+    breaks = [low] + [point for point in points if low < point <= scheduling.UINT64_MAX]
+    table = [0] + [reference(point) for point in breaks]
+    return breaks, table
+
+
+@functools.lru_cache(maxsize=64)
+def _change_points(mode: scheduling.Mode, divisor: float) -> list[int]:
+    """Whole-GiB counts ``g`` in 1.._MAX_GIB where the reference score differs from its value at ``g - 1``."""
+    score: Callable[[int], int]
+    if mode is scheduling.Mode.SPREAD:
+
+        def score(gib: int) -> int:
+            return scheduling.capacity_to_score(max(gib << 30, 1), divisor)
+    else:
+
+        def score(gib: int) -> int:
+            return scheduling.pack_score((gib << 30) + 1, 1, divisor)
+
+    found: list[int] = []
+
+    def walk(low: int, low_score: int, high: int, high_score: int) -> None:
+        if low_score == high_score:
+            return
+        if high == low + 1:
+            found.append(high)
+            return
+        middle = (low + high) // 2
+        middle_score = score(middle)
+        walk(low, low_score, middle, middle_score)
+        walk(middle, middle_score, high, high_score)
+
+    walk(0, score(0), _MAX_GIB, score(_MAX_GIB))
+    return found
+
+
+_NO_LEDGER = scheduling.Ledger(ttl=0)
