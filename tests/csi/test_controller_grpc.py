@@ -196,3 +196,23 @@ def test_expand_without_capacity_range_is_invalid_and_changes_nothing(env: Env) 
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     lv = env.cluster.get_logical_volume(name="pvc-small")
     assert lv is not None and lv.spec.size == 400 << 20
+
+
+def test_snapshot_rpcs(env: Env) -> None:
+    caps = env.ctrl.ControllerGetCapabilities(csi.ControllerGetCapabilitiesRequest()).capabilities
+    rpcs = {c.rpc.type for c in caps}
+    assert {
+        csi.ControllerServiceCapability.RPC.CREATE_DELETE_SNAPSHOT,
+        csi.ControllerServiceCapability.RPC.CLONE_VOLUME,
+    } <= rpcs
+    vol = create(env, "pvc-snapsrc", GiB).volume
+    with pytest.raises(grpc.RpcError) as info:  # this env's class is thick: lvmd refuses, the answer comes back
+        env.ctrl.CreateSnapshot(csi.CreateSnapshotRequest(name="Snap-1", source_volume_id=vol.volume_id), timeout=15)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        env.ctrl.CreateSnapshot(csi.CreateSnapshotRequest(name="snap-2", source_volume_id="nope"), timeout=15)
+    assert info.value.code() is grpc.StatusCode.NOT_FOUND
+    env.ctrl.DeleteSnapshot(csi.DeleteSnapshotRequest(snapshot_id="never-existed"))  # idempotent
+    with pytest.raises(grpc.RpcError) as info:
+        env.ctrl.DeleteSnapshot(csi.DeleteSnapshotRequest(snapshot_id=""))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -22,6 +22,7 @@ class Meta:
     annotations: Mapping[str, str] = field(default_factory=dict)
     finalizers: tuple[str, ...] = ()
     deletion_timestamp: str | None = None
+    creation_timestamp: str | None = None  # RFC 3339, set by the API server
 
     @property
     def deleting(self) -> bool:

@@ -7,6 +7,7 @@ upstream); anything multi-node is INVALID_ARGUMENT before anything is created.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable, Sequence
 
 import grpc
@@ -29,6 +30,8 @@ _CAPABILITIES = (
     _RPC.CREATE_DELETE_VOLUME,
     _RPC.GET_CAPACITY,
     _RPC.EXPAND_VOLUME,
+    _RPC.CREATE_DELETE_SNAPSHOT,  # thin classes; a thick class answers INVALID_ARGUMENT
+    _RPC.CLONE_VOLUME,
 )
 
 
@@ -124,8 +127,46 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
 
     @grpc_status.handler
     def DeleteVolume(self, request: csi.DeleteVolumeRequest, context: grpc.ServicerContext) -> csi.DeleteVolumeResponse:
-        self._service.delete_volume(request.volume_id)
+        self._delete(request.volume_id)
         return csi.DeleteVolumeResponse()
+
+    def _delete(self, volume_id: str) -> None:
+        """Delete and wait until the node agent has removed the LV: once the CO hears OK the volume is gone and
+        its name can be used again (csi-sanity reuses names at once)."""
+        self._service.delete_volume(volume_id)
+        self._waiter.wait(
+            lambda: True if self._service.find_by_volume_id(volume_id) is None else None, self._timeout, self._clock.now
+        )
+
+    @grpc_status.handler
+    def CreateSnapshot(
+        self, request: csi.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi.CreateSnapshotResponse:
+        if not request.name:
+            raise errors.InvalidArgument("name is required")
+        name = request.name.lower()  # LogicalVolume names are lower case; CSI names need not be
+        first = self._service.create_snapshot(name=name, source_volume_id=request.source_volume_id)
+        ready = self._until_ready(first, lambda: self._service.creation_state(name))
+        snapshot = csi.Snapshot(
+            snapshot_id=ready.volume_id,
+            source_volume_id=request.source_volume_id,
+            size_bytes=ready.size,
+            ready_to_use=True,
+        )
+        if ready.created_at:
+            snapshot.creation_time.FromDatetime(datetime.datetime.fromisoformat(ready.created_at))
+        else:
+            snapshot.creation_time.GetCurrentTime()
+        return csi.CreateSnapshotResponse(snapshot=snapshot)
+
+    @grpc_status.handler
+    def DeleteSnapshot(
+        self, request: csi.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi.DeleteSnapshotResponse:
+        if not request.snapshot_id:
+            raise errors.InvalidArgument("snapshot ID is required")
+        self._delete(request.snapshot_id)  # a snapshot is a LogicalVolume too
+        return csi.DeleteSnapshotResponse()
 
     @grpc_status.handler
     def ControllerExpandVolume(

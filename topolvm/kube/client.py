@@ -63,6 +63,7 @@ def _meta_from(raw: Mapping[str, Any]) -> resources.Meta:
         annotations=dict(md.get("annotations") or {}),
         finalizers=tuple(md.get("finalizers") or ()),
         deletion_timestamp=md.get("deletionTimestamp"),
+        creation_timestamp=md.get("creationTimestamp"),
     )
 
 

@@ -104,7 +104,11 @@ class InMemoryCluster:
         """Test and simulator set-up: register a Node (kubelet's job in a real cluster)."""
         with self.lock:
             meta = resources.Meta(
-                name=name, uid=f"node-uid-{next(self._uids)}", labels=labels or {}, annotations=annotations or {}
+                name=name,
+                uid=f"node-uid-{next(self._uids)}",
+                labels=labels or {},
+                annotations=annotations or {},
+                creation_timestamp=self._now(),
             )
             node = self._nodes.store(resources.Node(meta), resources.EventType.ADDED)
         self._flush()
@@ -135,7 +139,7 @@ class InMemoryCluster:
             if lv.meta.name in self._lvs.objects:
                 raise errors.AlreadyExists(f"LogicalVolume {lv.meta.name!r} already exists")
             uid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            meta = replace(lv.meta, uid=uid, deletion_timestamp=None)
+            meta = replace(lv.meta, uid=uid, deletion_timestamp=None, creation_timestamp=self._now())
             created = self._lvs.store(replace(lv, meta=meta), resources.EventType.ADDED)
         self._flush()
         return created
@@ -144,7 +148,12 @@ class InMemoryCluster:
         with self.lock:
             current = self._lvs.check_current(lv)
             # metadata and spec come from the caller; uid, deletion and status stay the server's
-            meta = replace(lv.meta, uid=current.meta.uid, deletion_timestamp=current.meta.deletion_timestamp)
+            meta = replace(
+                lv.meta,
+                uid=current.meta.uid,
+                deletion_timestamp=current.meta.deletion_timestamp,
+                creation_timestamp=current.meta.creation_timestamp,
+            )
             updated = self._lvs.store(replace(lv, meta=meta, status=current.status), resources.EventType.MODIFIED)
         self._flush()
         return updated
@@ -181,7 +190,12 @@ class InMemoryCluster:
     def update_node(self, *, node: resources.Node) -> resources.Node:
         with self.lock:
             current = self._nodes.check_current(node)
-            meta = replace(node.meta, uid=current.meta.uid, deletion_timestamp=current.meta.deletion_timestamp)
+            meta = replace(
+                node.meta,
+                uid=current.meta.uid,
+                deletion_timestamp=current.meta.deletion_timestamp,
+                creation_timestamp=current.meta.creation_timestamp,
+            )
             updated = self._nodes.store(replace(node, meta=meta), resources.EventType.MODIFIED)
         self._flush()
         return updated

@@ -41,6 +41,7 @@ class Ready:
     size: int
     node_name: str
     cr_name: str
+    created_at: str | None = None  # RFC 3339 (CreateSnapshot reports it)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class ControllerService:
         if existing is not None and existing.meta.deleting:
             raise errors.Unavailable(f"an earlier attempt at volume {req.name!r} is still being cleaned up; retry")
         if existing is not None:
-            if existing.spec.size != size or existing.spec.device_class != req.device_class:
+            if existing.spec.size != size or (req.device_class and existing.spec.device_class != req.device_class):
                 raise errors.AlreadyExists(
                     f"volume {req.name!r} exists with {existing.spec.size} bytes in class "
                     f"{existing.spec.device_class!r}; requested {size} in {req.device_class!r}"
@@ -96,7 +97,7 @@ class ControllerService:
             name=req.name,
             node_name=node_name,
             size=size,
-            device_class=req.device_class,
+            device_class=source.spec.device_class if source is not None else req.device_class,
             lvcreate_option_class=req.lvcreate_option_class,
             source=source.status.volume_id if source is not None else "",
             access_type=("ro" if req.read_only_source else "rw") if source is not None else "",
@@ -120,7 +121,8 @@ class ControllerService:
                 self.cluster.delete_logical_volume(name=cr_name)
             raise errors.from_code(lv.status.code, lv.status.message or f"volume {cr_name!r} failed")
         if lv.status.volume_id:
-            return Ready(lv.status.volume_id, lv.status.current_size or lv.spec.size, lv.spec.node_name, cr_name)
+            size = lv.status.current_size or lv.spec.size
+            return Ready(lv.status.volume_id, size, lv.spec.node_name, cr_name, lv.meta.creation_timestamp)
         return Pending(cr_name)
 
     def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
@@ -178,8 +180,44 @@ class ControllerService:
 
     def _source(self, req: VolumeRequest) -> resources.LogicalVolume:
         source = self.find_by_volume_id(req.source_volume_id)
-        if source is None:
+        if source is None or source.meta.deleting:
             raise errors.NotFound(f"source volume {req.source_volume_id!r} not found")
-        if source.spec.device_class != req.device_class:
+        if not source.status.volume_id:
+            raise errors.Unavailable(f"source volume {req.source_volume_id!r} is not ready yet")
+        if req.device_class and source.spec.device_class and source.spec.device_class != req.device_class:
             raise errors.InvalidArgument("a snapshot or clone must use its source's device class")
         return source
+
+    def create_snapshot(self, *, name: str, source_volume_id: str) -> Ready | Pending:
+        """A read-only thin snapshot of a volume, recorded as a LogicalVolume beside its source (as upstream).
+
+        Its ID is the LogicalVolume's UID, like a volume's; restoring it is CreateVolume with it as the source.
+        Thick classes are refused by lvmd on the node, and the refusal comes back as the answer."""
+        _check_cr_name(name)
+        if not source_volume_id:
+            raise errors.InvalidArgument("source volume ID is required")
+        source = self.find_by_volume_id(source_volume_id)
+        if source is None or source.meta.deleting:
+            raise errors.NotFound(f"source volume {source_volume_id!r} not found")
+        if not source.status.volume_id:
+            raise errors.Unavailable(f"source volume {source_volume_id!r} is not ready yet")
+        existing = self.cluster.get_logical_volume(name=name)
+        if existing is not None:
+            if existing.spec.source != source.meta.uid:
+                raise errors.AlreadyExists(f"snapshot {name!r} exists for another source volume")
+            return self.creation_state(name)
+        spec = resources.LogicalVolumeSpec(
+            name=name,
+            node_name=source.spec.node_name,
+            size=source.spec.size,
+            device_class=source.spec.device_class,
+            source=source.meta.uid,
+            access_type="ro",
+        )
+        meta = resources.Meta(name=name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})
+        try:
+            self.cluster.create_logical_volume(lv=resources.LogicalVolume(meta, spec))
+        except errors.AlreadyExists:
+            return self.creation_state(name)
+        log.info("snapshot %s of %s requested on node %s", name, source.name, source.spec.node_name)
+        return Pending(name)

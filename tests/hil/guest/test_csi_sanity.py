@@ -91,25 +91,33 @@ def find_csi_sanity() -> Path | None:
 class SkipEntry:
     pattern: str
     reason: str
+    config: str = ""  # "" applies to every configuration
 
 
 def read_skip_list(path: Path = SKIP_LIST) -> list[SkipEntry]:
-    """Entries ``<regexp>  # <reason>``; comment and blank lines ignored; a missing reason is an error."""
+    """Entries ``[config] <regexp>  # <reason>`` (the ``[config]`` part optional); comment and blank lines
+    ignored; a missing reason is an error."""
     entries = []
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        config = ""
+        if line.startswith("["):
+            config, _, line = line[1:].partition("]")
+            if config not in CONFIGS:
+                raise ValueError(f"{path}:{number}: unknown configuration [{config}]")
+            line = line.strip()
         pattern, sep, reason = line.partition("  # ")
         if not sep or not reason.strip() or not pattern.strip():
-            raise ValueError(f"{path}:{number}: an entry is '<regexp>  # <reason>', got {raw!r}")
+            raise ValueError(f"{path}:{number}: an entry is '[config] <regexp>  # <reason>', got {raw!r}")
         re.compile(pattern)  # Go's RE2 syntax is close enough to catch typos
-        entries.append(SkipEntry(pattern.strip(), reason.strip()))
+        entries.append(SkipEntry(pattern.strip(), reason.strip(), config))
     return entries
 
 
-def skip_regexp(entries: list[SkipEntry]) -> str:
-    return "|".join(f"(?:{e.pattern})" for e in entries)
+def skip_regexp(entries: list[SkipEntry], config: str = "") -> str:
+    return "|".join(f"(?:{e.pattern})" for e in entries if e.config in ("", config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,7 +279,7 @@ def test_csi_sanity(csi_sanity: Path, driver: Driver, access_type: str) -> None:
         "-ginkgo.no-color",
         "-ginkgo.v",
     ]
-    skip = skip_regexp(read_skip_list())
+    skip = skip_regexp(read_skip_list(), driver.config)
     if skip:
         argv.append(f"-ginkgo.skip={skip}")
     started = time.monotonic()
