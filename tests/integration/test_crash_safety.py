@@ -204,3 +204,28 @@ def test_controller_killed_mid_create_volume(env: Env) -> None:
     env.controller()  # the provisioner retries CreateVolume with the same name
     vol = env.create_volume("pvc-crash-ctl")
     assert env.lvs() == [vol.volume_id]
+
+
+def test_orphan_gc_reports_then_deletes_lvs_whose_logical_volume_is_gone(env: Env) -> None:
+    # An LV made for a LogicalVolume that no longer exists (upstream #1104/#1213), and one TopoLVM never made.
+    tags = ["--addtag", constants.MANAGED_TAG, "--addtag", constants.OWNER_TAG_PREFIX + "pvc-deleted"]
+    env.vg.runner.run("lvcreate", ["-n", "0f0f0f0f-dead-4000-8000-000000000000", "-L", "8m", *tags, "-y", env.vg.name])
+    env.vg.runner.run("lvcreate", ["-n", "not-topolvm", "-L", "8m", "-y", env.vg.name])
+    reporter = env.node_agent(f"--lvmd-config={env.lvmd_yaml}", "--orphan-gc=report", "--orphan-gc-interval=0.2")
+    env.wait_for_capacity()
+    deadline = time.monotonic() + 30
+    while "orphan (dry run): LV 0f0f0f0f" not in (env.work / "node.log").read_text():
+        assert time.monotonic() < deadline, "no orphan report"
+        time.sleep(0.1)
+    assert env.lvs() == ["0f0f0f0f-dead-4000-8000-000000000000", "not-topolvm"]  # reporting removes nothing
+    reporter.terminate()
+    reporter.wait(timeout=15)
+    env.node_agent(f"--lvmd-config={env.lvmd_yaml}", "--orphan-gc=delete", "--orphan-gc-interval=0.2")
+    deadline = time.monotonic() + 30
+    while env.lvs() != ["not-topolvm"]:
+        assert time.monotonic() < deadline, f"orphan not collected: {env.lvs()}"
+        time.sleep(0.2)
+    assert (
+        "removed orphan LV 0f0f0f0f-dead-4000-8000-000000000000 of deleted LogicalVolume pvc-deleted"
+        in (env.work / "node.log").read_text()
+    )

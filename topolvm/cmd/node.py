@@ -11,6 +11,7 @@ import argparse
 import logging
 import socket
 import sys
+import threading
 
 import grpc
 
@@ -50,8 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="directory under which volumes may be mounted (repeatable; default: /var/lib/kubelet/)",
     )
+    p.add_argument(
+        "--orphan-gc",
+        choices=["off", "report", "delete"],
+        default="off",
+        help="find LVs whose LogicalVolume is gone (upstream #1104/#1213): report them, or delete them "
+        "(default: %(default)s; run report first)",
+    )
+    p.add_argument("--orphan-gc-interval", type=float, default=3600.0, metavar="SECONDS", help="(default: %(default)s)")
     common.add_common_arguments(p)
     return p
+
+
+def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollector, stop: threading.Event) -> None:
+    if mode == "off":
+        return
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                found = collector.collect(dry_run=mode == "report")
+                log.info("orphan LV scan (%s): %d found", mode, len(found))
+            except errors.TopoLVMError as exc:
+                log.warning("orphan LV scan failed: %s", exc)
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="orphan-gc", daemon=True).start()
 
 
 def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
@@ -97,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         args.csi_socket, register, service_names=("csi.v1.Identity", "csi.v1.Node"), thread_name="csi"
     )
     common.serve_metrics(args.metrics_address)
+    stop_gc = threading.Event()
+    start_orphan_gc(
+        args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_gc
+    )
     common.wait_for_signal()
+    stop_gc.set()
     server.stop(5).wait()
     agent.stop()
     for sub in subscriptions:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 import grpc
 
 from topolvm import constants, errors, grpc_status, ports, runtime
+from topolvm.csi import locks
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.services import controller
@@ -83,6 +84,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         self._waiter = waiter
         self._clock = clock
         self._timeout = timeout
+        self._locks = locks.KeyedLock()
 
     def _until_ready(
         self, first: controller.Ready | controller.Pending, check: Callable[[], controller.Ready | controller.Pending]
@@ -121,8 +123,9 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             requisite_nodes=_nodes(request.accessibility_requirements.requisite),
             source_volume_id=source_id,
         )
-        first = self._service.create_volume(req)
-        ready = self._until_ready(first, lambda: self._service.creation_state(name))
+        with self._locks.hold(name):
+            first = self._service.create_volume(req)
+            ready = self._until_ready(first, lambda: self._service.creation_state(name))
         return csi.CreateVolumeResponse(volume=_volume(ready, request))
 
     @grpc_status.handler
@@ -133,7 +136,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     def _delete(self, volume_id: str) -> None:
         """Delete and wait until the node agent has removed the LV: once the CO hears OK the volume is gone and
         its name can be used again (csi-sanity reuses names at once)."""
-        self._service.delete_volume(volume_id)
+        with self._locks.hold(volume_id):
+            self._service.delete_volume(volume_id)
         self._waiter.wait(
             lambda: True if self._service.find_by_volume_id(volume_id) is None else None, self._timeout, self._clock.now
         )
@@ -145,8 +149,9 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         if not request.name:
             raise errors.InvalidArgument("name is required")
         name = request.name.lower()  # LogicalVolume names are lower case; CSI names need not be
-        first = self._service.create_snapshot(name=name, source_volume_id=request.source_volume_id)
-        ready = self._until_ready(first, lambda: self._service.creation_state(name))
+        with self._locks.hold(name):
+            first = self._service.create_snapshot(name=name, source_volume_id=request.source_volume_id)
+            ready = self._until_ready(first, lambda: self._service.creation_state(name))
         snapshot = csi.Snapshot(
             snapshot_id=ready.volume_id,
             source_volume_id=request.source_volume_id,
@@ -179,11 +184,13 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             raise errors.InvalidArgument("capacity range is required")
         fstype = "block" if request.volume_capability.HasField("block") else "ext4"
         rng = request.capacity_range
-        first = self._service.expand_volume(request.volume_id, rng.required_bytes, rng.limit_bytes, fstype)
-        lv = self._service.find_by_volume_id(request.volume_id)
-        assert lv is not None
-        size = lv.spec.size
-        ready = self._until_ready(first, lambda: self._service.expansion_state(lv.name, size))
+        with self._locks.hold(request.volume_id):
+            first = self._service.expand_volume(request.volume_id, rng.required_bytes, rng.limit_bytes, fstype)
+            lv = self._service.find_by_volume_id(request.volume_id)
+            if lv is None:
+                raise errors.NotFound(f"volume {request.volume_id!r} disappeared while being expanded")
+            size = lv.spec.size
+            ready = self._until_ready(first, lambda: self._service.expansion_state(lv.name, size))
         return csi.ControllerExpandVolumeResponse(capacity_bytes=ready.size, node_expansion_required=fstype != "block")
 
     @grpc_status.handler

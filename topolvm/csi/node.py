@@ -7,6 +7,7 @@ import grpc
 
 from topolvm import constants, errors, grpc_status
 from topolvm.csi import controller as csi_controller
+from topolvm.csi import locks
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.services import publish
@@ -19,6 +20,7 @@ _Usage = csi.VolumeUsage
 class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
     def __init__(self, service: publish.NodeVolumeService) -> None:
         self._service = service
+        self._locks = locks.KeyedLock()
 
     @grpc_status.handler
     def NodePublishVolume(
@@ -30,24 +32,25 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
             raise errors.InvalidArgument("volume capability is required")
         cap = request.volume_capability
         csi_controller.check_capabilities([cap])
-        self._service.publish(
-            publish.PublishRequest(
-                volume_id=request.volume_id,
-                target_path=request.target_path,
-                block=cap.HasField("block"),
-                fstype=cap.mount.fs_type if cap.HasField("mount") else "",
-                mount_flags=tuple(cap.mount.mount_flags) if cap.HasField("mount") else (),
-                read_only=request.readonly,
-                volume_context=dict(request.volume_context),
-            )
+        req = publish.PublishRequest(
+            volume_id=request.volume_id,
+            target_path=request.target_path,
+            block=cap.HasField("block"),
+            fstype=cap.mount.fs_type if cap.HasField("mount") else "",
+            mount_flags=tuple(cap.mount.mount_flags) if cap.HasField("mount") else (),
+            read_only=request.readonly,
+            volume_context=dict(request.volume_context),
         )
+        with self._locks.hold(request.volume_id):
+            self._service.publish(req)
         return csi.NodePublishVolumeResponse()
 
     @grpc_status.handler
     def NodeUnpublishVolume(
         self, request: csi.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi.NodeUnpublishVolumeResponse:
-        self._service.unpublish(request.volume_id, request.target_path)
+        with self._locks.hold(request.volume_id):
+            self._service.unpublish(request.volume_id, request.target_path)
         return csi.NodeUnpublishVolumeResponse()
 
     @grpc_status.handler
@@ -76,7 +79,8 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
         self, request: csi.NodeExpandVolumeRequest, context: grpc.ServicerContext
     ) -> csi.NodeExpandVolumeResponse:
         block = request.HasField("volume_capability") and request.volume_capability.HasField("block")
-        size = self._service.expand(request.volume_id, request.volume_path, block)
+        with self._locks.hold(request.volume_id):
+            size = self._service.expand(request.volume_id, request.volume_path, block)
         return csi.NodeExpandVolumeResponse(capacity_bytes=size)
 
     @grpc_status.handler
