@@ -78,3 +78,31 @@ def test_orphans_are_reported_then_collected_on_request() -> None:
     keep = cluster.get_logical_volume(name="pvc-keep")
     assert keep is not None and names == {keep.meta.uid, "not-ours"}
     assert collector.scan() == []
+
+
+def test_an_lv_recorded_in_a_restored_crs_status_is_not_an_orphan() -> None:
+    cluster, svc, ctl = make_world()
+    provision(cluster, svc, ctl, "pvc-restored")
+    cr = cluster.get_logical_volume(name="pvc-restored")
+    assert cr is not None
+    # Restored from a backup: a new UID, the old volumeID in status (the PV still names that LV).
+    cluster.update_logical_volume(lv=replace(cr, meta=cr.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
+    cluster.delete_logical_volume(name="pvc-restored")
+    restored = cluster.create_logical_volume(lv=replace(cr, meta=replace(cr.meta, uid="", resource_version="")))
+    cluster.update_logical_volume_status(lv=replace(restored, status=cr.status))
+    assert restored.meta.uid != cr.meta.uid
+    assert cleanup.OrphanCollector(cluster=cluster, lvmd=svc).scan() == []
+    assert ctl.find_by_volume_id(cr.meta.uid) is not None
+
+
+def test_capacity_publisher_drops_annotations_of_classes_no_longer_configured() -> None:
+    cluster = kube_memory.InMemoryCluster()
+    cluster.add_node("n1", annotations={"capacity.topolvm.io/old-class": "999", "unrelated": "x"})
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    publisher(model.NodeCapacity((model.DeviceClassStats("ssd", True, 10, 7),)))
+    n = cluster.get_node(name="n1")
+    assert n is not None and dict(n.meta.annotations) == {
+        "capacity.topolvm.io/ssd": "7",
+        "capacity.topolvm.io/00default": "7",
+        "unrelated": "x",
+    }

@@ -148,3 +148,27 @@ def test_stats_and_expand_argument_errors_follow_csi(
     for path in ("some/path", "/etc", T):
         with pytest.raises(errors.NotFound):
             svc.stats("s", path)
+
+
+def test_a_failed_mount_does_not_leak_an_inline_ephemeral_lv(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, _mounter = node
+    lvmd_svc.create_lv(name="other", device_class="ssd", size_bytes=GiB)
+    svc.publish(publish.PublishRequest("other", T))  # the target is taken
+    ctx = {publish.EPHEMERAL_CONTEXT: "true", publish.EPHEMERAL_SIZE: "512Mi"}
+    with pytest.raises(errors.AlreadyExists):
+        svc.publish(publish.PublishRequest("csi-leak", T, volume_context=ctx))
+    assert [lv.name for lv in lvmd_svc.list_lvs(device_class="ssd")] == ["other"]
+
+
+def test_unpublish_leaves_another_volumes_mount_alone(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+) -> None:
+    svc, lvmd_svc, mounter = node
+    lvmd_svc.create_lv(name="a", device_class="ssd", size_bytes=GiB)
+    lvmd_svc.create_lv(name="b", device_class="ssd", size_bytes=GiB)
+    svc.publish(publish.PublishRequest("b", T))
+    with pytest.raises(errors.FailedPrecondition):
+        svc.unpublish("a", T)
+    assert T in mounter.mounts

@@ -78,7 +78,16 @@ def test_snapshot_restore_clone_and_delete() -> None:
             controller.VolumeRequest(name="pvc-small", required_bytes=GiB // 2, source_volume_id=vol.volume_id)
         )
 
-    for volume_id in (snap.volume_id, restored.volume_id, clone.volume_id, vol.volume_id):
+    with pytest.raises(errors.InvalidArgument):  # a snapshot's ID is not a volume's
+        w.ctl.delete_volume(snap.volume_id)
+    with pytest.raises(errors.InvalidArgument):
+        w.ctl.delete_volume(vol.volume_id, snapshot=True)
+    with pytest.raises(errors.AlreadyExists):  # same name, another source
+        w.ctl.create_volume(
+            controller.VolumeRequest(name="pvc-restore", required_bytes=2 * GiB, source_volume_id=vol.volume_id)
+        )
+    w.ctl.delete_volume(snap.volume_id, snapshot=True)
+    for volume_id in (restored.volume_id, clone.volume_id, vol.volume_id):
         w.ctl.delete_volume(volume_id)
     w.drain()
     assert w.cluster.list_logical_volumes() == []

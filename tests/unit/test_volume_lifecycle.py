@@ -214,3 +214,51 @@ def test_conflicting_writer_makes_the_reconciler_retry() -> None:
     assert w.reconcilers["n1"].reconcile("pvc-h") is node.Outcome.RETRY
     assert w.reconcilers["n1"].reconcile("pvc-h") is node.Outcome.DONE
     assert isinstance(w.controller.creation_state("pvc-h"), controller.Ready)
+
+
+def test_failed_expansion_is_retried_once_space_is_back() -> None:
+    w = World({"n1": 100 * GiB})
+    small = w.controller.create_volume(
+        controller.VolumeRequest(name="pvc-s", required_bytes=10 * GiB, device_class="ssd")
+    )
+    big = w.controller.create_volume(
+        controller.VolumeRequest(name="pvc-b", required_bytes=60 * GiB, device_class="ssd")
+    )
+    w.drain()
+    s_ready, b_ready = w.controller.creation_state(small.cr_name), w.controller.creation_state(big.cr_name)
+    assert isinstance(s_ready, controller.Ready) and isinstance(b_ready, controller.Ready)
+    first = w.controller.expand_volume(s_ready.volume_id, 50 * GiB, 0)
+    assert isinstance(first, controller.Pending)
+    w.drain()
+    with pytest.raises(errors.InsufficientCapacity):
+        w.controller.expansion_state("pvc-s", 50 * GiB, first.request)
+    w.controller.delete_volume(b_ready.volume_id)
+    w.drain()
+    retry = w.controller.expand_volume(s_ready.volume_id, 50 * GiB, 0)  # same size: the CO retries
+    assert isinstance(retry, controller.Pending)
+    assert isinstance(
+        w.controller.expansion_state("pvc-s", 50 * GiB, retry.request), controller.Pending
+    )  # not the old failure
+    w.drain()
+    grown = w.controller.expansion_state("pvc-s", 50 * GiB, retry.request)
+    assert isinstance(grown, controller.Ready) and grown.size == 50 * GiB
+
+
+def test_a_failed_expansion_can_be_lowered_back() -> None:
+    w = World({"n1": 20 * GiB})
+    vol = w.controller.create_volume(
+        controller.VolumeRequest(name="pvc-l", required_bytes=10 * GiB, device_class="ssd")
+    )
+    w.drain()
+    ready = w.controller.creation_state(vol.cr_name)
+    assert isinstance(ready, controller.Ready)
+    failing = w.controller.expand_volume(ready.volume_id, 40 * GiB, 0)
+    w.drain()
+    assert isinstance(failing, controller.Pending)
+    with pytest.raises(errors.InsufficientCapacity):
+        w.controller.expansion_state("pvc-l", 40 * GiB, failing.request)
+    lowered = w.controller.expand_volume(ready.volume_id, 15 * GiB, 0)  # the user asks for less than before
+    w.drain()
+    assert isinstance(lowered, controller.Pending)
+    done = w.controller.expansion_state("pvc-l", 15 * GiB, lowered.request)
+    assert isinstance(done, controller.Ready) and done.size == 15 * GiB

@@ -87,7 +87,10 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         self._locks = locks.KeyedLock()
 
     def _until_ready(
-        self, first: controller.Ready | controller.Pending, check: Callable[[], controller.Ready | controller.Pending]
+        self,
+        first: controller.Ready | controller.Pending,
+        check: Callable[[], controller.Ready | controller.Pending],
+        context: grpc.ServicerContext | None = None,
     ) -> controller.Ready:
         if isinstance(first, controller.Ready):
             return first
@@ -96,7 +99,10 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             state = check()
             return state if isinstance(state, controller.Ready) else None
 
-        return self._waiter.wait(ready_or_none, self._timeout, self._clock.now)
+        # Never wait past the caller's deadline: a gone caller's retry would queue behind this thread's lock.
+        remaining = context.time_remaining() if context is not None else None
+        timeout = self._timeout if remaining is None else max(0.0, min(self._timeout, remaining - 0.5))
+        return self._waiter.wait(ready_or_none, timeout, self._clock.now)
 
     @grpc_status.handler
     def CreateVolume(self, request: csi.CreateVolumeRequest, context: grpc.ServicerContext) -> csi.CreateVolumeResponse:
@@ -125,19 +131,19 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         )
         with self._locks.hold(name):
             first = self._service.create_volume(req)
-            ready = self._until_ready(first, lambda: self._service.creation_state(name))
+            ready = self._until_ready(first, lambda: self._service.creation_state(name), context)
         return csi.CreateVolumeResponse(volume=_volume(ready, request))
 
     @grpc_status.handler
     def DeleteVolume(self, request: csi.DeleteVolumeRequest, context: grpc.ServicerContext) -> csi.DeleteVolumeResponse:
-        self._delete(request.volume_id)
+        self._delete(request.volume_id, snapshot=False)
         return csi.DeleteVolumeResponse()
 
-    def _delete(self, volume_id: str) -> None:
+    def _delete(self, volume_id: str, *, snapshot: bool) -> None:
         """Delete and wait until the node agent has removed the LV: once the CO hears OK the volume is gone and
         its name can be used again (csi-sanity reuses names at once)."""
         with self._locks.hold(volume_id):
-            self._service.delete_volume(volume_id)
+            self._service.delete_volume(volume_id, snapshot=snapshot)
         self._waiter.wait(
             lambda: True if self._service.find_by_volume_id(volume_id) is None else None, self._timeout, self._clock.now
         )
@@ -151,7 +157,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         name = request.name.lower()  # LogicalVolume names are lower case; CSI names need not be
         with self._locks.hold(name):
             first = self._service.create_snapshot(name=name, source_volume_id=request.source_volume_id)
-            ready = self._until_ready(first, lambda: self._service.creation_state(name))
+            ready = self._until_ready(first, lambda: self._service.creation_state(name), context)
         snapshot = csi.Snapshot(
             snapshot_id=ready.volume_id,
             source_volume_id=request.source_volume_id,
@@ -170,7 +176,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     ) -> csi.DeleteSnapshotResponse:
         if not request.snapshot_id:
             raise errors.InvalidArgument("snapshot ID is required")
-        self._delete(request.snapshot_id)  # a snapshot is a LogicalVolume too
+        self._delete(request.snapshot_id, snapshot=True)  # a snapshot is a LogicalVolume too
         return csi.DeleteSnapshotResponse()
 
     @grpc_status.handler
@@ -190,7 +196,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             if lv is None:
                 raise errors.NotFound(f"volume {request.volume_id!r} disappeared while being expanded")
             size = lv.spec.size
-            ready = self._until_ready(first, lambda: self._service.expansion_state(lv.name, size))
+            stamp = first.request if isinstance(first, controller.Pending) else ""
+            ready = self._until_ready(first, lambda: self._service.expansion_state(lv.name, size, stamp), context)
         return csi.ControllerExpandVolumeResponse(capacity_bytes=ready.size, node_expansion_required=fstype != "block")
 
     @grpc_status.handler

@@ -90,7 +90,8 @@ def find_orphans(
     lvs_by_class: Mapping[str, Sequence[model.LogicalVolume]], logical_volumes: Sequence[resources.LogicalVolume]
 ) -> list[Orphan]:
     """LVs with an owner tag whose LogicalVolume (matched by UID, the LV's name) does not exist."""
-    live_uids = {lv.meta.uid for lv in logical_volumes}
+    # Live LV names: every CR's UID and its recorded volumeID (a restored CR keeps the volumeID, not the UID).
+    live_uids = {lv.meta.uid for lv in logical_volumes} | {lv.status.volume_id for lv in logical_volumes}
     orphans = []
     for device_class, lvs in lvs_by_class.items():
         for lv in lvs:

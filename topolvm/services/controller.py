@@ -47,6 +47,7 @@ class Ready:
 @dataclass(frozen=True)
 class Pending:
     cr_name: str
+    request: str = ""  # an expansion's request stamp: only a failure recorded for it is its answer
 
 
 def _check_cr_name(name: str) -> None:
@@ -55,6 +56,10 @@ def _check_cr_name(name: str) -> None:
         raise errors.InvalidArgument(f"volume name {name!r} is not a valid Kubernetes object name")
     if name.lower() != name:
         raise errors.InvalidArgument(f"volume name {name!r} must be lower case")
+
+
+def is_snapshot(lv: resources.LogicalVolume) -> bool:
+    return bool(lv.spec.source) and lv.spec.access_type == "ro"
 
 
 class ControllerService:
@@ -71,7 +76,12 @@ class ControllerService:
         if existing is not None and existing.meta.deleting:
             raise errors.Unavailable(f"an earlier attempt at volume {req.name!r} is still being cleaned up; retry")
         if existing is not None:
-            if existing.spec.size != size or (req.device_class and existing.spec.device_class != req.device_class):
+            wanted_source = self._source(req).status.volume_id if req.source_volume_id else ""
+            if (
+                existing.spec.size != size
+                or (req.device_class and existing.spec.device_class != req.device_class)
+                or existing.spec.source != wanted_source
+            ):
                 raise errors.AlreadyExists(
                     f"volume {req.name!r} exists with {existing.spec.size} bytes in class "
                     f"{existing.spec.device_class!r}; requested {size} in {req.device_class!r}"
@@ -127,17 +137,23 @@ class ControllerService:
 
     def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
         for lv in self.cluster.list_logical_volumes():
-            if lv.meta.uid == volume_id:  # the volume ID is the CR's UID (and the LV's name)
+            # The volume ID is the LV's name: the CR's UID, recorded in status.volumeID once it exists (a CR
+            # restored from a backup gets a new UID but keeps its volumeID).
+            if volume_id in (lv.meta.uid, lv.status.volume_id):
                 return lv
         return None
 
-    def delete_volume(self, volume_id: str) -> None:
-        """Idempotent: an unknown volume ID is already deleted."""
+    def delete_volume(self, volume_id: str, *, snapshot: bool = False) -> None:
+        """Idempotent: an unknown ID is already deleted. A snapshot's ID is refused as a volume's and vice
+        versa, so a mixed-up handle (a pre-provisioned VolumeSnapshotContent, say) destroys nothing."""
         if not volume_id:
             raise errors.InvalidArgument("volume ID is empty")
         lv = self.find_by_volume_id(volume_id)
         if lv is None or lv.meta.deleting:
             return
+        if is_snapshot(lv) != snapshot:
+            kind = "a volume" if snapshot else "a snapshot"
+            raise errors.InvalidArgument(f"{volume_id!r} is {kind}, not what this call deletes")
         try:
             self.cluster.delete_logical_volume(name=lv.name)
         except errors.NotFound:
@@ -151,26 +167,30 @@ class ControllerService:
         if lv is None:
             raise errors.NotFound(f"volume {volume_id!r} not found")
         size = sizing.volume_size(required_bytes, limit_bytes, fstype)
-        if size < lv.spec.size:
-            raise errors.OutOfRange(f"volume {volume_id!r} is {lv.spec.size} bytes; shrinking is not supported")
-        if size > lv.spec.size:
-            meta = replace(
-                lv.meta,
-                annotations={**lv.meta.annotations, constants.RESIZE_REQUESTED_AT_ANNOTATION: self._timestamp()},
-            )
-            self.cluster.update_logical_volume(lv=replace(lv, meta=meta, spec=replace(lv.spec, size=size)))
-            log.info("volume %s: expansion to %d bytes requested", lv.name, size)
-        return self.expansion_state(lv.name, size)
+        current = lv.status.current_size if lv.status.current_size is not None else lv.spec.size
+        if size < current:
+            raise errors.OutOfRange(f"volume {volume_id!r} is {current} bytes; shrinking is not supported")
+        if lv.status.current_size is not None and lv.status.current_size >= size:
+            return Ready(lv.status.volume_id, lv.status.current_size, lv.spec.node_name, lv.name)
+        # Stamp every attempt, even at an unchanged size: the write wakes the node agent to try again (space may
+        # have been freed since a failure), and only a failure recorded for this stamp answers this request.
+        stamp = self._timestamp()
+        if stamp == lv.meta.annotations.get(constants.RESIZE_REQUESTED_AT_ANNOTATION):
+            stamp += "+1"  # a second attempt within one clock tick (a manual clock) still gets its own stamp
+        meta = replace(lv.meta, annotations={**lv.meta.annotations, constants.RESIZE_REQUESTED_AT_ANNOTATION: stamp})
+        self.cluster.update_logical_volume(lv=replace(lv, meta=meta, spec=replace(lv.spec, size=size)))
+        log.info("volume %s: expansion to %d bytes requested", lv.name, size)
+        return self.expansion_state(lv.name, size, stamp)
 
-    def expansion_state(self, cr_name: str, size: int) -> Ready | Pending:
+    def expansion_state(self, cr_name: str, size: int, stamp: str = "") -> Ready | Pending:
         lv = self.cluster.get_logical_volume(name=cr_name)
         if lv is None:
             raise errors.NotFound(f"LogicalVolume {cr_name!r} disappeared while being expanded")
         if lv.status.current_size is not None and lv.status.current_size >= size:
             return Ready(lv.status.volume_id, lv.status.current_size, lv.spec.node_name, cr_name)
-        if lv.status.code != errors.OK:
+        if lv.status.code != errors.OK and (not stamp or stamp in lv.status.message):
             raise errors.from_code(lv.status.code, lv.status.message)
-        return Pending(cr_name)
+        return Pending(cr_name, stamp)
 
     def _timestamp(self) -> str:
         return datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC).isoformat()
@@ -202,8 +222,10 @@ class ControllerService:
         if not source.status.volume_id:
             raise errors.Unavailable(f"source volume {source_volume_id!r} is not ready yet")
         existing = self.cluster.get_logical_volume(name=name)
+        if existing is not None and existing.meta.deleting:
+            raise errors.Unavailable(f"an earlier snapshot {name!r} is still being deleted; retry")
         if existing is not None:
-            if existing.spec.source != source.meta.uid:
+            if existing.spec.source != source.status.volume_id or not is_snapshot(existing):
                 raise errors.AlreadyExists(f"snapshot {name!r} exists for another source volume")
             return self.creation_state(name)
         spec = resources.LogicalVolumeSpec(
@@ -211,7 +233,7 @@ class ControllerService:
             node_name=source.spec.node_name,
             size=source.spec.size,
             device_class=source.spec.device_class,
-            source=source.meta.uid,
+            source=source.status.volume_id,
             access_type="ro",
         )
         meta = resources.Meta(name=name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})

@@ -114,7 +114,9 @@ class LogicalVolumeReconciler:
         except _TRANSIENT:
             raise
         except errors.TopoLVMError as exc:
-            status = replace(lv.status, code=exc.code, message=str(exc))
+            # Name the request this answers (the controller's stamp), so a retry is told apart from an old failure.
+            stamp = lv.meta.annotations.get(constants.RESIZE_REQUESTED_AT_ANNOTATION, "")
+            status = replace(lv.status, code=exc.code, message=f"{exc} (resize requested at {stamp})")
             if status != lv.status:  # an unchanged status is not rewritten, so no event loops back here
                 self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
             return Outcome.DONE
@@ -140,9 +142,15 @@ class CapacityPublisher:
             if node is None:
                 log.warning("node %s not found; capacity not published", self.node_name)
                 return
-            if all(node.meta.annotations.get(k) == v for k, v in wanted.items()):
+            # Classes no longer configured lose their annotation, so placement stops sending volumes here.
+            kept = {
+                k: v
+                for k, v in node.meta.annotations.items()
+                if not k.startswith(constants.CAPACITY_KEY_PREFIX) or k in wanted
+            }
+            annotations = {**kept, **wanted}
+            if annotations == dict(node.meta.annotations):
                 return
-            annotations = {**node.meta.annotations, **wanted}
             try:
                 self.cluster.update_node(node=replace(node, meta=replace(node.meta, annotations=annotations)))
                 return

@@ -89,16 +89,25 @@ class NodeVolumeService:
         for flag in req.mount_flags:
             if not flag or "," in flag or any(c.isspace() for c in flag):
                 raise errors.InvalidArgument(f"mount flag {flag!r} is invalid")
+        created_here = False
         if req.volume_context.get(EPHEMERAL_CONTEXT) == "true":
+            created_here = self.find(req.volume_id) is None
             lv = self._ensure_ephemeral(req)
         else:
             lv = self._require(req.volume_id)[1]
-        if req.block:
-            self.mounter.mount_block(device=lv.path, target=target, read_only=req.read_only)
-        else:
-            self.mounter.mount_filesystem(
-                device=lv.path, target=target, fstype=fstype, options=req.mount_flags, read_only=req.read_only
-            )
+        try:
+            if req.block:
+                self.mounter.mount_block(device=lv.path, target=target, read_only=req.read_only)
+            else:
+                self.mounter.mount_filesystem(
+                    device=lv.path, target=target, fstype=fstype, options=req.mount_flags, read_only=req.read_only
+                )
+        except errors.TopoLVMError:
+            if created_here:  # kubelet may never call NodeUnpublish after a failed publish: do not leak the LV
+                self.lvmd.remove_lv(
+                    name=lv.name, device_class=req.volume_context.get(constants.DEVICE_CLASS_PARAMETER, "")
+                )
+            raise
         log.info("published %s (%s) at %s", req.volume_id, fstype, target)
 
     def _ensure_ephemeral(self, req: PublishRequest) -> model.LogicalVolume:
@@ -121,8 +130,11 @@ class NodeVolumeService:
         if not volume_id:
             raise errors.InvalidArgument("volume ID is required")
         target = self.check_path(target_path)
-        self.mounter.unmount(target=target)
         found = self.find(volume_id) if _valid_lv_name(volume_id) else None
+        if found is not None and self.mounter.mounted_from(target=target, device=found[1].path) is False:
+            # Another volume is mounted there: not ours to take down.
+            raise errors.FailedPrecondition(f"{target} holds another volume, not {volume_id!r}")
+        self.mounter.unmount(target=target)
         if found is not None and EPHEMERAL_TAG in found[1].tags:
             self.lvmd.remove_lv(name=volume_id, device_class=found[0])
             log.info("removed inline ephemeral volume %s", volume_id)
