@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import socket
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 import grpc
 
-from topolvm import clock, errors, ports, runtime, unix_grpc
+from topolvm import clock, errors, ports, process, runtime, unix_grpc
 from topolvm.csi import controller as csi_controller
 from topolvm.csi import identity, node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.kube import memory as kube_memory
-from topolvm.lvm import cli as lvm_cli
-from topolvm.lvm import command
+from topolvm.lvmd import cli as lvmd_cli
 from topolvm.lvmd import config as lvmd_config
 from topolvm.mount import system
 from topolvm.services import controller, lvmd, publish
@@ -169,31 +165,21 @@ class AllInOne:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    process.setup_logging(args.log_level)
     try:
         cfg = lvmd_config.load(args.config)
     except errors.ConfigError as exc:
         log.error("invalid configuration: %s", exc)
         return 2
-    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
     driver = AllInOne(
-        lvmd_service=lvmd.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg),
+        lvmd_service=lvmd_cli.service_from_config(cfg),
         mounter=system.SystemMounter(),
         node_name=args.node_name,
         socket_path=args.csi_socket,
         allowed_target_prefixes=_prefixes(args.allowed_target_prefixes),
         create_timeout=args.create_timeout,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = process.stop_on_signals()
     try:
         driver.start()
     except errors.TopoLVMError as exc:

@@ -12,7 +12,7 @@ import sys
 
 import grpc
 
-from topolvm import clock, constants, runtime, unix_grpc
+from topolvm import clock, constants, process, runtime, unix_grpc
 from topolvm.cmd import common
 from topolvm.csi import controller as csi_controller
 from topolvm.csi import identity
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    common.setup_logging(args.log_level)
+    process.setup_logging(args.log_level)
     api = common.kube_api(args.kubeconfig)
     cluster = kube_client.KubeCluster(api)
     system_clock = clock.SystemClock()

@@ -15,18 +15,17 @@ import threading
 
 import grpc
 
-from topolvm import constants, errors, metrics, ports, runtime, unix_grpc
+from topolvm import constants, errors, metrics, ports, process, runtime, unix_grpc
 from topolvm.cmd import common
 from topolvm.csi import identity
 from topolvm.csi import node as csi_node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.kube import client as kube_client
-from topolvm.lvm import cli as lvm_cli
-from topolvm.lvm import command
+from topolvm.lvmd import cli as lvmd_cli
 from topolvm.lvmd import client as lvmd_client
 from topolvm.lvmd import config as lvmd_config
 from topolvm.mount import system
-from topolvm.services import cleanup, lvmd, node, publish
+from topolvm.services import cleanup, node, publish
 
 log = logging.getLogger("topolvm.node")
 
@@ -82,16 +81,14 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
 def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
     if not args.lvmd_config:
         return lvmd_client.LvmdClient(args.lvmd_socket)
-    cfg = lvmd_config.load(args.lvmd_config)
-    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
-    service = lvmd.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+    service = lvmd_cli.service_from_config(lvmd_config.load(args.lvmd_config))
     service.start()
     return service
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    common.setup_logging(args.log_level)
+    process.setup_logging(args.log_level)
     try:
         lvmd_api = lvmd_port(args)
     except errors.TopoLVMError as exc:

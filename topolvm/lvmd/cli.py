@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
-from topolvm import errors
+from topolvm import errors, process
+from topolvm.core import model
 from topolvm.lvm import cli as lvm_cli
 from topolvm.lvm import command
 from topolvm.lvmd import config as lvmd_config
@@ -42,11 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def service_from_config(cfg: model.LvmdConfig) -> lvmd_service.LvmdService:
+    """lvmd's service over real lvm2 as lvmd.yaml says (command prefix, --config override, timeout)."""
+    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
+    return lvmd_service.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    process.setup_logging(args.log_level)
     try:
         cfg = lvmd_config.load(args.config)
     except errors.ConfigError as exc:
@@ -55,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{args.config}: OK ({len(cfg.device_classes)} device classes)")
         return 0
-    runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
-    service = lvmd_service.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+    service = service_from_config(cfg)
     try:
         service.start()
     except errors.TopoLVMError as exc:
@@ -66,14 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("device class %s: %d bytes free of %d", stats.device_class, stats.free_bytes, stats.size_bytes)
     grpc_server = server.serve(service, cfg.socket_name)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = process.stop_on_signals()
     interval = args.refresh_interval if args.refresh_interval > 0 else None
     while not stop.wait(interval):
         try:
