@@ -172,3 +172,26 @@ def test_unpublish_leaves_another_volumes_mount_alone(
     with pytest.raises(errors.FailedPrecondition):
         svc.unpublish("a", T)
     assert T in mounter.mounts
+
+
+def test_inline_ephemeral_caps_are_per_device_class() -> None:
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg", [10 * GiB])
+    lvm.add_vg("vg2", [10 * GiB])
+    classes = (
+        model.DeviceClass("ssd", "vg", default=True, spare_bytes=0),
+        model.DeviceClass("scratch", "vg2", spare_bytes=0),
+    )
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig(classes))
+    svc.start()
+    cfg = publish.NodeConfig(
+        node_name="n1", ephemeral_max_bytes=GiB, ephemeral_max_bytes_by_class={"scratch": 4 * GiB, "ssd": 0}
+    )
+    node_svc = publish.NodeVolumeService(config=cfg, lvmd=svc, mounter=mount_memory.InMemoryMounter())
+    ctx = {publish.EPHEMERAL_CONTEXT: "true", publish.EPHEMERAL_SIZE: "3Gi"}
+    node_svc.publish(publish.PublishRequest("csi-a", T, volume_context={**ctx, "topolvm.io/device-class": "scratch"}))
+    with pytest.raises(errors.OutOfRange, match="'ssd'"):  # the default class is closed to inline volumes
+        node_svc.publish(
+            publish.PublishRequest("csi-b", T + "2", volume_context={**ctx, "topolvm.io/device-class": "ssd"})
+        )
+    assert [lv.name for lv in svc.list_lvs(device_class="scratch")] == ["csi-a"]

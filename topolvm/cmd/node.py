@@ -17,6 +17,7 @@ import grpc
 
 from topolvm import constants, errors, metrics, ports, process, runtime, unix_grpc
 from topolvm.cmd import common
+from topolvm.core import quantity
 from topolvm.csi import identity
 from topolvm.csi import node as csi_node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
@@ -51,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory under which volumes may be mounted (repeatable; default: /var/lib/kubelet/)",
     )
     p.add_argument(
+        "--ephemeral-max",
+        action="append",
+        default=[],
+        metavar="[CLASS=]QUANTITY",
+        help="largest inline ephemeral volume, for one device class or (without CLASS=) for all others "
+        "(repeatable; default: 100Gi)",
+    )
+    p.add_argument(
         "--orphan-gc",
         choices=["off", "report", "delete"],
         default="off",
@@ -76,6 +85,23 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
             stop.wait(interval)
 
     threading.Thread(target=loop, name="orphan-gc", daemon=True).start()
+
+
+def ephemeral_caps(values: list[str]) -> tuple[int, dict[str, int]]:
+    """``--ephemeral-max`` values: (the cap for unnamed classes, caps by class)."""
+    default = publish.NodeConfig(node_name="").ephemeral_max_bytes
+    caps: dict[str, int] = {}
+    for value in values:
+        device_class, sep, amount = value.rpartition("=")
+        try:
+            size = quantity.to_bytes(amount)
+        except errors.InvalidArgument as exc:
+            raise SystemExit(f"topolvm-node: --ephemeral-max {value!r}: {exc}") from None
+        if sep:
+            caps[device_class] = size
+        else:
+            default = size
+    return default, caps
 
 
 def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
@@ -105,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     agent = runtime.Reconciler(cluster, reconciler.reconcile)
     agent.start()
     prefixes = tuple(p if p.endswith("/") else p + "/" for p in args.allowed_target_prefixes or ("/var/lib/kubelet/",))
+    default_cap, caps = ephemeral_caps(args.ephemeral_max)
     volumes = publish.NodeVolumeService(
-        config=publish.NodeConfig(node_name=args.node_name, allowed_target_prefixes=prefixes),
+        config=publish.NodeConfig(
+            node_name=args.node_name,
+            allowed_target_prefixes=prefixes,
+            ephemeral_max_bytes=default_cap,
+            ephemeral_max_bytes_by_class=caps,
+        ),
         lvmd=lvmd_api,
         mounter=system.SystemMounter(),
     )

@@ -39,7 +39,9 @@ class NodeConfig:
     node_name: str
     allowed_target_prefixes: Sequence[str] = ("/var/lib/kubelet/",)
     ephemeral_default_bytes: int = sizing.GiB
-    ephemeral_max_bytes: int = 100 * sizing.GiB
+    ephemeral_max_bytes: int = 100 * sizing.GiB  # per request, for classes not named below
+    # Per device class caps ("" is the default class); a class capped at 0 takes no inline ephemeral volumes.
+    ephemeral_max_bytes_by_class: Mapping[str, int] = field(default_factory=dict)
 
 
 class NodeVolumeService:
@@ -115,13 +117,16 @@ class NodeVolumeService:
         raw = ctx.get(EPHEMERAL_SIZE)
         size = quantity.to_bytes(raw) if raw else self.config.ephemeral_default_bytes
         size = sizing.align(max(size, sizing.MINIMUM_SIZE["block" if req.block else (req.fstype or "ext4")]))
-        if size > self.config.ephemeral_max_bytes:
+        device_class = ctx.get(constants.DEVICE_CLASS_PARAMETER, "")
+        cap = self.config.ephemeral_max_bytes_by_class.get(device_class, self.config.ephemeral_max_bytes)
+        if size > cap:
             raise errors.OutOfRange(
-                f"inline ephemeral volume of {size} bytes exceeds the limit of {self.config.ephemeral_max_bytes}"
+                f"inline ephemeral volume of {size} bytes exceeds the limit of {cap} for device class "
+                f"{device_class or '(default)'!r}"
             )
         return self.lvmd.create_lv(
             name=req.volume_id,
-            device_class=ctx.get(constants.DEVICE_CLASS_PARAMETER, ""),
+            device_class=device_class,
             size_bytes=size,
             tags=[EPHEMERAL_TAG],
         )
