@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from harness import agent
+
 OFFSET_SECTORS = 2048  # 1 MiB: the raw disk's first sectors, where lvm2 looks for labels, stay blank
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,100}$")
 _DISK = re.compile(r"^/dev/[A-Za-z0-9/_.-]+$")
@@ -101,16 +103,9 @@ def nvme_disks() -> list[str]:
     """``/dev/nvmeXnY`` ordered by controller serial (nvme0, nvme1, ...), which survives re-plugging.
 
     Names alone do not: a disk re-plugged while something still holds the old one open comes back under
-    a new controller number.
+    a new controller number. The guest agent orders the disks it hands to tests the same way.
     """
-    found: list[tuple[str, str]] = []
-    for controller in Path("/sys/class/nvme").glob("nvme*"):
-        serial = (controller / "serial").read_text().strip()
-        # The disk is named after the NVMe subsystem, not the controller: a re-plugged nvme2 may carry nvme1n2.
-        found.extend(
-            (serial, f"/dev/{ns.name}") for ns in sorted(controller.iterdir()) if re.fullmatch(r"nvme\d+n\d+", ns.name)
-        )
-    return [device for _, device in sorted(found)]
+    return agent.nvme_namespaces()
 
 
 def nvme_serial(disk: str) -> str:

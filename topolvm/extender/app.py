@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 import prometheus_client
 
+from topolvm import asgi
 from topolvm.extender import config, holder, metrics, verbs
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
@@ -54,14 +49,14 @@ class App:
         }
         self._durations = {path[1:]: self.metrics.duration.labels(path[1:]) for path in self._verbs}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await asgi.lifespan(receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         handler = self._verbs.get(path)
@@ -102,7 +97,7 @@ class App:
         return verbs.Reply(404, b"not found", verbs.TEXT)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _content_length(scope: asgi.Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -112,7 +107,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _read_body(receive: Receive, limit: int, expected: int | None = None) -> bytes | bytearray:
+async def _read_body(receive: asgi.Receive, limit: int, expected: int | None = None) -> bytes | bytearray:
     if expected is not None and expected > limit:
         raise BodyTooLarge
     body = _Body(limit, expected)
@@ -164,7 +159,7 @@ class _Body:
         return b"".join(self.chunks)
 
 
-async def _respond(send: Send, reply: verbs.Reply) -> None:
+async def _respond(send: asgi.Send, reply: verbs.Reply) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -176,13 +171,3 @@ async def _respond(send: Send, reply: verbs.Reply) -> None:
         }
     )
     await send({"type": "http.response.body", "body": reply.body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -10,21 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import msgspec
 import prometheus_client
 
-from topolvm import errors
+from topolvm import asgi, errors
 from topolvm.webhook import mutate, ports, wire
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY_BYTES = 8 << 20  # the API server caps objects at ~3 MiB
 TEXT = b"text/plain; charset=utf-8"
@@ -51,15 +45,10 @@ class App:
         self.lookup = lookup
         self.metrics = metrics or Metrics()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await asgi.lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
@@ -76,7 +65,7 @@ class App:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _mutate(self, receive: Receive) -> tuple[int, bytes, bytes]:
+    async def _mutate(self, receive: asgi.Receive) -> tuple[int, bytes, bytes]:
         started = time.perf_counter()
         chunks: list[bytes] = []
         size = 0
