@@ -195,7 +195,7 @@ def test_lvmd_killed_after_lvcreate(env: Env) -> None:
 
 
 def test_controller_killed_mid_create_volume(env: Env) -> None:
-    dying = env.controller(crash_after="topolvm.kube.client:KubeCluster.create_logical_volume")
+    dying = env.controller(crash_after="topolvm.kube.client:KubeCluster.create")
     env.node_agent(f"--lvmd-config={env.lvmd_yaml}")
     env.wait_for_capacity()
     with pytest.raises(grpc.RpcError):

@@ -373,7 +373,7 @@ class ControlPlane:
             while True:
                 _, crd = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
                 status = crd.get("status")
-                conditions = status.get("conditions", []) if isinstance(status, dict) else []
+                conditions = (status.get("conditions") or []) if isinstance(status, dict) else []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
                     break
                 if time.monotonic() > deadline:
