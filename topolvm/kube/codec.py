@@ -8,16 +8,14 @@ whole from the model.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from topolvm import constants, errors
-from topolvm.core import quantity, resources, workloads
-
-JsonDict = dict[str, Any]
-PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"  # pods this project creates (workload replay) run nothing
+from topolvm.core import resources, workloads
+from topolvm.kube import codec_workloads as cw
+from topolvm.kube.json_meta import JsonDict, amount_texts, amounts, meta_from, size, start
 
 
 @dataclass(frozen=True)
@@ -32,75 +30,7 @@ class Route:
         return f"{base}/namespaces/{namespace}/{self.plural}" if namespace else f"{base}/{self.plural}"
 
 
-# --- quantities and metadata ------------------------------------------------------------------------------------
-
-
-def amount(resource: str, value: Any) -> int:
-    """A resource quantity as an int: millicores for cpu, whole units otherwise."""
-    if isinstance(value, bool):
-        raise errors.InvalidArgument(f"{resource}: not a quantity: {value!r}")
-    if isinstance(value, int):
-        return value * 1000 if resource == workloads.CPU else value
-    text = str(value)
-    return quantity.to_milli(text) if resource == workloads.CPU else quantity.to_bytes(text)
-
-
-def amount_text(resource: str, value: int) -> str:
-    return f"{value}m" if resource == workloads.CPU else str(value)
-
-
-def _amounts(raw: Mapping[str, Any] | None) -> dict[str, int]:
-    return {k: amount(k, v) for k, v in (raw or {}).items()}
-
-
-def _amount_texts(values: Mapping[str, int]) -> dict[str, str]:
-    return {k: amount_text(k, v) for k, v in values.items()}
-
-
-def meta_from(raw: Mapping[str, Any]) -> resources.Meta:
-    md = raw.get("metadata") or {}
-    return resources.Meta(
-        name=md.get("name", ""),
-        namespace=md.get("namespace", ""),
-        uid=md.get("uid", ""),
-        resource_version=md.get("resourceVersion", ""),
-        labels=dict(md.get("labels") or {}),
-        annotations=dict(md.get("annotations") or {}),
-        finalizers=tuple(md.get("finalizers") or ()),
-        deletion_timestamp=md.get("deletionTimestamp"),
-        creation_timestamp=md.get("creationTimestamp"),
-        wire=raw,
-    )
-
-
-def _start(obj: resources.Object, api_version: str, kind: str) -> JsonDict:
-    """The object's last-read JSON (a deep copy) with its metadata overlaid, or a fresh skeleton."""
-    base = obj.meta.wire
-    out: JsonDict = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
-    out["apiVersion"], out["kind"] = api_version, kind
-    md = out.setdefault("metadata", {})
-    md["name"] = obj.meta.name
-    if obj.meta.namespace:
-        md["namespace"] = obj.meta.namespace
-    md["labels"] = dict(obj.meta.labels)
-    md["annotations"] = dict(obj.meta.annotations)
-    md["finalizers"] = list(obj.meta.finalizers)
-    if obj.meta.resource_version:
-        md["resourceVersion"] = obj.meta.resource_version
-    else:
-        md.pop("resourceVersion", None)
-    return out
-
-
-def _fresh(obj: resources.Object) -> bool:
-    return not isinstance(obj.meta.wire, Mapping)
-
-
 # --- LogicalVolume ------------------------------------------------------------------------------------------------
-
-
-def _size(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else quantity.to_bytes(str(value))
 
 
 def lv_from_json(raw: Mapping[str, Any]) -> resources.LogicalVolume:
@@ -112,7 +42,7 @@ def lv_from_json(raw: Mapping[str, Any]) -> resources.LogicalVolume:
         spec=resources.LogicalVolumeSpec(
             name=spec.get("name", ""),
             node_name=spec.get("nodeName", ""),
-            size=_size(spec.get("size", 0)),
+            size=size(spec.get("size", 0)),
             device_class=spec.get("deviceClass", ""),
             lvcreate_option_class=spec.get("lvcreateOptionClass", ""),
             source=spec.get("source", ""),
@@ -122,13 +52,13 @@ def lv_from_json(raw: Mapping[str, Any]) -> resources.LogicalVolume:
             volume_id=status.get("volumeID", ""),
             code=int(status.get("code", 0)),
             message=status.get("message", ""),
-            current_size=_size(current) if current is not None else None,
+            current_size=size(current) if current is not None else None,
         ),
     )
 
 
 def lv_to_json(lv: resources.LogicalVolume) -> JsonDict:
-    out = _start(lv, f"{constants.LOGICAL_VOLUME_GROUP}/{constants.LOGICAL_VOLUME_VERSION}", "LogicalVolume")
+    out = start(lv, f"{constants.LOGICAL_VOLUME_GROUP}/{constants.LOGICAL_VOLUME_VERSION}", "LogicalVolume")
     spec: JsonDict = {"name": lv.spec.name, "nodeName": lv.spec.node_name, "size": str(lv.spec.size)}
     for name, value in (
         ("deviceClass", lv.spec.device_class),
@@ -162,12 +92,12 @@ def node_from_json(raw: Mapping[str, Any]) -> resources.Node:
     return resources.Node(
         meta_from(raw),
         resources.NodeSpec(taints=taints, unschedulable=bool(spec.get("unschedulable", False))),
-        resources.NodeStatus(allocatable=_amounts(status.get("allocatable"))),
+        resources.NodeStatus(allocatable=amounts(status.get("allocatable"))),
     )
 
 
 def node_to_json(node: resources.Node) -> JsonDict:
-    out = _start(node, "v1", "Node")
+    out = start(node, "v1", "Node")
     spec = out.setdefault("spec", {})
     taints = [{"key": t.key, "value": t.value, "effect": str(t.effect)} for t in node.spec.taints]
     if taints:
@@ -178,7 +108,7 @@ def node_to_json(node: resources.Node) -> JsonDict:
         spec["unschedulable"] = True
     else:
         spec.pop("unschedulable", None)
-    out.setdefault("status", {})["allocatable"] = _amount_texts(node.status.allocatable)
+    out.setdefault("status", {})["allocatable"] = amount_texts(node.status.allocatable)
     return out
 
 
@@ -187,346 +117,7 @@ def namespace_from_json(raw: Mapping[str, Any]) -> resources.Namespace:
 
 
 def namespace_to_json(ns: resources.Namespace) -> JsonDict:
-    return _start(ns, "v1", "Namespace")
-
-
-# --- Pod ----------------------------------------------------------------------------------------------------------
-
-
-def _requirements(raw: Any) -> tuple[workloads.Requirement, ...]:
-    return tuple(
-        workloads.Requirement(
-            e.get("key", ""), workloads.Operator(e.get("operator", "In")), tuple(e.get("values") or ())
-        )
-        for e in raw or ()
-    )
-
-
-def _requirements_json(reqs: tuple[workloads.Requirement, ...]) -> list[JsonDict]:
-    return [{"key": r.key, "operator": str(r.operator), "values": list(r.values)} for r in reqs]
-
-
-def _container(raw: Mapping[str, Any]) -> workloads.Container:
-    res = raw.get("resources") or {}
-    return workloads.Container(raw.get("name", ""), _amounts(res.get("requests")), _amounts(res.get("limits")))
-
-
-def _container_json(c: workloads.Container) -> JsonDict:
-    out: JsonDict = {"name": c.name, "image": PLACEHOLDER_IMAGE}
-    if c.requests or c.limits:
-        out["resources"] = {"requests": _amount_texts(c.requests), "limits": _amount_texts(c.limits)}
-    return out
-
-
-def _volume(raw: Mapping[str, Any]) -> workloads.PodVolume:
-    claim = raw.get("persistentVolumeClaim")
-    if claim is not None:
-        return workloads.PodVolume(raw.get("name", ""), claim_name=claim.get("claimName", ""))
-    template = (raw.get("ephemeral") or {}).get("volumeClaimTemplate")
-    if template is not None:
-        spec = template.get("spec") or {}
-        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
-        ephemeral = workloads.EphemeralClaim(spec.get("storageClassName"), _size(storage) if storage else 0)
-        return workloads.PodVolume(raw.get("name", ""), ephemeral=ephemeral)
-    return workloads.PodVolume(raw.get("name", ""))
-
-
-def _volume_json(v: workloads.PodVolume) -> JsonDict:
-    if v.claim_name is not None:
-        return {"name": v.name, "persistentVolumeClaim": {"claimName": v.claim_name}}
-    if v.ephemeral is not None:
-        spec: JsonDict = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": str(v.ephemeral.request_bytes)}},
-        }
-        if v.ephemeral.storage_class_name is not None:
-            spec["storageClassName"] = v.ephemeral.storage_class_name
-        return {"name": v.name, "ephemeral": {"volumeClaimTemplate": {"spec": spec}}}
-    return {"name": v.name, "emptyDir": {}}
-
-
-def pod_from_json(raw: Mapping[str, Any]) -> workloads.Pod:
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
-    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
-    required = (affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or ()
-    preferred = affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or ()
-    scheduled: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"), {}
-    )
-    unschedulable = scheduled.get("status") == "False"
-    return workloads.Pod(
-        meta_from(raw),
-        workloads.PodSpec(
-            containers=tuple(_container(c) for c in spec.get("containers") or ()),
-            init_containers=tuple(_container(c) for c in spec.get("initContainers") or ()),
-            volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
-            node_name=spec.get("nodeName", ""),
-            node_selector=dict(spec.get("nodeSelector") or {}),
-            required_terms=tuple(_requirements(t.get("matchExpressions")) for t in required),
-            preferred_terms=tuple(
-                workloads.PreferredTerm(
-                    int(p.get("weight", 0)), _requirements((p.get("preference") or {}).get("matchExpressions"))
-                )
-                for p in preferred
-            ),
-            tolerations=tuple(
-                workloads.Toleration(
-                    t.get("key", ""),
-                    workloads.Operator(t.get("operator") or "Equal"),
-                    t.get("value", ""),
-                    t.get("effect", ""),
-                )
-                for t in spec.get("tolerations") or ()
-            ),
-            scheduler_name=spec.get("schedulerName") or "default-scheduler",
-        ),
-        workloads.PodStatus(
-            phase=status.get("phase") or "Pending",
-            unschedulable_reason=scheduled.get("reason", "") if unschedulable else "",
-            unschedulable_message=scheduled.get("message", "") if unschedulable else "",
-        ),
-    )
-
-
-def pod_to_json(pod: workloads.Pod) -> JsonDict:
-    out = _start(pod, "v1", "Pod")
-    if not _fresh(pod):
-        return out  # a pod's spec is immutable (binding is its own subresource): only metadata is written
-    s = pod.spec
-    spec: JsonDict = {
-        "containers": [_container_json(c) for c in s.containers],
-        "schedulerName": s.scheduler_name,
-        "terminationGracePeriodSeconds": 0,
-    }
-    if s.init_containers:
-        spec["initContainers"] = [_container_json(c) for c in s.init_containers]
-    if s.volumes:
-        spec["volumes"] = [_volume_json(v) for v in s.volumes]
-    if s.node_name:
-        spec["nodeName"] = s.node_name
-    if s.node_selector:
-        spec["nodeSelector"] = dict(s.node_selector)
-    node_affinity: JsonDict = {}
-    if s.required_terms:
-        terms = [{"matchExpressions": _requirements_json(t)} for t in s.required_terms]
-        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": terms}
-    if s.preferred_terms:
-        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
-            {"weight": p.weight, "preference": {"matchExpressions": _requirements_json(p.requirements)}}
-            for p in s.preferred_terms
-        ]
-    if node_affinity:
-        spec["affinity"] = {"nodeAffinity": node_affinity}
-    if s.tolerations:
-        spec["tolerations"] = [
-            {
-                k: v
-                for k, v in (("key", t.key), ("operator", str(t.operator)), ("value", t.value), ("effect", t.effect))
-                if v
-            }
-            for t in s.tolerations
-        ]
-    out["spec"] = spec
-    return out
-
-
-def pod_status_json(pod: workloads.Pod) -> JsonDict:
-    out = _start(pod, "v1", "Pod")
-    status = out.setdefault("status", {})
-    status["phase"] = pod.status.phase
-    conditions = [c for c in status.get("conditions") or () if c.get("type") != "PodScheduled"]
-    if pod.status.unschedulable_reason:
-        conditions.append(
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": pod.status.unschedulable_reason,
-                "message": pod.status.unschedulable_message,
-            }
-        )
-    status["conditions"] = conditions
-    return out
-
-
-# --- PersistentVolumeClaim, PersistentVolume ---------------------------------------------------------------------
-
-
-def pvc_from_json(raw: Mapping[str, Any]) -> workloads.PersistentVolumeClaim:
-    spec = raw.get("spec") or {}
-    status = raw.get("status") or {}
-    storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
-    capacity = (status.get("capacity") or {}).get("storage")
-    source = spec.get("dataSource")
-    return workloads.PersistentVolumeClaim(
-        meta_from(raw),
-        workloads.ClaimSpec(
-            storage_class_name=spec.get("storageClassName"),
-            request_bytes=_size(storage) if storage is not None else 0,
-            volume_name=spec.get("volumeName", ""),
-            access_modes=tuple(spec.get("accessModes") or ()),
-            volume_mode=spec.get("volumeMode") or "Filesystem",
-            data_source=workloads.DataSource(
-                source.get("kind", ""), source.get("name", ""), source.get("apiGroup") or ""
-            )
-            if source
-            else None,
-        ),
-        workloads.ClaimStatus(
-            phase=status.get("phase") or "Pending", capacity_bytes=_size(capacity) if capacity is not None else None
-        ),
-    )
-
-
-def pvc_to_json(pvc: workloads.PersistentVolumeClaim) -> JsonDict:
-    out = _start(pvc, "v1", "PersistentVolumeClaim")
-    spec = out.setdefault("spec", {})
-    spec.setdefault("resources", {}).setdefault("requests", {})["storage"] = str(pvc.spec.request_bytes)
-    if pvc.spec.volume_name:
-        spec["volumeName"] = pvc.spec.volume_name
-    if _fresh(pvc):
-        spec["accessModes"] = list(pvc.spec.access_modes)
-        spec["volumeMode"] = pvc.spec.volume_mode
-        if pvc.spec.storage_class_name is not None:
-            spec["storageClassName"] = pvc.spec.storage_class_name
-        if pvc.spec.data_source is not None:
-            ds = pvc.spec.data_source
-            spec["dataSource"] = {
-                "kind": ds.kind,
-                "name": ds.name,
-                **({"apiGroup": ds.api_group} if ds.api_group else {}),
-            }
-    return out
-
-
-def pvc_status_json(pvc: workloads.PersistentVolumeClaim) -> JsonDict:
-    out = _start(pvc, "v1", "PersistentVolumeClaim")
-    status = out.setdefault("status", {})
-    status["phase"] = pvc.status.phase
-    if pvc.status.capacity_bytes is not None:
-        status["capacity"] = {"storage": str(pvc.status.capacity_bytes)}
-    return out
-
-
-def pv_from_json(raw: Mapping[str, Any]) -> workloads.PersistentVolume:
-    spec = raw.get("spec") or {}
-    csi = spec.get("csi") or {}
-    ref = spec.get("claimRef")
-    node = ""
-    for term in ((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms") or ():
-        for expr in term.get("matchExpressions") or ():
-            if expr.get("key") == constants.TOPOLOGY_NODE_KEY and expr.get("values"):
-                node = expr["values"][0]
-    return workloads.PersistentVolume(
-        meta_from(raw),
-        workloads.VolumeSpec(
-            capacity_bytes=_size((spec.get("capacity") or {}).get("storage", 0)),
-            driver=csi.get("driver", ""),
-            volume_handle=csi.get("volumeHandle", ""),
-            fs_type=csi.get("fsType", ""),
-            volume_attributes=dict(csi.get("volumeAttributes") or {}),
-            claim_ref=workloads.ClaimRef(ref.get("namespace", ""), ref.get("name", ""), ref.get("uid", ""))
-            if ref
-            else None,
-            node_name=node,
-            storage_class_name=spec.get("storageClassName", ""),
-            reclaim_policy=spec.get("persistentVolumeReclaimPolicy") or "Delete",
-            access_modes=tuple(spec.get("accessModes") or ()),
-            volume_mode=spec.get("volumeMode") or "Filesystem",
-        ),
-        workloads.VolumeStatus(phase=(raw.get("status") or {}).get("phase") or "Pending"),
-    )
-
-
-def pv_to_json(pv: workloads.PersistentVolume) -> JsonDict:
-    out = _start(pv, "v1", "PersistentVolume")
-    spec = out.setdefault("spec", {})
-    ref = pv.spec.claim_ref
-    if ref is None:
-        spec.pop("claimRef", None)
-    else:
-        spec["claimRef"] = {
-            "kind": "PersistentVolumeClaim",
-            "apiVersion": "v1",
-            "namespace": ref.namespace,
-            "name": ref.name,
-        }
-        if ref.uid:
-            spec["claimRef"]["uid"] = ref.uid
-    if not _fresh(pv):
-        return out
-    s = pv.spec
-    spec["capacity"] = {"storage": str(s.capacity_bytes)}
-    spec["csi"] = {"driver": s.driver, "volumeHandle": s.volume_handle, "volumeAttributes": dict(s.volume_attributes)}
-    if s.fs_type:
-        spec["csi"]["fsType"] = s.fs_type
-    if s.node_name:
-        expr = {"key": constants.TOPOLOGY_NODE_KEY, "operator": "In", "values": [s.node_name]}
-        spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [{"matchExpressions": [expr]}]}}
-    spec["storageClassName"] = s.storage_class_name
-    spec["persistentVolumeReclaimPolicy"] = s.reclaim_policy
-    spec["accessModes"] = list(s.access_modes)
-    spec["volumeMode"] = s.volume_mode
-    return out
-
-
-def pv_status_json(pv: workloads.PersistentVolume) -> JsonDict:
-    out = _start(pv, "v1", "PersistentVolume")
-    out.setdefault("status", {})["phase"] = pv.status.phase
-    return out
-
-
-# --- StorageClass, CSIStorageCapacity ----------------------------------------------------------------------------
-
-
-def storage_class_from_json(raw: Mapping[str, Any]) -> workloads.StorageClass:
-    return workloads.StorageClass(
-        meta_from(raw),
-        provisioner=raw.get("provisioner", ""),
-        parameters=dict(raw.get("parameters") or {}),
-        reclaim_policy=raw.get("reclaimPolicy") or "Delete",
-        volume_binding_mode=raw.get("volumeBindingMode") or "Immediate",
-        allow_volume_expansion=bool(raw.get("allowVolumeExpansion", False)),
-        mount_options=tuple(raw.get("mountOptions") or ()),
-    )
-
-
-def storage_class_to_json(sc: workloads.StorageClass) -> JsonDict:
-    out = _start(sc, "storage.k8s.io/v1", "StorageClass")
-    if _fresh(sc):  # everything but metadata is immutable
-        out.update(
-            provisioner=sc.provisioner,
-            parameters=dict(sc.parameters),
-            reclaimPolicy=sc.reclaim_policy,
-            volumeBindingMode=sc.volume_binding_mode,
-            allowVolumeExpansion=sc.allow_volume_expansion,
-        )
-        if sc.mount_options:
-            out["mountOptions"] = list(sc.mount_options)
-    return out
-
-
-def capacity_from_json(raw: Mapping[str, Any]) -> workloads.CSIStorageCapacity:
-    cap, largest = raw.get("capacity"), raw.get("maximumVolumeSize")
-    return workloads.CSIStorageCapacity(
-        meta_from(raw),
-        storage_class_name=raw.get("storageClassName", ""),
-        node_labels=dict((raw.get("nodeTopology") or {}).get("matchLabels") or {}),
-        capacity_bytes=_size(cap) if cap is not None else None,
-        maximum_volume_size=_size(largest) if largest is not None else None,
-    )
-
-
-def capacity_to_json(c: workloads.CSIStorageCapacity) -> JsonDict:
-    out = _start(c, "storage.k8s.io/v1", "CSIStorageCapacity")
-    out["storageClassName"] = c.storage_class_name
-    out["nodeTopology"] = {"matchLabels": dict(c.node_labels)}
-    for name, value in (("capacity", c.capacity_bytes), ("maximumVolumeSize", c.maximum_volume_size)):
-        if value is None:
-            out.pop(name, None)
-        else:
-            out[name] = str(value)
-    return out
+    return start(ns, "v1", "Namespace")
 
 
 # --- the table ------------------------------------------------------------------------------------------------
@@ -552,15 +143,15 @@ CODECS: dict[resources.Kind[Any], Codec] = {
     resources.NODE: Codec(Route("v1", "nodes"), node_from_json, node_to_json, node_to_json),
     resources.NAMESPACE: Codec(Route("v1", "namespaces"), namespace_from_json, namespace_to_json),
     workloads.POD: Codec(
-        Route("v1", "pods"), pod_from_json, pod_to_json, pod_status_json, {resources.BY_NODE: "spec.nodeName"}
+        Route("v1", "pods"), cw.pod_from_json, cw.pod_to_json, cw.pod_status_json, {resources.BY_NODE: "spec.nodeName"}
     ),
-    workloads.PVC: Codec(Route("v1", "persistentvolumeclaims"), pvc_from_json, pvc_to_json, pvc_status_json),
-    workloads.PV: Codec(Route("v1", "persistentvolumes"), pv_from_json, pv_to_json, pv_status_json),
+    workloads.PVC: Codec(Route("v1", "persistentvolumeclaims"), cw.pvc_from_json, cw.pvc_to_json, cw.pvc_status_json),
+    workloads.PV: Codec(Route("v1", "persistentvolumes"), cw.pv_from_json, cw.pv_to_json, cw.pv_status_json),
     workloads.STORAGE_CLASS: Codec(
-        Route("storage.k8s.io/v1", "storageclasses"), storage_class_from_json, storage_class_to_json
+        Route("storage.k8s.io/v1", "storageclasses"), cw.storage_class_from_json, cw.storage_class_to_json
     ),
     workloads.CSI_STORAGE_CAPACITY: Codec(
-        Route("storage.k8s.io/v1", "csistoragecapacities"), capacity_from_json, capacity_to_json
+        Route("storage.k8s.io/v1", "csistoragecapacities"), cw.capacity_from_json, cw.capacity_to_json
     ),
 }
 
