@@ -55,7 +55,8 @@ class Store(Generic[T]):
         self.pending = pending
         self.lock = lock  # the owner's
         self.objects: dict[Key, T] = {}
-        self.index: dict[str, dict[str, set[Key]]] = {name: {} for name in kind.indexes}
+        # insertion-ordered (dicts, not sets), so lists come out in the same order in every process
+        self.index: dict[str, dict[str, dict[Key, None]]] = {name: {} for name in kind.indexes}
         self.watchers: list[Watcher] = []  # without ``match``
         self.matched: dict[tuple[str, str], list[Watcher]] = {}  # by the first (index, key) of their match
 
@@ -96,7 +97,7 @@ class Store(Generic[T]):
         self.objects[key] = obj
         for name in self.index:
             for value in self.kind.keys(obj, name):
-                self.index[name].setdefault(value, set()).add(key)
+                self.index[name].setdefault(value, {})[key] = None
         self._queue(obj, obj, old, event_type)
 
     def remove(self, obj: T) -> None:
@@ -113,7 +114,7 @@ class Store(Generic[T]):
             for value in self.kind.keys(old, name):
                 holders = self.index[name].get(value)
                 if holders is not None:
-                    holders.discard(key)
+                    holders.pop(key, None)
                     if not holders:
                         del self.index[name][value]
 
