@@ -10,6 +10,8 @@ csi-node-driver-registrar make no API calls.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.integration.conftest import Deployed
@@ -146,7 +148,7 @@ FORBIDDEN = {
 }
 
 
-def cases(table: dict[str, dict[str, list[Access]]]) -> list[pytest.param]:  # type: ignore[valid-type]
+def cases(table: dict[str, dict[str, list[Access]]]) -> list[Any]:
     return [
         pytest.param(sa, needs, id=f"{sa}:{container}") for sa, by in table.items() for container, needs in by.items()
     ]

@@ -8,6 +8,7 @@ tests/integration/test_deploy_processes.py (each process under its own ServiceAc
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -27,7 +28,57 @@ GiB = 1 << 30
 Mode = csi.VolumeCapability.AccessMode
 
 
-class Env:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (for a server a test starts next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Processes:
+    """Python modules run as processes (``python -m MODULE ARGS``), each logging to WORK/<log>.log; stopped
+    together by ``stop_all`` (SIGTERM, then SIGKILL after 15 s)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self,
+        module: str,
+        *args: str,
+        crash_after: str | None = None,
+        wait_for: Path | None = None,
+        log: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", module, *args]
+        if crash_after:
+            argv = [sys.executable, "-m", "tests.support.crashing", module, crash_after, "--", *args]
+        log_path = self.work / f"{log or module.rsplit('.', 1)[-1]}.log"
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"))
+        self.procs.append(proc)
+        if wait_for is not None:
+            deadline = time.monotonic() + 30
+            while not wait_for.is_socket():
+                assert proc.poll() is None and time.monotonic() < deadline, f"{module} did not start"
+                time.sleep(0.05)
+        return proc
+
+    def logs(self) -> list[Path]:
+        return sorted(self.work.glob("*.log"))
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=15)
+            if proc.poll() is None:
+                proc.kill()
+
+
+class Env(Processes):
     """The processes of one test. They authenticate with ``controller_kubeconfig`` / ``node_kubeconfig``
     (default: the plane's admin); the Node object is made with the admin's, as kubelet would make it."""
 
@@ -40,11 +91,11 @@ class Env:
         controller_kubeconfig: str | None = None,
         node_kubeconfig: str | None = None,
     ) -> None:
-        self.plane, self.vg, self.work = plane, vg, work
+        super().__init__(work)
+        self.plane, self.vg = plane, vg
         self.controller_kubeconfig = controller_kubeconfig or plane.kubeconfig
         self.node_kubeconfig = node_kubeconfig or plane.kubeconfig
         self.node = f"node-{uuid.uuid4().hex[:6]}"
-        self.procs: list[subprocess.Popen[bytes]] = []
         self.lvmd_yaml = work / "lvmd.yaml"
         config = loopvg.lvm_config()
         self.lvmd_yaml.write_text(
@@ -55,21 +106,6 @@ class Env:
         api = kubernetes.config.new_client_from_config(config_file=plane.kubeconfig)
         kubernetes.client.CoreV1Api(api).create_node({"metadata": {"name": self.node}})
         api.close()
-
-    def start(
-        self, module: str, *args: str, crash_after: str | None = None, wait_for: Path | None = None
-    ) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", module, *args]
-        if crash_after:
-            argv = [sys.executable, "-m", "tests.support.crashing", module, crash_after, "--", *args]
-        proc = subprocess.Popen(argv, stderr=(self.work / f"{module.rsplit('.', 1)[-1]}.log").open("ab"))
-        self.procs.append(proc)
-        if wait_for is not None:
-            deadline = time.monotonic() + 30
-            while not wait_for.is_socket():
-                assert proc.poll() is None and time.monotonic() < deadline, f"{module} did not start"
-                time.sleep(0.05)
-        return proc
 
     def controller(self, crash_after: str | None = None) -> subprocess.Popen[bytes]:
         sock = self.work / "ctl.sock"
@@ -145,13 +181,3 @@ class Env:
     def lvs(self) -> list[str]:
         out = self.vg.runner.run("lvs", ["--noheadings", "-o", "lv_name", "--", self.vg.name]).stdout
         return sorted(line.strip() for line in out.splitlines() if line.strip())
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=15)
-            if proc.poll() is None:
-                proc.kill()
