@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import controlplane, loopvg
+from harness import availability
+from tests.support import loopvg
 
 # The session-scoped ``kube_api`` fixture: a real etcd + kube-apiserver on loopback (built by ci/peers/build.sh).
 pytest_plugins = ["tests.support.controlplane"]
@@ -47,7 +48,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """In CI, a skip outside ``CI_ALLOWED_SKIPS`` becomes a failure. Done on the report (not in makereport) so it
     also covers the per-case reports the HIL suites relay from inside the VM, and before xdist or the terminal
     see the report."""
-    if not (report.skipped and controlplane.in_ci()) or hasattr(report, "wasxfail"):
+    if not (report.skipped and availability.in_ci()) or hasattr(report, "wasxfail"):
         return
     reason = skip_reason(report)
     if reason in CI_ALLOWED_SKIPS:
