@@ -106,9 +106,9 @@ FORBIDDEN = {
         Access("update", "logicalvolumes", group=TOPOLVM, subresource="status"),  # the node agent's to write
         Access("create", "csistoragecapacities", group=STORAGE, namespace="default"),
         Access("update", "leases", group=LEASES, namespace="kube-system"),
-        Access("get", "pods", namespace="app"),
         Access("delete", "nodes"),
         Access("delete", "pods", namespace="app"),
+        Access("update", "pods", namespace="app"),
         Access("list", "volumeattachments", group=STORAGE),  # no PUBLISH_UNPUBLISH_VOLUME: not watched
         Access("list", "volumegroupsnapshotcontents", group="groupsnapshot.storage.k8s.io"),
         Access("create", "volumesnapshots", group=SNAP, namespace="app"),  # users' objects
