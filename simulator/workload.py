@@ -1,0 +1,258 @@
+"""Workloads: seeded generators that produce trace operations over simulated time, and the executor that applies
+them to the simulated cluster (creating claims and webhook-mutated pods, deleting, expanding, snapshotting,
+adding, failing and draining nodes, adding disks).
+
+Generators and trace replay meet in ``Executor.apply``: everything that happens to the cluster is a
+``simulator.trace`` operation, recorded as it is applied, so a generated run can be written out and replayed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+
+import simpy
+
+from simulator import engine, provisioner, scenario, trace, units, world
+from topolvm import errors
+from topolvm.core import quantity, resources, workloads
+
+Admit = Callable[[workloads.Pod], workloads.Pod]
+MiB = 1 << 20
+
+
+class Executor:
+    def __init__(
+        self,
+        w: world.World,
+        prov: provisioner.Provisioner,
+        admit: Admit,
+        *,
+        record: bool = False,
+    ) -> None:
+        self.world = w
+        self.env = w.env
+        self.cluster = w.cluster
+        self.provisioner = prov
+        self.admit = admit
+        self.recorded: list[trace.Op] = [] if record else []
+        self.record = record
+        self.snapshots: dict[str, str] = {}  # snapshot name -> snapshot (volume) ID
+        self.pod_listeners: list[Callable[[workloads.Pod], None]] = []  # pods as created
+        self.errors: list[str] = []
+
+    def apply(self, op: trace.Op) -> None:
+        if self.record:
+            self.recorded.append(dataclasses.replace(op, t=round(float(self.env.now), 6)))
+        try:
+            self._apply(op)
+        except errors.TopoLVMError as exc:
+            self.errors.append(f"t={self.env.now:.1f}s {op.__class__.__name__}: {exc}")
+
+    def _apply(self, op: trace.Op) -> None:
+        if isinstance(op, trace.CreatePod):
+            self._create_pod(op)
+        elif isinstance(op, trace.DeletePod):
+            self._delete_pod(op)
+        elif isinstance(op, trace.ExpandClaim):
+            pvc = self.cluster.get(workloads.PVC, op.name, namespace=op.namespace)
+            if pvc is not None and trace.size_of(op.size) > pvc.spec.request_bytes:
+                spec = dataclasses.replace(pvc.spec, request_bytes=trace.size_of(op.size))
+                self.cluster.update(dataclasses.replace(pvc, spec=spec))
+        elif isinstance(op, trace.Snapshot):
+            pvc = self.cluster.get(workloads.PVC, op.claim, namespace=op.namespace)
+            if pvc is not None:
+                self.env.process(self._snapshot(op.name, pvc))
+        elif isinstance(op, trace.DeleteSnapshot):
+            snapshot_id = self.snapshots.pop(op.name, None)
+            if snapshot_id is not None:
+                self.provisioner.delete_snapshot(snapshot_id)
+        elif isinstance(op, trace.AddNode):
+            self.world.add_node(op.pool, op.name or None)
+        elif isinstance(op, trace.FailNode):
+            if op.name in self.world.nodes:
+                self.world.fail_node(op.name)
+        elif isinstance(op, trace.DrainNode):
+            self.world.drain_node(op.name)
+        elif isinstance(op, trace.AddDisk):
+            if op.node in self.world.nodes:
+                self.world.add_disk(op.node, op.volume_group, trace.size_of(op.size))
+
+    def _create_pod(self, op: trace.CreatePod) -> None:
+        volumes = []
+        for claim in op.claims:
+            meta = resources.Meta(name=claim.name, namespace=op.namespace)
+            spec = workloads.ClaimSpec(storage_class_name=claim.storage_class, request_bytes=claim.bytes)
+            try:
+                self.cluster.create(workloads.PersistentVolumeClaim(meta, spec))
+            except errors.AlreadyExists:
+                pass  # a StatefulSet's pod comes back to its claim
+            volumes.append(workloads.PodVolume(claim.name, claim_name=claim.name))
+        container = workloads.Container(
+            "app", {workloads.CPU: quantity.to_milli(op.cpu), workloads.MEMORY: units.size(op.memory)}
+        )
+        labels = {"app": op.owner} if op.owner else {}
+        pod = workloads.Pod(
+            resources.Meta(name=op.name, namespace=op.namespace, labels=labels),
+            workloads.PodSpec(containers=(container,), volumes=tuple(volumes)),
+        )
+        created = self.cluster.create(self.admit(pod))
+        for listener in self.pod_listeners:
+            listener(created)
+
+    def _delete_pod(self, op: trace.DeletePod) -> None:
+        pod = self.cluster.get(workloads.POD, op.name, namespace=op.namespace)
+        if pod is None:
+            return
+        self.cluster.delete(workloads.POD, op.name, namespace=op.namespace)
+        if op.delete_claims:
+            for claim in pod.claim_names():
+                if self.cluster.get(workloads.PVC, claim, namespace=op.namespace) is not None:
+                    self.cluster.delete(workloads.PVC, claim, namespace=op.namespace)
+
+    def _snapshot(self, name: str, pvc: workloads.PersistentVolumeClaim) -> engine.Process:
+        snapshot_id = yield from self.provisioner.snapshot(name, pvc)
+        if snapshot_id is not None:
+            self.snapshots[name] = snapshot_id
+
+
+class Generators:
+    """Seeded processes that turn the scenario's workloads and events into operations at their times."""
+
+    def __init__(self, env: simpy.Environment, loaded: scenario.Loaded, executor: Executor, rng: random.Random) -> None:
+        self.env = env
+        self.spec = loaded.spec
+        self.executor = executor
+        self.rng = rng
+        self.end = units.duration(self.spec.duration)
+        self._serial: dict[str, int] = {}
+
+    def start(self) -> None:
+        for workload in self.spec.workloads:
+            if workload.rate is not None:
+                self.env.process(self._stream(workload))
+            else:
+                self.env.process(self._statefulset(workload))
+        for event in self.spec.node_events:
+            engine.later(self.env, units.duration(event.at), lambda e=event: self._node_event(e))
+        for disk in self.spec.disk_events:
+            engine.later(self.env, units.duration(disk.at), lambda d=disk: self._disk_event(d))
+
+    # --- random draws ---
+    def size(self, spec: scenario.SizeSpec) -> int:
+        rng = self.rng
+        if spec.fixed is not None:
+            value = float(units.size(spec.fixed))
+        elif spec.choice is not None:
+            value = float(units.size(rng.choices(spec.choice, weights=spec.weights)[0]))
+        elif spec.lognormal_median is not None:
+            value = units.size(spec.lognormal_median) * math.exp(rng.gauss(0.0, spec.sigma))
+        else:
+            assert spec.min is not None and spec.max is not None
+            value = rng.uniform(units.size(spec.min), units.size(spec.max))
+        if spec.min is not None:
+            value = max(value, units.size(spec.min))
+        if spec.max is not None:
+            value = min(value, units.size(spec.max))
+        return max(MiB, math.ceil(value / MiB) * MiB)  # whole MiB: what people ask for
+
+    def duration(self, spec: scenario.DurationDist) -> float | None:
+        if spec.forever:
+            return None
+        if spec.fixed is not None:
+            return units.duration(spec.fixed)
+        assert spec.exponential_mean is not None
+        return self.rng.expovariate(1.0 / units.duration(spec.exponential_mean))
+
+    # --- workloads ---
+    def _name(self, prefix: str) -> str:
+        n = self._serial.get(prefix, 0)
+        self._serial[prefix] = n + 1
+        return f"{prefix}-{n}"
+
+    def _stream(self, w: scenario.WorkloadSpec) -> engine.Process:
+        assert w.rate is not None
+        rate = units.rate(w.rate)
+        stop = min(self.end, units.duration(w.stop)) if w.stop is not None else self.end
+        yield self.env.timeout(units.duration(w.start))
+        while True:
+            yield self.env.timeout(self.rng.expovariate(rate))
+            if self.env.now >= stop:
+                return
+            self._launch(w, self._name(w.name), owner="")
+
+    def _statefulset(self, w: scenario.WorkloadSpec) -> engine.Process:
+        yield self.env.timeout(units.duration(w.start))
+        for i in range(w.replicas or 0):
+            self._launch(w, f"{w.name}-{i}", owner=w.name)
+
+    def _launch(self, w: scenario.WorkloadSpec, pod: str, owner: str) -> None:
+        ns = world.NAMESPACE
+        claims = [
+            trace.Claim(name=f"{pod}-c{j}", storage_class=c.storage_class, size=self.size(c.size))
+            for j, c in enumerate(w.claims)
+        ]
+        now = float(self.env.now)
+        self.executor.apply(trace.CreatePod(t=now, namespace=ns, name=pod, claims=claims, cpu=w.cpu, memory=w.memory, owner=owner))
+        life = self.duration(w.lifetime)
+        if life is not None:
+            engine.later(self.env, life, lambda: self.executor.apply(trace.DeletePod(t=now + life, namespace=ns, name=pod)))
+        if w.expansion is not None and self.rng.random() < w.expansion.probability:
+            after = self.duration(w.expansion.after)
+            if after is not None and (life is None or after < life):
+                for claim in claims:
+                    grown = math.ceil(claim.bytes * w.expansion.factor / MiB) * MiB
+                    op = trace.ExpandClaim(t=now + after, namespace=ns, name=claim.name, size=grown)
+                    engine.later(self.env, after, lambda o=op: self.executor.apply(o))
+        if w.snapshots is not None:
+            self.env.process(self._snapshots(w.snapshots, pod, claims, life))
+
+    def _snapshots(self, spec: scenario.SnapshotSpec, pod: str, claims: list[trace.Claim], life: float | None) -> engine.Process:
+        every = units.duration(spec.every)
+        ends = self.env.now + life if life is not None else math.inf
+        taken: list[str] = []
+        n = 0
+        while True:
+            yield self.env.timeout(every)
+            if self.env.now >= ends:
+                break
+            for claim in claims:
+                name = f"snap-{claim.name}-{n}"
+                self.executor.apply(trace.Snapshot(t=self.env.now, namespace=world.NAMESPACE, claim=claim.name, name=name))
+                taken.append(name)
+            n += 1
+            while len(taken) > spec.keep * len(claims):
+                self.executor.apply(trace.DeleteSnapshot(t=self.env.now, name=taken.pop(0)))
+        for name in taken:  # a workload's snapshots go with it
+            self.executor.apply(trace.DeleteSnapshot(t=self.env.now, name=name))
+
+    # --- events ---
+    def _node_event(self, event: scenario.NodeEvent) -> None:
+        now = float(self.env.now)
+        if event.action == "add":
+            for _ in range(event.count):
+                self.executor.apply(trace.AddNode(t=now, pool=event.pool))
+            return
+        alive = sorted(self.executor.world.pool_nodes(event.pool))
+        chosen = sorted(self.rng.sample(alive, min(event.count, len(alive))))
+        for name in chosen:
+            op: trace.Op = trace.FailNode(t=now, name=name) if event.action == "fail" else trace.DrainNode(t=now, name=name)
+            self.executor.apply(op)
+
+    def _disk_event(self, disk: scenario.DiskEvent) -> None:
+        for name in sorted(self.executor.world.pool_nodes(disk.pool)):
+            self.executor.apply(trace.AddDisk(t=float(self.env.now), node=name, volume_group=disk.volume_group, size=disk.size))
+
+
+def replay(env: simpy.Environment, ops: list[trace.Op], executor: Executor) -> None:
+    """Apply a trace's operations at their times."""
+
+    def run() -> engine.Process:
+        for op in ops:
+            if op.t > env.now:
+                yield env.timeout(op.t - env.now)
+            executor.apply(op)
+
+    env.process(run())
