@@ -118,6 +118,14 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         if request.HasField("volume_content_source"):
             src = request.volume_content_source
             source_id = src.snapshot.snapshot_id if src.HasField("snapshot") else src.volume.volume_id
+        topology = request.accessibility_requirements
+        preferred, requisite = _nodes(topology.preferred), _nodes(topology.requisite)
+        if (topology.preferred or topology.requisite) and not (preferred or requisite):
+            # Constraints we cannot read (allowedTopologies on another key, say) are not ignored: as upstream.
+            raise errors.InvalidArgument(
+                f"accessibility requirements name no {constants.TOPOLOGY_NODE_KEY}, the only topology key of "
+                f"{constants.PLUGIN_NAME}"
+            )
         req = controller.VolumeRequest(
             name=name,
             required_bytes=request.capacity_range.required_bytes,
@@ -125,8 +133,8 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             device_class=params.get(constants.DEVICE_CLASS_PARAMETER, ""),
             lvcreate_option_class=params.get(constants.LVCREATE_OPTION_CLASS_PARAMETER, ""),
             fstype=fstype,
-            preferred_nodes=_nodes(request.accessibility_requirements.preferred),
-            requisite_nodes=_nodes(request.accessibility_requirements.requisite),
+            preferred_nodes=preferred,
+            requisite_nodes=requisite,
             source_volume_id=source_id,
         )
         with self._locks.hold(name):

@@ -89,7 +89,9 @@ class ControllerService:
             return self.creation_state(req.name)
         source = self._source(req) if req.source_volume_id else None
         if source is not None:
-            node_name = source.spec.node_name  # snapshots and clones live beside their source
+            node_name = placement.check_source_node(  # snapshots and clones live beside their source
+                source.spec.node_name, preferred=req.preferred_nodes, requisite=req.requisite_nodes
+            )
             if size < source.spec.size:
                 raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
         else:
