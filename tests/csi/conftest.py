@@ -86,7 +86,7 @@ def csi_cluster(
             world_lvms[name] = lvm
         for name, free in (dead or {}).items():
             cluster.add_node(name, annotations=_annotations(free))
-        waiter = runtime.Waiter(cluster)
+        waiter = runtime.Waiter(cluster, max_waiters=max_waiters, max_waiters_per_key=max_waiters_per_node)
         stack.callback(waiter.close)
         service = controller.ControllerService(cluster=cluster, clock=clock.SystemClock())
         sock_dir = Path(tempfile.mkdtemp(prefix="tcsi-", dir="/tmp"))
