@@ -87,6 +87,7 @@ def _volume(ready: controller.Ready, request: csi.CreateVolumeRequest) -> csi.Vo
     return vol
 
 
+@grpc_status.unimplemented_from(csi_grpc.ControllerServicer)
 class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     def __init__(
         self,
