@@ -11,12 +11,12 @@ deadline (``context.time_remaining()``). Running out of the caller's deadline an
 our own timeout UNAVAILABLE; external-provisioner reads both as "still in progress" and calls again, and the
 retry finds the work where it was (every call here is idempotent).
 
-Threads. Every waiting call holds one of the server's threads, so ``runtime.Waiter`` admits at most a few
-waits per node (the node named by the LogicalVolume) and a few fewer than the pool in all; a wait beyond a cap
-answers UNAVAILABLE at once. The volumes of a node that never answers (NotReady, its agent gone) therefore hold
-a bounded number of threads, and CreateVolume for other nodes keeps its own. A second call about a volume that
-is already being worked on answers ABORTED at once (the CSI spec's "operation pending") instead of parking a
-thread behind the first.
+Threads. Every waiting call holds one of the server's threads, so ``runtime.Waiter`` admits only so many
+waits per node (the node named by the LogicalVolume) and in all — by default 8 and 24 of the server's 32
+threads; a wait beyond a cap answers UNAVAILABLE at once. The volumes of a node that never answers (NotReady,
+its agent gone) therefore hold a bounded number of threads, and CreateVolume for other nodes keeps its own. A
+second call about a volume that is already being worked on answers ABORTED at once (the CSI spec's "operation
+pending") instead of parking a thread behind the first.
 """
 
 from __future__ import annotations
