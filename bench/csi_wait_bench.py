@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """CreateVolume -> ready latency: event-driven wait (ours) vs a 1 s -> 10 s polling wait (upstream's way).
 
-Same run, same backend: the controller service and a node agent (LogicalVolume reconciler on a work-queue
-thread, lvmd service) on real lvm2 over a loop-device VG when run as root (metadata-only LVM where the host has
-no device-mapper), else on the in-memory LVM. Each sample creates a volume and waits until it is ready; the two
-waits alternate so both see the same machine state. Prints p50/p90 and the polling/event ratio.
+What it measures, and what it does not: the controller service, the node agent (LogicalVolume reconciler on a
+work-queue thread) and the lvmd service run in this one process around the in-process ``InMemoryCluster`` —
+no kube-apiserver, no etcd, no watch over HTTP, no gRPC. LVM is real lvm2 over a loop-device VG when run as
+root (metadata-only where the host has no device-mapper), else the in-memory LVM. So the figure compares two
+ways of waiting on the same in-process events; it is not a control-plane comparison with upstream TopoLVM,
+and a real apiserver adds its own write and watch latency to both. Each sample creates a volume and waits
+until it is ready; the two waits alternate so both see the same machine state. Prints p50/max and the
+polling/event ratio.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def backend() -> Iterator[tuple[ports.Lvm, str, str]]:
             tempfile.TemporaryDirectory(prefix="tlvm-csibench-", dir="/tmp") as tmp,
             loopvg.loop_vg(Path(tmp), (8 * GiB,)) as vg,
         ):
-            yield lvm_cli.LvmCli(command.Runner(config=loopvg.lvm_config())), vg.name, "real lvm2 on a loop VG"
+            yield lvm_cli.LvmCli(command.Runner(config=loopvg.lvm_config())), vg.name, "real lvm2 on a loop-device VG"
         return
     mem = lvm_memory.InMemoryLvm()
     mem.add_vg("vg", [8 * GiB])
@@ -103,7 +107,9 @@ def main() -> int:
             waiter.close()
             sub.close()
     e50, p50 = statistics.median(event), statistics.median(polled)
-    print(f"backend: {what}; {args.samples} volumes per strategy")
+    print("cluster: in-process InMemoryCluster (no kube-apiserver, no etcd, no gRPC): wait strategies only,")
+    print("         not a control-plane comparison with upstream TopoLVM")
+    print(f"LVM:     {what}; {args.samples} volumes per strategy")
     print(f"event-driven wait: p50 {e50 * 1e3:.1f} ms, max {max(event) * 1e3:.1f} ms")
     print(f"1s->10s polling:   p50 {p50 * 1e3:.1f} ms, max {max(polled) * 1e3:.1f} ms")
     print(f"ratio polling/event at p50: {p50 / e50:.1f}x")

@@ -8,10 +8,13 @@ Generators and trace replay meet in ``Executor.apply``: everything that happens 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import random
 from collections.abc import Callable
+from typing import Any
 
 import simpy
 
@@ -37,7 +40,7 @@ class Executor:
         self.cluster = w.cluster
         self.provisioner = prov
         self.admit = admit
-        self.recorded: list[trace.Op] = [] if record else []
+        self.recorded: list[trace.Op] = []
         self.record = record
         self.snapshots: dict[str, str] = {}  # snapshot name -> snapshot (volume) ID
         self.pod_listeners: list[Callable[[workloads.Pod], None]] = []  # pods as created
@@ -52,43 +55,46 @@ class Executor:
             self.errors.append(f"t={self.env.now:.1f}s {op.__class__.__name__}: {exc}")
 
     def _apply(self, op: trace.Op) -> None:
-        if isinstance(op, trace.CreatePod):
-            self._create_pod(op)
-        elif isinstance(op, trace.DeletePod):
-            self._delete_pod(op)
-        elif isinstance(op, trace.ExpandClaim):
-            pvc = self.cluster.get(workloads.PVC, op.name, namespace=op.namespace)
-            if pvc is not None and trace.size_of(op.size) > pvc.spec.request_bytes:
-                spec = dataclasses.replace(pvc.spec, request_bytes=trace.size_of(op.size))
-                self.cluster.update(dataclasses.replace(pvc, spec=spec))
-        elif isinstance(op, trace.Snapshot):
-            pvc = self.cluster.get(workloads.PVC, op.claim, namespace=op.namespace)
-            if pvc is not None:
-                self.env.process(self._snapshot(op.name, pvc))
-        elif isinstance(op, trace.DeleteSnapshot):
-            snapshot_id = self.snapshots.pop(op.name, None)
-            if snapshot_id is not None:
-                self.provisioner.delete_snapshot(snapshot_id)
-        elif isinstance(op, trace.AddNode):
-            self.world.add_node(op.pool, op.name or None)
-        elif isinstance(op, trace.FailNode):
-            if op.name in self.world.nodes:
-                self.world.fail_node(op.name)
-        elif isinstance(op, trace.DrainNode):
-            self.world.drain_node(op.name)
-        elif isinstance(op, trace.AddDisk):
-            if op.node in self.world.nodes:
-                self.world.add_disk(op.node, op.volume_group, trace.size_of(op.size))
+        handlers: dict[type[Any], Callable[[Any], object]] = {
+            trace.CreatePod: self._create_pod,
+            trace.DeletePod: self._delete_pod,
+            trace.ExpandClaim: self._expand,
+            trace.Snapshot: self._take_snapshot,
+            trace.DeleteSnapshot: self._delete_snapshot,
+            trace.AddNode: lambda o: self.world.add_node(o.pool, o.name or None),
+            trace.FailNode: lambda o: self.world.fail_node(o.name) if o.name in self.world.nodes else None,
+            trace.DrainNode: lambda o: self.world.drain_node(o.name),
+            trace.AddDisk: lambda o: (
+                self.world.add_disk(o.node, o.volume_group, trace.size_of(o.size))
+                if o.node in self.world.nodes
+                else None
+            ),
+        }
+        handlers[type(op)](op)
+
+    def _expand(self, op: trace.ExpandClaim) -> None:
+        pvc = self.cluster.get(workloads.PVC, op.name, namespace=op.namespace)
+        if pvc is not None and trace.size_of(op.size) > pvc.spec.request_bytes:
+            spec = dataclasses.replace(pvc.spec, request_bytes=trace.size_of(op.size))
+            self.cluster.update(dataclasses.replace(pvc, spec=spec))
+
+    def _take_snapshot(self, op: trace.Snapshot) -> None:
+        pvc = self.cluster.get(workloads.PVC, op.claim, namespace=op.namespace)
+        if pvc is not None:
+            self.env.process(self._snapshot(op.name, pvc))
+
+    def _delete_snapshot(self, op: trace.DeleteSnapshot) -> None:
+        snapshot_id = self.snapshots.pop(op.name, None)
+        if snapshot_id is not None:
+            self.provisioner.delete_snapshot(snapshot_id)
 
     def _create_pod(self, op: trace.CreatePod) -> None:
         volumes = []
         for claim in op.claims:
             meta = resources.Meta(name=claim.name, namespace=op.namespace)
             spec = workloads.ClaimSpec(storage_class_name=claim.storage_class, request_bytes=claim.bytes)
-            try:
+            with contextlib.suppress(errors.AlreadyExists):  # a StatefulSet's pod comes back to its claim
                 self.cluster.create(workloads.PersistentVolumeClaim(meta, spec))
-            except errors.AlreadyExists:
-                pass  # a StatefulSet's pod comes back to its claim
             volumes.append(workloads.PodVolume(claim.name, claim_name=claim.name))
         container = workloads.Container(
             "app", {workloads.CPU: quantity.to_milli(op.cpu), workloads.MEMORY: units.size(op.memory)}
@@ -136,9 +142,9 @@ class Generators:
             else:
                 self.env.process(self._statefulset(workload))
         for event in self.spec.node_events:
-            engine.later(self.env, units.duration(event.at), lambda e=event: self._node_event(e))
+            engine.later(self.env, units.duration(event.at), functools.partial(self._node_event, event))
         for disk in self.spec.disk_events:
-            engine.later(self.env, units.duration(disk.at), lambda d=disk: self._disk_event(d))
+            engine.later(self.env, units.duration(disk.at), functools.partial(self._disk_event, disk))
 
     # --- random draws ---
     def size(self, spec: scenario.SizeSpec) -> int:
@@ -195,21 +201,27 @@ class Generators:
             for j, c in enumerate(w.claims)
         ]
         now = float(self.env.now)
-        self.executor.apply(trace.CreatePod(t=now, namespace=ns, name=pod, claims=claims, cpu=w.cpu, memory=w.memory, owner=owner))
+        self.executor.apply(
+            trace.CreatePod(t=now, namespace=ns, name=pod, claims=claims, cpu=w.cpu, memory=w.memory, owner=owner)
+        )
         life = self.duration(w.lifetime)
         if life is not None:
-            engine.later(self.env, life, lambda: self.executor.apply(trace.DeletePod(t=now + life, namespace=ns, name=pod)))
+            engine.later(
+                self.env, life, lambda: self.executor.apply(trace.DeletePod(t=now + life, namespace=ns, name=pod))
+            )
         if w.expansion is not None and self.rng.random() < w.expansion.probability:
             after = self.duration(w.expansion.after)
             if after is not None and (life is None or after < life):
                 for claim in claims:
                     grown = math.ceil(claim.bytes * w.expansion.factor / MiB) * MiB
                     op = trace.ExpandClaim(t=now + after, namespace=ns, name=claim.name, size=grown)
-                    engine.later(self.env, after, lambda o=op: self.executor.apply(o))
+                    engine.later(self.env, after, functools.partial(self.executor.apply, op))
         if w.snapshots is not None:
             self.env.process(self._snapshots(w.snapshots, pod, claims, life))
 
-    def _snapshots(self, spec: scenario.SnapshotSpec, pod: str, claims: list[trace.Claim], life: float | None) -> engine.Process:
+    def _snapshots(
+        self, spec: scenario.SnapshotSpec, pod: str, claims: list[trace.Claim], life: float | None
+    ) -> engine.Process:
         every = units.duration(spec.every)
         ends = self.env.now + life if life is not None else math.inf
         taken: list[str] = []
@@ -220,7 +232,9 @@ class Generators:
                 break
             for claim in claims:
                 name = f"snap-{claim.name}-{n}"
-                self.executor.apply(trace.Snapshot(t=self.env.now, namespace=world.NAMESPACE, claim=claim.name, name=name))
+                self.executor.apply(
+                    trace.Snapshot(t=self.env.now, namespace=world.NAMESPACE, claim=claim.name, name=name)
+                )
                 taken.append(name)
             n += 1
             while len(taken) > spec.keep * len(claims):
@@ -238,12 +252,16 @@ class Generators:
         alive = sorted(self.executor.world.pool_nodes(event.pool))
         chosen = sorted(self.rng.sample(alive, min(event.count, len(alive))))
         for name in chosen:
-            op: trace.Op = trace.FailNode(t=now, name=name) if event.action == "fail" else trace.DrainNode(t=now, name=name)
+            op: trace.Op = (
+                trace.FailNode(t=now, name=name) if event.action == "fail" else trace.DrainNode(t=now, name=name)
+            )
             self.executor.apply(op)
 
     def _disk_event(self, disk: scenario.DiskEvent) -> None:
         for name in sorted(self.executor.world.pool_nodes(disk.pool)):
-            self.executor.apply(trace.AddDisk(t=float(self.env.now), node=name, volume_group=disk.volume_group, size=disk.size))
+            self.executor.apply(
+                trace.AddDisk(t=float(self.env.now), node=name, volume_group=disk.volume_group, size=disk.size)
+            )
 
 
 def replay(env: simpy.Environment, ops: list[trace.Op], executor: Executor) -> None:

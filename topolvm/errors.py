@@ -71,6 +71,18 @@ class Unavailable(TopoLVMError):
     code = UNAVAILABLE
 
 
+class DeadlineExceeded(TopoLVMError):
+    """The caller's deadline came before the operation finished; it goes on, and a retry picks it up."""
+
+    code = DEADLINE_EXCEEDED
+
+
+class OperationPending(TopoLVMError):
+    """Another call about the same volume is in progress (CSI: ABORTED, "operation pending for volume")."""
+
+    code = ABORTED
+
+
 class ConfigError(TopoLVMError):
     """A configuration file is invalid; the message names the field and the reason."""
 
@@ -99,7 +111,7 @@ class LvmCommandError(CommandError):
 
 _BY_CODE: dict[int, type[TopoLVMError]] = {}
 for _cls in (InvalidArgument, NotFound, AlreadyExists, InsufficientCapacity, OutOfRange, FailedPrecondition,
-             Unavailable, Conflict):  # fmt: skip
+             Unavailable, Conflict, DeadlineExceeded):  # fmt: skip
     _BY_CODE.setdefault(_cls.code, _cls)
 
 

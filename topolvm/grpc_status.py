@@ -1,7 +1,8 @@
 """Domain errors to ``grpc.StatusCode`` and back, by the code each error class names (``topolvm.errors``).
 
-Servicers (lvmd, CSI) wrap each unary handler in ``handler``, the one place errors become status codes; gRPC
-clients call ``to_domain`` so a caller sees the same exception whichever adapter it talks to.
+Servicers (lvmd, CSI) wrap each unary handler in ``handler``, the one place errors become status codes, and
+are decorated with ``unimplemented_from`` so an RPC they leave out answers UNIMPLEMENTED quietly; gRPC clients
+call ``to_domain`` so a caller sees the same exception whichever adapter it talks to.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from topolvm import errors
 log = logging.getLogger(__name__)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Servicer = TypeVar("Servicer", bound=type)
 
 _BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -55,3 +57,26 @@ def handler(
             context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__}: internal error, see the log")
 
     return wrapper
+
+
+def _unimplemented(name: str) -> Callable[[Any, Any, grpc.ServicerContext], Any]:
+    def method(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        log.warning("rpc=%s not implemented (not advertised in capabilities): answering UNIMPLEMENTED", name)
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not implemented by this driver")
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def unimplemented_from(base: type) -> Callable[[Servicer], Servicer]:
+    """Class decorator: every RPC of the generated ``base`` servicer that the class does not define answers
+    UNIMPLEMENTED with one WARNING line. The generated defaults raise NotImplementedError, which gRPC logs as a
+    failed application call with a traceback at ERROR — noise for a CO probing an RPC that is not advertised."""
+
+    def decorate(cls: Servicer) -> Servicer:
+        for name, default in vars(base).items():
+            if not name.startswith("_") and callable(default) and getattr(cls, name) is default:
+                setattr(cls, name, _unimplemented(name))
+        return cls
+
+    return decorate

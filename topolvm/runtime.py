@@ -105,12 +105,27 @@ class Reconciler:
                     self._failures.pop(name, None)
 
 
-class Waiter:
-    """Blocks a caller until a check over the cluster answers, re-checking on every LogicalVolume event."""
+class WaitTimedOut(errors.Unavailable):
+    """A wait ran out of time before its check answered (the operation itself goes on)."""
 
-    def __init__(self, cluster: ports.Cluster) -> None:
+
+class Waiter:
+    """Blocks a caller until a check over the cluster answers, re-checking on every LogicalVolume event.
+
+    Every blocked caller holds one thread of its gRPC server's fixed pool (``unix_grpc.serve``: 32), so waits are
+    admitted under two caps: at most ``max_waiters`` at once, and at most ``max_waiters_per_key`` for one key —
+    the node whose agent must answer. Volumes of a NotReady node can then hold a few threads but never the pool,
+    and calls about other nodes (and calls that never wait, such as GetCapacity) keep being served. A wait past a
+    cap is refused at once with Unavailable: the CO retries, and every call that waits is idempotent. A check that
+    answers at once is never refused, so a retry of finished work always gets its answer.
+    """
+
+    def __init__(self, cluster: ports.Cluster, *, max_waiters: int = 24, max_waiters_per_key: int = 8) -> None:
         self._cond = threading.Condition()
         self._generation = 0
+        self._max_waiters = max_waiters
+        self._max_per_key = max_waiters_per_key
+        self._waiting: dict[str, int] = {}
         self._subscription = cluster.watch(resources.LOGICAL_VOLUME, self._on_event)
 
     def close(self) -> None:
@@ -121,18 +136,62 @@ class Waiter:
             self._generation += 1
             self._cond.notify_all()
 
-    def wait(self, check: Callable[[], T | None], timeout: float, clock: Callable[[], float]) -> T:
-        """Call ``check`` now and after each event until it returns a value; Unavailable after ``timeout``."""
+    def waiting(self, key: str | None = None) -> int:
+        """How many callers are blocked now (for ``key`` only, if given)."""
+        with self._cond:
+            return sum(self._waiting.values()) if key is None else self._waiting.get(key, 0)
+
+    def _admit(self, key: str, what: str) -> None:
+        with self._cond:
+            total = sum(self._waiting.values())
+            here = self._waiting.get(key, 0)
+            if key and here >= self._max_per_key:
+                raise errors.Unavailable(f"{what}: too many calls are waiting for node {key} ({here}); retry later")
+            if total >= self._max_waiters:
+                raise errors.Unavailable(f"{what}: too many calls are waiting ({total}, the most allowed); retry later")
+            self._waiting[key] = here + 1
+
+    def _release(self, key: str) -> None:
+        with self._cond:
+            left = self._waiting[key] - 1
+            if left:
+                self._waiting[key] = left
+            else:
+                del self._waiting[key]
+
+    def wait(
+        self,
+        check: Callable[[], T | None],
+        timeout: float,
+        clock: Callable[[], float],
+        *,
+        key: str = "",
+        what: str = "",
+    ) -> T:
+        """Call ``check`` now and after each event until it returns a value.
+
+        ``key`` names what the wait depends on (a node) for the per-key cap; ``what`` starts the error messages.
+        Unavailable when refused admission, WaitTimedOut after ``timeout`` seconds of ``clock``.
+        """
+        what = what or "wait"
         deadline = clock() + timeout
-        while True:
-            with self._cond:
-                seen = self._generation
-            result = check()
-            if result is not None:
-                return result
-            with self._cond:
-                remaining = deadline - clock()
-                if remaining <= 0:
-                    raise errors.Unavailable(f"not ready after {timeout:.0f}s; the CO will retry")
-                if self._generation == seen:
-                    self._cond.wait(remaining)
+        with self._cond:
+            seen = self._generation
+        result = check()
+        if result is not None:
+            return result
+        self._admit(key, what)
+        try:
+            while True:
+                with self._cond:
+                    remaining = deadline - clock()
+                    if remaining <= 0:
+                        raise WaitTimedOut(f"{what}: not done after {timeout:.1f}s; it goes on, retry")
+                    if self._generation == seen:
+                        self._cond.wait(remaining)
+                    seen = self._generation
+                result = check()
+                if result is not None:
+                    return result
+        finally:
+            self._release(key)

@@ -191,3 +191,16 @@ def test_thin_lv_and_snapshots(lvm_world: LvmWorld) -> None:
     assert snap is not None and snap.size == 2 * GiB
     with pytest.raises(errors.NotFound):
         lvm_world.lvm.create_thin_lv(vg=lvm_world.vg, pool="nopool", name="thin2", size=GiB)
+
+
+@pytest.mark.parametrize("size", [1, 1000, 4 * MiB + 1, 0, -512])
+def test_sizes_lvm2_refuses_run_no_command(lvm_world: LvmWorld, size: int) -> None:
+    """lvm2 takes byte sizes only in whole 512-byte sectors; both adapters refuse others before any command."""
+    lvm_world.lvm.create_lv(vg=lvm_world.vg, name="keep", size=4 * MiB)
+    calls = lvm_world.calls()
+    with pytest.raises(errors.InvalidArgument):
+        lvm_world.lvm.create_lv(vg=lvm_world.vg, name="odd", size=size)
+    with pytest.raises(errors.InvalidArgument):
+        lvm_world.lvm.resize_lv(vg=lvm_world.vg, name="keep", size=size if size <= 0 else size + 8 * MiB)
+    assert lvm_world.calls() == calls
+    assert [lv.name for lv in vg_state(lvm_world).lvs] == ["keep"]

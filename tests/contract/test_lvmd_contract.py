@@ -82,6 +82,18 @@ def test_bad_create_changes_nothing(lvmd_world: LvmdWorld, kwargs: dict[str, obj
     assert vg(lvmd_world) == before
 
 
+@pytest.mark.parametrize(("size", "expected"), [(1, 4 * MiB), (4 * MiB + 1, 8 * MiB), (4 * MiB - 512, 4 * MiB)])
+def test_odd_sizes_round_up_to_whole_extents(lvmd_world: LvmdWorld, size: int, expected: int) -> None:
+    """lvm2 itself refuses a byte size that is not whole sectors; lvmd rounds to extents first, so a 1-byte
+    CreateLV gets one extent with one lvcreate and one report, and an odd resize grows by whole extents."""
+    calls = lvmd_world.backend.calls()
+    lv = lvmd_world.lvmd.create_lv(name="odd", device_class="ssd", size_bytes=size)
+    assert lv.size == expected
+    assert lvmd_world.backend.calls() - calls == 2
+    assert lvmd_world.lvmd.resize_lv(name="odd", device_class="ssd", size_bytes=expected + 1).size == expected + 4 * MiB
+    assert [v.size for v in lvmd_world.lvmd.list_lvs(device_class="ssd")] == [expected + 4 * MiB]
+
+
 def test_capacity_accounts_for_spare_when_reporting_only(lvmd_world: LvmdWorld) -> None:
     # Creation may use the spare (upstream checks raw vg_free); reporting hides it.
     free = lvmd_world.lvmd.free_bytes(device_class="ssd")

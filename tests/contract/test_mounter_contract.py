@@ -23,27 +23,30 @@ class MountWorld:
     devices: list[str]
     grow: Callable[[str, int], None]  # make a device larger
     base: Path
+    tiny: str  # a 32 MiB device: mkfs.xfs refuses it
+    exists: Callable[[str], bool]  # whether a target is there
+    make_target: Callable[[str], None]  # create a target directory first, as kubelet may
 
 
 @pytest.fixture(params=["memory", pytest.param("system", marks=pytest.mark.root)])
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MountWorld]:
     if request.param == "memory":
         mem = memory.InMemoryMounter()
-        devices = ["/dev/fake0", "/dev/fake1"]
-        for d in devices:
-            mem.sizes[d] = 400 * MiB
+        devices = ["/dev/fake0", "/dev/fake1", "/dev/fake-tiny"]
+        for d, size in zip(devices, (400 * MiB, 400 * MiB, 32 * MiB), strict=True):
+            mem.sizes[d] = size
 
         def grow_mem(device: str, size: int) -> None:
             mem.sizes[device] = size
 
-        yield MountWorld(mem, devices, grow_mem, tmp_path)
+        yield MountWorld(mem, devices[:2], grow_mem, tmp_path, devices[2], mem.paths.__contains__, mem.paths.add)
         return
     loops: dict[str, Path] = {}
     try:
-        for i in range(2):
+        for i, size in enumerate((400 * MiB, 400 * MiB, 32 * MiB)):
             img = tmp_path / f"disk{i}.img"
             with img.open("wb") as f:
-                f.truncate(400 * MiB)
+                f.truncate(size)
             dev = subprocess.run(["losetup", "--find", "--show", str(img)], capture_output=True, text=True, check=True)
             loops[dev.stdout.strip()] = img
 
@@ -52,7 +55,13 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MountWorld
                 f.truncate(size)
             subprocess.run(["losetup", "-c", device], check=True)
 
-        yield MountWorld(system.SystemMounter(), list(loops), grow_loop, tmp_path)
+        def make_dir(path: str) -> None:
+            Path(path).mkdir(parents=True)
+
+        devs = list(loops)
+        yield MountWorld(
+            system.SystemMounter(), devs[:2], grow_loop, tmp_path, devs[2], lambda p: Path(p).exists(), make_dir
+        )
     finally:
         for target in sorted((tmp_path / "mnt").glob("*"), reverse=True) if (tmp_path / "mnt").exists() else []:
             subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
@@ -87,6 +96,27 @@ def test_never_reformats_another_filesystem(world: MountWorld) -> None:
         world.mounter.mount_filesystem(device=dev, target=target, fstype="xfs")
     world.mounter.mount_filesystem(device=dev, target=target, fstype="ext4")  # still there, still ext4
     world.mounter.unmount(target=target)
+
+
+@pytest.mark.parametrize("kubelet_made_it", [False, True], ids=["target-created-here", "target-existed"])
+def test_a_failed_mount_removes_only_the_target_it_created(world: MountWorld, kubelet_made_it: bool) -> None:
+    """NodePublish may never be followed by NodeUnpublish when it fails: what it created must not stay behind,
+    and what it did not create must."""
+    target = str(world.base / "mnt" / "failed")
+    if kubelet_made_it:
+        world.make_target(target)
+    with pytest.raises(errors.CommandError, match="larger than 300MB"):  # mkfs fails
+        world.mounter.mount_filesystem(device=world.tiny, target=target, fstype="xfs")
+    assert world.exists(target) is kubelet_made_it
+    dev = world.devices[0]
+    world.mounter.mount_filesystem(device=dev, target=target, fstype="ext4")
+    world.mounter.unmount(target=target)
+    if kubelet_made_it:
+        world.make_target(target)
+    with pytest.raises(errors.FailedPrecondition):  # a filesystem other than the one asked for
+        world.mounter.mount_filesystem(device=dev, target=target, fstype="xfs")
+    assert world.exists(target) is kubelet_made_it
+    assert world.mounter.mounted_from(target=target, device=dev) is None
 
 
 def test_unsupported_filesystem(world: MountWorld) -> None:

@@ -185,3 +185,42 @@ def test_snapshot_retry_finishes_an_interrupted_grow() -> None:
     lvm.create_snapshot(vg="vg", source="src", name="snap", tags=["topolvm.io/managed"])
     snap = svc.create_lv_snapshot(name="snap", device_class="thin", source_volume="src", size_bytes=200 * MiB)
     assert snap.size == 200 * MiB and snap.origin == "src"
+
+
+@pytest.mark.parametrize(
+    ("device_class", "size", "expected"),
+    [
+        pytest.param(model.DeviceClass("ssd", "vg", spare_bytes=0), 1, 4 * MiB, id="one-byte-linear"),
+        pytest.param(model.DeviceClass("ssd", "vg", spare_bytes=0), 4 * MiB + 1, 8 * MiB, id="extent-plus-one"),
+        pytest.param(model.DeviceClass("ssd", "vg", spare_bytes=0, stripes=2), 1, 8 * MiB, id="one-byte-striped"),
+        pytest.param(
+            model.DeviceClass("ssd", "vg", type=model.DeviceType.THIN, thin_pool=model.ThinPoolConfig("pool", 2.0)),
+            1,
+            4 * MiB,
+            id="one-byte-thin",
+        ),
+    ],
+)
+def test_odd_sizes_are_rounded_up_and_lvm_gets_whole_extents(
+    device_class: model.DeviceClass, size: int, expected: int
+) -> None:
+    """lvm2 refuses byte sizes that are not whole sectors (the in-memory adapter does too): lvmd rounds first."""
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [4 * GiB, 2 * GiB])
+    lvm.create_thin_pool(vg="vg", name="pool", size=GiB)
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((device_class,)))
+    svc.start()
+    calls = lvm.calls
+    lv = svc.create_lv(name="tiny", device_class="ssd", size_bytes=size)
+    assert lv.size == expected
+    assert lvm.calls - calls == 2  # one lvcreate, one report: lvm2 was not asked twice or refused
+    grown = svc.resize_lv(name="tiny", device_class="ssd", size_bytes=expected + 1)
+    assert grown.size > expected
+
+
+def test_adapters_refuse_sizes_lvm2_refuses_before_counting_a_command() -> None:
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    with pytest.raises(errors.InvalidArgument, match="multiple of 512"):
+        lvm.create_lv(vg="vg", name="odd", size=1000)
+    assert lvm.calls == 0

@@ -195,3 +195,39 @@ def test_inline_ephemeral_caps_are_per_device_class() -> None:
             publish.PublishRequest("csi-b", T + "2", volume_context={**ctx, "topolvm.io/device-class": "ssd"})
         )
     assert [lv.name for lv in svc.list_lvs(device_class="scratch")] == ["csi-a"]
+
+
+@pytest.mark.parametrize(
+    ("step", "block", "ephemeral"),
+    [
+        pytest.param("mkfs", False, False, id="mkfs-fails"),
+        pytest.param("mount", False, False, id="mount-fails"),
+        pytest.param("mount", True, False, id="block-bind-fails"),
+        pytest.param("mkfs", False, True, id="ephemeral-mkfs-fails"),
+    ],
+)
+@pytest.mark.parametrize("kubelet_made_it", [False, True], ids=["target-created-here", "target-existed"])
+def test_a_failed_publish_leaves_nothing_it_created(
+    node: tuple[publish.NodeVolumeService, lvmd.LvmdService, mount_memory.InMemoryMounter],
+    step: mount_memory.Step,
+    block: bool,
+    ephemeral: bool,
+    kubelet_made_it: bool,
+) -> None:
+    """kubelet may never call NodeUnpublish after a failed NodePublish: no mount, no target directory (unless it
+    was there before), no inline ephemeral LV remain; a retry then succeeds."""
+    svc, lvmd_svc, mounter = node
+    context = {publish.EPHEMERAL_CONTEXT: "true"} if ephemeral else {}
+    if not ephemeral:
+        lvmd_svc.create_lv(name="vol-1", device_class="ssd", size_bytes=GiB)
+    if kubelet_made_it:
+        mounter.paths.add(T)
+    req = publish.PublishRequest("vol-1", T, block=block, fstype="ext4", volume_context=context)
+    mounter.fail_next(step, errors.CommandError([step], 1, "injected"))
+    with pytest.raises(errors.CommandError, match="injected"):
+        svc.publish(req)
+    assert mounter.mounts == {}
+    assert (T in mounter.paths) is kubelet_made_it
+    assert [lv.name for lv in lvmd_svc.list_lvs(device_class="ssd")] == ([] if ephemeral else ["vol-1"])
+    svc.publish(req)
+    assert T in mounter.mounts and T in mounter.paths

@@ -72,6 +72,12 @@ def test_snapshot_restore_clone_and_delete() -> None:
         )
     )
     assert clone.node_name == vol.node_name
+    elsewhere = controller.VolumeRequest(
+        name="pvc-clone-elsewhere", required_bytes=GiB, source_volume_id=vol.volume_id, requisite_nodes=("n9",)
+    )
+    with pytest.raises(errors.InvalidArgument, match="accessibility requirements"):  # the source's node must be allowed
+        w.ctl.create_volume(elsewhere)
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "pvc-clone-elsewhere") is None
 
     with pytest.raises(errors.OutOfRange):  # smaller than its source
         w.ctl.create_volume(

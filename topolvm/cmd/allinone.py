@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="how long CreateVolume/ControllerExpandVolume wait for the node agent before UNAVAILABLE "
-        "(default: %(default)s)",
+        help="longest wait of a Controller call (create, delete, expand, snapshot) for the node agent before "
+        "UNAVAILABLE; never past the caller's gRPC deadline (default: %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p

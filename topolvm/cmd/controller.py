@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="how long CreateVolume and ControllerExpandVolume wait for the node agent (default: %(default)s)",
+        help="longest wait of a Controller call (create, delete, expand, snapshot) for the node agent before "
+        "UNAVAILABLE; never past the caller's gRPC deadline (default: %(default)s)",
     )
     common.add_common_arguments(p)
     return p

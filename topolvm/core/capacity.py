@@ -16,7 +16,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from topolvm import errors
 from topolvm.core import model
+
+SECTOR = 512  # lvm2 takes byte sizes (``-L <n>b``) only in whole sectors
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,13 @@ def layout_of(lv: model.LogicalVolume) -> Layout:
     if lv.stripes > 1:
         return Layout(images=lv.stripes, data_stripes=lv.stripes)
     return LINEAR
+
+
+def check_lvm_size(size: int) -> None:
+    """A byte size lvm2 accepts: positive, whole sectors (it refuses others: "Size is not a multiple of 512").
+    Adapters check it before running lvm; lvmd never gets here with an odd size, it rounds to extents first."""
+    if size <= 0 or size % SECTOR:
+        raise errors.InvalidArgument(f"size {size} is not a positive multiple of {SECTOR} bytes")
 
 
 def round_up(size: int, layout: Layout, extent_size: int) -> int:

@@ -3,12 +3,27 @@
 CreateVolume records a LogicalVolume and then waits for the node agent's answer by watching it
 (``runtime.Waiter``), not by polling. Access modes: single-node ones only (RWOP maps to SINGLE_NODE_WRITER, as
 upstream); anything multi-node is INVALID_ARGUMENT before anything is created.
+
+Waiting. CreateVolume, DeleteVolume, ControllerExpandVolume, CreateSnapshot and DeleteSnapshot first do their
+non-blocking part (record, delete or stamp the LogicalVolume), then wait for the node agent. No call outlives
+its caller: a wait lasts at most ``timeout`` seconds and ends ``deadline_margin`` seconds before the gRPC
+deadline (``context.time_remaining()``). Running out of the caller's deadline answers DEADLINE_EXCEEDED, out of
+our own timeout UNAVAILABLE; external-provisioner reads both as "still in progress" and calls again, and the
+retry finds the work where it was (every call here is idempotent).
+
+Threads. Every waiting call holds one of the server's threads, so ``runtime.Waiter`` admits only so many
+waits per node (the node named by the LogicalVolume) and in all — by default 8 and 24 of the server's 32
+threads; a wait beyond a cap answers UNAVAILABLE at once. The volumes of a node that never answers (NotReady,
+its agent gone) therefore hold a bounded number of threads, and CreateVolume for other nodes keeps its own. A
+second call about a volume that is already being worked on answers ABORTED at once (the CSI spec's "operation
+pending") instead of parking a thread behind the first.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import grpc
 
@@ -18,6 +33,7 @@ from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.services import controller
 
+T = TypeVar("T")
 Mode = csi.VolumeCapability.AccessMode
 _SINGLE_NODE = {
     Mode.SINGLE_NODE_WRITER,
@@ -71,6 +87,7 @@ def _volume(ready: controller.Ready, request: csi.CreateVolumeRequest) -> csi.Vo
     return vol
 
 
+@grpc_status.unimplemented_from(csi_grpc.ControllerServicer)
 class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     def __init__(
         self,
@@ -79,18 +96,33 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         clock: ports.Clock,
         *,
         timeout: float = 60.0,
+        deadline_margin: float = 0.5,
     ) -> None:
         self._service = service
         self._waiter = waiter
         self._clock = clock
         self._timeout = timeout
+        self._margin = deadline_margin  # time to send the answer before the caller stops listening
         self._locks = locks.KeyedLock()
+
+    def _wait(self, check: Callable[[], T | None], context: grpc.ServicerContext | None, *, node: str, what: str) -> T:
+        """``waiter.wait`` for at most our timeout and never past the caller's deadline (see the module doc)."""
+        remaining = context.time_remaining() if context is not None else None
+        by_deadline = remaining is not None and remaining - self._margin < self._timeout
+        budget = max(0.0, remaining - self._margin) if remaining is not None and by_deadline else self._timeout
+        try:
+            return self._waiter.wait(check, budget, self._clock.now, key=node, what=what)
+        except runtime.WaitTimedOut as exc:
+            if by_deadline:
+                raise errors.DeadlineExceeded(f"{what}: not done before the caller's deadline; retry") from exc
+            raise
 
     def _until_ready(
         self,
         first: controller.Ready | controller.Pending,
         check: Callable[[], controller.Ready | controller.Pending],
-        context: grpc.ServicerContext | None = None,
+        context: grpc.ServicerContext | None,
+        what: str,
     ) -> controller.Ready:
         if isinstance(first, controller.Ready):
             return first
@@ -99,10 +131,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             state = check()
             return state if isinstance(state, controller.Ready) else None
 
-        # Never wait past the caller's deadline: a gone caller's retry would queue behind this thread's lock.
-        remaining = context.time_remaining() if context is not None else None
-        timeout = self._timeout if remaining is None else max(0.0, min(self._timeout, remaining - 0.5))
-        return self._waiter.wait(ready_or_none, timeout, self._clock.now)
+        return self._wait(ready_or_none, context, node=first.node_name, what=what)
 
     @grpc_status.handler
     def CreateVolume(self, request: csi.CreateVolumeRequest, context: grpc.ServicerContext) -> csi.CreateVolumeResponse:
@@ -118,6 +147,14 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         if request.HasField("volume_content_source"):
             src = request.volume_content_source
             source_id = src.snapshot.snapshot_id if src.HasField("snapshot") else src.volume.volume_id
+        topology = request.accessibility_requirements
+        preferred, requisite = _nodes(topology.preferred), _nodes(topology.requisite)
+        if (topology.preferred or topology.requisite) and not (preferred or requisite):
+            # Constraints we cannot read (allowedTopologies on another key, say) are not ignored: as upstream.
+            raise errors.InvalidArgument(
+                f"accessibility requirements name no {constants.TOPOLOGY_NODE_KEY}, the only topology key of "
+                f"{constants.PLUGIN_NAME}"
+            )
         req = controller.VolumeRequest(
             name=name,
             required_bytes=request.capacity_range.required_bytes,
@@ -125,27 +162,34 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             device_class=params.get(constants.DEVICE_CLASS_PARAMETER, ""),
             lvcreate_option_class=params.get(constants.LVCREATE_OPTION_CLASS_PARAMETER, ""),
             fstype=fstype,
-            preferred_nodes=_nodes(request.accessibility_requirements.preferred),
-            requisite_nodes=_nodes(request.accessibility_requirements.requisite),
+            preferred_nodes=preferred,
+            requisite_nodes=requisite,
             source_volume_id=source_id,
         )
-        with self._locks.hold(name):
+        with self._locks.hold(name, blocking=False):
             first = self._service.create_volume(req)
-            ready = self._until_ready(first, lambda: self._service.creation_state(name), context)
+            ready = self._until_ready(
+                first, lambda: self._service.creation_state(name), context, f"CreateVolume {name}"
+            )
         return csi.CreateVolumeResponse(volume=_volume(ready, request))
 
     @grpc_status.handler
     def DeleteVolume(self, request: csi.DeleteVolumeRequest, context: grpc.ServicerContext) -> csi.DeleteVolumeResponse:
-        self._delete(request.volume_id, snapshot=False)
+        self._delete(request.volume_id, context, snapshot=False)
         return csi.DeleteVolumeResponse()
 
-    def _delete(self, volume_id: str, *, snapshot: bool) -> None:
+    def _delete(self, volume_id: str, context: grpc.ServicerContext | None, *, snapshot: bool) -> None:
         """Delete and wait until the node agent has removed the LV: once the CO hears OK the volume is gone and
         its name can be used again (csi-sanity reuses names at once)."""
-        with self._locks.hold(volume_id):
-            self._service.delete_volume(volume_id, snapshot=snapshot)
-        self._waiter.wait(
-            lambda: True if self._service.find_by_volume_id(volume_id) is None else None, self._timeout, self._clock.now
+        with self._locks.hold(volume_id, blocking=False):
+            lv = self._service.delete_volume(volume_id, snapshot=snapshot)
+        if lv is None:
+            return
+        self._wait(
+            lambda: True if self._service.deletion_finished(lv) else None,
+            context,
+            node=lv.spec.node_name,
+            what=f"{'DeleteSnapshot' if snapshot else 'DeleteVolume'} {volume_id}",
         )
 
     @grpc_status.handler
@@ -155,9 +199,11 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         if not request.name:
             raise errors.InvalidArgument("name is required")
         name = request.name.lower()  # LogicalVolume names are lower case; CSI names need not be
-        with self._locks.hold(name):
+        with self._locks.hold(name, blocking=False):
             first = self._service.create_snapshot(name=name, source_volume_id=request.source_volume_id)
-            ready = self._until_ready(first, lambda: self._service.creation_state(name), context)
+            ready = self._until_ready(
+                first, lambda: self._service.creation_state(name), context, f"CreateSnapshot {name}"
+            )
         snapshot = csi.Snapshot(
             snapshot_id=ready.volume_id,
             source_volume_id=request.source_volume_id,
@@ -176,7 +222,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
     ) -> csi.DeleteSnapshotResponse:
         if not request.snapshot_id:
             raise errors.InvalidArgument("snapshot ID is required")
-        self._delete(request.snapshot_id, snapshot=True)  # a snapshot is a LogicalVolume too
+        self._delete(request.snapshot_id, context, snapshot=True)  # a snapshot is a LogicalVolume too
         return csi.DeleteSnapshotResponse()
 
     @grpc_status.handler
@@ -190,14 +236,19 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             raise errors.InvalidArgument("capacity range is required")
         fstype = "block" if request.volume_capability.HasField("block") else "ext4"
         rng = request.capacity_range
-        with self._locks.hold(request.volume_id):
+        with self._locks.hold(request.volume_id, blocking=False):
             first = self._service.expand_volume(request.volume_id, rng.required_bytes, rng.limit_bytes, fstype)
             lv = self._service.find_by_volume_id(request.volume_id)
             if lv is None:
                 raise errors.NotFound(f"volume {request.volume_id!r} disappeared while being expanded")
             size = lv.spec.size
             stamp = first.request if isinstance(first, controller.Pending) else ""
-            ready = self._until_ready(first, lambda: self._service.expansion_state(lv.name, size, stamp), context)
+            ready = self._until_ready(
+                first,
+                lambda: self._service.expansion_state(lv.name, size, stamp),
+                context,
+                f"ControllerExpandVolume {request.volume_id}",
+            )
         return csi.ControllerExpandVolumeResponse(capacity_bytes=ready.size, node_expansion_required=fstype != "block")
 
     @grpc_status.handler

@@ -15,6 +15,7 @@ _Service = csi.PluginCapability.Service
 _Expansion = csi.PluginCapability.VolumeExpansion
 
 
+@grpc_status.unimplemented_from(csi_grpc.IdentityServicer)
 class IdentityServicer(csi_grpc.IdentityServicer):  # type: ignore[misc]
     def __init__(self, *, controller: bool, ready: Callable[[], bool] = lambda: True) -> None:
         self._controller = controller

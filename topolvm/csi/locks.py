@@ -8,6 +8,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from topolvm import errors
+
 
 class KeyedLock:
     def __init__(self) -> None:
@@ -15,13 +17,19 @@ class KeyedLock:
         self._locks: dict[str, tuple[threading.Lock, int]] = {}
 
     @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, key: str, *, blocking: bool = True) -> Iterator[None]:
+        """Hold ``key``'s lock. Not ``blocking``: OperationPending (ABORTED) at once if another call holds it —
+        what the CSI spec suggests for a second call about a volume, and a thread is not parked behind a wait."""
         with self._guard:
             lock, users = self._locks.get(key, (threading.Lock(), 0))
             self._locks[key] = (lock, users + 1)
         try:
-            with lock:
+            if not lock.acquire(blocking=blocking):
+                raise errors.OperationPending(f"another call about {key!r} is in progress; retry")
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             with self._guard:
                 lock, users = self._locks[key]

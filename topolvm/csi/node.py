@@ -17,6 +17,7 @@ _CAPABILITIES = (_RPC.GET_VOLUME_STATS, _RPC.EXPAND_VOLUME, _RPC.VOLUME_CONDITIO
 _Usage = csi.VolumeUsage
 
 
+@grpc_status.unimplemented_from(csi_grpc.NodeServicer)
 class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
     def __init__(self, service: publish.NodeVolumeService) -> None:
         self._service = service

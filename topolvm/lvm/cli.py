@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from topolvm import errors
-from topolvm.core import model, names
+from topolvm.core import capacity, model, names
 from topolvm.lvm import command, parse
 
 
@@ -22,8 +22,7 @@ def _tag_args(tags: Sequence[str]) -> list[str]:
 
 
 def _size_arg(size: int) -> str:
-    if size <= 0:
-        raise errors.InvalidArgument(f"size must be positive, got {size}")
+    capacity.check_lvm_size(size)  # lvm2's own refusal would cost a command and read as a failure of lvm
     return f"{size}b"
 
 

@@ -191,8 +191,7 @@ class InMemoryLvm:
     def resize_lv(self, *, vg: str, name: str, size: int) -> None:
         names.check_vg_name(vg)
         names.check_lv_name(name)
-        if size <= 0:
-            raise errors.InvalidArgument(f"size must be positive, got {size}")
+        capacity.check_lvm_size(size)
         self.calls += 1
         v = self._vg(vg)
         lv = self._lv(v, name)
@@ -242,8 +241,7 @@ class InMemoryLvm:
         names.check_lv_name(name)
         for tag in tags:
             names.check_tag(tag)
-        if size <= 0:
-            raise errors.InvalidArgument(f"size must be positive, got {size}")
+        capacity.check_lvm_size(size)
         self.calls += 1
         v = self._vg(vg)
         if v.missing:

@@ -2,7 +2,9 @@
 
 Never reformats: a device holding a filesystem other than the one asked for is FAILED_PRECONDITION. Mount state
 is read from /proc/self/mountinfo and device identity is compared by device number, so LVM's /dev/vg/lv and
-/dev/dm-N names for one device agree. Called by the node service (``topolvm.services.publish``).
+/dev/dm-N names for one device agree. A mount that fails (mkfs, mount, a refused filesystem) removes the target
+and the directories it created for it, and nothing else: kubelet need not call NodeUnpublish after a failed
+NodePublish, so whatever the failure leaves stays. Called by the node service (``topolvm.services.publish``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,32 @@ def _mounts(target: str) -> list[tuple[int, str]]:
     return found
 
 
+def _create_missing(path: Path, *, leaf: str) -> list[Path]:
+    """Create ``path`` (a directory, or an empty file when ``leaf`` is "file") and its missing parents; the
+    paths this call created, outermost first."""
+    created = [p for p in (path, *path.parents) if not p.exists()][::-1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if leaf == "file":
+        path.touch(exist_ok=True)
+    else:
+        path.mkdir(exist_ok=True)
+    return created
+
+
+def _remove_created(created: Sequence[Path]) -> None:
+    """Undo ``_create_missing`` after a failure: innermost first, only what is still empty and not a mount point
+    (rmdir and unlink refuse anything else, so nothing put there since is lost)."""
+    for path in reversed(created):
+        try:
+            if path.is_dir():
+                path.rmdir()
+            elif not _mounts(str(path)):
+                path.unlink()
+        except OSError as exc:
+            log.warning("after a failed mount, could not remove %s: %s", path, exc.strerror)
+            return
+
+
 class SystemMounter:
     def filesystem_of(self, device: str) -> str | None:
         proc = _run(["blkid", "-p", "-s", "TYPE", "-o", "value", "--", device])
@@ -98,7 +126,14 @@ class SystemMounter:
     ) -> None:
         if fstype not in MKFS:
             raise errors.InvalidArgument(f"unsupported filesystem {fstype!r}")
-        Path(target).mkdir(parents=True, exist_ok=True)
+        created = _create_missing(Path(target), leaf="dir")
+        try:
+            self._format_and_mount(device, target, fstype, options, read_only)
+        except BaseException:
+            _remove_created(created)
+            raise
+
+    def _format_and_mount(self, device: str, target: str, fstype: str, options: Sequence[str], read_only: bool) -> None:
         current = self.mounted_from(target=target, device=device)
         if current is True:
             return
@@ -117,17 +152,23 @@ class SystemMounter:
         _check([*argv, "--", device, target])
 
     def mount_block(self, *, device: str, target: str, read_only: bool = False) -> None:
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
         current = self.mounted_from(target=target, device=device)
         if current is True:
             return
         if current is False:
             raise errors.AlreadyExists(f"{target} already has another volume mounted")
-        path.touch(exist_ok=True)
-        _check(["mount", "--bind", "--", device, target])
-        if read_only:
-            _check(["mount", "-o", "remount,bind,ro", "--", target])
+        created = _create_missing(Path(target), leaf="file")
+        try:
+            _check(["mount", "--bind", "--", device, target])
+            try:
+                if read_only:
+                    _check(["mount", "-o", "remount,bind,ro", "--", target])
+            except BaseException:
+                _run(["umount", "--", target])  # never leave a writable mount where read-only was asked for
+                raise
+        except BaseException:
+            _remove_created(created)
+            raise
 
     def unmount(self, *, target: str) -> None:
         while _mounts(target):  # stacked mounts: take them all down

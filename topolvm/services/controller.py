@@ -48,6 +48,7 @@ class Ready:
 class Pending:
     cr_name: str
     request: str = ""  # an expansion's request stamp: only a failure recorded for it is its answer
+    node_name: str = ""  # whose node agent must answer (the runtime caps how many calls wait on one node)
 
 
 def _check_cr_name(name: str) -> None:
@@ -89,7 +90,9 @@ class ControllerService:
             return self.creation_state(req.name)
         source = self._source(req) if req.source_volume_id else None
         if source is not None:
-            node_name = source.spec.node_name  # snapshots and clones live beside their source
+            node_name = placement.check_source_node(  # snapshots and clones live beside their source
+                source.spec.node_name, preferred=req.preferred_nodes, requisite=req.requisite_nodes
+            )
             if size < source.spec.size:
                 raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
         else:
@@ -118,7 +121,7 @@ class ControllerService:
         except errors.AlreadyExists:
             return self.creation_state(req.name)  # a concurrent identical request won the race
         log.info("volume %s: %d bytes on node %s, class %r", req.name, size, node_name, req.device_class)
-        return Pending(req.name)
+        return Pending(req.name, node_name=node_name)
 
     def creation_state(self, cr_name: str) -> Ready | Pending:
         lv = self.cluster.get(resources.LOGICAL_VOLUME, cr_name)
@@ -133,7 +136,7 @@ class ControllerService:
         if lv.status.volume_id:
             size = lv.status.current_size or lv.spec.size
             return Ready(lv.status.volume_id, size, lv.spec.node_name, cr_name, lv.meta.creation_timestamp)
-        return Pending(cr_name)
+        return Pending(cr_name, node_name=lv.spec.node_name)
 
     def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
         # The volume ID is the LV's name: the CR's UID, recorded in status.volumeID once it exists (a CR restored
@@ -141,22 +144,32 @@ class ControllerService:
         found = self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_VOLUME_ID: volume_id})
         return found[0] if found else None
 
-    def delete_volume(self, volume_id: str, *, snapshot: bool = False) -> None:
+    def delete_volume(self, volume_id: str, *, snapshot: bool = False) -> resources.LogicalVolume | None:
         """Idempotent: an unknown ID is already deleted. A snapshot's ID is refused as a volume's and vice
-        versa, so a mixed-up handle (a pre-provisioned VolumeSnapshotContent, say) destroys nothing."""
+        versa, so a mixed-up handle (a pre-provisioned VolumeSnapshotContent, say) destroys nothing.
+
+        Returns the LogicalVolume whose deletion is under way (None: nothing left), so a caller knows whose node
+        agent must finish it."""
         if not volume_id:
             raise errors.InvalidArgument("volume ID is empty")
         lv = self.find_by_volume_id(volume_id)
         if lv is None or lv.meta.deleting:
-            return
+            return lv
         if is_snapshot(lv) != snapshot:
             kind = "a volume" if snapshot else "a snapshot"
             raise errors.InvalidArgument(f"{volume_id!r} is {kind}, not what this call deletes")
         try:
             self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
         except errors.NotFound:
-            return
+            return None
         log.info("volume %s (%s): deletion requested", lv.name, volume_id)
+        return lv
+
+    def deletion_finished(self, lv: resources.LogicalVolume) -> bool:
+        """Whether the LogicalVolume ``delete_volume`` returned is gone (by name and UID: one read, not a list;
+        a CR of the same name with another UID is a new volume reusing the name)."""
+        current = self.cluster.get(resources.LOGICAL_VOLUME, lv.name)
+        return current is None or current.meta.uid != lv.meta.uid
 
     def expand_volume(
         self, volume_id: str, required_bytes: int, limit_bytes: int, fstype: str = "ext4"
@@ -188,7 +201,7 @@ class ControllerService:
             return Ready(lv.status.volume_id, lv.status.current_size, lv.spec.node_name, cr_name)
         if lv.status.code != errors.OK and (not stamp or stamp in lv.status.message):
             raise errors.from_code(lv.status.code, lv.status.message)
-        return Pending(cr_name, stamp)
+        return Pending(cr_name, stamp, lv.spec.node_name)
 
     def _timestamp(self) -> str:
         return datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC).isoformat()
@@ -240,4 +253,4 @@ class ControllerService:
         except errors.AlreadyExists:
             return self.creation_state(name)
         log.info("snapshot %s of %s requested on node %s", name, source.name, source.spec.node_name)
-        return Pending(name)
+        return Pending(name, node_name=source.spec.node_name)

@@ -128,6 +128,8 @@ class LvmdService:
         layout = devclass.layout(dc, option_class)
         with self._transaction():
             vg = self._writable_vg(dc)
+            # Any positive size is taken and rounded up to whole extents (and stripes), the size lvm2 would
+            # allocate anyway; lvm2 is handed that size, so it never refuses one that is not whole sectors.
             rounding = layout if dc.type is model.DeviceType.THICK else capacity.LINEAR
             wanted = capacity.round_up(size_bytes, rounding, vg.extent_size)
             existing = self._same_or_conflict(dc, vg, name, wanted)
@@ -137,7 +139,7 @@ class LvmdService:
                 pool = self._pool(dc, vg)
                 self._check_thin_room(dc, vg, wanted)
                 op = functools.partial(
-                    self._lvm.create_thin_lv, vg=vg.name, pool=pool.name, name=name, size=size_bytes,
+                    self._lvm.create_thin_lv, vg=vg.name, pool=pool.name, name=name, size=wanted,
                     tags=_with_managed_tag(tags),
                 )  # fmt: skip
             else:
@@ -148,7 +150,7 @@ class LvmdService:
                     )
                 options = option_class.options if option_class is not None else dc.lvcreate_options
                 op = functools.partial(
-                    self._lvm.create_lv, vg=vg.name, name=name, size=size_bytes, tags=_with_managed_tag(tags),
+                    self._lvm.create_lv, vg=vg.name, name=name, size=wanted, tags=_with_managed_tag(tags),
                     stripes=dc.stripes, stripe_size=dc.stripe_size, options=options,
                 )  # fmt: skip
             try:
