@@ -1,0 +1,98 @@
+"""Where the simulated world plugs into TopoLVM's services: the scheduler extender (``SchedulerService`` fed by
+the same watches topolvm-scheduler runs, answering the kube-scheduler model as the HTTP verbs answer
+kube-scheduler) and the pod webhook (``services.admission``, applied to every pod before it is created).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from simulator import kube_scheduler, scenario, units, world
+from topolvm import constants
+from topolvm.core import resources, scheduling, workloads
+from topolvm.kube import memory as kube_memory
+from topolvm.services import admission
+from topolvm.services import scheduler as scheduler_service
+
+
+def capacities(annotations: dict[str, str] | None) -> dict[str, str]:
+    prefix = constants.CAPACITY_KEY_PREFIX
+    return {k[len(prefix) :]: v for k, v in (annotations or {}).items() if k.startswith(prefix)}
+
+
+class SimExtender:
+    """kube_scheduler.Extender over ``SchedulerService``, with nodeCacheCapable's Node watch and the extender's
+    Pod and PVC watches (bindings and selected nodes end or move reservations)."""
+
+    def __init__(self, w: world.World, spec: scenario.ExtenderSpec) -> None:
+        policy = scheduling.Policy(
+            default_divisor=spec.default_divisor,
+            divisors={(k or constants.DEFAULT_DEVICE_CLASS_ANNOTATION_NAME): v for k, v in spec.divisors.items()},
+            mode=scheduling.Mode(spec.mode),
+        )
+        self.weight = spec.weight
+        self.managed_resource = constants.CAPACITY_RESOURCE
+        self.service = scheduler_service.SchedulerService(
+            policy, units.duration(spec.reservation_ttl), w.clock, watched_nodes=True
+        )
+        self.filter_calls = 0
+        self.prioritize_calls = 0
+        cluster = w.cluster
+        cluster.watch(resources.NODE, self._on_node)
+        cluster.watch(workloads.POD, self._on_pod)
+        cluster.watch(workloads.PVC, self._on_claim)
+
+    def _on_node(self, event: resources.Event[resources.Node]) -> None:
+        if event.type is resources.EventType.DELETED:
+            self.service.node_removed(event.object.name)
+        else:
+            self.service.node_updated(event.object.name, capacities(dict(event.object.meta.annotations)))
+
+    def _on_pod(self, event: resources.Event[workloads.Pod]) -> None:
+        pod = event.object
+        key = scheduler_service.pod_key(pod.meta.namespace, pod.meta.name, pod.meta.uid)
+        if event.type is resources.EventType.DELETED:
+            self.service.pod_deleted(key)
+        elif pod.spec.node_name:
+            self.service.pod_bound(key, pod.spec.node_name)
+
+    def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
+        pvc = event.object
+        if event.type is not resources.EventType.DELETED and pvc.selected_node and not pvc.spec.volume_name:
+            self.service.claim_selected(pvc.meta.namespace, pvc.meta.name, pvc.selected_node)
+
+    def _pod(self, pod: workloads.Pod) -> scheduler_service.Pod:
+        return scheduler_service.Pod(
+            key=scheduler_service.pod_key(pod.meta.namespace, pod.meta.name, pod.meta.uid),
+            namespace=pod.meta.namespace,
+            name=pod.meta.name,
+            requested=scheduling.requested_bytes(pod.meta.annotations),
+            claims=pod.claim_names(),
+        )
+
+    def interested(self, pod: workloads.Pod) -> bool:
+        return any(self.managed_resource in c.requests or self.managed_resource in c.limits for c in pod.spec.containers)
+
+    def filter(self, pod: workloads.Pod, nodes: Sequence[str]) -> kube_scheduler.FilterResult:
+        self.filter_calls += 1
+        self.service.expire()
+        decision = self.service.filter(self._pod(pod), nodes)
+        failures = decision.failures
+        # Neither missing capacity nor a full VG is fixed by preemption: all go to FailedAndUnresolvableNodes.
+        return kube_scheduler.FilterResult(passed=[n for n in nodes if n not in failures], failed={}, unresolvable=dict(failures))
+
+    def prioritize(self, pod: workloads.Pod, nodes: Sequence[str]) -> list[int]:
+        self.prioritize_calls += 1
+        decision = self.service.prioritize(self._pod(pod), nodes)
+        by_name = dict(zip(decision.names, decision.scores, strict=True))
+        return [by_name.get(n, 0) for n in nodes]
+
+
+def admission(cluster: kube_memory.InMemoryCluster) -> Callable[[workloads.Pod], workloads.Pod]:
+    """The webhook's mutation, as the API server applies it to every pod being created."""
+
+    def admit(pod: workloads.Pod) -> workloads.Pod:
+        decision = admission.decide(pod, cluster)
+        return admission.mutated(pod, decision.capacities) if decision.mutates else pod
+
+    return admit

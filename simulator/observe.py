@@ -1,0 +1,280 @@
+"""What a run measures: capacity per device class over time (totals, the spread across nodes, bytes stranded on
+nodes too full for a typical request), pods pending and running, scheduling attempts and why they failed, and
+each pod's wait from creation to binding (a pod that waits longer than the scenario's scheduling SLO has failed).
+
+Capacity comes from lvmd's own reports (every node's ``NodeCapacity`` as it publishes it), the rest from the
+scheduler model's attempts and bindings. For thin classes "size" is the overprovisioned virtual size
+(ratio x pool), which is what a volume request is measured against.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import statistics
+from collections import Counter
+from typing import Any
+
+import simpy
+
+from simulator import engine, scheduling, units, world
+from topolvm.core import model, workloads
+
+Key = tuple[str, str]
+STORAGE_HINTS = (
+    "VG free space",
+    "free storage",
+    "storage capacity",
+    "failed to provision volume",
+    "insufficient capacity",
+)
+PER_NODE_LIMIT = 200  # clusters up to this size also get a per-node time series
+
+
+def is_storage_reason(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(hint.lower() in lowered for hint in STORAGE_HINTS)
+
+
+@dataclasses.dataclass
+class PodRecord:
+    created: float
+    classes: tuple[str, ...]  # device classes of its claims
+    requests: tuple[int, ...]
+    bound: float | None = None
+    deleted: float | None = None
+    attempts: int = 0
+    storage_failures: int = 0
+    last_message: str = ""
+
+
+class Observer:
+    def __init__(self, w: world.World, *, sample_interval: float, slo: float) -> None:
+        self.world = w
+        self.env: simpy.Environment = w.env
+        self.slo = slo
+        self.classes = w.device_classes()
+        self.latest: dict[str, model.NodeCapacity] = {}
+        self.pods: dict[Key, PodRecord] = {}
+        self.reasons: Counter[str] = Counter()
+        self.attempts = 0
+        self.failed_attempts = 0
+        self.first_storage_failure: float | None = None
+        self.series: list[dict[str, Any]] = []
+        self.per_node: list[tuple[float, str, str, int, int]] = []  # (t, node, class, size, free)
+        self.requested: dict[str, list[int]] = {c: [] for c in self.classes}
+        self.pending: dict[Key, PodRecord] = {}  # neither bound nor deleted
+        self.settled_failed = 0  # bound or deleted, after waiting longer than the SLO
+        self.running = 0  # bound and not deleted
+        self._ratios = self._thin_ratios()
+        w.capacity_listeners.append(self._on_capacity)
+        w.node_listeners.append(self._on_node)
+        self.env.process(self._sample_loop(sample_interval))
+
+    def _thin_ratios(self) -> dict[str, dict[str, float]]:
+        """pool -> thin class -> overprovision ratio"""
+        out: dict[str, dict[str, float]] = {}
+        for pool, config in self.world.loaded.lvmd.items():
+            out[pool] = {dc.name: dc.thin_pool.overprovision_ratio for dc in config.device_classes if dc.thin_pool}
+        return out
+
+    # --- feeds ---
+    def _on_capacity(self, sim_node: world.SimNode, capacity: model.NodeCapacity) -> None:
+        self.latest[sim_node.name] = capacity
+
+    def _on_node(self, name: str, added: bool) -> None:
+        if not added:
+            self.latest.pop(name, None)
+
+    def pod_created(self, pod: workloads.Pod) -> None:
+        classes, requests = [], []
+        for claim in pod.claim_names():
+            pvc = self.world.cluster.get(workloads.PVC, claim, namespace=pod.meta.namespace)
+            sc = self.world.cluster.get(workloads.STORAGE_CLASS, pvc.spec.storage_class_name or "") if pvc else None
+            if pvc is None or sc is None:
+                continue
+            device_class = sc.device_class or self._default_class()
+            classes.append(device_class)
+            requests.append(pvc.spec.request_bytes)
+            bisect.insort(self.requested.setdefault(device_class, []), pvc.spec.request_bytes)
+        record = PodRecord(float(self.env.now), tuple(classes), tuple(requests))
+        key = (pod.meta.namespace, pod.meta.name)
+        self.pods[key] = self.pending[key] = record
+
+    def pod_deleted(self, key: Key) -> None:
+        record = self.pods.get(key)
+        if record is not None and record.deleted is None:
+            record.deleted = float(self.env.now)
+            if record.bound is not None:
+                self.running -= 1
+            self._settle(key, record)
+
+    def _settle(self, key: Key, record: PodRecord) -> None:
+        if self.pending.pop(key, None) is not None and self._failed(record, float(self.env.now)):
+            self.settled_failed += 1
+
+    def attempt(self, attempt: scheduling.Attempt) -> None:
+        self.attempts += 1
+        record = self.pods.get(attempt.pod)
+        if record is not None:
+            record.attempts += 1
+        if attempt.node is not None:
+            return
+        self.failed_attempts += 1
+        storage = False
+        for reason, count in attempt.failures.items():
+            self.reasons[reason] += count
+            storage = storage or is_storage_reason(reason)
+        if record is not None:
+            record.last_message = attempt.message
+            record.storage_failures += storage
+        if storage and self.first_storage_failure is None:
+            self.first_storage_failure = attempt.time
+
+    def bound(self, key: Key, node: str) -> None:
+        record = self.pods.get(key)
+        if record is not None and record.bound is None:
+            record.bound = float(self.env.now)
+            self.running += 1
+            self._settle(key, record)
+
+    def _default_class(self) -> str:
+        for config in self.world.loaded.lvmd.values():
+            for dc in config.device_classes:
+                if dc.default:
+                    return dc.name
+        return ""
+
+    # --- sampling ---
+    def _sample_loop(self, interval: float) -> engine.Process:
+        while True:
+            self.sample()
+            yield self.env.timeout(interval)
+
+    def class_totals(self) -> dict[str, tuple[int, int, list[float], list[int]]]:
+        """class -> (size, free, per-node utilisation, per-node free bytes)"""
+        totals: dict[str, tuple[int, int, list[float], list[int]]] = {c: (0, 0, [], []) for c in self.classes}
+        for name, capacity in self.latest.items():
+            sim_node = self.world.nodes.get(name)
+            if sim_node is None:
+                continue
+            ratios = self._ratios.get(sim_node.pool.name, {})
+            for stats in capacity.device_classes:
+                size = (
+                    int(stats.size_bytes * ratios[stats.device_class])
+                    if stats.device_class in ratios
+                    else stats.size_bytes
+                )
+                size_sum, free_sum, utils, frees = totals.setdefault(stats.device_class, (0, 0, [], []))
+                utils.append(1.0 - stats.free_bytes / size if size else 1.0)
+                frees.append(stats.free_bytes)
+                totals[stats.device_class] = (size_sum + size, free_sum + stats.free_bytes, utils, frees)
+        return totals
+
+    def typical_request(self, device_class: str) -> int | None:
+        values = self.requested.get(device_class) or []
+        return values[len(values) // 2] if values else None
+
+    def sample(self) -> None:
+        now = float(self.env.now)
+        row: dict[str, Any] = {"t": now}
+        for device_class, (size, free, utils, frees) in self.class_totals().items():
+            typical = self.typical_request(device_class)
+            stranded = sum(f for f in frees if typical is not None and f < typical)
+            utils.sort()
+            row[f"{device_class}.size"] = size
+            row[f"{device_class}.free"] = free
+            row[f"{device_class}.used"] = size - free
+            row[f"{device_class}.utilization"] = round(1.0 - free / size, 6) if size else 0.0
+            row[f"{device_class}.node_p50"] = round(_quantile(utils, 0.5), 6)
+            row[f"{device_class}.node_p90"] = round(_quantile(utils, 0.9), 6)
+            row[f"{device_class}.node_max"] = round(utils[-1], 6) if utils else 0.0
+            row[f"{device_class}.stranded"] = stranded
+            row[f"{device_class}.fragmentation"] = round(stranded / free, 6) if free else 0.0
+        pending = len(self.pending)
+        running = self.running
+        failed = self.settled_failed + sum(1 for r in self.pending.values() if now - r.created > self.slo)
+        row.update(pods_pending=pending, pods_running=running, pods_failed=failed, nodes=len(self.latest))
+        row.update(attempts=self.attempts, failed_attempts=self.failed_attempts)
+        self.series.append(row)
+        if len(self.world.nodes) <= PER_NODE_LIMIT:
+            for name, capacity in self.latest.items():
+                for stats in capacity.device_classes:
+                    self.per_node.append((now, name, stats.device_class, stats.size_bytes, stats.free_bytes))
+
+    def _failed(self, record: PodRecord, now: float) -> bool:
+        """Not bound within the SLO (measured up to ``now``, or to its deletion)."""
+        end = record.bound if record.bound is not None else (record.deleted if record.deleted is not None else now)
+        return end - record.created > self.slo
+
+    # --- the answer ---
+    def summary(self, end: float) -> dict[str, Any]:
+        records = list(self.pods.values())
+        waits = sorted(r.bound - r.created for r in records if r.bound is not None)
+        failed = sum(1 for r in records if self._failed(r, end))
+        judged = sum(1 for r in records if r.bound is not None or r.deleted is not None or end - r.created > self.slo)
+        last = self.series[-1] if self.series else {}
+        capacity: dict[str, Any] = {}
+        for device_class in self.classes:
+            used = [row.get(f"{device_class}.used", 0) for row in self.series]
+            utils = [row.get(f"{device_class}.utilization", 0.0) for row in self.series]
+            capacity[device_class] = {
+                "size_bytes": last.get(f"{device_class}.size", 0),
+                "used_bytes_end": last.get(f"{device_class}.used", 0),
+                "used_bytes_peak": max(used, default=0),
+                "utilization_end": last.get(f"{device_class}.utilization", 0.0),
+                "utilization_peak": max(utils, default=0.0),
+                "stranded_bytes_end": last.get(f"{device_class}.stranded", 0),
+                "fragmentation_end": last.get(f"{device_class}.fragmentation", 0.0),
+                "projected_full_s": self._projection(device_class),
+            }
+        return {
+            "pods": {
+                "created": len(records),
+                "bound": sum(1 for r in records if r.bound is not None),
+                "pending_at_end": sum(1 for r in records if r.bound is None and r.deleted is None),
+                "failed": failed,
+                "judged": judged,
+                "failure_rate": round(failed / judged, 6) if judged else 0.0,
+                "wait_p50_s": round(_quantile(waits, 0.5), 3),
+                "wait_p99_s": round(_quantile(waits, 0.99), 3),
+                "with_storage_failures": sum(1 for r in records if r.storage_failures),
+            },
+            "scheduling": {
+                "attempts": self.attempts,
+                "failed_attempts": self.failed_attempts,
+                "reasons": dict(self.reasons.most_common()),
+            },
+            "capacity": capacity,
+            "time_to_exhaustion_s": self.first_storage_failure,
+        }
+
+    def _projection(self, device_class: str) -> float | None:
+        """When used bytes reach the size at the trend of the run's second half (least squares); None if flat."""
+        rows = self.series[len(self.series) // 2 :]
+        points = [(r["t"], r.get(f"{device_class}.used", 0)) for r in rows]
+        if len(points) < 3:
+            return None
+        ts = [p[0] for p in points]
+        ys = [float(p[1]) for p in points]
+        t_mean, y_mean = statistics.fmean(ts), statistics.fmean(ys)
+        var = sum((t - t_mean) ** 2 for t in ts)
+        if var == 0:
+            return None
+        slope = sum((t - t_mean) * (y - y_mean) for t, y in zip(ts, ys, strict=True)) / var
+        size = rows[-1].get(f"{device_class}.size", 0)
+        if slope <= 0 or not size:
+            return None
+        at = ts[-1] + (size - ys[-1]) / slope
+        return round(at, 1) if math.isfinite(at) else None
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return float(values[min(len(values) - 1, int(q * len(values)))])
+
+
+def describe_bytes(value: float) -> str:
+    return units.text_of_bytes(value)

@@ -1,0 +1,300 @@
+"""kube-scheduler's queue and binding cycle around the decision model of ``simulator.kube_scheduler``.
+
+What kube-scheduler does around each decision, modelled (pkg/scheduler/schedule_one.go, internal/queue):
+- one scheduling cycle at a time, pods in arrival order; a pod that cannot be placed waits among the
+  unschedulable pods until a cluster event (a Node, CSIStorageCapacity, claim or volume change, a pod leaving)
+  moves it back, with per-pod backoff (1 s doubling to 10 s), or until 5 minutes have passed;
+- the chosen node is *assumed* (its resources count for the next pods) and the binding cycle runs on its own:
+  the VolumeBinding plugin's PreBind writes the selected-node annotation on the pod's unbound
+  WaitForFirstConsumer claims and waits (up to 10 minutes) until they are bound; if the provisioner withdraws
+  the annotation (no room) the pod is forgotten and tried again; then the pod is bound to the node.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import simpy
+
+from simulator import engine, kube_scheduler, world
+from topolvm import constants, errors
+from topolvm.core import resources, workloads
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+INITIAL_BACKOFF = 1.0
+MAX_BACKOFF = 10.0
+UNSCHEDULABLE_FLUSH = 300.0  # podMaxInUnschedulablePodsDuration
+BIND_TIMEOUT = 600.0  # VolumeBinding's bindTimeoutSeconds
+PROVISIONING_FAILED = 'running PreBind plugin "VolumeBinding": failed to provision volume'
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One scheduling attempt, as the observer records it."""
+
+    pod: Key
+    time: float
+    node: str | None
+    message: str
+    failures: dict[str, int]
+    tied: tuple[str, ...]
+
+
+class SchedulerDriver:
+    def __init__(
+        self,
+        w: world.World,
+        model: kube_scheduler.KubeScheduler,
+        *,
+        cycle_latency: float,
+        on_attempt: Callable[[Attempt], None],
+        on_bound: Callable[[Key, str], None],
+    ) -> None:
+        self.world = w
+        self.env: simpy.Environment = w.env
+        self.cluster = w.cluster
+        self.model = model
+        self.cycle_latency = cycle_latency
+        self.on_attempt = on_attempt
+        self.on_bound = on_bound
+        self.active: collections.deque[Key] = collections.deque()
+        self._queued: set[Key] = set()
+        self.backoff: dict[Key, float] = {}  # key -> when it may be tried again
+        self.unschedulable: dict[Key, float] = {}  # key -> since when
+        self.attempts: collections.Counter[Key] = collections.Counter()
+        self.placed: dict[Key, str] = {}  # pods the model counts on a node: assumed (binding) or bound
+        self.binding: set[Key] = set()
+        self._wake: simpy.Event | None = None
+        self._move_pending = False
+        self._claim_waiters: dict[Key, list[simpy.Event]] = {}
+        self.cluster.watch(resources.NODE, self._on_node)
+        self.cluster.watch(workloads.POD, self._on_pod)
+        self.cluster.watch(workloads.PVC, self._on_claim)
+        self.cluster.watch(workloads.PV, lambda _e: self._request_move())
+        self.cluster.watch(workloads.CSI_STORAGE_CAPACITY, self._on_capacity)
+        self.env.process(self._loop())
+        self.env.process(self._flush_loop())
+
+    # --- informers ---
+    def _on_node(self, event: resources.Event[resources.Node]) -> None:
+        if event.type is resources.EventType.DELETED:
+            self.model.remove_node(event.object.name)
+        else:
+            self.model.set_node(event.object)
+        self._request_move()
+
+    def _on_pod(self, event: resources.Event[workloads.Pod]) -> None:
+        pod = event.object
+        key = (pod.meta.namespace, pod.meta.name)
+        if event.type is resources.EventType.DELETED:
+            self._forget(key)
+            self._request_move()  # a pod leaving frees resources
+            return
+        if pod.spec.node_name and key not in self.placed:  # bound elsewhere (a cluster taken from a snapshot)
+            self.placed[key] = pod.spec.node_name
+            self.model.add_pod(pod, pod.spec.node_name)
+        elif event.type is resources.EventType.ADDED and not pod.spec.node_name and not pod.meta.deleting:
+            self._enqueue(key)
+
+    def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
+        key = (event.object.meta.namespace, event.object.meta.name)
+        for waiter in self._claim_waiters.pop(key, ()):
+            if not waiter.triggered:
+                waiter.succeed()
+        self._request_move()
+
+    def _on_capacity(self, event: resources.Event[workloads.CSIStorageCapacity]) -> None:
+        c = event.object
+        node = c.node_labels.get(constants.TOPOLOGY_NODE_KEY, "")
+        if event.type is resources.EventType.DELETED:
+            self.model.set_capacity(node, c.storage_class_name, None, None)
+        else:
+            self.model.set_capacity(node, c.storage_class_name, c.capacity_bytes, c.maximum_volume_size)
+        self._request_move()
+
+    # --- the queue ---
+    def _enqueue(self, key: Key) -> None:
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        self.active.append(key)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _forget(self, key: Key) -> None:
+        self.unschedulable.pop(key, None)
+        self.backoff.pop(key, None)
+        self.binding.discard(key)
+        if self.placed.pop(key, None) is not None:
+            self.model.remove_pod(key[0], key[1])
+
+    def _request_move(self) -> None:
+        """Coalesce the cluster events of one instant into one move of the unschedulable pods."""
+        if self._move_pending or not self.unschedulable:
+            return
+        self._move_pending = True
+        engine.later(self.env, 0, self._move_all)
+
+    def _move_all(self) -> None:
+        self._move_pending = False
+        moved = list(self.unschedulable)
+        self.unschedulable.clear()
+        for key in moved:
+            self._retry(key)
+
+    def _retry(self, key: Key) -> None:
+        ready_at = self.backoff.get(key, 0.0)
+        if ready_at <= self.env.now:
+            self.backoff.pop(key, None)
+            self._enqueue(key)
+        else:
+            engine.later(self.env, ready_at - self.env.now, lambda: self._retry_if_waiting(key))
+
+    def _retry_if_waiting(self, key: Key) -> None:
+        if key in self.backoff and key not in self._queued:
+            self.backoff.pop(key, None)
+            self._enqueue(key)
+
+    def _flush_loop(self) -> engine.Process:
+        while True:
+            yield self.env.timeout(30.0)
+            expired = [k for k, since in self.unschedulable.items() if self.env.now - since >= UNSCHEDULABLE_FLUSH]
+            for key in expired:
+                del self.unschedulable[key]
+                self._retry(key)
+
+    def _park(self, key: Key) -> None:
+        self.attempts[key] += 1
+        self.backoff[key] = self.env.now + min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (self.attempts[key] - 1))
+        self.unschedulable[key] = float(self.env.now)
+
+    # --- the scheduling cycle ---
+    def _loop(self) -> engine.Process:
+        while True:
+            if not self.active:
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            key = self.active.popleft()
+            self._queued.discard(key)
+            pod = self.cluster.get(workloads.POD, key[1], namespace=key[0])
+            if pod is None or pod.spec.node_name or pod.meta.deleting or key in self.placed:
+                continue
+            if self.cycle_latency > 0:
+                yield self.env.timeout(self.cycle_latency)
+            self._schedule(key, pod)
+
+    def _schedule(self, key: Key, pod: workloads.Pod) -> None:
+        claims, missing = self._claims(pod)
+        if missing:
+            message = f'persistentvolumeclaim "{missing}" not found'
+            self._failed(key, pod, Attempt(key, float(self.env.now), None, message, {message: 1}, ()))
+            return
+        result = self.model.schedule(pod, claims)
+        attempt = Attempt(
+            key, float(self.env.now), result.node, result.message, dict(result.failures), tuple(result.tied)
+        )
+        if result.node is None:
+            self._failed(key, pod, attempt)
+            return
+        self.on_attempt(attempt)
+        self.model.add_pod(pod, result.node)  # assumed: counted from now on
+        self.placed[key] = result.node
+        self.binding.add(key)
+        self.env.process(self._bind(key, pod, result.node, claims))
+
+    def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt) -> None:
+        self.on_attempt(attempt)
+        self._park(key)
+        status = workloads.PodStatus("Pending", "Unschedulable", attempt.message)
+        if pod.status != status:
+            # changed or gone meanwhile: the next attempt writes it again
+            with contextlib.suppress(errors.Conflict, errors.NotFound):
+                self.cluster.update_status(dataclasses.replace(pod, status=status))
+
+    def _claims(self, pod: workloads.Pod) -> tuple[list[kube_scheduler.ClaimView], str]:
+        views: list[kube_scheduler.ClaimView] = []
+        for name in pod.claim_names():
+            pvc = self.cluster.get(workloads.PVC, name, namespace=pod.meta.namespace)
+            if pvc is None:
+                return [], name
+            sc = self.cluster.get(workloads.STORAGE_CLASS, pvc.spec.storage_class_name or "")
+            bound_node = None
+            if pvc.spec.volume_name:
+                pv = self.cluster.get(workloads.PV, pvc.spec.volume_name)
+                bound_node = pv.spec.node_name if pv is not None else None
+            views.append(
+                kube_scheduler.ClaimView(
+                    name=name,
+                    storage_class=pvc.spec.storage_class_name or "",
+                    request_bytes=pvc.spec.request_bytes,
+                    wait_for_first_consumer=sc is not None and sc.volume_binding_mode == "WaitForFirstConsumer",
+                    bound_node=bound_node,
+                    provisioner_has_capacity_tracking=sc is not None and sc.provisioner == constants.PLUGIN_NAME,
+                )
+            )
+        return views, ""
+
+    # --- the binding cycle ---
+    def _bind(self, key: Key, pod: workloads.Pod, node: str, claims: list[kube_scheduler.ClaimView]) -> engine.Process:
+        ns = key[0]
+        waiting = [c.name for c in claims if c.bound_node is None and c.wait_for_first_consumer]
+        for name in waiting:
+            self._select(ns, name, node)
+        deadline = self.env.now + BIND_TIMEOUT
+        outcome = ""
+        while waiting:
+            pending = []
+            for name in waiting:
+                pvc = self.cluster.get(workloads.PVC, name, namespace=ns)
+                if pvc is None or (not pvc.spec.volume_name and pvc.selected_node != node):
+                    outcome = PROVISIONING_FAILED
+                    break
+                if not pvc.spec.volume_name:
+                    pending.append(name)
+            if outcome or not pending:
+                break
+            if self.env.now >= deadline:
+                outcome = "binding volumes: timed out waiting for the condition"
+                break
+            events = [self._claim_event((ns, name)) for name in pending]
+            yield simpy.AnyOf(self.env, [*events, self.env.timeout(deadline - self.env.now)])
+        if key not in self.binding:
+            return  # the pod was deleted meanwhile
+        if not outcome:
+            try:
+                self.cluster.bind_pod(namespace=ns, name=key[1], node=node)
+            except (errors.Conflict, errors.NotFound) as exc:
+                outcome = f"binding rejected: {exc}"
+        if outcome:
+            self._forget(key)
+            current = self.cluster.get(workloads.POD, key[1], namespace=ns)
+            if current is not None:
+                attempt = Attempt(key, float(self.env.now), None, outcome, {outcome: 1}, ())
+                self._failed(key, current, attempt)
+            return
+        self.binding.discard(key)  # bound: the model keeps counting its requests until the pod goes
+        self.on_bound(key, node)
+
+    def _claim_event(self, key: Key) -> simpy.Event:
+        waiter = self.env.event()
+        self._claim_waiters.setdefault(key, []).append(waiter)
+        return waiter
+
+    def _select(self, namespace: str, name: str, node: str) -> None:
+        for _ in range(5):
+            pvc = self.cluster.get(workloads.PVC, name, namespace=namespace)
+            if pvc is None or pvc.spec.volume_name:
+                return
+            try:
+                meta = pvc.meta.annotated({workloads.SELECTED_NODE_ANNOTATION: node})
+                self.cluster.update(dataclasses.replace(pvc, meta=meta))
+                return
+            except errors.Conflict:
+                continue
