@@ -245,3 +245,65 @@ def test_index_path_equals_item_by_item_path(mode: str) -> None:
         assert fast.reserved == slow.reserved
         assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == reservations
         manual.advance(1)
+
+
+# --- reservations under kube-scheduler's real call sequence ------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [False, True], ids=["nodes", "node-names"])
+def test_a_lone_survivor_of_the_filter_is_reserved(names: bool) -> None:
+    """kube-scheduler does not call prioritize when one node is left, so the filter must reserve it."""
+    ext, _ = make()
+    nodes = [node("big", ssd=5 * GiB), node("small", ssd=GiB)]
+    ok(ext.predicate(args(pod(), nodes)))
+    first = ok(ext.predicate(args(pod("p1", ssd=3 * GiB), nodes, names)))
+    assert (first["NodeNames"] if names else _kept(first)) == ["big"]
+    second = ok(ext.predicate(args(pod("p2", ssd=3 * GiB), nodes, names)))
+    assert second["FailedAndUnresolvableNodes"]["big"] == (
+        scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS
+    )
+
+
+def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
+    """A PVC's selected-node moves the reservation; the pod's binding ends it (the watches' events)."""
+    from topolvm.extender import kube
+
+    ext, _ = make()
+    nodes = [node("n1", ssd=4 * GiB), node("n2", ssd=4 * GiB)]
+    volumes = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}},
+        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    request = pod("uid-1", volumes, ssd=3 * GiB)
+    ok(ext.prioritize(args(request, nodes)))
+    assert ext.service.ledger.node_of("uid-1") == "n1"
+    selected = {kube.SELECTED_NODE_ANNOTATION: "n2"}
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1-scratch",
+                                                            "annotations": selected}})  # fmt: skip
+    assert ext.service.ledger.node_of("uid-1") == "n2"
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+                                                            "annotations": selected}})  # fmt: skip
+    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"},
+                                            "spec": {"nodeName": "n2"}})  # fmt: skip
+    assert not ext.service.ledger
+    for reason in ("rehomed", "bound"):
+        assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
+
+
+def test_pod_watch_events() -> None:
+    from topolvm.extender import kube
+
+    ext, _ = make()
+    nodes = [node("n1", ssd=10 * GiB), node("n2", ssd=10 * GiB)]
+    for uid in ("a", "b", "c"):
+        ok(ext.prioritize(args(pod(uid, ssd=GiB), nodes)))
+    meta = {"namespace": "default"}
+    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-a", "uid": "a"}})
+    # A nomination (preemption, or a PreBind about to wait) says where the pod goes.
+    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {**meta, "name": "p-b", "uid": "b"},
+                                            "status": {"nominatedNodeName": "n2"}})  # fmt: skip
+    # Leaving the Pending selection shows the last Pending state: bound there already.
+    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-c", "uid": "c"},
+                                           "spec": {"nodeName": "n1"}})  # fmt: skip
+    assert {r.pod: r.node for r in ext.service.ledger.reservations()} == {"b": "n2"}

@@ -175,12 +175,12 @@ class Watch:
                         allow_watch_bookmarks=True,
                     )  # fmt: skip
                     for event in stream:
+                        if self._stop.is_set():
+                            return
                         obj: Object = event["raw_object"]
                         version = obj.get("metadata", {}).get("resourceVersion", version)
                         if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                             self._on_event(event["type"], obj)
-                        if self._stop.is_set():
-                            return
             except Exception as exc:
                 if self._stop.is_set():
                     return
