@@ -216,7 +216,7 @@ def test_node_cache_stays_bounded_with_many_distinct_names() -> None:
     for batch in range(100):  # 50,000 distinct node names, 500 per request
         names = [f"node-{batch}-{i}" for i in range(500)]
         svc.nodes_observed(names, [{"capacity.topolvm.io/ssd": "1"}] * 500)
-        peak = max(peak, len(svc.index), svc.cached_annotations())
+        peak = max(peak, *svc.node_cache_sizes().values())
         world.clock.advance(0.1)
     assert peak <= limits.max_nodes
     assert len(svc.index) >= limits.max_nodes * 9 // 10 - 500  # evicts down to 90 %, not to nothing
@@ -227,7 +227,7 @@ def test_node_cache_stays_bounded_with_many_distinct_names() -> None:
         svc.nodes_observed(kept, [{"capacity.topolvm.io/ssd": "1"}] * 500)
         svc.expire()
     assert set(svc.index.nodes()) == set(kept)
-    assert svc.cached_annotations() == 500
+    assert svc.node_cache_sizes() == {"index": 500, "annotations": 500, "recent": 500}
 
 
 def test_watched_node_cache_does_not_age_and_drops_deleted_nodes() -> None:

@@ -283,6 +283,8 @@ class SchedulerService:
     def _evict(self, names: Sequence[str]) -> None:
         for name in names:
             self.node_removed(name)
+            self._fresh.discard(name)
+            self._older.discard(name)
         if names:
             log.debug("node cache: evicted %d nodes, %d left", len(names), len(self.index))
 
@@ -375,9 +377,10 @@ class SchedulerService:
     def tracked_pods(self) -> int:
         return len(self._pods)
 
-    def cached_annotations(self) -> int:
-        """Full-Node requests' remembered annotation dicts (bounded with the node cache)."""
-        return len(self._seen)
+    def node_cache_sizes(self) -> dict[str, int]:
+        """Entries of every per-node structure: the index, the remembered annotations of full-Node requests, and
+        the nodes marked as seen lately (all bounded together)."""
+        return {"index": len(self.index), "annotations": len(self._seen), "recent": len(self._fresh | self._older)}
 
     # --- reservations ---------------------------------------------------------------------------------------
 
