@@ -287,6 +287,12 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"},
                                             "spec": {"nodeName": "n2"}})  # fmt: skip
     assert not ext.service.ledger
+    # A bound claim's selected-node is history, even for a pod still pending here.
+    ok(ext.prioritize(args(pod("uid-2", volumes, ssd=3 * GiB), nodes)))
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+                                                            "annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}},
+                                               "spec": {"volumeName": "pv-1"}})  # fmt: skip
+    assert ext.service.ledger.node_of("uid-2") == "n1"
     for reason in ("rehomed", "bound"):
         assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
 

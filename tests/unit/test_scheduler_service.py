@@ -119,6 +119,8 @@ def test_a_name_listed_twice_is_still_one_node() -> None:
     world = World()
     world.nodes(a=5, b=1)
     assert world.service.filter(pod("p1"), ["a", "b", "a"]).reserved == "a"
+    assert world.service.filter(pod("p2", 9), ["b", "b"]).reserved is None  # one failing node, twice
+    assert world.held() == {"p1": "a"}
 
 
 def test_selected_node_moves_the_reservation_to_where_kube_scheduler_put_the_pod() -> None:
@@ -258,3 +260,23 @@ def test_pods_seen_in_requests_are_forgotten_in_time_and_bounded() -> None:
     world.clock.advance(101)
     svc.expire()
     assert svc.tracked_pods() == 0
+
+
+def test_late_events_do_not_hold_a_provisioned_volume_again() -> None:
+    """After the annotation drop ended the reservation, the claim's later updates (it becomes Bound, still
+    annotated) or the pod's nomination must not take a new one; a new scheduling attempt may."""
+    world = World()
+    svc = world.service
+    world.nodes(n1=10)
+    svc.filter(pod("p1"), ["n1"])
+    svc.claim_selected("default", "data-p1", "n1")
+    world.nodes(n1=7)
+    assert not svc.ledger
+    svc.claim_selected("default", "data-p1", "n1")
+    svc.pod_selected("p1", "n1")
+    assert not svc.ledger
+    assert world.ends == {Reason.PROVISIONED: 1}
+    svc.filter(pod("p1"), ["n1"])  # retried (e.g. PreBind failed): held again, and selected-node works again
+    svc.ledger.release("p1", Reason.RESCHEDULED)
+    svc.claim_selected("default", "data-p1", "n1")
+    assert world.held() == {"p1": "n1"}

@@ -43,8 +43,9 @@ class Meta(TypedDict, total=False):
     annotations: dict[str, str]
 
 
-class PodSpec(TypedDict, total=False):
-    nodeName: str
+class Spec(TypedDict, total=False):
+    nodeName: str  # Pod
+    volumeName: str  # PersistentVolumeClaim
 
 
 class PodStatus(TypedDict, total=False):
@@ -55,7 +56,7 @@ class Object(TypedDict, total=False):
     """The fields of a Node, Pod or PersistentVolumeClaim these watches read."""
 
     metadata: Meta
-    spec: PodSpec
+    spec: Spec
     status: PodStatus
 
 
@@ -107,8 +108,8 @@ def apply_pod(state: holder.Holder, kind: str, pod: Object) -> None:
 
 def apply_claim(state: holder.Holder, kind: str, claim: Object) -> None:
     """One PersistentVolumeClaim watch event: its selected-node tells where kube-scheduler put its pod."""
-    if kind == "DELETED":
-        return
+    if kind == "DELETED" or claim.get("spec", {}).get("volumeName"):
+        return  # a bound claim's volume exists: its selected-node is history
     meta = claim.get("metadata", {})
     node = (meta.get("annotations") or {}).get(SELECTED_NODE_ANNOTATION, "")
     if node:

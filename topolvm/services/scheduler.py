@@ -127,6 +127,7 @@ class SchedulerService:
         self._generation_start = clock.now()
         self._pods: dict[str, tuple[Pod, float]] = {}  # key -> (pod, last seen), oldest first
         self._claims: dict[tuple[str, str], str] = {}  # (namespace, claim) -> pod key
+        self._provisioned: set[str] = set()  # tracked pods whose reservation ended because the volume exists
 
     # --- verbs ----------------------------------------------------------------------------------------------
 
@@ -139,10 +140,10 @@ class SchedulerService:
         failures = node_index.filter_nodes(
             self.index, names, pod.requested, self.ledger, now=now, pod=pod.key
         )  # fmt: skip
-        left = len(names) - len(failures)  # counts a passing name listed twice twice
+        left = len(names) - len(failures)  # >= the nodes that passed; more only when a name is listed twice
         single: str | None = None
         if left == 1:
-            single = next(name for name in names if name not in failures)
+            single = next((name for name in names if name not in failures), None)
         elif 1 < left <= 16 and len(set(names)) != len(names):
             kept = {name for name in names if name not in failures}
             single = kept.pop() if len(kept) == 1 else None
@@ -317,6 +318,8 @@ class SchedulerService:
         tracked = self._pods.get(key)
         if held is not None:
             requested = self.ledger.requests_of(key)
+        elif key in self._provisioned:
+            return  # a late event (e.g. the claim became Bound): the volume already counts in the annotation
         elif tracked is not None:
             requested = dict(tracked[0].requested)
         else:
@@ -337,6 +340,7 @@ class SchedulerService:
         return True
 
     def _track(self, pod: Pod, now: float) -> None:
+        self._provisioned.discard(pod.key)  # scheduled again: a new selected-node may follow
         self._pods.pop(pod.key, None)
         self._pods[pod.key] = (pod, now)
         for claim in pod.claims:
@@ -346,6 +350,7 @@ class SchedulerService:
 
     def _untrack(self, key: str) -> None:
         tracked = self._pods.pop(key, None)
+        self._provisioned.discard(key)
         if tracked is None:
             return
         pod = tracked[0]
@@ -401,6 +406,8 @@ class SchedulerService:
                 self.on_start(reservation, via)
 
     def _ended(self, reservation: scheduling.Reservation, reason: scheduling.EndReason) -> None:
+        if reason is scheduling.EndReason.PROVISIONED and reservation.pod in self._pods:
+            self._provisioned.add(reservation.pod)
         if log.isEnabledFor(logging.DEBUG):
             tracked = self._pods.get(reservation.pod)
             name = f"{tracked[0].namespace}/{tracked[0].name}" if tracked else "?"
