@@ -4,19 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+# Go peers and third-party CRDs the suite needs (ci/peers/build.sh): csi-sanity for the HIL csi-sanity suite,
+# etcd + kube-apiserver for the local control plane, kube-scheduler for the extender end-to-end tests, crds for
+# applying deploy/. Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
+PEERS := csi-sanity etcd kube-apiserver kube-scheduler crds
 
-.PHONY: install system-deps run test lint unit hil bench proto clean
+.PHONY: install system-deps peers run test lint unit hil bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,sim]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: system-deps $(STAMP)
 
 system-deps:
 	scripts/install-system-deps.sh
+
+# Idempotent: a peer already in the cache is not rebuilt (a cold build takes about 15 minutes on 2 cores).
+peers:
+	ci/peers/build.sh $(PEERS)
 
 # The main job on an embedded default. Until the simulator lands: lvmd on a loop-device demo VG (needs root).
 run: install
@@ -29,9 +37,9 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	scripts/gen_proto.sh --check
 
-# Everything CI runs: lint; the suite on both cores; then the hardware-in-the-loop suites, which boot VMs and
-# report each in-VM test as its own result (that needs a single pytest process).
-test: install lint
+# Everything CI runs: lint; the peers; the suite on both cores; then the hardware-in-the-loop suites, which
+# boot VMs and report each in-VM test as its own result (that needs a single pytest process).
+test: install lint peers
 	$(BIN)/pytest -n 2 -m "not hil" $(PYTEST_ARGS)
 	$(BIN)/pytest -p no:xdist -m hil $(PYTEST_ARGS)
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import loopvg
 from topolvm import clock, ports, runtime
-from topolvm.core import model
+from topolvm.core import model, resources
 from topolvm.kube import memory as kube_memory
 from topolvm.lvm import cli as lvm_cli
 from topolvm.lvm import command
@@ -95,9 +95,9 @@ def main() -> int:
                     else:
                         poll_wait(check)
                     samples.append(time.perf_counter() - t)
-            for lv in cluster.list_logical_volumes():
+            for lv in cluster.list_of(resources.LOGICAL_VOLUME):
                 ctl.delete_volume(lv.meta.uid)
-            waiter.wait(lambda: (not cluster.list_logical_volumes()) or None, 60, time.monotonic)
+            waiter.wait(lambda: (not cluster.list_of(resources.LOGICAL_VOLUME)) or None, 60, time.monotonic)
         finally:
             agent.stop()
             waiter.close()

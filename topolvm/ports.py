@@ -8,8 +8,8 @@ tests/contract hold all adapters of a port to the same behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from topolvm.core import model, resources
 
@@ -110,49 +110,49 @@ class Lvmd(Protocol):
         ...
 
 
-EventListener = Callable[[resources.Event], None]
+T = TypeVar("T", bound=resources.Object)
+EventListener = Callable[[resources.Event[T]], None]
 
 
 class Cluster(Protocol):
-    """The Kubernetes API as TopoLVM uses it: LogicalVolume CRs and Nodes, with watches.
+    """The Kubernetes API as TopoLVM uses it, one kind at a time (``topolvm.core.resources``/``workloads``).
 
     Writes carry the object's ``resource_version``; a stale one is Conflict (re-read and retry). An object with
-    finalizers is only marked deleted (``deletion_timestamp``) until its last finalizer is removed.
+    finalizers is only marked deleted (``deletion_timestamp``) until its last finalizer is removed. ``update``
+    writes metadata and spec, ``update_status`` only the status of kinds with a status subresource. Cluster-scoped
+    kinds take ``namespace=""``.
     """
 
-    def get_logical_volume(self, *, name: str) -> resources.LogicalVolume | None: ...
+    def get(self, kind: resources.Kind[T], name: str, *, namespace: str = "") -> T | None: ...
 
-    def list_logical_volumes(self) -> list[resources.LogicalVolume]: ...
-
-    def create_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        """Assigns uid and resource_version; AlreadyExists if the name is taken."""
+    def list_of(
+        self, kind: resources.Kind[T], *, namespace: str | None = None, match: Mapping[str, str] | None = None
+    ) -> list[T]:
+        """Objects of ``kind`` (in ``namespace`` if given) whose index keys include every ``match`` value."""
         ...
 
-    def update_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        """Writes metadata and spec (not status)."""
+    def create(self, obj: T) -> T:
+        """Assigns uid, resource_version and creation_timestamp; AlreadyExists if the name is taken."""
         ...
 
-    def update_logical_volume_status(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        """Writes status only (the status subresource)."""
-        ...
+    def update(self, obj: T) -> T: ...
 
-    def delete_logical_volume(self, *, name: str) -> None:
+    def update_status(self, obj: T) -> T: ...
+
+    def delete(self, kind: resources.Kind[T], name: str, *, namespace: str = "") -> None:
         """NotFound if absent."""
         ...
 
-    def watch_logical_volumes(self, listener: EventListener) -> Subscription:
-        """Replays existing objects as ADDED, then reports every change until closed."""
+    def watch(
+        self, kind: resources.Kind[T], listener: EventListener[T], *, match: Mapping[str, str] | None = None
+    ) -> Subscription:
+        """Replays existing objects (those ``match`` selects) as ADDED, then reports every change until closed.
+        An object that stops matching is reported DELETED to this watch, as the API server does."""
         ...
 
-    def get_node(self, *, name: str) -> resources.Node | None: ...
-
-    def list_nodes(self) -> list[resources.Node]: ...
-
-    def update_node(self, *, node: resources.Node) -> resources.Node:
-        """Writes labels, annotations and finalizers."""
+    def bind_pod(self, *, namespace: str, name: str, node: str) -> None:
+        """The pods/binding subresource: kube-scheduler's last step. Conflict if the pod is bound already."""
         ...
-
-    def watch_nodes(self, listener: EventListener) -> Subscription: ...
 
 
 class Mounter(Protocol):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from topolvm import errors, ports
 from topolvm.core import resources
@@ -22,18 +22,20 @@ T = TypeVar("T")
 
 
 class Reconciler:
-    """Runs ``reconcile(name)`` for every event of a watch (LogicalVolumes unless ``watch`` says otherwise, e.g.
-    ``cluster.watch_nodes``), one name at a time, until stopped."""
+    """Runs ``reconcile(name)`` for every event of a watch on ``kind`` (LogicalVolumes unless told otherwise, e.g.
+    Nodes for node cleanup; ``match`` restricts the watch, e.g. to one node's volumes), one name at a time, until
+    stopped."""
 
     def __init__(
         self,
         cluster: ports.Cluster,
         reconcile: Callable[[str], node.Outcome],
         *,
-        watch: Callable[[ports.EventListener], ports.Subscription] | None = None,
+        kind: resources.Kind[Any] = resources.LOGICAL_VOLUME,
+        match: Mapping[str, str] | None = None,
         max_backoff: float = 30.0,
     ) -> None:
-        self._watch = watch or cluster.watch_logical_volumes
+        self._cluster, self._kind, self._match = cluster, kind, match
         self._reconcile = reconcile
         self._max_backoff = max_backoff
         self._cond = threading.Condition()
@@ -41,12 +43,12 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._timers: set[threading.Timer] = set()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="lv-reconciler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"reconcile-{kind.name}", daemon=True)
         self._subscription: ports.Subscription | None = None
 
     def start(self) -> None:
         self._thread.start()
-        self._subscription = self._watch(self._on_event)
+        self._subscription = self._cluster.watch(self._kind, self._on_event, match=self._match)
 
     def stop(self) -> None:
         if self._subscription is not None:
@@ -63,7 +65,7 @@ class Reconciler:
             self._queue[name] = None
             self._cond.notify()
 
-    def _on_event(self, event: resources.Event) -> None:
+    def _on_event(self, event: resources.Event[Any]) -> None:
         self.enqueue(event.object.name)
 
     def _retry_later(self, name: str) -> None:
@@ -109,12 +111,12 @@ class Waiter:
     def __init__(self, cluster: ports.Cluster) -> None:
         self._cond = threading.Condition()
         self._generation = 0
-        self._subscription = cluster.watch_logical_volumes(self._on_event)
+        self._subscription = cluster.watch(resources.LOGICAL_VOLUME, self._on_event)
 
     def close(self) -> None:
         self._subscription.close()
 
-    def _on_event(self, _event: resources.Event) -> None:
+    def _on_event(self, _event: resources.Event[Any]) -> None:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()

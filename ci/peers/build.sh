@@ -11,6 +11,9 @@
 #   etcd            - storage for the test control plane (tests/support/controlplane.py)
 #   kube-apiserver  - the test control plane's API server
 #   kube-scheduler  - real scheduler, for extender end-to-end tests
+#   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
+#                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
+#                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
 # The control-plane binaries are installed as NAME-VERSION with a NAME symlink, so the bin directory works as
 # KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is not rebuilt. Build
 # times and sizes go to peers-v1/build-times.txt.
@@ -32,6 +35,8 @@ TOPOLVM_VERSION="${TOPOLVM_VERSION:-v0.41.0}"
 CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.4.0}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
+SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches csi-snapshotter in deploy/
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.1}"   # the first of its deploy/crds without Helm templating
 CACHE="${TOPOLVM_CACHE:-$HOME/.cache/topolvm-py}"
 BIN="$CACHE/peers-v1/bin"
 TIMES="$CACHE/peers-v1/build-times.txt"
@@ -41,7 +46,7 @@ command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; 
 export CGO_ENABLED=0   # static binaries, no C toolchain needed on a fresh CI machine
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler)
+ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler crds)
 DEFAULT=(hypertopolvm csi-sanity loadgen)
 if [[ $# -eq 0 ]]; then
     WANT=("${DEFAULT[@]}")
@@ -117,6 +122,28 @@ build_etcd() {
     mv "$BIN/etcd-$ETCD_VERSION.tmp" "$BIN/etcd-$ETCD_VERSION"
     link etcd "$ETCD_VERSION"
     record etcd -- "go.etcd.io/etcd/server/v3@$ETCD_VERSION" $(($(date +%s) - start))
+}
+
+# copy_crds NAME MODULE VERSION DIR GLOB: DIR/GLOB of the module's zip (through the module cache) into
+# peers-v1/crds/NAME-VERSION, and a NAME symlink to it. Only the module is downloaded, nothing is built.
+copy_crds() {
+    local name="$1" module="$2" version="$3" subdir="$4" pattern="$5"
+    local dest="$CACHE/peers-v1/crds/$name-$version"
+    if [[ -d "$dest" ]]; then
+        echo "build.sh: $name CRDs $version present, skipping"
+    else
+        local src
+        src=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        [[ -d "$src/$subdir" ]] || { echo "build.sh: cannot download $module@$version" >&2; return 1; }
+        mkdir -p "$dest.tmp"
+        # The glob is expanded here on purpose: it names the files to copy.
+        # shellcheck disable=SC2086
+        cp "$src/$subdir"/$pattern "$dest.tmp/"
+        chmod -R u+w "$dest.tmp"   # the module cache is read-only
+        mv "$dest.tmp" "$dest"
+        echo "build.sh: $name CRDs $version -> $dest"
+    fi
+    ln -sfn "$name-$version" "$CACHE/peers-v1/crds/$name"
 }
 
 # build_kubernetes CMD...: build k8s.io/kubernetes/cmd/CMD for each CMD not yet present, in one go build.
@@ -198,6 +225,12 @@ if wants loadgen; then
 fi
 if wants etcd; then
     build_etcd
+fi
+if wants crds; then
+    copy_crds external-snapshotter github.com/kubernetes-csi/external-snapshotter/client/v8 \
+        "$SNAPSHOTTER_CLIENT_VERSION" config/crd 'snapshot.storage.k8s.io_*.yaml'
+    copy_crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" deploy/crds \
+        'cert-manager.io_*.yaml'
 fi
 k8s_cmds=()
 for cmd in kube-apiserver kube-scheduler; do

@@ -3,6 +3,8 @@
 ``lvm_world`` yields an ``Lvm`` adapter and an empty VG of two 1 GiB PVs: the in-memory adapter, and real lvm2 on
 loop devices (root; device-mapper cases only where ``TOPOLVM_DM=1``, i.e. in the HIL VM). ``lvmd_world`` yields
 an ``Lvmd``: the service itself (embedded) or a gRPC client talking to it over a unix socket, on either backend.
+``world`` (tests/contract/cluster_world.py) yields a ``Cluster``: in-memory, a real kube-apiserver, and the informer
+cache in front of each.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skip_without_dm
+from tests.contract.cluster_world import world  # noqa: F401 (the Cluster contract's fixture)
 from tests.support import loopvg
 from topolvm import ports
 from topolvm.core import model

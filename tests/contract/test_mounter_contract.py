@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import EXT4_ONLINE_RESIZE_REASON
 from topolvm import errors, ports
 from topolvm.mount import memory, system
 
@@ -117,7 +118,7 @@ def test_online_grow(world: MountWorld, fstype: str) -> None:
         # This host's kernel refuses ext4's online-resize ioctl; the VM's real kernel must not.
         if "Permission denied to resize" in exc.stderr and os.environ.get("TOPOLVM_DM") != "1":
             world.mounter.unmount(target=target)
-            pytest.skip("the host kernel refuses online ext4 resize; runs in the HIL VM")
+            pytest.skip(EXT4_ONLINE_RESIZE_REASON)
         raise
     after = world.mounter.usage(target=target).total_bytes
     assert after > before + 300 * MiB

@@ -18,7 +18,7 @@ import pytest
 
 from topolvm import clock, constants, errors, runtime
 from topolvm.cmd import allinone
-from topolvm.core import model
+from topolvm.core import model, resources
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.lvm import memory as lvm_memory
@@ -91,7 +91,7 @@ def test_one_socket_serves_the_whole_volume_lifecycle(sock_dir: Path) -> None:
             node.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id=vol.volume_id, target_path=target))
             ctrl.DeleteVolume(csi.DeleteVolumeRequest(volume_id=vol.volume_id), timeout=15)
         waiter = runtime.Waiter(driver.cluster)
-        waiter.wait(lambda: not driver.cluster.list_logical_volumes() or None, 10, clock.SystemClock().now)
+        waiter.wait(lambda: not driver.cluster.list_of(resources.LOGICAL_VOLUME) or None, 10, clock.SystemClock().now)
         waiter.close()
         assert lvm.report(vg_names=["vg"]).vgs["vg"].lvs == ()  # the node agent removed the LV
     finally:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from topolvm import clock, constants, runtime, unix_grpc
-from topolvm.core import model
+from topolvm.core import model, resources
 from topolvm.csi import controller as csi_controller
 from topolvm.csi import identity
 from topolvm.csi.proto import csi_pb2 as csi
@@ -120,7 +120,7 @@ def test_create_expand_delete_over_grpc(env: Env) -> None:
     env.ctrl.DeleteVolume(csi.DeleteVolumeRequest(volume_id=vol.volume_id))  # idempotent
     waiter = runtime.Waiter(env.cluster)
     gone = waiter.wait(
-        lambda: env.cluster.get_logical_volume(name="pvc-1") is None or None, 10, clock.SystemClock().now
+        lambda: env.cluster.get(resources.LOGICAL_VOLUME, "pvc-1") is None or None, 10, clock.SystemClock().now
     )
     waiter.close()
     assert gone and env.lvm.report(vg_names=["vg"]).vgs["vg"].lvs == ()
@@ -147,7 +147,7 @@ def test_bad_create_requests(env: Env, kwargs: dict[str, object], code: grpc.Sta
     with pytest.raises(grpc.RpcError) as info:
         create(env, name, size, **kwargs)
     assert info.value.code() is code
-    assert env.cluster.list_logical_volumes() == []
+    assert env.cluster.list_of(resources.LOGICAL_VOLUME) == []
     assert env.lvm.report(vg_names=["vg"]).vgs["vg"].lvs == ()
 
 
@@ -185,7 +185,7 @@ def test_names_are_folded_to_lower_case(env: Env) -> None:
     """Like upstream: the CSI name names a LogicalVolume, which must be lower case (csi-sanity's names are not)."""
     vol = create(env, "Sanity-Create-0A1B2C3D", GiB).volume
     assert create(env, "sanity-create-0a1b2c3d", GiB).volume.volume_id == vol.volume_id
-    lv = env.cluster.get_logical_volume(name="sanity-create-0a1b2c3d")
+    lv = env.cluster.get(resources.LOGICAL_VOLUME, "sanity-create-0a1b2c3d")
     assert lv is not None and lv.meta.uid == vol.volume_id
 
 
@@ -194,7 +194,7 @@ def test_expand_without_capacity_range_is_invalid_and_changes_nothing(env: Env) 
     with pytest.raises(grpc.RpcError) as info:
         env.ctrl.ControllerExpandVolume(csi.ControllerExpandVolumeRequest(volume_id=vol.volume_id), timeout=15)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    lv = env.cluster.get_logical_volume(name="pvc-small")
+    lv = env.cluster.get(resources.LOGICAL_VOLUME, "pvc-small")
     assert lv is not None and lv.spec.size == 400 << 20
 
 

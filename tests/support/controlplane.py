@@ -336,16 +336,23 @@ class ControlPlane:
     # --- objects
 
     def request(
-        self, method: str, path: str, body: object | None = None, *, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: object | None = None,
+        *,
+        token: str | None = None,
+        content_type: str = "application/json",
     ) -> tuple[int, dict[str, Any]]:
         """One API call (stdlib only) as the admin, or as ``token``: ``(status, decoded JSON body)``; HTTP errors
-        are returned, not raised."""
+        are returned, not raised. ``body`` is sent as JSON, labelled ``content_type`` (a PATCH names its kind of
+        patch there, e.g. ``application/apply-patch+yaml`` for server-side apply: JSON is YAML)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {token or self.token}")
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         ctx = ssl.create_default_context(cafile=self.ca_file)
         try:
             with urllib.request.urlopen(req, timeout=30, context=ctx) as response:
@@ -373,7 +380,7 @@ class ControlPlane:
             while True:
                 _, crd = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
                 status = crd.get("status")
-                conditions = status.get("conditions", []) if isinstance(status, dict) else []
+                conditions = (status.get("conditions") or []) if isinstance(status, dict) else []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
                     break
                 if time.monotonic() > deadline:
@@ -438,10 +445,14 @@ else:
         The token is an admin's (group system:masters). Skips with the reason when the binaries are missing, or
         fails with it in CI (CI=true/1/yes). Under pytest-xdist each worker gets its own control plane.
         """
+        with ControlPlane(binaries_or_skip()) as cp:
+            yield cp
+
+    def binaries_or_skip() -> Binaries:
+        """The control plane's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_binaries()
         if isinstance(found, str):
             if in_ci():
                 pytest.fail(f"Kubernetes control plane cannot start in CI: {found}", pytrace=False)
             pytest.skip(f"Kubernetes control plane unavailable: {found}")
-        with ControlPlane(found) as cp:
-            yield cp
+        return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from topolvm import clock, constants
-from topolvm.core import model
+from topolvm.core import model, resources
 from topolvm.kube import memory as kube_memory
 from topolvm.lvm import memory as lvm_memory
 from topolvm.services import cleanup, controller, lvmd, node
@@ -37,7 +37,7 @@ def test_register_node_adds_the_finalizer_once() -> None:
     cluster, _, _ = make_world()
     cleanup.register_node(cluster, "n1")
     cleanup.register_node(cluster, "n1")
-    n = cluster.get_node(name="n1")
+    n = cluster.get(resources.NODE, "n1")
     assert n is not None and n.meta.finalizers == (constants.NODE_FINALIZER,)
 
 
@@ -46,28 +46,26 @@ def test_deleted_node_releases_its_logical_volumes() -> None:
     cleanup.register_node(cluster, "n1")
     provision(cluster, svc, ctl, "pvc-a")
     provision(cluster, svc, ctl, "pvc-b")
-    cr = cluster.get_logical_volume(name="pvc-a")
+    cr = cluster.get(resources.LOGICAL_VOLUME, "pvc-a")
     assert cr is not None and constants.LOGICAL_VOLUME_FINALIZER in cr.meta.finalizers
     janitor = cleanup.NodeCleanup(cluster=cluster)
     assert janitor.reconcile("n1") is node.Outcome.DONE  # not deleted: nothing to do
-    assert len(cluster.list_logical_volumes()) == 2
+    assert len(cluster.list_of(resources.LOGICAL_VOLUME)) == 2
     cluster.remove_node("n1")  # the node is gone for good (its disks with it)
     assert janitor.reconcile("n1") is node.Outcome.DONE
-    assert cluster.list_logical_volumes() == []
-    assert cluster.get_node(name="n1") is None
+    assert cluster.list_of(resources.LOGICAL_VOLUME) == []
+    assert cluster.get(resources.NODE, "n1") is None
 
 
 def test_orphans_are_reported_then_collected_on_request() -> None:
     cluster, svc, ctl = make_world()
     provision(cluster, svc, ctl, "pvc-keep")
     provision(cluster, svc, ctl, "pvc-gone")
-    gone = cluster.get_logical_volume(name="pvc-gone")
+    gone = cluster.get(resources.LOGICAL_VOLUME, "pvc-gone")
     assert gone is not None
     # The CR vanished without the node agent's finalizer running (upstream #1104/#1213).
-    cluster.update_logical_volume(
-        lv=replace(gone, meta=gone.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER))
-    )
-    cluster.delete_logical_volume(name="pvc-gone")
+    cluster.update(replace(gone, meta=gone.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
+    cluster.delete(resources.LOGICAL_VOLUME, "pvc-gone")
     svc.create_lv(name="not-ours", device_class="ssd", size_bytes=GiB)  # no owner tag: never an orphan
     collector = cleanup.OrphanCollector(cluster=cluster, lvmd=svc)
     report = collector.collect(dry_run=True)
@@ -75,7 +73,7 @@ def test_orphans_are_reported_then_collected_on_request() -> None:
     assert len(svc.list_lvs(device_class="ssd")) == 3  # a dry run removes nothing
     collector.collect(dry_run=False)
     names = {lv.name for lv in svc.list_lvs(device_class="ssd")}
-    keep = cluster.get_logical_volume(name="pvc-keep")
+    keep = cluster.get(resources.LOGICAL_VOLUME, "pvc-keep")
     assert keep is not None and names == {keep.meta.uid, "not-ours"}
     assert collector.scan() == []
 
@@ -83,13 +81,13 @@ def test_orphans_are_reported_then_collected_on_request() -> None:
 def test_an_lv_recorded_in_a_restored_crs_status_is_not_an_orphan() -> None:
     cluster, svc, ctl = make_world()
     provision(cluster, svc, ctl, "pvc-restored")
-    cr = cluster.get_logical_volume(name="pvc-restored")
+    cr = cluster.get(resources.LOGICAL_VOLUME, "pvc-restored")
     assert cr is not None
     # Restored from a backup: a new UID, the old volumeID in status (the PV still names that LV).
-    cluster.update_logical_volume(lv=replace(cr, meta=cr.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
-    cluster.delete_logical_volume(name="pvc-restored")
-    restored = cluster.create_logical_volume(lv=replace(cr, meta=replace(cr.meta, uid="", resource_version="")))
-    cluster.update_logical_volume_status(lv=replace(restored, status=cr.status))
+    cluster.update(replace(cr, meta=cr.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
+    cluster.delete(resources.LOGICAL_VOLUME, "pvc-restored")
+    restored = cluster.create(replace(cr, meta=replace(cr.meta, uid="", resource_version="")))
+    cluster.update_status(replace(restored, status=cr.status))
     assert restored.meta.uid != cr.meta.uid
     assert cleanup.OrphanCollector(cluster=cluster, lvmd=svc).scan() == []
     assert ctl.find_by_volume_id(cr.meta.uid) is not None
@@ -100,7 +98,7 @@ def test_capacity_publisher_drops_annotations_of_classes_no_longer_configured() 
     cluster.add_node("n1", annotations={"capacity.topolvm.io/old-class": "999", "unrelated": "x"})
     publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
     publisher(model.NodeCapacity((model.DeviceClassStats("ssd", True, 10, 7),)))
-    n = cluster.get_node(name="n1")
+    n = cluster.get(resources.NODE, "n1")
     assert n is not None and dict(n.meta.annotations) == {
         "capacity.topolvm.io/ssd": "7",
         "capacity.topolvm.io/00default": "7",

@@ -7,7 +7,7 @@ from collections import deque
 import pytest
 
 from topolvm import clock, errors
-from topolvm.core import model
+from topolvm.core import model, resources
 from topolvm.kube import memory as kube_memory
 from topolvm.lvm import memory as lvm_memory
 from topolvm.services import controller, lvmd, node
@@ -31,7 +31,7 @@ class ThinWorld:
         self.lvmd.watch(node.CapacityPublisher(node_name="n1", cluster=self.cluster))
         self.reconciler = node.LogicalVolumeReconciler(node_name="n1", cluster=self.cluster, lvmd=self.lvmd)
         self.queue: deque[str] = deque()
-        self.cluster.watch_logical_volumes(lambda e: self.queue.append(e.object.name))
+        self.cluster.watch(resources.LOGICAL_VOLUME, lambda e: self.queue.append(e.object.name))
         self.ctl = controller.ControllerService(cluster=self.cluster, clock=clock.ManualClock())
 
     def drain(self) -> None:
@@ -90,7 +90,7 @@ def test_snapshot_restore_clone_and_delete() -> None:
     for volume_id in (restored.volume_id, clone.volume_id, vol.volume_id):
         w.ctl.delete_volume(volume_id)
     w.drain()
-    assert w.cluster.list_logical_volumes() == []
+    assert w.cluster.list_of(resources.LOGICAL_VOLUME) == []
     assert [lv.name for lv in w.lvm.report(vg_names=["vg"]).vgs["vg"].lvs] == ["pool"]
 
 
@@ -104,7 +104,7 @@ def test_snapshot_of_a_thick_volume_is_refused_and_cleaned_up() -> None:
     with pytest.raises(errors.InvalidArgument, match="thick"):
         w.ctl.creation_state(pending.cr_name)
     w.drain()
-    assert w.cluster.get_logical_volume(name="snap-thick") is None
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "snap-thick") is None
 
 
 @pytest.mark.parametrize(
@@ -119,4 +119,4 @@ def test_bad_snapshot_requests(name: str, source: str, error: type[Exception]) -
     w = ThinWorld()
     with pytest.raises(error):
         w.ctl.create_snapshot(name=name, source_volume_id=source)
-    assert w.cluster.list_logical_volumes() == []
+    assert w.cluster.list_of(resources.LOGICAL_VOLUME) == []

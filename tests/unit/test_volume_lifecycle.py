@@ -40,7 +40,7 @@ class World:
             svc.watch(node.CapacityPublisher(node_name=name, cluster=self.cluster))
             self.lvms[name], self.lvmds[name] = lvm, svc
             self.reconcilers[name] = node.LogicalVolumeReconciler(node_name=name, cluster=self.cluster, lvmd=svc)
-        self.cluster.watch_logical_volumes(lambda e: self.queue.append(e.object.name))
+        self.cluster.watch(resources.LOGICAL_VOLUME, lambda e: self.queue.append(e.object.name))
         self.controller = controller.ControllerService(cluster=self.cluster, clock=self.clock)
 
     def drain(self) -> int:
@@ -56,7 +56,7 @@ class World:
         return handled
 
     def annotation(self, node_name: str) -> int:
-        n = self.cluster.get_node(name=node_name)
+        n = self.cluster.get(resources.NODE, node_name)
         assert n is not None
         return int(n.meta.annotations[constants.capacity_annotation("ssd")])
 
@@ -76,7 +76,7 @@ def test_create_ready_expand_delete() -> None:
     ready = w.controller.creation_state("pvc-a")
     assert isinstance(ready, controller.Ready)
     assert ready.node_name == "n1" and ready.size == 10 * GiB  # most free capacity wins
-    cr = w.cluster.get_logical_volume(name="pvc-a")
+    cr = w.cluster.get(resources.LOGICAL_VOLUME, "pvc-a")
     assert cr is not None and ready.volume_id == cr.meta.uid
     assert constants.LOGICAL_VOLUME_FINALIZER in cr.meta.finalizers
     lv = w.lvms["n1"].report(vg_names=["vg"]).vgs["vg"].find_lv(ready.volume_id)
@@ -101,7 +101,7 @@ def test_create_ready_expand_delete() -> None:
 
     w.controller.delete_volume(ready.volume_id)
     w.drain()
-    assert w.cluster.get_logical_volume(name="pvc-a") is None
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "pvc-a") is None
     assert w.lvms["n1"].report(vg_names=["vg"]).vgs["vg"].lvs == ()
     assert w.annotation("n1") == 100 * GiB
     w.controller.delete_volume(ready.volume_id)  # idempotent
@@ -120,7 +120,10 @@ def test_topology_and_capacity_errors() -> None:
         )
     with pytest.raises(errors.InsufficientCapacity):
         w.controller.create_volume(controller.VolumeRequest(name="pvc-d", required_bytes=200 * GiB, device_class="ssd"))
-    assert w.cluster.get_logical_volume(name="pvc-c") is None and w.cluster.get_logical_volume(name="pvc-d") is None
+    assert (
+        w.cluster.get(resources.LOGICAL_VOLUME, "pvc-c") is None
+        and w.cluster.get(resources.LOGICAL_VOLUME, "pvc-d") is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,7 +146,7 @@ def test_bad_requests_create_nothing(request_: controller.VolumeRequest, error: 
     w = World({"n1": 10 * GiB})
     with pytest.raises(error):
         w.controller.create_volume(request_)
-    assert w.cluster.list_logical_volumes() == []
+    assert w.cluster.list_of(resources.LOGICAL_VOLUME) == []
 
 
 def test_node_failure_is_recorded_and_returned() -> None:
@@ -158,7 +161,7 @@ def test_node_failure_is_recorded_and_returned() -> None:
     with pytest.raises(errors.Unavailable):
         w.controller.create_volume(controller.VolumeRequest(name="pvc-e", required_bytes=5 * GiB, device_class="ssd"))
     w.drain()
-    assert w.cluster.get_logical_volume(name="pvc-e") is None
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "pvc-e") is None
     w.lvms["n1"].remove_lv(vg="vg", name="intruder")  # the operator cleans up...
     w.lvmds["n1"].refresh()  # ...and lvmd's background refresh notices
     w.controller.create_volume(controller.VolumeRequest(name="pvc-e", required_bytes=5 * GiB, device_class="ssd"))
@@ -169,7 +172,7 @@ def test_node_failure_is_recorded_and_returned() -> None:
 def test_crash_after_lvcreate_is_adopted_not_duplicated() -> None:
     w = World({"n1": 10 * GiB})
     w.controller.create_volume(controller.VolumeRequest(name="pvc-f", required_bytes=GiB, device_class="ssd"))
-    cr = w.cluster.get_logical_volume(name="pvc-f")
+    cr = w.cluster.get(resources.LOGICAL_VOLUME, "pvc-f")
     assert cr is not None
     # The agent created the LV, then died before writing status.
     w.lvmds["n1"].create_lv(name=cr.meta.uid, device_class="ssd", size_bytes=GiB, tags=[node.owner_tag("pvc-f")])
@@ -184,14 +187,14 @@ def test_delete_before_ready_removes_a_half_made_lv() -> None:
     w = World({"n1": 10 * GiB})
     w.controller.create_volume(controller.VolumeRequest(name="pvc-g", required_bytes=GiB, device_class="ssd"))
     w.queue.clear()
-    cr = w.cluster.get_logical_volume(name="pvc-g")
+    cr = w.cluster.get(resources.LOGICAL_VOLUME, "pvc-g")
     assert cr is not None
     w.reconcilers["n1"].reconcile("pvc-g")  # adds the finalizer and creates the LV
-    w.cluster.delete_logical_volume(name="pvc-g")
+    w.cluster.delete(resources.LOGICAL_VOLUME, "pvc-g")
     w.queue.clear()
     w.queue.append("pvc-g")
     w.drain()
-    assert w.cluster.get_logical_volume(name="pvc-g") is None
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "pvc-g") is None
     assert w.lvms["n1"].report(vg_names=["vg"]).vgs["vg"].lvs == ()
 
 
@@ -199,18 +202,18 @@ def test_conflicting_writer_makes_the_reconciler_retry() -> None:
     w = World({"n1": 10 * GiB})
     w.controller.create_volume(controller.VolumeRequest(name="pvc-h", required_bytes=GiB, device_class="ssd"))
     w.queue.clear()
-    real_update = w.cluster.update_logical_volume
+    real_update = w.cluster.update
     calls = {"n": 0}
 
-    def racing_update(*, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+    def racing_update(lv: resources.LogicalVolume) -> resources.LogicalVolume:
         calls["n"] += 1
         if calls["n"] == 1:
-            current = w.cluster.get_logical_volume(name=lv.name)
+            current = w.cluster.get(resources.LOGICAL_VOLUME, lv.name)
             assert current is not None
-            real_update(lv=replace(current, meta=replace(current.meta, labels={"other": "writer"})))
-        return real_update(lv=lv)
+            real_update(replace(current, meta=replace(current.meta, labels={"other": "writer"})))
+        return real_update(lv)
 
-    w.cluster.update_logical_volume = racing_update  # type: ignore[method-assign]
+    w.cluster.update = racing_update  # type: ignore[method-assign, assignment]
     assert w.reconcilers["n1"].reconcile("pvc-h") is node.Outcome.RETRY
     assert w.reconcilers["n1"].reconcile("pvc-h") is node.Outcome.DONE
     assert isinstance(w.controller.creation_state("pvc-h"), controller.Ready)

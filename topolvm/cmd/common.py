@@ -1,4 +1,4 @@
-"""What the Kubernetes-facing commands share: common flags, a Kubernetes client, metrics, and running until
+"""What the Kubernetes-facing commands share: common flags, metrics, and running until
 SIGTERM/SIGINT (``topolvm.process``)."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import kubernetes
 from prometheus_client import start_http_server
 
 from topolvm import process
@@ -18,14 +17,6 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster configuration)")
     p.add_argument("--metrics-address", default="", help="serve Prometheus metrics on HOST:PORT (default: off)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-
-
-def kube_api(kubeconfig: str | None) -> kubernetes.client.ApiClient:
-    if kubeconfig:
-        api: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(config_file=kubeconfig)
-        return api
-    kubernetes.config.load_incluster_config()
-    return kubernetes.client.ApiClient()
 
 
 def serve_metrics(address: str) -> None:

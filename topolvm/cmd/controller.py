@@ -12,11 +12,13 @@ import sys
 
 import grpc
 
-from topolvm import clock, constants, process, runtime, unix_grpc
+from topolvm import clock, constants, errors, process, runtime, unix_grpc
 from topolvm.cmd import common
+from topolvm.core import resources
 from topolvm.csi import controller as csi_controller
 from topolvm.csi import identity
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.kube import cache as kube_cache
 from topolvm.kube import client as kube_client
 from topolvm.services import cleanup, controller
 
@@ -40,12 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     process.setup_logging(args.log_level)
-    api = common.kube_api(args.kubeconfig)
-    cluster = kube_client.KubeCluster(api)
+    api = kube_client.api_client(args.kubeconfig)
+    try:
+        # One LIST and one WATCH each for LogicalVolumes and Nodes; every read below is served from them.
+        cluster = kube_cache.CachedCluster(
+            kube_client.KubeCluster(api), {resources.LOGICAL_VOLUME: None, resources.NODE: None}
+        ).start()
+    except errors.TopoLVMError as exc:
+        log.error("cannot read the Kubernetes API: %s", exc)
+        return 2
     system_clock = clock.SystemClock()
     service = controller.ControllerService(cluster=cluster, clock=system_clock)
     waiter = runtime.Waiter(cluster)
-    janitor = runtime.Reconciler(cluster, cleanup.NodeCleanup(cluster=cluster).reconcile, watch=cluster.watch_nodes)
+    janitor = runtime.Reconciler(cluster, cleanup.NodeCleanup(cluster=cluster).reconcile, kind=resources.NODE)
     janitor.start()
 
     def register(server: grpc.Server) -> None:
@@ -62,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     server.stop(5).wait()
     janitor.stop()
     waiter.close()
+    cluster.close()
     api.close()
     return 0
 

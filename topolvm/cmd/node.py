@@ -17,10 +17,11 @@ import grpc
 
 from topolvm import constants, errors, metrics, ports, process, runtime, unix_grpc
 from topolvm.cmd import common
-from topolvm.core import quantity
+from topolvm.core import quantity, resources
 from topolvm.csi import identity
 from topolvm.csi import node as csi_node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.kube import cache as kube_cache
 from topolvm.kube import client as kube_client
 from topolvm.lvmd import cli as lvmd_cli
 from topolvm.lvmd import client as lvmd_client
@@ -120,15 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     except errors.TopoLVMError as exc:
         log.error("cannot reach lvmd: %s", exc)
         return 2
-    api = common.kube_api(args.kubeconfig)
-    cluster = kube_client.KubeCluster(api)
-    cleanup.register_node(cluster, args.node_name)
+    api = kube_client.api_client(args.kubeconfig)
+    try:
+        # This node's LogicalVolumes only (a field selector on spec.nodeName): one LIST and one WATCH.
+        cluster = kube_cache.CachedCluster(
+            kube_client.KubeCluster(api), {resources.LOGICAL_VOLUME: {resources.BY_NODE: args.node_name}}
+        ).start()
+        cleanup.register_node(cluster, args.node_name)
+    except errors.TopoLVMError as exc:
+        log.error("cannot register node %s with the Kubernetes API: %s", args.node_name, exc)
+        return 2
     subscriptions = [
         lvmd_api.watch(node.CapacityPublisher(node_name=args.node_name, cluster=cluster)),
         lvmd_api.watch(metrics.CapacityMetrics(args.node_name)),
     ]
     reconciler = node.LogicalVolumeReconciler(node_name=args.node_name, cluster=cluster, lvmd=lvmd_api)
-    agent = runtime.Reconciler(cluster, reconciler.reconcile)
+    agent = runtime.Reconciler(cluster, reconciler.reconcile, match={resources.BY_NODE: args.node_name})
     agent.start()
     prefixes = tuple(p if p.endswith("/") else p + "/" for p in args.allowed_target_prefixes or ("/var/lib/kubelet/",))
     default_cap, caps = ephemeral_caps(args.ephemeral_max)
@@ -161,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     agent.stop()
     for sub in subscriptions:
         sub.close()
+    cluster.close()
     api.close()
     return 0
 

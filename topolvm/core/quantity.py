@@ -1,6 +1,6 @@
-"""Kubernetes resource.Quantity strings ("1Gi", "500M", "1.5e3", "100m") to whole bytes, rounded up like Go's
-``Quantity.Value()``. Used by the webhook (PVC storage requests) and the node service (inline ephemeral
-volume sizes)."""
+"""Kubernetes resource.Quantity strings ("1Gi", "500M", "1.5e3", "100m") to whole units (bytes), rounded up like
+Go's ``Quantity.Value()``, or to thousandths like ``MilliValue()`` (CPU). Used wherever a quantity is read: the
+webhook, the node service (inline ephemeral volume sizes), the Kubernetes codecs."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ MAX_EXPONENT = 64
 
 def to_bytes(text: str) -> int:
     """Bytes a quantity stands for, rounded up; raises InvalidArgument for anything else, negatives included."""
+    return _whole(_value(text), text)
+
+
+def to_milli(text: str) -> int:
+    """Thousandths of a quantity, rounded up ("1500m" and "1.5" -> 1500): how CPU amounts are compared."""
+    return _whole(_value(text) * 1000, text)
+
+
+def _value(text: str) -> Fraction:
     match = _PATTERN.fullmatch(text) if len(text) <= MAX_TEXT else None
     if match is None:
         raise errors.InvalidArgument(f"not a quantity: {text[:MAX_TEXT]!r}")
@@ -37,6 +46,10 @@ def to_bytes(text: str) -> int:
         value *= Fraction(10) ** power
     if value < 0:
         raise errors.InvalidArgument(f"quantity must not be negative: {text!r}")
+    return value
+
+
+def _whole(value: Fraction, text: str) -> int:
     whole = -(-value.numerator // value.denominator)
     if whole > (1 << 63) - 1:
         raise errors.InvalidArgument(f"quantity out of range: {text!r}")

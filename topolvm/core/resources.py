@@ -1,14 +1,24 @@
-"""Kubernetes objects TopoLVM reads and writes, as frozen values: LogicalVolume CRs and Nodes.
+"""Kubernetes objects TopoLVM reads and writes, as frozen values, and the ``Kind`` that names each of them.
 
-Shapes follow upstream's ``logicalvolumes.topolvm.io/v1`` (docs/compat.md). Adapters convert to and from the
-wire (the kubernetes client, the in-memory cluster, the simulator); services decide on these values only.
+Shapes follow the API (upstream's ``logicalvolumes.topolvm.io/v1`` for the CRD, docs/compat.md), reduced to the
+fields TopoLVM, the scheduler model and the provisioner model use. Adapters convert to and from the wire (the
+kubernetes client, the in-memory cluster, the simulator); services decide on these values only. Workload kinds
+(Pods, PVCs, PVs, StorageClasses, CSIStorageCapacities) live in ``topolvm.core.workloads``.
+
+Quantities are integers: bytes for storage and memory, millicores for ``cpu``, counts otherwise.
+
+Each kind declares *indexes*: named functions from an object to the keys it is found under. ``Cluster.list_of``
+takes ``match={index: key}`` and every adapter answers it alike — the in-memory cluster and the informer cache
+from these functions, the real API server through a field selector where the index is also a selectable field.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 from topolvm import errors
 
@@ -16,6 +26,7 @@ from topolvm import errors
 @dataclass(frozen=True)
 class Meta:
     name: str
+    namespace: str = ""
     uid: str = ""
     resource_version: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -23,6 +34,8 @@ class Meta:
     finalizers: tuple[str, ...] = ()
     deletion_timestamp: str | None = None
     creation_timestamp: str | None = None  # RFC 3339, set by the API server
+    # The adapter's copy of the object as the server sent it, so a write keeps the fields this model leaves out.
+    wire: Any = field(default=None, compare=False, repr=False)
 
     @property
     def deleting(self) -> bool:
@@ -35,6 +48,73 @@ class Meta:
 
     def without_finalizer(self, finalizer: str) -> Meta:
         return replace(self, finalizers=tuple(f for f in self.finalizers if f != finalizer))
+
+    def annotated(self, changes: Mapping[str, str | None]) -> Meta:
+        """A copy with these annotations set (``None`` removes one)."""
+        annotations = dict(self.annotations)
+        for key, value in changes.items():
+            if value is None:
+                annotations.pop(key, None)
+            else:
+                annotations[key] = value
+        return replace(self, annotations=annotations)
+
+
+class Object:
+    """What every kind has: ``meta``, and a name. Concrete kinds are frozen dataclasses deriving from this."""
+
+    meta: Meta
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def namespace(self) -> str:
+        return self.meta.namespace
+
+
+T = TypeVar("T", bound=Object)
+Index = Callable[[Any], tuple[str, ...]]
+_KINDS: dict[type[Object], Kind[Any]] = {}
+
+
+@dataclass(frozen=True, eq=False)
+class Kind(Generic[T]):
+    """One API kind: its name, its Python type, whether it is namespaced and has a status subresource, and its
+    indexes (the real-API adapter knows which of them the server can answer as field selectors)."""
+
+    name: str
+    type: type[T]
+    namespaced: bool = False
+    status: bool = False
+    indexes: Mapping[str, Index] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _KINDS[self.type] = self
+
+    def __repr__(self) -> str:
+        return f"Kind({self.name})"
+
+    def keys(self, obj: T, index: str) -> tuple[str, ...]:
+        try:
+            return self.indexes[index](obj)
+        except KeyError:
+            raise errors.InvalidArgument(f"{self.name} has no index {index!r}") from None
+
+
+def kind_of(obj: T) -> Kind[T]:
+    try:
+        return _KINDS[type(obj)]
+    except KeyError:
+        raise errors.InvalidArgument(f"{type(obj).__name__} is not a Kubernetes kind") from None
+
+
+def key(namespace: str, name: str) -> tuple[str, str]:
+    return (namespace, name)
+
+
+# --- LogicalVolume (topolvm.io/v1) ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -57,23 +137,78 @@ class LogicalVolumeStatus:
 
 
 @dataclass(frozen=True)
-class LogicalVolume:
+class LogicalVolume(Object):
     meta: Meta
     spec: LogicalVolumeSpec
     status: LogicalVolumeStatus = LogicalVolumeStatus()
 
     @property
-    def name(self) -> str:
-        return self.meta.name
+    def volume_ids(self) -> tuple[str, ...]:
+        """Names its LV may have: the CR's UID, and the recorded volumeID (a CR restored from a backup gets a new
+        UID but keeps its volumeID)."""
+        if self.status.volume_id and self.status.volume_id != self.meta.uid:
+            return (self.meta.uid, self.status.volume_id)
+        return (self.meta.uid,) if self.meta.uid else ()
+
+
+# Index names shared by kinds: "node" (the node an object is bound to) and the kind-specific ones below.
+BY_NODE = "node"
+BY_VOLUME_ID = "volumeID"
+
+LOGICAL_VOLUME: Kind[LogicalVolume] = Kind(
+    "LogicalVolume",
+    LogicalVolume,
+    status=True,
+    indexes={BY_NODE: lambda lv: (lv.spec.node_name,), BY_VOLUME_ID: lambda lv: lv.volume_ids},
+)
+
+
+# --- Node, Namespace (core/v1) -----------------------------------------------------------------------------------
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
 
 
 @dataclass(frozen=True)
-class Node:
+class Taint:
+    key: str
+    effect: TaintEffect
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    allocatable: Mapping[str, int] = field(default_factory=dict)  # cpu in millicores, memory bytes, pods
+
+
+@dataclass(frozen=True)
+class Node(Object):
+    meta: Meta
+    spec: NodeSpec = NodeSpec()
+    status: NodeStatus = NodeStatus()
+
+
+NODE: Kind[Node] = Kind("Node", Node, status=True)
+
+
+@dataclass(frozen=True)
+class Namespace(Object):
     meta: Meta
 
-    @property
-    def name(self) -> str:
-        return self.meta.name
+
+NAMESPACE: Kind[Namespace] = Kind("Namespace", Namespace)
+
+
+# --- watch events -------------------------------------------------------------------------------------------------
 
 
 class EventType(enum.StrEnum):
@@ -83,6 +218,11 @@ class EventType(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(Generic[T]):
     type: EventType
-    object: LogicalVolume | Node
+    object: T
+
+
+def with_status(obj: T, status: object) -> T:
+    """A copy of ``obj`` with ``status`` replaced (kinds with a status subresource)."""
+    return dataclasses.replace(obj, status=status)  # type: ignore[type-var]

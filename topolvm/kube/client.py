@@ -1,38 +1,53 @@
-"""``KubeCluster``: the ``Cluster`` port on a real Kubernetes API server (the official kubernetes client).
+"""``KubeCluster``: the ``Cluster`` port on a real Kubernetes API server, and the one kubeconfig loader.
 
-LogicalVolumes go through the custom-objects API (the status subresource for status), Nodes through JSON merge
-patches that carry ``metadata.resourceVersion`` (so a stale write is a 409 Conflict, never a lost update, and
-nothing but metadata is ever written to a Node). Watches list, then watch from the list's resourceVersion on a
-thread, re-listing after a 410 Gone. Bodies are handled as JSON dicts (``_preload_content=False``): one
-conversion to ``topolvm.core.resources`` and back, here, for every object.
+One REST path for every kind (``topolvm.kube.codec`` knows where each lives and how to read and write it), over
+the official client's configured connection pool (authentication, TLS, proxies). Writes are PUTs of the object as
+last read with this project's fields overlaid, carrying ``metadata.resourceVersion``, so a stale write is a 409
+Conflict, never a lost update, and fields the model does not know survive. Watches list first, in the caller's
+thread (so ``watch`` returns with the current objects replayed, like the in-memory cluster), then follow from the
+list's resourceVersion on a daemon thread; after a 410 Gone they list again and report objects that vanished
+meanwhile as DELETED. Indexes the server knows are sent as field selectors; others are filtered here.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+import kubernetes
+import urllib3
+from kubernetes import client
 
-from topolvm import constants, errors, ports
-from topolvm.core import quantity, resources
+from topolvm import errors, ports
+from topolvm.core import resources, workloads
+from topolvm.kube import codec, store
 
 log = logging.getLogger(__name__)
 
-_CR = (constants.LOGICAL_VOLUME_GROUP, constants.LOGICAL_VOLUME_VERSION, constants.LOGICAL_VOLUME_PLURAL)
 JsonDict = dict[str, Any]
+WATCH_SECONDS = 60  # the server ends each watch after this; we resume from the last resourceVersion
 
 
-def _error(exc: ApiException, what: str) -> errors.TopoLVMError:
-    reason = exc.reason or ""
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        reason = json.loads(exc.body or "{}").get("message", reason)
-    status = exc.status or 0
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """The one kubeconfig loader: the given file, else the in-cluster service account."""
+    if kubeconfig:
+        api: client.ApiClient = kubernetes.config.new_client_from_config(config_file=kubeconfig)
+        return api
+    kubernetes.config.load_incluster_config()
+    return client.ApiClient()
+
+
+def _error(status: int, body: bytes, what: str) -> errors.TopoLVMError:
+    reason = ""
+    with contextlib.suppress(ValueError, AttributeError):
+        reason = json.loads(body or b"{}").get("message", "")
+    reason = reason or body[:200].decode(errors="replace")
     if status == 404:
         return errors.NotFound(f"{what} not found")
     if status == 409:
@@ -48,251 +63,263 @@ def _error(exc: ApiException, what: str) -> errors.TopoLVMError:
     return errors.Unavailable(f"{what}: API server answered {status}: {reason}")
 
 
-def _json(response: Any) -> JsonDict:
-    data: JsonDict = json.loads(response.data)
-    return data
+def _what(kind: resources.Kind[Any], name: str, namespace: str) -> str:
+    return f"{kind.name} {namespace}/{name}" if namespace else f"{kind.name} {name!r}"
 
 
-def _meta_from(raw: Mapping[str, Any]) -> resources.Meta:
-    md = raw.get("metadata", {})
-    return resources.Meta(
-        name=md.get("name", ""),
-        uid=md.get("uid", ""),
-        resource_version=md.get("resourceVersion", ""),
-        labels=dict(md.get("labels") or {}),
-        annotations=dict(md.get("annotations") or {}),
-        finalizers=tuple(md.get("finalizers") or ()),
-        deletion_timestamp=md.get("deletionTimestamp"),
-        creation_timestamp=md.get("creationTimestamp"),
-    )
+class KubeCluster:
+    def __init__(self, api: client.ApiClient, *, timeout: float = 30.0) -> None:
+        self._api = api
+        self._timeout = timeout
+        self.requests: collections.Counter[str] = collections.Counter()  # "VERB Kind" -> count, for benchmarks
 
+    # --- plumbing ---
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: JsonDict | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        stream: bool = False,
+    ) -> Any:
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        _method, url, headers, data, _post = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.rest_client.request(
+                method, url, headers=headers, body=data, _request_timeout=timeout or self._timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.Unavailable(f"API server unreachable: {exc}") from None
+        return response.response if stream else response
 
-def _size(value: Any) -> int:
-    return value if isinstance(value, int) else quantity.to_bytes(str(value))
+    def _json(self, method: str, path: str, what: str, **kwargs: Any) -> JsonDict:
+        response = self._call(method, path, **kwargs)
+        data: bytes = response.read()
+        if not 200 <= response.status <= 299:
+            raise _error(response.status, data, what)
+        result: JsonDict = json.loads(data)
+        return result
 
+    def _path(self, kind: resources.Kind[Any], name: str, namespace: str, sub: str = "") -> str:
+        path = codec.codec(kind).route.collection(namespace) + "/" + urllib.parse.quote(name, safe="")
+        return path + "/" + sub if sub else path
 
-def lv_from_json(raw: Mapping[str, Any]) -> resources.LogicalVolume:
-    spec = raw.get("spec", {})
-    status = raw.get("status") or {}
-    current = status.get("currentSize")
-    return resources.LogicalVolume(
-        meta=_meta_from(raw),
-        spec=resources.LogicalVolumeSpec(
-            name=spec.get("name", ""),
-            node_name=spec.get("nodeName", ""),
-            size=_size(spec.get("size", 0)),
-            device_class=spec.get("deviceClass", ""),
-            lvcreate_option_class=spec.get("lvcreateOptionClass", ""),
-            source=spec.get("source", ""),
-            access_type=spec.get("accessType", ""),
-        ),
-        status=resources.LogicalVolumeStatus(
-            volume_id=status.get("volumeID", ""),
-            code=int(status.get("code", 0)),
-            message=status.get("message", ""),
-            current_size=_size(current) if current is not None else None,
-        ),
-    )
+    def _selectors(self, kind: resources.Kind[Any], match: Mapping[str, str] | None) -> tuple[str, dict[str, str]]:
+        """(field selector for the server, the rest of ``match`` to filter here)."""
+        if not match:
+            return "", {}
+        server = codec.codec(kind).field_selectors or {}
+        fields, local = [], {}
+        for index, value in match.items():
+            if index not in kind.indexes:
+                raise errors.InvalidArgument(f"{kind.name} has no index {index!r}")
+            if index in server:
+                fields.append(f"{server[index]}={value}")
+            else:
+                local[index] = value
+        return ",".join(fields), local
 
+    # --- the port ---
+    def get(self, kind: resources.Kind[Any], name: str, *, namespace: str = "") -> Any:
+        self.requests[f"GET {kind.name}"] += 1
+        try:
+            return codec.codec(kind).decode(
+                self._json("GET", self._path(kind, name, namespace), _what(kind, name, namespace))
+            )
+        except errors.NotFound:
+            return None
 
-def lv_to_json(lv: resources.LogicalVolume) -> JsonDict:
-    meta: JsonDict = {
-        "name": lv.meta.name,
-        "labels": dict(lv.meta.labels),
-        "annotations": dict(lv.meta.annotations),
-        "finalizers": list(lv.meta.finalizers),
-    }
-    if lv.meta.resource_version:
-        meta["resourceVersion"] = lv.meta.resource_version
-    spec: JsonDict = {"name": lv.spec.name, "nodeName": lv.spec.node_name, "size": str(lv.spec.size)}
-    for key, value in (
-        ("deviceClass", lv.spec.device_class),
-        ("lvcreateOptionClass", lv.spec.lvcreate_option_class),
-        ("source", lv.spec.source),
-        ("accessType", lv.spec.access_type),
-    ):
-        if value:
-            spec[key] = value
-    status: JsonDict = {"code": lv.status.code}
-    if lv.status.volume_id:
-        status["volumeID"] = lv.status.volume_id
-    if lv.status.message:
-        status["message"] = lv.status.message
-    if lv.status.current_size is not None:
-        status["currentSize"] = str(lv.status.current_size)
-    return {
-        "apiVersion": f"{_CR[0]}/{_CR[1]}",
-        "kind": constants.LOGICAL_VOLUME_KIND,
-        "metadata": meta,
-        "spec": spec,
-        "status": status,
-    }
+    def list_of(
+        self, kind: resources.Kind[Any], *, namespace: str | None = None, match: Mapping[str, str] | None = None
+    ) -> list[Any]:
+        items, _version = self._list(kind, namespace or "", match)
+        return items
 
+    def _list(
+        self, kind: resources.Kind[Any], namespace: str, match: Mapping[str, str] | None
+    ) -> tuple[list[Any], str]:
+        self.requests[f"LIST {kind.name}"] += 1
+        fields, local = self._selectors(kind, match)
+        query = [("fieldSelector", fields)] if fields else []
+        listed = self._json("GET", codec.codec(kind).route.collection(namespace), f"{kind.name} list", query=query)
+        decode = codec.codec(kind).decode
+        items = [decode(item) for item in listed.get("items") or ()]
+        if local:
+            items = [o for o in items if all(v in kind.keys(o, k) for k, v in local.items())]
+        return items, listed.get("metadata", {}).get("resourceVersion", "")
 
-def node_from_json(raw: Mapping[str, Any]) -> resources.Node:
-    return resources.Node(_meta_from(raw))
+    def create(self, obj: Any) -> Any:
+        kind = resources.kind_of(obj)
+        store.check_scope(kind, obj.meta)
+        c = codec.codec(kind)
+        body = c.encode(obj)
+        body["metadata"].pop("resourceVersion", None)
+        body.pop("status", None)  # written through the status subresource only
+        self.requests[f"CREATE {kind.name}"] += 1
+        path = c.route.collection(obj.meta.namespace)
+        return c.decode(self._json("POST", path, _what(kind, obj.meta.name, obj.meta.namespace), body=body))
+
+    def update(self, obj: Any) -> Any:
+        kind = resources.kind_of(obj)
+        c = codec.codec(kind)
+        self.requests[f"UPDATE {kind.name}"] += 1
+        path = self._path(kind, obj.meta.name, obj.meta.namespace)
+        return c.decode(self._json("PUT", path, _what(kind, obj.meta.name, obj.meta.namespace), body=c.encode(obj)))
+
+    def update_status(self, obj: Any) -> Any:
+        kind = resources.kind_of(obj)
+        c = codec.codec(kind)
+        if c.encode_status is None or not kind.status:
+            raise errors.InvalidArgument(f"{kind.name} has no status subresource")
+        self.requests[f"UPDATE {kind.name}/status"] += 1
+        path = self._path(kind, obj.meta.name, obj.meta.namespace, "status")
+        what = _what(kind, obj.meta.name, obj.meta.namespace) + " status"
+        return c.decode(self._json("PUT", path, what, body=c.encode_status(obj)))
+
+    def delete(self, kind: resources.Kind[Any], name: str, *, namespace: str = "") -> None:
+        self.requests[f"DELETE {kind.name}"] += 1
+        self._json("DELETE", self._path(kind, name, namespace), _what(kind, name, namespace))
+
+    def watch(
+        self, kind: resources.Kind[Any], listener: ports.EventListener[Any], *, match: Mapping[str, str] | None = None
+    ) -> ports.Subscription:
+        return _Watch(self, kind, listener, match)
+
+    def bind_pod(self, *, namespace: str, name: str, node: str) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        self.requests["CREATE Pod/binding"] += 1
+        self._json(
+            "POST", self._path(workloads.POD, name, namespace, "binding"), f"Pod {namespace}/{name} binding", body=body
+        )
 
 
 class _Watch:
-    """List, then watch from the list's resourceVersion, on a daemon thread, until closed."""
+    """List (now, in the caller's thread), then watch from the list's resourceVersion on a daemon thread."""
 
     def __init__(
         self,
-        list_fn: Callable[..., Any],
-        list_kwargs: Mapping[str, Any],
-        convert: Callable[[Mapping[str, Any]], resources.LogicalVolume | resources.Node],
-        listener: ports.EventListener,
+        cluster: KubeCluster,
+        kind: resources.Kind[Any],
+        listener: ports.EventListener[Any],
+        match: Mapping[str, str] | None,
     ) -> None:
-        self._list_fn, self._kwargs, self._convert, self._listener = list_fn, dict(list_kwargs), convert, listener
+        self._cluster, self._kind, self._listener = cluster, kind, listener
+        self._match = dict(match or {})
+        self._fields, self._local = cluster._selectors(kind, match)
+        self._known: dict[tuple[str, str], Any] = {}
         self._stop = threading.Event()
-        self._watch: watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name="kube-watch", daemon=True)
+        self._response: Any = None
+        version = self._relist()  # raises Unavailable if the server cannot be read: the caller decides
+        self._thread = threading.Thread(target=self._run, args=(version,), name=f"watch-{kind.name}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.shutdown() if hasattr(response, "shutdown") else response.close()
 
-    def _emit(self, kind: str, raw: Mapping[str, Any]) -> None:
+    def _selected(self, obj: Any) -> bool:
+        return all(v in self._kind.keys(obj, k) for k, v in self._local.items())
+
+    def _emit(self, kind: resources.EventType, obj: Any) -> None:
+        key = (obj.meta.namespace, obj.meta.name)
+        if kind is resources.EventType.DELETED:
+            if self._known.pop(key, None) is None:
+                return  # never reported to this watch
+        elif not self._selected(obj):
+            if self._known.pop(key, None) is None:
+                return
+            kind = resources.EventType.DELETED  # stopped matching
+        else:
+            if key not in self._known and kind is resources.EventType.MODIFIED:
+                kind = resources.EventType.ADDED
+            self._known[key] = obj
         try:
-            self._listener(resources.Event(resources.EventType(kind), self._convert(raw)))
+            self._listener(resources.Event(kind, obj))
         except Exception:
-            log.exception("watch listener failed")
+            log.exception("%s watch listener failed", self._kind.name)
 
-    def _run(self) -> None:
+    def _relist(self) -> str:
+        items, version = self._cluster._list(self._kind, "", self._match)
+        present = {(o.meta.namespace, o.meta.name) for o in items}
+        for key, gone in list(self._known.items()):
+            if key not in present:
+                self._emit(resources.EventType.DELETED, gone)  # deleted while we were not watching
+        for obj in items:
+            old = self._known.get((obj.meta.namespace, obj.meta.name))
+            if old is None:
+                self._emit(resources.EventType.ADDED, obj)
+            elif old.meta.resource_version != obj.meta.resource_version:
+                self._emit(resources.EventType.MODIFIED, obj)
+        return version
+
+    def _run(self, version: str) -> None:
         delay = 0.2
-        version: str | None = None
         while not self._stop.is_set():
             try:
-                if version is None:
-                    listed = _json(self._list_fn(**self._kwargs, _preload_content=False))
-                    for item in listed.get("items", []):
-                        self._emit("ADDED", item)
-                    version = listed["metadata"]["resourceVersion"]
-                self._watch = watch.Watch()
-                for event in self._watch.stream(
-                    self._list_fn, **self._kwargs, resource_version=version, timeout_seconds=60,
-                    allow_watch_bookmarks=True,
-                ):  # fmt: skip
-                    if self._stop.is_set():
-                        return
-                    raw = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        if raw.get("code") == 410:
-                            version = None  # too old: list again
-                        break
-                    version = raw.get("metadata", {}).get("resourceVersion", version)
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        self._emit(event["type"], raw)
+                version = self._follow(version or self._relist())
                 delay = 0.2
-            except ApiException as exc:
-                if exc.status == 410:
-                    version = None
-                    continue
-                log.warning("watch failed (%s); retrying in %.1fs", _error(exc, "watch"), delay)
+                continue
             except Exception as exc:
-                log.warning("watch failed (%s); retrying in %.1fs", exc, delay)
+                if self._stop.is_set():
+                    return
+                log.warning("%s watch failed (%s); retrying in %.1fs", self._kind.name, exc, delay)
             if self._stop.wait(delay):
                 return
             delay = min(delay * 2, 10.0)
 
+    def _follow(self, version: str) -> str:
+        """One watch request from ``version``; returns where to resume ("" to list again after a 410 Gone)."""
+        query = [
+            ("watch", "1"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(WATCH_SECONDS)),
+        ]
+        if self._fields:
+            query.append(("fieldSelector", self._fields))
+        self._cluster.requests[f"WATCH {self._kind.name}"] += 1
+        path = codec.codec(self._kind).route.collection("")
+        response = self._cluster._call("GET", path, query=query, timeout=(10, WATCH_SECONDS + 30), stream=True)
+        self._response = response
+        if response.status == 410:
+            return ""
+        if response.status != 200:
+            raise _error(response.status, response.read(), f"{self._kind.name} watch")
+        decode = codec.codec(self._kind).decode
+        for event in _lines(response):
+            if self._stop.is_set():
+                break
+            raw = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                return "" if raw.get("code") == 410 else version  # 410: too old, list again
+            version = (raw.get("metadata") or {}).get("resourceVersion", version)
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                self._emit(resources.EventType(event["type"]), decode(raw))
+        return version
 
-class KubeCluster:
-    def __init__(self, api: client.ApiClient) -> None:
-        self._custom = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
 
-    # --- LogicalVolumes ---
-    def get_logical_volume(self, *, name: str) -> resources.LogicalVolume | None:
-        try:
-            return lv_from_json(_json(self._custom.get_cluster_custom_object(*_CR, name, _preload_content=False)))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _error(exc, f"LogicalVolume {name!r}") from None
-
-    def list_logical_volumes(self) -> list[resources.LogicalVolume]:
-        try:
-            listed = _json(self._custom.list_cluster_custom_object(*_CR, _preload_content=False))
-        except ApiException as exc:
-            raise _error(exc, "LogicalVolumes") from None
-        return [lv_from_json(item) for item in listed.get("items", [])]
-
-    def create_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        body = lv_to_json(lv)
-        body["metadata"].pop("resourceVersion", None)
-        body.pop("status")  # status is written through its subresource only
-        try:
-            return lv_from_json(_json(self._custom.create_cluster_custom_object(*_CR, body, _preload_content=False)))
-        except ApiException as exc:
-            raise _error(exc, f"LogicalVolume {lv.name!r}") from None
-
-    def update_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        try:
-            raw = self._custom.replace_cluster_custom_object(*_CR, lv.name, lv_to_json(lv), _preload_content=False)
-        except ApiException as exc:
-            raise _error(exc, f"LogicalVolume {lv.name!r}") from None
-        return lv_from_json(_json(raw))
-
-    def update_logical_volume_status(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
-        try:
-            raw = self._custom.replace_cluster_custom_object_status(
-                *_CR, lv.name, lv_to_json(lv), _preload_content=False
-            )
-        except ApiException as exc:
-            raise _error(exc, f"LogicalVolume {lv.name!r} status") from None
-        return lv_from_json(_json(raw))
-
-    def delete_logical_volume(self, *, name: str) -> None:
-        try:
-            self._custom.delete_cluster_custom_object(*_CR, name, _preload_content=False)
-        except ApiException as exc:
-            raise _error(exc, f"LogicalVolume {name!r}") from None
-
-    def watch_logical_volumes(self, listener: ports.EventListener) -> ports.Subscription:
-        kwargs = dict(zip(("group", "version", "plural"), _CR, strict=True))
-        return _Watch(self._custom.list_cluster_custom_object, kwargs, lv_from_json, listener)
-
-    # --- Nodes ---
-    def get_node(self, *, name: str) -> resources.Node | None:
-        try:
-            return node_from_json(_json(self._core.read_node(name, _preload_content=False)))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _error(exc, f"Node {name!r}") from None
-
-    def list_nodes(self) -> list[resources.Node]:
-        try:
-            listed = _json(self._core.list_node(_preload_content=False))
-        except ApiException as exc:
-            raise _error(exc, "Nodes") from None
-        return [node_from_json(item) for item in listed.get("items", [])]
-
-    def update_node(self, *, node: resources.Node) -> resources.Node:
-        current = self.get_node(name=node.name)
-        if current is None:
-            raise errors.NotFound(f"Node {node.name!r} not found")
-
-        def merged(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
-            return {**dict.fromkeys(old), **new}  # null removes a key in a merge patch
-
-        patch = {
-            "metadata": {
-                "resourceVersion": node.meta.resource_version,
-                "labels": merged(current.meta.labels, node.meta.labels),
-                "annotations": merged(current.meta.annotations, node.meta.annotations),
-                "finalizers": list(node.meta.finalizers),
-            }
-        }
-        try:
-            raw = self._core.patch_node(
-                node.name, patch, _content_type="application/merge-patch+json", _preload_content=False
-            )
-        except ApiException as exc:
-            raise _error(exc, f"Node {node.name!r}") from None
-        return node_from_json(_json(raw))
-
-    def watch_nodes(self, listener: ports.EventListener) -> ports.Subscription:
-        return _Watch(self._core.list_node, {}, node_from_json, listener)
+def _lines(response: Any) -> Iterator[JsonDict]:
+    buffer = bytearray()
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer.extend(chunk)
+        while (end := buffer.find(b"\n")) != -1:
+            line, buffer = bytes(buffer[:end]), buffer[end + 1 :]
+            if line.strip():
+                yield json.loads(line)

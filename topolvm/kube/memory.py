@@ -1,212 +1,195 @@
 """``InMemoryCluster``: the ``Cluster`` port with the API server's semantics, without an API server.
 
-resourceVersions and optimistic concurrency (stale writes are Conflict), finalizers that hold deletion,
-the status subresource, and watches that replay current objects then report every change — so unit tests and
-the simulator exercise the same races and retries the real cluster produces. Listeners run synchronously after
-the change, outside the lock.
+resourceVersions and optimistic concurrency (stale writes are Conflict), finalizers that hold deletion (and may
+not be added once it started), status subresources, pod binding, indexes (``match``) and watches that replay
+current objects then report every change — so unit tests and the simulator exercise the same races and retries
+the real cluster produces.
+
+Events go to a *dispatcher* after the change, outside the lock. The default one (``store.Deliveries``) delivers
+them at once and in order; the simulator passes one that delivers after a modelled watch latency.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import random
 import threading
 import uuid
-from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from topolvm import errors, ports
-from topolvm.core import resources
+from topolvm.core import resources, workloads
+from topolvm.kube import store as store_
 
-Obj = TypeVar("Obj", resources.LogicalVolume, resources.Node)
-
-
-@dataclass
-class _Subscription:
-    store: _Store[resources.LogicalVolume] | _Store[resources.Node]
-    listener: ports.EventListener
-
-    def close(self) -> None:
-        self.store.unsubscribe(self.listener)
-
-
-class _Store(Generic[Obj]):
-    def __init__(self, cluster: InMemoryCluster, kind: str) -> None:
-        self.cluster = cluster
-        self.kind = kind
-        self.objects: dict[str, Obj] = {}
-        self.listeners: list[ports.EventListener] = []
-
-    def unsubscribe(self, listener: ports.EventListener) -> None:
-        with self.cluster.lock:
-            if listener in self.listeners:
-                self.listeners.remove(listener)
-
-    def emit(self, event: resources.Event) -> None:
-        for listener in list(self.listeners):
-            listener(event)
-
-    def check_current(self, obj: Obj) -> Obj:
-        current = self.objects.get(obj.meta.name)
-        if current is None:
-            raise errors.NotFound(f"{self.kind} {obj.meta.name!r} not found")
-        if obj.meta.resource_version != current.meta.resource_version:
-            raise errors.Conflict(
-                f"{self.kind} {obj.meta.name!r}: resourceVersion {obj.meta.resource_version!r} is stale "
-                f"(now {current.meta.resource_version!r})"
-            )
-        return current
-
-    def store(self, obj: Obj, event_type: resources.EventType) -> Obj:
-        """Save ``obj`` with a new resourceVersion; drop it if deleting with no finalizers left."""
-        obj = replace(obj, meta=replace(obj.meta, resource_version=self.cluster.next_version()))
-        if obj.meta.deleting and not obj.meta.finalizers:
-            self.objects.pop(obj.meta.name, None)
-            event_type = resources.EventType.DELETED
-        else:
-            self.objects[obj.meta.name] = obj
-        self.cluster.pending.append((self, resources.Event(event_type, obj)))
-        return obj
+T = TypeVar("T", bound=resources.Object)
 
 
 class InMemoryCluster:
-    def __init__(self, clock: ports.Clock | None = None, *, uid_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        clock: ports.Clock | None = None,
+        *,
+        uid_seed: int | None = None,
+        dispatcher: store_.Dispatcher | None = None,
+    ) -> None:
         """``uid_seed`` makes UIDs reproducible (the simulator); by default they are random, like the API
         server's, so two runs never hand out the same UID (an LV is named by its LogicalVolume's UID)."""
         self.lock = threading.RLock()
         self.clock = clock
         self._versions = itertools.count(1)
-        self._uids = itertools.count(1)
         self._rng = random.Random(uid_seed)  # noqa: S311 (identifiers, not secrets)
-        self.pending: list[tuple[_Store[resources.LogicalVolume] | _Store[resources.Node], resources.Event]] = []
-        self._lvs: _Store[resources.LogicalVolume] = _Store(self, "LogicalVolume")
-        self._nodes: _Store[resources.Node] = _Store(self, "Node")
+        self._stores: dict[resources.Kind[Any], store_.Store[Any]] = {}
+        self._pending: list[store_.Delivery] = []
+        self._dispatch = dispatcher or store_.Deliveries()
 
-    # --- helpers used by stores and tests ---
-    def next_version(self) -> str:
-        return str(next(self._versions))
-
-    def _now(self) -> str:
+    # --- helpers used by tests and the simulator ---
+    def now_text(self) -> str:
         seconds = self.clock.now() if self.clock is not None else datetime.datetime.now(datetime.UTC).timestamp()
         return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
-    def _flush(self) -> None:
-        """Deliver events queued under the lock, in order, without holding it."""
-        with self.lock:
-            batch, self.pending = self.pending, []
-        for store, event in batch:
-            store.emit(event)
-
     def add_node(
-        self, name: str, *, annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        annotations: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        allocatable: Mapping[str, int] | None = None,
+        taints: tuple[resources.Taint, ...] = (),
     ) -> resources.Node:
-        """Test and simulator set-up: register a Node (kubelet's job in a real cluster)."""
-        with self.lock:
-            meta = resources.Meta(
-                name=name,
-                uid=f"node-uid-{next(self._uids)}",
-                labels=labels or {},
-                annotations=annotations or {},
-                creation_timestamp=self._now(),
-            )
-            node = self._nodes.store(resources.Node(meta), resources.EventType.ADDED)
-        self._flush()
-        return node
+        """Register a Node, as kubelet does in a real cluster."""
+        meta = resources.Meta(name=name, labels=dict(labels or {}), annotations=dict(annotations or {}))
+        created = self.create(resources.Node(meta, resources.NodeSpec(taints=taints)))
+        return self.update_status(dataclasses.replace(created, status=resources.NodeStatus(dict(allocatable or {}))))
 
     def remove_node(self, name: str) -> None:
-        """Test and simulator set-up: delete a Node; finalizers hold it like the API server would."""
+        """Delete a Node; finalizers hold it like the API server would."""
+        self.delete(resources.NODE, name)
+
+    # --- internals ---
+    def _store(self, kind: resources.Kind[T]) -> store_.Store[T]:
+        found = self._stores.get(kind)
+        if found is None:
+            found = self._stores[kind] = store_.Store(kind, self._pending, self.lock)
+        return found
+
+    def _flush(self) -> None:
         with self.lock:
-            node = self._nodes.objects.get(name)
-            if node is None:
-                raise errors.NotFound(f"Node {name!r} not found")
-            self._nodes.store(
-                replace(node, meta=replace(node.meta, deletion_timestamp=self._now())), resources.EventType.MODIFIED
+            batch = list(self._pending)
+            self._pending.clear()
+        if batch:
+            self._dispatch(batch)
+
+    def _save(self, store: store_.Store[T], obj: T, event_type: resources.EventType) -> T:
+        meta = dataclasses.replace(obj.meta, resource_version=str(next(self._versions)))
+        saved: T = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+        store.put(saved, event_type)
+        return saved
+
+    def _current(self, store: store_.Store[T], obj: T) -> T:
+        current = store.objects.get((obj.meta.namespace, obj.meta.name))
+        if current is None:
+            raise errors.NotFound(f"{store.kind.name} {store_.describe(obj.meta)} not found")
+        if obj.meta.resource_version != current.meta.resource_version:
+            raise errors.Conflict(
+                f"{store.kind.name} {store_.describe(obj.meta)}: resourceVersion {obj.meta.resource_version!r} is "
+                f"stale (now {current.meta.resource_version!r})"
             )
-        self._flush()
+        return current
 
-    # --- LogicalVolumes ---
-    def get_logical_volume(self, *, name: str) -> resources.LogicalVolume | None:
+    # --- the port ---
+    def get(self, kind: resources.Kind[T], name: str, *, namespace: str = "") -> T | None:
         with self.lock:
-            return self._lvs.objects.get(name)
+            return self._store(kind).objects.get((namespace, name))
 
-    def list_logical_volumes(self) -> list[resources.LogicalVolume]:
+    def list_of(
+        self, kind: resources.Kind[T], *, namespace: str | None = None, match: Mapping[str, str] | None = None
+    ) -> list[T]:
         with self.lock:
-            return list(self._lvs.objects.values())
+            return self._store(kind).select(namespace, match)
 
-    def create_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+    def create(self, obj: T) -> T:
+        kind = resources.kind_of(obj)
+        store_.check_scope(kind, obj.meta)
         with self.lock:
-            if lv.meta.name in self._lvs.objects:
-                raise errors.AlreadyExists(f"LogicalVolume {lv.meta.name!r} already exists")
+            store = self._store(kind)
+            if (obj.meta.namespace, obj.meta.name) in store.objects:
+                raise errors.AlreadyExists(f"{kind.name} {store_.describe(obj.meta)} already exists")
             uid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            meta = replace(lv.meta, uid=uid, deletion_timestamp=None, creation_timestamp=self._now())
-            created = self._lvs.store(replace(lv, meta=meta), resources.EventType.ADDED)
+            meta = dataclasses.replace(
+                obj.meta, uid=uid, deletion_timestamp=None, creation_timestamp=self.now_text(), wire=None
+            )
+            fresh: Any = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+            if kind.status:  # with a status subresource, what a create sends as status is dropped
+                fresh = dataclasses.replace(fresh, status=type(fresh.status)())
+            created: T = self._save(store, fresh, resources.EventType.ADDED)
         self._flush()
         return created
 
-    def update_logical_volume(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+    def update(self, obj: T) -> T:
+        kind = resources.kind_of(obj)
         with self.lock:
-            current = self._lvs.check_current(lv)
-            # metadata and spec come from the caller; uid, deletion and status stay the server's
-            meta = replace(
-                lv.meta,
+            store = self._store(kind)
+            current = self._current(store, obj)
+            if current.meta.deleting and not set(obj.meta.finalizers) <= set(current.meta.finalizers):
+                raise errors.InvalidArgument(
+                    f"{kind.name} {store_.describe(obj.meta)}: no new finalizers can be added while it is deleted"
+                )
+            # metadata and spec come from the caller; uid, timestamps and status stay the server's
+            meta = dataclasses.replace(
+                obj.meta,
                 uid=current.meta.uid,
                 deletion_timestamp=current.meta.deletion_timestamp,
                 creation_timestamp=current.meta.creation_timestamp,
             )
-            updated = self._lvs.store(replace(lv, meta=meta, status=current.status), resources.EventType.MODIFIED)
+            fresh: Any = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+            if kind.status:
+                fresh = dataclasses.replace(fresh, status=current.status)  # type: ignore[attr-defined]
+            updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
         self._flush()
         return updated
 
-    def update_logical_volume_status(self, *, lv: resources.LogicalVolume) -> resources.LogicalVolume:
+    def update_status(self, obj: T) -> T:
+        kind = resources.kind_of(obj)
+        if not kind.status:
+            raise errors.InvalidArgument(f"{kind.name} has no status subresource")
         with self.lock:
-            current = self._lvs.check_current(lv)
-            updated = self._lvs.store(replace(current, status=lv.status), resources.EventType.MODIFIED)
+            store = self._store(kind)
+            current = self._current(store, obj)
+            fresh: Any = dataclasses.replace(current, status=obj.status)  # type: ignore[attr-defined, type-var]
+            updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
         self._flush()
         return updated
 
-    def delete_logical_volume(self, *, name: str) -> None:
+    def delete(self, kind: resources.Kind[T], name: str, *, namespace: str = "") -> None:
         with self.lock:
-            current = self._lvs.objects.get(name)
+            store = self._store(kind)
+            current = store.objects.get((namespace, name))
             if current is None:
-                raise errors.NotFound(f"LogicalVolume {name!r} not found")
+                raise errors.NotFound(f"{kind.name} {store_.describe(resources.Meta(name, namespace))} not found")
             if not current.meta.deleting:
-                meta = replace(current.meta, deletion_timestamp=self._now())
-                self._lvs.store(replace(current, meta=meta), resources.EventType.MODIFIED)
+                meta = dataclasses.replace(current.meta, deletion_timestamp=self.now_text())
+                self._save(store, dataclasses.replace(current, meta=meta), resources.EventType.MODIFIED)  # type: ignore[type-var]
         self._flush()
 
-    def watch_logical_volumes(self, listener: ports.EventListener) -> ports.Subscription:
-        return self._watch(self._lvs, listener)
-
-    # --- Nodes ---
-    def get_node(self, *, name: str) -> resources.Node | None:
+    def watch(
+        self, kind: resources.Kind[T], listener: ports.EventListener[T], *, match: Mapping[str, str] | None = None
+    ) -> ports.Subscription:
         with self.lock:
-            return self._nodes.objects.get(name)
-
-    def list_nodes(self) -> list[resources.Node]:
-        with self.lock:
-            return list(self._nodes.objects.values())
-
-    def update_node(self, *, node: resources.Node) -> resources.Node:
-        with self.lock:
-            current = self._nodes.check_current(node)
-            meta = replace(
-                node.meta,
-                uid=current.meta.uid,
-                deletion_timestamp=current.meta.deletion_timestamp,
-                creation_timestamp=current.meta.creation_timestamp,
-            )
-            updated = self._nodes.store(replace(node, meta=meta), resources.EventType.MODIFIED)
+            watcher = self._store(kind).subscribe(listener, match)
         self._flush()
-        return updated
+        return watcher
 
-    def watch_nodes(self, listener: ports.EventListener) -> ports.Subscription:
-        return self._watch(self._nodes, listener)
-
-    def _watch(self, store: _Store[Obj], listener: ports.EventListener) -> ports.Subscription:
+    def bind_pod(self, *, namespace: str, name: str, node: str) -> None:
         with self.lock:
-            existing = list(store.objects.values())
-            store.listeners.append(listener)
-        for obj in existing:
-            listener(resources.Event(resources.EventType.ADDED, obj))
-        return _Subscription(store, listener)
+            store = self._store(workloads.POD)
+            pod = store.objects.get((namespace, name))
+            if pod is None:
+                raise errors.NotFound(f"Pod {namespace}/{name} not found")
+            if pod.spec.node_name:
+                raise errors.Conflict(f"pod {namespace}/{name} is already assigned to node {pod.spec.node_name!r}")
+            bound = dataclasses.replace(pod, spec=dataclasses.replace(pod.spec, node_name=node))
+            self._save(store, bound, resources.EventType.MODIFIED)
+        self._flush()

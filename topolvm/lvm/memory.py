@@ -116,6 +116,13 @@ class InMemoryLvm:
         pvs = {f"/dev/fake-{name}-{i}": size // extent_size * extent_size for i, size in enumerate(pv_sizes)}
         self._vgs[name] = _Vg(name, extent_size, pvs)
 
+    def add_pv(self, vg: str, size: int) -> str:
+        """A disk added to a VG (``vgextend``); returns the new PV's name."""
+        v = self._vg(vg)
+        name = f"/dev/fake-{vg}-{len(v.pv_sizes)}"
+        v.pv_sizes[name] = size // v.extent_size * v.extent_size
+        return name
+
     def mark_pv_missing(self, vg: str, index: int) -> None:
         """Fault injection: the PV at ``index`` vanished (as a failed disk does)."""
         v = self._vg(vg)

@@ -134,8 +134,11 @@ def parse(text: str, source: str = "lvmd.yaml") -> model.LvmdConfig:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise errors.ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
+    return from_mapping({} if data is None else data, source)
+
+
+def from_mapping(data: Any, source: str = "lvmd.yaml") -> model.LvmdConfig:
+    """Validate lvmd.yaml already read into Python values (the simulator embeds it in scenario files)."""
     if not isinstance(data, dict):
         raise errors.ConfigError(f"{source}: the top level must be a mapping")
     for key in _unknown_keys(data, _Config, ""):

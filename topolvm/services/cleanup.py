@@ -26,13 +26,13 @@ log = logging.getLogger(__name__)
 def register_node(cluster: ports.Cluster, node_name: str) -> None:
     """Node agent start-up: put the ``topolvm.io/node`` finalizer on our Node so its deletion is cleaned up."""
     for _ in range(5):
-        node = cluster.get_node(name=node_name)
+        node = cluster.get(resources.NODE, node_name)
         if node is None:
             raise errors.NotFound(f"Node {node_name!r} not found")
         if constants.NODE_FINALIZER in node.meta.finalizers:
             return
         try:
-            cluster.update_node(node=replace(node, meta=node.meta.with_finalizer(constants.NODE_FINALIZER)))
+            cluster.update(replace(node, meta=node.meta.with_finalizer(constants.NODE_FINALIZER)))
             return
         except errors.Conflict:
             continue
@@ -44,15 +44,14 @@ class NodeCleanup:
         self.cluster = cluster
 
     def reconcile(self, node_name: str) -> node_service.Outcome:
-        node = self.cluster.get_node(name=node_name)
+        node = self.cluster.get(resources.NODE, node_name)
         if node is None or not node.meta.deleting or constants.NODE_FINALIZER not in node.meta.finalizers:
             return node_service.Outcome.DONE
         try:
-            for lv in self.cluster.list_logical_volumes():
-                if lv.spec.node_name == node_name:
-                    self._release(lv)
+            for lv in self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_NODE: node_name}):
+                self._release(lv)
             meta = node.meta.without_finalizer(constants.NODE_FINALIZER)
-            self.cluster.update_node(node=replace(node, meta=meta))
+            self.cluster.update(replace(node, meta=meta))
         except (errors.Conflict, errors.Unavailable) as exc:
             log.info("node %s cleanup: will retry: %s", node_name, exc)
             return node_service.Outcome.RETRY
@@ -61,14 +60,14 @@ class NodeCleanup:
 
     def _release(self, lv: resources.LogicalVolume) -> None:
         if not lv.meta.deleting:
-            self.cluster.delete_logical_volume(name=lv.name)
-            current = self.cluster.get_logical_volume(name=lv.name)
+            self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
+            current = self.cluster.get(resources.LOGICAL_VOLUME, lv.name)
             if current is None:
                 return
             lv = current
         if constants.LOGICAL_VOLUME_FINALIZER in lv.meta.finalizers:
             meta = lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-            self.cluster.update_logical_volume(lv=replace(lv, meta=meta))
+            self.cluster.update(replace(lv, meta=meta))
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,9 @@ class OrphanCollector:
         lvs = {
             s.device_class: self.lvmd.list_lvs(device_class=s.device_class) for s in self.lvmd.capacity().device_classes
         }
-        return find_orphans(lvs, self.cluster.list_logical_volumes())  # LVs first, then CRs: see the module doc
+        return find_orphans(
+            lvs, self.cluster.list_of(resources.LOGICAL_VOLUME)
+        )  # LVs first, then CRs: see the module doc
 
     def collect(self, *, dry_run: bool = True) -> list[Orphan]:
         orphans = self.scan()

@@ -72,7 +72,7 @@ class ControllerService:
         if req.device_class:
             names.check_device_class_name(req.device_class)
         size = sizing.volume_size(req.required_bytes, req.limit_bytes, req.fstype)
-        existing = self.cluster.get_logical_volume(name=req.name)
+        existing = self.cluster.get(resources.LOGICAL_VOLUME, req.name)
         if existing is not None and existing.meta.deleting:
             raise errors.Unavailable(f"an earlier attempt at volume {req.name!r} is still being cleaned up; retry")
         if existing is not None:
@@ -93,7 +93,7 @@ class ControllerService:
             if size < source.spec.size:
                 raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
         else:
-            nodes = self.cluster.list_nodes()
+            nodes = self.cluster.list_of(resources.NODE)
             if not any(placement.node_capacity(n, req.device_class) is not None for n in nodes):
                 raise errors.InvalidArgument(f"no node offers device class {req.device_class or '(default)'!r}")
             node_name = placement.choose_node(
@@ -114,21 +114,21 @@ class ControllerService:
         )
         meta = resources.Meta(name=req.name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})
         try:
-            self.cluster.create_logical_volume(lv=resources.LogicalVolume(meta, spec))
+            self.cluster.create(resources.LogicalVolume(meta, spec))
         except errors.AlreadyExists:
             return self.creation_state(req.name)  # a concurrent identical request won the race
         log.info("volume %s: %d bytes on node %s, class %r", req.name, size, node_name, req.device_class)
         return Pending(req.name)
 
     def creation_state(self, cr_name: str) -> Ready | Pending:
-        lv = self.cluster.get_logical_volume(name=cr_name)
+        lv = self.cluster.get(resources.LOGICAL_VOLUME, cr_name)
         if lv is None:
             raise errors.NotFound(f"LogicalVolume {cr_name!r} disappeared while being created")
         if lv.status.code != errors.OK and not lv.status.volume_id:
             # The node could not create it. Remove the CR so a retry of CreateVolume starts afresh (and may
             # land elsewhere); the node agent drops its finalizer, removing any half-made LV.
             if not lv.meta.deleting:
-                self.cluster.delete_logical_volume(name=cr_name)
+                self.cluster.delete(resources.LOGICAL_VOLUME, cr_name)
             raise errors.from_code(lv.status.code, lv.status.message or f"volume {cr_name!r} failed")
         if lv.status.volume_id:
             size = lv.status.current_size or lv.spec.size
@@ -136,12 +136,10 @@ class ControllerService:
         return Pending(cr_name)
 
     def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
-        for lv in self.cluster.list_logical_volumes():
-            # The volume ID is the LV's name: the CR's UID, recorded in status.volumeID once it exists (a CR
-            # restored from a backup gets a new UID but keeps its volumeID).
-            if volume_id in (lv.meta.uid, lv.status.volume_id):
-                return lv
-        return None
+        # The volume ID is the LV's name: the CR's UID, recorded in status.volumeID once it exists (a CR restored
+        # from a backup gets a new UID but keeps its volumeID); the index holds both.
+        found = self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_VOLUME_ID: volume_id})
+        return found[0] if found else None
 
     def delete_volume(self, volume_id: str, *, snapshot: bool = False) -> None:
         """Idempotent: an unknown ID is already deleted. A snapshot's ID is refused as a volume's and vice
@@ -155,7 +153,7 @@ class ControllerService:
             kind = "a volume" if snapshot else "a snapshot"
             raise errors.InvalidArgument(f"{volume_id!r} is {kind}, not what this call deletes")
         try:
-            self.cluster.delete_logical_volume(name=lv.name)
+            self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
         except errors.NotFound:
             return
         log.info("volume %s (%s): deletion requested", lv.name, volume_id)
@@ -178,12 +176,12 @@ class ControllerService:
         if stamp == lv.meta.annotations.get(constants.RESIZE_REQUESTED_AT_ANNOTATION):
             stamp += "+1"  # a second attempt within one clock tick (a manual clock) still gets its own stamp
         meta = replace(lv.meta, annotations={**lv.meta.annotations, constants.RESIZE_REQUESTED_AT_ANNOTATION: stamp})
-        self.cluster.update_logical_volume(lv=replace(lv, meta=meta, spec=replace(lv.spec, size=size)))
+        self.cluster.update(replace(lv, meta=meta, spec=replace(lv.spec, size=size)))
         log.info("volume %s: expansion to %d bytes requested", lv.name, size)
         return self.expansion_state(lv.name, size, stamp)
 
     def expansion_state(self, cr_name: str, size: int, stamp: str = "") -> Ready | Pending:
-        lv = self.cluster.get_logical_volume(name=cr_name)
+        lv = self.cluster.get(resources.LOGICAL_VOLUME, cr_name)
         if lv is None:
             raise errors.NotFound(f"LogicalVolume {cr_name!r} disappeared while being expanded")
         if lv.status.current_size is not None and lv.status.current_size >= size:
@@ -196,7 +194,7 @@ class ControllerService:
         return datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC).isoformat()
 
     def get_capacity(self, device_class: str, node_name: str | None = None) -> int:
-        return placement.total_capacity(self.cluster.list_nodes(), device_class, node_name)
+        return placement.total_capacity(self.cluster.list_of(resources.NODE), device_class, node_name)
 
     def _source(self, req: VolumeRequest) -> resources.LogicalVolume:
         source = self.find_by_volume_id(req.source_volume_id)
@@ -221,7 +219,7 @@ class ControllerService:
             raise errors.NotFound(f"source volume {source_volume_id!r} not found")
         if not source.status.volume_id:
             raise errors.Unavailable(f"source volume {source_volume_id!r} is not ready yet")
-        existing = self.cluster.get_logical_volume(name=name)
+        existing = self.cluster.get(resources.LOGICAL_VOLUME, name)
         if existing is not None and existing.meta.deleting:
             raise errors.Unavailable(f"an earlier snapshot {name!r} is still being deleted; retry")
         if existing is not None:
@@ -238,7 +236,7 @@ class ControllerService:
         )
         meta = resources.Meta(name=name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})
         try:
-            self.cluster.create_logical_volume(lv=resources.LogicalVolume(meta, spec))
+            self.cluster.create(resources.LogicalVolume(meta, spec))
         except errors.AlreadyExists:
             return self.creation_state(name)
         log.info("snapshot %s of %s requested on node %s", name, source.name, source.spec.node_name)

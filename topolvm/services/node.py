@@ -40,7 +40,7 @@ class LogicalVolumeReconciler:
         self.lvmd = lvmd
 
     def reconcile(self, name: str) -> Outcome:
-        lv = self.cluster.get_logical_volume(name=name)
+        lv = self.cluster.get(resources.LOGICAL_VOLUME, name)
         if lv is None or lv.spec.node_name != self.node_name:
             return Outcome.DONE
         try:
@@ -54,7 +54,7 @@ class LogicalVolumeReconciler:
             return self._finalize(lv)
         if constants.LOGICAL_VOLUME_FINALIZER not in lv.meta.finalizers:
             meta = lv.meta.with_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-            lv = self.cluster.update_logical_volume(lv=replace(lv, meta=meta))
+            lv = self.cluster.update(replace(lv, meta=meta))
         if not lv.status.volume_id:
             # A recorded failure is final for this CR: the controller deletes it and CreateVolume starts afresh.
             return Outcome.DONE if lv.status.code != errors.OK else self._create(lv)
@@ -68,7 +68,7 @@ class LogicalVolumeReconciler:
         # By UID, not status.volume_id: the LV may exist from a create whose status update never landed.
         self.lvmd.remove_lv(name=lv.meta.uid, device_class=lv.spec.device_class)
         meta = lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-        self.cluster.update_logical_volume(lv=replace(lv, meta=meta))
+        self.cluster.update(replace(lv, meta=meta))
         log.info("LogicalVolume %s: removed LV %s", lv.name, lv.meta.uid)
         return Outcome.DONE
 
@@ -98,11 +98,11 @@ class LogicalVolumeReconciler:
         except errors.TopoLVMError as exc:
             # A final answer for this spec (no room, bad class...): record it for the controller to return.
             status = resources.LogicalVolumeStatus(code=exc.code, message=str(exc))
-            self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+            self.cluster.update_status(replace(lv, status=status))
             log.warning("LogicalVolume %s: %s", lv.name, exc)
             return Outcome.DONE
         status = resources.LogicalVolumeStatus(volume_id=lv.meta.uid, current_size=created.size)
-        self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+        self.cluster.update_status(replace(lv, status=status))
         log.info("LogicalVolume %s: LV %s ready (%d bytes)", lv.name, lv.meta.uid, created.size)
         return Outcome.DONE
 
@@ -118,10 +118,10 @@ class LogicalVolumeReconciler:
             stamp = lv.meta.annotations.get(constants.RESIZE_REQUESTED_AT_ANNOTATION, "")
             status = replace(lv.status, code=exc.code, message=f"{exc} (resize requested at {stamp})")
             if status != lv.status:  # an unchanged status is not rewritten, so no event loops back here
-                self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+                self.cluster.update_status(replace(lv, status=status))
             return Outcome.DONE
         status = replace(lv.status, current_size=resized.size, code=errors.OK, message="")
-        self.cluster.update_logical_volume_status(lv=replace(lv, status=status))
+        self.cluster.update_status(replace(lv, status=status))
         return Outcome.DONE
 
 
@@ -138,7 +138,7 @@ class CapacityPublisher:
             [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
         )
         for _ in range(self.attempts):
-            node = self.cluster.get_node(name=self.node_name)
+            node = self.cluster.get(resources.NODE, self.node_name)
             if node is None:
                 log.warning("node %s not found; capacity not published", self.node_name)
                 return
@@ -152,7 +152,7 @@ class CapacityPublisher:
             if annotations == dict(node.meta.annotations):
                 return
             try:
-                self.cluster.update_node(node=replace(node, meta=replace(node.meta, annotations=annotations)))
+                self.cluster.update(replace(node, meta=replace(node.meta, annotations=annotations)))
                 return
             except errors.Conflict:
                 continue  # someone else wrote the Node; re-read and try again

@@ -1,0 +1,125 @@
+"""The simpy side of the runtime: simulated time as the services' ``Clock``, watch delivery after a modelled
+latency, and work queues that stand in for ``topolvm.runtime.Reconciler``.
+
+Services stay synchronous and decide; these only decide *when*. A ``WorkQueue`` takes one name at a time, as the
+real reconciler's single worker does, lets the handler run at once (its state changes happen then) and keeps the
+queue busy for the time the handler is modelled to take, retrying with the runtime's capped backoff.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from topolvm.kube import store
+from topolvm.services import node
+
+EPOCH = 1_800_000_000.0  # simulated time 0, as seconds since the Unix epoch (timestamps in objects)
+Process = Generator[simpy.Event, Any, Any]
+
+
+class SimClock:
+    """``ports.Clock`` over the simpy environment."""
+
+    def __init__(self, env: simpy.Environment, epoch: float = EPOCH) -> None:
+        self.env = env
+        self.epoch = epoch
+
+    def now(self) -> float:
+        return self.epoch + float(self.env.now)
+
+
+class WatchDispatcher:
+    """``InMemoryCluster`` dispatcher: every event reaches its watchers ``latency`` seconds after the write, in
+    order. With no latency, events are delivered at once (in order), as by the default dispatcher."""
+
+    def __init__(self, env: simpy.Environment, latency: float) -> None:
+        self.env = env
+        self.latency = latency
+        self._now = store.Deliveries()
+        self.delivered = 0
+
+    def __call__(self, batch: list[store.Delivery]) -> None:
+        self.delivered += len(batch)
+        if self.latency <= 0:
+            self._now(batch)
+            return
+        timer = self.env.timeout(self.latency)
+        timer.callbacks.append(lambda _event: self._now(batch))
+
+
+def later(env: simpy.Environment, delay: float, action: Callable[[], None]) -> None:
+    """Run ``action`` after ``delay`` simulated seconds (a callback, not a process: cheap at scale)."""
+    if delay <= 0:
+        action()
+        return
+    timer = env.timeout(delay)
+    timer.callbacks.append(lambda _event: action())
+
+
+class WorkQueue:
+    """A deduplicating queue served by one simulated worker (``topolvm.runtime.Reconciler``'s counterpart).
+
+    ``handle(name)`` returns the outcome and the seconds the work is modelled to take; RETRY re-adds the name
+    after 0.05 s doubling per failure, capped at ``max_backoff`` (the runtime's rule).
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        handle: Callable[[str], tuple[node.Outcome, float]],
+        *,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.env = env
+        self._handle = handle
+        self._max_backoff = max_backoff
+        self._items: dict[str, None] = {}
+        self._failures: collections.Counter[str] = collections.Counter()
+        self._wake: simpy.Event | None = None
+        self.stopped = False
+        self.handled = 0
+        env.process(self._run())
+
+    def add(self, name: str) -> None:
+        if self.stopped:
+            return
+        self._items[name] = None
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._items.clear()
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()  # let the worker end
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _run(self) -> Process:
+        while not self.stopped:
+            if not self._items:
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            name = next(iter(self._items))
+            del self._items[name]
+            outcome, busy = self._handle(name)
+            self.handled += 1
+            if outcome is node.Outcome.RETRY:
+                self._failures[name] += 1
+                later(
+                    self.env,
+                    min(self._max_backoff, 0.05 * 2 ** self._failures[name]),
+                    functools.partial(self.add, name),
+                )
+            else:
+                self._failures.pop(name, None)
+            if busy > 0:
+                yield self.env.timeout(busy)

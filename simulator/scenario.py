@@ -1,0 +1,384 @@
+"""Scenario files: the cluster, the scheduler set-up, the workload and the events of one simulation, validated.
+
+A scenario is YAML (docs/simulator.md documents every key). Types and unknown keys are checked by msgspec, whose
+errors name the path (``at `$.cluster.node-pools[0].count```); values by the checks below, which name the key
+too. Sizes, durations and rates need units (``simulator.units``). Each node pool's ``lvmd`` block is upstream's
+lvmd.yaml, read by lvmd's own parser, so a pool can be described by pasting a real node's lvmd.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from simulator import units
+from topolvm import errors
+from topolvm.core import model, names, quantity, resources
+from topolvm.lvmd import config as lvmd_config
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", kw_only=True):
+    pass
+
+
+class VolumeGroupSpec(_Strict):
+    name: str
+    disks: list[str]  # PV sizes, with units
+    extent_size: str = "4Mi"
+
+    def __post_init__(self) -> None:
+        _check(_vg_name, self.name, "name")
+        if not self.disks:
+            raise ValueError(f"volume group {self.name!r}: disks: at least one disk is needed")
+        for disk in self.disks:
+            _check(units.size, disk, "disks")
+        _check(units.size, self.extent_size, "extent-size")
+
+
+class ThinPoolSpec(_Strict):
+    volume_group: str
+    name: str
+    size: str
+
+    def __post_init__(self) -> None:
+        _check(units.size, self.size, "size")
+
+
+class TaintSpec(_Strict):
+    key: str
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    value: str = ""
+
+
+class NodePool(_Strict):
+    name: str
+    count: NonNegative
+    volume_groups: list[VolumeGroupSpec]
+    lvmd: dict[str, Any]  # upstream lvmd.yaml (device-classes, lvcreate-option-classes)
+    thin_pools: list[ThinPoolSpec] = msgspec.field(default_factory=list)
+    cpu: str = "32"
+    memory: str = "128Gi"
+    max_pods: Positive = 110
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    taints: list[TaintSpec] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(_cpu, self.cpu, "cpu")
+        _check(units.size, self.memory, "memory")
+        vgs = {vg.name for vg in self.volume_groups}
+        for pool in self.thin_pools:
+            if pool.volume_group not in vgs:
+                raise ValueError(f"thin-pools: volume group {pool.volume_group!r} is not in volume-groups")
+
+
+class StorageClassSpec(_Strict):
+    name: str
+    device_class: str = ""
+    binding_mode: Literal["WaitForFirstConsumer", "Immediate"] = "WaitForFirstConsumer"
+    allow_expansion: bool = True
+    fstype: str = "ext4"
+
+
+class ClusterSpec(_Strict):
+    node_pools: list[NodePool]
+    storage_classes: list[StorageClassSpec]
+
+    def __post_init__(self) -> None:
+        if not self.node_pools:
+            raise ValueError("node-pools: at least one pool is needed")
+        if sum(p.count for p in self.node_pools) == 0:
+            raise ValueError("node-pools: the cluster has 0 nodes; give some pool a count of at least 1")
+        for kind, seen in (
+            ("node pool", [p.name for p in self.node_pools]),
+            ("storage class", [s.name for s in self.storage_classes]),
+        ):
+            dupes = {n for n in seen if seen.count(n) > 1}
+            if dupes:
+                raise ValueError(f"{kind} names must be unique: {sorted(dupes)}")
+
+
+class ExtenderSpec(_Strict):
+    mode: Literal["spread", "pack"] = "spread"
+    default_divisor: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    divisors: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=dict)
+    reservation_ttl: str = "60s"
+    weight: Positive = 200
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.reservation_ttl, "reservation-ttl")
+
+
+class SchedulerSpec(_Strict):
+    mode: Literal["extender", "capacity-tracking"] = "extender"
+    extender: ExtenderSpec = msgspec.field(default_factory=ExtenderSpec)
+    percentage_of_nodes_to_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    storage_capacity_scoring: bool = True  # kube-scheduler v1.37: StorageCapacityScoring is beta, on
+    capacity_poll_interval: str = "60s"  # external-provisioner --capacity-poll-interval
+    scheduling_slo: str = "5m"  # a pod not running this long after creation counts as failed
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.capacity_poll_interval, "capacity-poll-interval")
+        _check(units.duration, self.scheduling_slo, "scheduling-slo")
+
+
+class LatencySpec(_Strict):
+    """Modelled delays; defaults from this project's benchmarks (bench/lvmd_bench.py: ~95 ms per lvm command)."""
+
+    watch: str = "5ms"
+    reconcile: str = "2ms"
+    lvm_command: str = "95ms"
+    scheduling_cycle: str = "2ms"
+    provisioner: str = "20ms"
+
+    def __post_init__(self) -> None:
+        for key in ("watch", "reconcile", "lvm_command", "scheduling_cycle", "provisioner"):
+            _check(units.duration, getattr(self, key), key.replace("_", "-"))
+
+
+class SizeSpec(_Strict):
+    """One of: fixed; choice with optional weights; lognormal (median, sigma); uniform (min, max)."""
+
+    fixed: str | None = None
+    choice: list[str] | None = None
+    weights: list[Annotated[float, msgspec.Meta(gt=0)]] | None = None
+    lognormal_median: str | None = None
+    sigma: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    min: str | None = None
+    max: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("fixed", "choice", "lognormal_median") if getattr(self, k) is not None]
+        if len(given) != 1 and not (not given and self.min is not None and self.max is not None):
+            raise ValueError("a size needs exactly one of fixed, choice, lognormal-median, or both min and max")
+        for key in ("fixed", "lognormal_median", "min", "max"):
+            if getattr(self, key) is not None:
+                _check(units.size, getattr(self, key), key.replace("_", "-"))
+        for item in self.choice or ():
+            _check(units.size, item, "choice")
+        if self.weights is not None and len(self.weights) != len(self.choice or ()):
+            raise ValueError("weights: one weight per choice")
+
+
+class DurationDist(_Strict):
+    """fixed, or exponential with a mean; ``forever`` never ends."""
+
+    fixed: str | None = None
+    exponential_mean: str | None = None
+    forever: bool = False
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("fixed", "exponential_mean") if getattr(self, k) is not None] + (
+            ["forever"] if self.forever else []
+        )
+        if len(given) != 1:
+            raise ValueError("a lifetime needs exactly one of fixed, exponential-mean, forever")
+        for key in ("fixed", "exponential_mean"):
+            if getattr(self, key) is not None:
+                _check(units.duration, getattr(self, key), key.replace("_", "-"))
+
+
+class ClaimTemplate(_Strict):
+    storage_class: str
+    size: SizeSpec
+
+
+class ExpansionSpec(_Strict):
+    probability: Fraction
+    after: DurationDist
+    factor: Annotated[float, msgspec.Meta(gt=1.0)] = 1.5
+
+
+class SnapshotSpec(_Strict):
+    every: str
+    keep: Positive = 1
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.every, "every")
+
+
+class WorkloadSpec(_Strict):
+    """A stream of pods (``rate``, Poisson arrivals) or one StatefulSet scale-up (``replicas`` at ``start``)."""
+
+    name: str
+    claims: list[ClaimTemplate]
+    rate: str | None = None
+    replicas: NonNegative | None = None
+    start: str = "0s"
+    stop: str | None = None
+    lifetime: DurationDist = msgspec.field(default_factory=lambda: DurationDist(forever=True))
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    expansion: ExpansionSpec | None = None
+    snapshots: SnapshotSpec | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rate is None) == (self.replicas is None):
+            raise ValueError(f"workload {self.name!r}: give either rate (a stream) or replicas (a StatefulSet)")
+        if self.rate is not None:
+            _check(units.rate, self.rate, "rate")
+        _check(units.duration, self.start, "start")
+        if self.stop is not None:
+            _check(units.duration, self.stop, "stop")
+        _check(_cpu, self.cpu, "cpu")
+        _check(units.size, self.memory, "memory")
+        if not self.claims:
+            raise ValueError(f"workload {self.name!r}: claims: at least one claim per pod")
+
+
+class NodeEvent(_Strict):
+    at: str
+    pool: str
+    action: Literal["add", "fail", "drain"]
+    count: Positive = 1
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.at, "at")
+
+
+class DiskEvent(_Strict):
+    at: str
+    pool: str
+    volume_group: str
+    size: str
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.at, "at")
+        _check(units.size, self.size, "size")
+
+
+class Scenario(_Strict):
+    cluster: ClusterSpec
+    name: str = "scenario"
+    seed: int = 1
+    duration: str = "7d"
+    sample_interval: str = "1h"
+    scheduler: SchedulerSpec = msgspec.field(default_factory=SchedulerSpec)
+    latencies: LatencySpec = msgspec.field(default_factory=LatencySpec)
+    workloads: list[WorkloadSpec] = msgspec.field(default_factory=list)
+    node_events: list[NodeEvent] = msgspec.field(default_factory=list)
+    disk_events: list[DiskEvent] = msgspec.field(default_factory=list)
+    trace: str | None = None  # a JSONL trace replayed instead of (or beside) the workloads
+
+    def __post_init__(self) -> None:
+        _check(units.duration, self.duration, "duration")
+        _check(units.duration, self.sample_interval, "sample-interval")
+        if units.duration(self.sample_interval) <= 0:
+            raise ValueError("sample-interval: must be positive")
+
+
+def _vg_name(name: str) -> None:
+    try:
+        names.check_vg_name(name)
+    except errors.InvalidArgument as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _cpu(text: object) -> int:
+    if not isinstance(text, str):
+        raise ValueError(f"cpu {text!r} must be a quantity string like '500m' or '4'")
+    try:
+        return quantity.to_milli(text)
+    except errors.InvalidArgument as exc:
+        raise ValueError(f"cpu {text!r}: {exc}") from None
+
+
+def _check(parse: Any, value: object, key: str) -> None:
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """A validated scenario with its lvmd configurations parsed (one per pool)."""
+
+    spec: Scenario
+    lvmd: dict[str, model.LvmdConfig]  # by pool name
+
+
+def parse(data: Any, source: str = "scenario") -> Loaded:
+    """Validate already-read YAML data; ConfigError naming ``source`` and the key."""
+    try:
+        spec = msgspec.convert(data, Scenario)
+    except msgspec.ValidationError as exc:
+        raise errors.ConfigError(f"{source}: {exc}") from None
+    lvmd: dict[str, model.LvmdConfig] = {}
+    for i, pool in enumerate(spec.cluster.node_pools):
+        where = f"{source}: cluster.node-pools[{i}].lvmd"
+        config = lvmd_config.from_mapping(pool.lvmd, where)
+        vgs = {vg.name for vg in pool.volume_groups}
+        for dc in config.device_classes:
+            if dc.volume_group not in vgs:
+                raise errors.ConfigError(
+                    f"{where}: device class {dc.name!r} uses volume group {dc.volume_group!r}, "
+                    f"which is not in cluster.node-pools[{i}].volume-groups"
+                )
+        lvmd[pool.name] = config
+    _cross_check(spec, lvmd, source)
+    return Loaded(spec, lvmd)
+
+
+def _cross_check(spec: Scenario, lvmd: dict[str, model.LvmdConfig], source: str) -> None:
+    classes = {dc.name for config in lvmd.values() for dc in config.device_classes}
+    has_default = any(dc.default for config in lvmd.values() for dc in config.device_classes)
+    storage_classes = {sc.name for sc in spec.cluster.storage_classes}
+    for i, sc in enumerate(spec.cluster.storage_classes):
+        if sc.device_class and sc.device_class not in classes:
+            raise errors.ConfigError(
+                f"{source}: cluster.storage-classes[{i}].device-class: {sc.device_class!r} is not a device class of "
+                f"any node pool ({', '.join(sorted(classes))})"
+            )
+        if not sc.device_class and not has_default:
+            raise errors.ConfigError(
+                f"{source}: cluster.storage-classes[{i}]: no device class and no pool has a default"
+            )
+    pools = {p.name: p for p in spec.cluster.node_pools}
+    for i, w in enumerate(spec.workloads):
+        for j, claim in enumerate(w.claims):
+            if claim.storage_class not in storage_classes:
+                raise errors.ConfigError(
+                    f"{source}: workloads[{i}].claims[{j}].storage-class: {claim.storage_class!r} is not in "
+                    f"cluster.storage-classes"
+                )
+    event_pools = [("node-events", i, e.pool) for i, e in enumerate(spec.node_events)]
+    event_pools += [("disk-events", i, e.pool) for i, e in enumerate(spec.disk_events)]
+    for key, i, pool in event_pools:
+        if pool not in pools:
+            raise errors.ConfigError(f"{source}: {key}[{i}].pool: no node pool named {pool!r}")
+    for i, disk in enumerate(spec.disk_events):
+        if disk.volume_group not in {vg.name for vg in pools[disk.pool].volume_groups}:
+            raise errors.ConfigError(
+                f"{source}: disk-events[{i}].volume-group: pool {disk.pool!r} has no {disk.volume_group!r}"
+            )
+
+
+def loads(text: str, source: str = "scenario") -> Loaded:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise errors.ConfigError(f"{source}: the top level must be a mapping")
+    return parse(data, source)
+
+
+def load(path: str | Path) -> Loaded:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise errors.ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    return loads(text, str(p))
+
+
+def taints(pool: NodePool) -> tuple[resources.Taint, ...]:
+    return tuple(resources.Taint(t.key, resources.TaintEffect(t.effect), t.value) for t in pool.taints)

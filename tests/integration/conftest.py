@@ -1,0 +1,58 @@
+"""``deployed``: a control plane of its own with everything in deploy/ applied for real, and each
+ServiceAccount's identity (token, kubeconfig). Its own, not the shared ``kube_api``: deploy/ installs a
+cluster-wide pod webhook with failurePolicy: Fail, which must not reach other tests' pods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import controlplane, deployment
+from tests.support.controlplane import ControlPlane
+
+
+@dataclass(frozen=True)
+class Deployed:
+    plane: ControlPlane
+    applied: list[dict[str, Any]]  # the objects as stored
+    tokens: dict[str, str]  # ServiceAccount name -> bound token
+    kubeconfigs: dict[str, str]  # ServiceAccount name -> kubeconfig path
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    binaries = controlplane.binaries_or_skip()
+    crd_dirs = deployment.third_party_crd_dirs()
+    if isinstance(crd_dirs, str):
+        if controlplane.in_ci():
+            pytest.fail(f"cannot apply deploy/ in CI: {crd_dirs}", pytrace=False)
+        pytest.skip(f"cannot apply deploy/: {crd_dirs}")
+    home = tmp_path_factory.mktemp("deployed")
+    with ControlPlane(binaries) as plane:
+        plane.install_crds()
+        for directory in crd_dirs:
+            plane.install_crds(directory)
+        applied = deployment.Applier(plane).apply_files(deployment.manifest_files())
+        tokens = {sa: deployment.service_account_token(plane, sa) for sa in deployment.SERVICE_ACCOUNTS}
+        kubeconfigs = {
+            sa: deployment.write_kubeconfig(plane, tok, home / f"{sa}.kubeconfig") for sa, tok in tokens.items()
+        }
+        yield Deployed(plane, applied, tokens, kubeconfigs)
+
+
+def new_namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> str:
+    code, reply = plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels or {}}})
+    assert code in (201, 409), reply
+    return name
+
+
+def logs_without_403(paths: list[Path]) -> None:
+    """No log says the API server refused a request: each component has all the access it uses."""
+    for path in paths:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for line in text.splitlines():
+            assert "403" not in line and "forbidden" not in line.lower(), f"{path.name}: {line}"

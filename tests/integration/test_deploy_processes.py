@@ -1,0 +1,117 @@
+"""Our real processes, each under its own ServiceAccount's token with deploy/'s RBAC (never system:masters),
+do their job against a real kube-apiserver and log no refusal.
+
+- topolvm-controller + topolvm-node (lvmd embedded, a loop-device VG): CreateVolume through the CSI socket
+  makes a LogicalVolume, the node agent creates the LV and reports it, DeleteVolume removes both.
+- topolvm-scheduler --watch-nodes: learns a node's capacity from the API and filters with it.
+The webhook under its ServiceAccount: tests/integration/test_deploy_webhook.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.integration.conftest import Deployed, logs_without_403
+from tests.support import deployment, driver, loopvg
+from tests.support.driver import Env, GiB, Processes
+from topolvm import constants
+from topolvm.csi.proto import csi_pb2 as csi
+from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tlvm-deploy-", dir="/tmp"))  # short: unix socket paths are limited
+    yield path
+    for log in sorted(path.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.root
+def test_controller_and_node_provision_and_delete_under_their_service_accounts(
+    deployed: Deployed, work: Path, tmp_path: Path
+) -> None:
+    with loopvg.loop_vg(tmp_path, (2 * GiB,)) as vg:
+        env = Env(
+            deployed.plane,
+            vg,
+            work,
+            controller_kubeconfig=deployed.kubeconfigs["topolvm-controller"],
+            node_kubeconfig=deployed.kubeconfigs["topolvm-node"],
+        )
+        try:
+            env.controller()
+            env.node_agent(f"--lvmd-config={env.lvmd_yaml}")
+            env.wait_for_capacity()  # the node agent patched its Node
+            volume = env.create_volume(f"pvc-{uuid.uuid4().hex[:8]}")
+            assert env.lvs() == [volume.volume_id]  # the node agent made the LV and reported it back
+            with grpc.insecure_channel(f"unix:{work / 'ctl.sock'}") as channel:
+                csi_grpc.ControllerStub(channel).DeleteVolume(
+                    csi.DeleteVolumeRequest(volume_id=volume.volume_id), timeout=30
+                )
+            assert env.lvs() == []  # DeleteVolume returns once the node agent removed the LV
+            code, node = deployed.plane.request("GET", f"/api/v1/nodes/{env.node}")
+            assert code == 200 and constants.NODE_FINALIZER in node["metadata"]["finalizers"]
+        finally:
+            env.stop_all()
+    logs_without_403(env.logs())
+
+
+def post(url: str, body: object) -> object:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def test_scheduler_watches_nodes_under_its_service_account(deployed: Deployed, work: Path) -> None:
+    roomy, tight = f"roomy-{uuid.uuid4().hex[:6]}", f"tight-{uuid.uuid4().hex[:6]}"
+    for name, free in ((roomy, 64 * GiB), (tight, GiB)):
+        annotations = {constants.capacity_annotation("ssd"): str(free)}
+        code, reply = deployed.plane.request(
+            "POST", "/api/v1/nodes", {"metadata": {"name": name, "annotations": annotations}}
+        )
+        assert code == 201, reply
+    port = driver.free_port()
+    procs = Processes(work)
+    try:
+        procs.start(
+            "topolvm.extender.cli", f"--listen=127.0.0.1:{port}", "--watch-nodes",
+            f"--kubeconfig={deployed.kubeconfigs['topolvm-scheduler']}", log="scheduler",
+        )  # fmt: skip
+        pod = {
+            "metadata": {
+                "name": "p",
+                "namespace": "app",
+                "uid": uuid.uuid4().hex,
+                "annotations": {constants.capacity_annotation("ssd"): str(8 * GiB)},
+            },
+            "spec": {"containers": [{"name": "c"}]},
+        }
+
+        def filtered() -> object:
+            try:
+                # nodeCacheCapable: names only; the capacities must come from the extender's own node watch.
+                reply = post(f"http://127.0.0.1:{port}/predicate", {"Pod": pod, "NodeNames": [roomy, tight]})
+            except OSError:
+                return None  # not listening yet
+            assert isinstance(reply, dict)
+            return reply if reply.get("NodeNames") == [roomy] else None
+
+        reply = deployment.wait_for(filtered, "the extender to learn both nodes' capacity")
+        assert isinstance(reply, dict)
+        assert "VG free space" in {**reply["FailedNodes"], **reply["FailedAndUnresolvableNodes"]}[tight]
+    finally:
+        procs.stop_all()
+    logs_without_403(procs.logs())
