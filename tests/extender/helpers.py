@@ -26,7 +26,10 @@ def node(name: str, **capacities: int | str) -> dict[str, Any]:
     }
 
 
-def pod(uid: str = "pod-uid", **requests: int | str) -> dict[str, Any]:
+def pod(uid: str = "pod-uid", volumes: list[dict[str, Any]] | None = None, **requests: int | str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "c"}]}
+    if volumes is not None:
+        spec["volumes"] = volumes
     return {
         "metadata": {
             "name": "p-" + uid,
@@ -34,7 +37,7 @@ def pod(uid: str = "pod-uid", **requests: int | str) -> dict[str, Any]:
             "uid": uid,
             "annotations": {PREFIX + cls: str(value) for cls, value in requests.items()},
         },
-        "spec": {"containers": [{"name": "c"}]},
+        "spec": spec,
     }
 
 

@@ -148,3 +148,84 @@ def test_chunked_body_over_http(application: app.App) -> None:
     response = asyncio.run(run())
     assert response.status_code == 200
     assert len(response.json()["Nodes"]["items"]) == 50
+
+
+def _sample(application: app.App, name: str, **labels: str) -> float | None:
+    return application.metrics.registry.get_sample_value(name, labels)
+
+
+def test_reservation_metrics_stay_exact_after_ends_and_expiry() -> None:
+    from topolvm import clock
+    from topolvm.extender import holder, metrics
+
+    manual = clock.ManualClock(0.0)
+    cfg = config.Config(reservation_ttl=30)
+    stats = metrics.Metrics()
+    application = app.App(cfg, holder.build(cfg, stats, clock=manual), stats)
+    nodes = [node("a", ssd=5 * GiB), node("b", ssd=GiB)]
+    for uid in ("p1", "p2"):
+        call(application, "POST", "/predicate", args(pod(uid, ssd=2 * GiB), nodes))
+    call(application, "GET", "/metrics")
+    assert _sample(application, "topolvm_extender_reservations") == 2
+    assert _sample(application, "topolvm_extender_reserved_bytes") == 4 * GiB
+    assert _sample(application, "topolvm_extender_reservation_starts_total", via="filter") == 2
+    application.holder.service.pod_bound("p1", "a")
+    manual.advance(31)
+    call(application, "GET", "/metrics")  # p2 expired: no request needed to see it
+    assert _sample(application, "topolvm_extender_reservations") == 0
+    assert _sample(application, "topolvm_extender_reserved_bytes") == 0
+    assert _sample(application, "topolvm_extender_reservation_ends_total", reason="bound") == 1
+    assert _sample(application, "topolvm_extender_reservation_ends_total", reason="expired") == 1
+    assert _sample(application, "topolvm_extender_tracked_pods") == 1  # p2 is still pending
+
+
+def test_memo_reuse_is_counted() -> None:
+    application = app.App(config.Config())
+    nodes = [node(f"n{i}", ssd=GiB) for i in range(10)]
+    call(application, "POST", "/predicate", args(pod(), nodes))
+    nodes[3] = node("n3", ssd=2 * GiB)
+    call(application, "POST", "/predicate", args(pod(), nodes))
+    assert _sample(application, "topolvm_extender_node_items_total", decode="decoded") == 11
+    assert _sample(application, "topolvm_extender_node_items_total", decode="reused") == 9
+
+
+def test_served_app_expires_reservations_without_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lifespan starts a timer: an expired reservation goes even when kube-scheduler sends nothing."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from topolvm import clock
+    from topolvm.extender import holder, metrics
+
+    monkeypatch.setattr(app, "EXPIRE_EVERY", 0.05)
+    manual = clock.ManualClock(0.0)
+    cfg = config.Config(reservation_ttl=30)
+    stats = metrics.Metrics()
+    application = app.App(cfg, holder.build(cfg, stats, clock=manual), stats)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.02)
+        body = args(pod("p1", ssd=GiB), [node("a", ssd=2 * GiB)])
+        assert httpx.post(f"http://127.0.0.1:{port}/predicate", content=body, timeout=10).status_code == 200
+        ledger = application.holder.service.ledger
+        assert len(ledger) == 1
+        manual.advance(31)
+        for _ in range(200):
+            if not ledger:
+                break
+            time.sleep(0.02)
+        assert not ledger
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

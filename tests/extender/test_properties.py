@@ -48,7 +48,8 @@ bodies = st.fixed_dictionaries(
 
 def extender() -> verbs.Extender:
     cfg = config.Config()
-    return verbs.Extender(cfg, holder.Holder(cfg.reservation_ttl), metrics.Metrics())
+    stats = metrics.Metrics()
+    return verbs.Extender(cfg, holder.build(cfg, stats), stats)
 
 
 def check(reply: verbs.Reply) -> Any:

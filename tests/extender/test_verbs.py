@@ -8,22 +8,17 @@ from typing import Any
 import pytest
 
 from tests.extender.helpers import GiB, args, node, pod
+from topolvm import clock
 from topolvm.core import node_index, scheduling
 from topolvm.extender import config, holder, metrics, verbs
+from topolvm.services import scheduler
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(mode: str = "spread", ttl: float = 60.0, **divisors: float) -> tuple[verbs.Extender, FakeClock]:
-    clock = FakeClock()
+def make(mode: str = "spread", ttl: float = 60.0, **divisors: float) -> tuple[verbs.Extender, clock.ManualClock]:
+    manual = clock.ManualClock(1000.0)
     cfg = config.Config(policy=scheduling.Policy(divisors=divisors, mode=scheduling.Mode(mode)), reservation_ttl=ttl)
-    return verbs.Extender(cfg, holder.Holder(ttl, clock), metrics.Metrics()), clock
+    stats = metrics.Metrics()
+    return verbs.Extender(cfg, holder.build(cfg, stats, clock=manual), stats), manual
 
 
 def ok(reply: verbs.Reply) -> Any:
@@ -97,7 +92,7 @@ def test_pack_mode_prefers_least_free_that_fits() -> None:
 @pytest.mark.parametrize("names", [False, True], ids=["nodes", "node-names"])
 def test_burst_of_pods_does_not_overcommit(names: bool) -> None:
     """Upstream #117: annotations are stale during a burst; reservations keep the node from being oversold."""
-    ext, clock = make()
+    ext, manual = make()
     nodes = [node("n1", ssd=25 * GiB), node("n2", ssd=12 * GiB)]
     ok(ext.predicate(args(pod(), nodes)))
     placed: dict[str, int] = {"n1": 0, "n2": 0}
@@ -111,10 +106,10 @@ def test_burst_of_pods_does_not_overcommit(names: bool) -> None:
         scores = ok(ext.prioritize(args(request, [n for n in nodes if n["metadata"]["name"] in kept_names], names)))
         best = max(scores, key=lambda s: (s["Score"], -ord(s["Host"][-1])))
         placed[best["Host"]] += 10 * GiB
-        clock.now += 0.1
+        manual.advance(0.1)
     assert placed == {"n1": 20 * GiB, "n2": 10 * GiB}
     # Once the TTL passes the node is offered again (its annotation never changed, so nothing is known).
-    clock.now += 61
+    manual.advance(61)
     assert ok(ext.predicate(args(pod("late", ssd=10 * GiB), nodes)))["Nodes"]["items"]
 
 
@@ -151,16 +146,14 @@ def test_bad_requests_are_400_with_a_reason(verb: str, body: bytes, message: str
 
 
 def test_node_watch_events_feed_the_cache() -> None:
-    from types import SimpleNamespace
-
     from topolvm.extender import kube
 
     ext, _ = make()
-    meta = SimpleNamespace(name="w1", annotations={"capacity.topolvm.io/ssd": str(GiB), "x": "y"})
-    kube.apply_event(ext.holder, "ADDED", SimpleNamespace(metadata=meta))
-    assert ext.holder.capacities("w1") == {"ssd": str(GiB)}
-    kube.apply_event(ext.holder, "DELETED", SimpleNamespace(metadata=meta))
-    assert ext.holder.capacities("w1") is None
+    obj: kube.Object = {"metadata": {"name": "w1", "annotations": {"capacity.topolvm.io/ssd": str(GiB), "x": "y"}}}
+    kube.apply_node(ext.holder, "ADDED", obj)
+    assert ext.service.index.raw("w1") == {"ssd": str(GiB)}
+    kube.apply_node(ext.holder, "DELETED", obj)
+    assert ext.service.index.raw("w1") is None
 
 
 def _kept(result: Any) -> list[str]:
@@ -178,12 +171,12 @@ def test_full_requests_refresh_the_cache_when_an_annotation_changes() -> None:
     result = ok(ext.predicate(args(want, second)))
     assert _kept(result) == ["a"]
     assert result["FailedAndUnresolvableNodes"] == {"b": "bad capacity annotation: junk"}
-    assert ext.holder.index.free("ssd") == {"a": 500 * GiB, "b": node_index.BAD}
+    assert ext.service.index.free("ssd") == {"a": 500 * GiB, "b": node_index.BAD}
     # Fewer and then more nodes than last time, in another order.
     assert _kept(ok(ext.predicate(args(want, [second[0]])))) == ["a"]
     third = [node("c", ssd=20 * GiB), node("a", ssd=GiB), node("b", ssd=30 * GiB)]
     assert _kept(ok(ext.predicate(args(want, third)))) == ["c", "b"]
-    assert ext.holder.capacities("a") == {"ssd": str(GiB)}
+    assert ext.service.index.raw("a") == {"ssd": str(GiB)}
 
 
 def test_prioritize_with_nodes_refreshes_the_cache_too() -> None:
@@ -191,7 +184,7 @@ def test_prioritize_with_nodes_refreshes_the_cache_too() -> None:
     ok(ext.predicate(args(pod(), [node("a", ssd=5 * GiB)])))
     scores = ok(ext.prioritize(args(pod(ssd=GiB), [node("a", ssd=1024 * GiB)])))
     assert scores == [{"Host": "a", "Score": 10}]
-    assert ext.holder.capacities("a") == {"ssd": str(1024 * GiB)}
+    assert ext.service.index.raw("a") == {"ssd": str(1024 * GiB)}
 
 
 def test_watch_update_after_a_full_request_is_not_shadowed() -> None:
@@ -200,13 +193,13 @@ def test_watch_update_after_a_full_request_is_not_shadowed() -> None:
     nodes = [node("a", ssd=50 * GiB)]
     want = pod(ssd=10 * GiB)
     assert _kept(ok(ext.predicate(args(want, nodes)))) == ["a"]
-    ext.holder.remember("a", {"ssd": str(GiB)})  # e.g. the node watch saw a newer version
+    ext.service.node_updated("a", {"ssd": str(GiB)})  # e.g. the node watch saw a newer version
     names = json.dumps({"Pod": want, "NodeNames": ["a"]}).encode()
     assert ok(ext.predicate(names))["NodeNames"] == []
     # The same full request again must put its own (older) value back, as it did before the cache existed.
     assert _kept(ok(ext.predicate(args(want, nodes)))) == ["a"]
     assert ok(ext.predicate(names))["NodeNames"] == ["a"]
-    ext.holder.forget("a")
+    ext.service.node_removed("a")
     assert ok(ext.predicate(names))["FailedAndUnresolvableNodes"] == {"a": verbs.REASON_NOT_CACHED}
 
 
@@ -232,22 +225,91 @@ def test_duplicate_names_are_scored_once() -> None:
 
 @pytest.mark.parametrize("mode", ["spread", "pack"])
 def test_index_path_equals_item_by_item_path(mode: str) -> None:
-    """The index-backed verbs answer as the per-item reference path (kept for duplicate names) does."""
-    ext, clock = make(mode=mode)
+    """The index-backed decisions equal the per-item reference path (kept for duplicate names)."""
+    ext, manual = make(mode=mode)
+    service = ext.service
     nodes = [node(f"n{i}", ssd=(i * 7 % 40) * GiB, hdd=(i * 13 % 30) * GiB) for i in range(60)]
     nodes.append(node("junk", ssd="x", hdd=GiB))
     nodes.append(node("none"))
     ok(ext.predicate(args(pod(), nodes)))
     names = [n["metadata"]["name"] for n in nodes]
-    candidates = [verbs._Candidate(name, ext.holder.capacities(name)) for name in names]
+    items = [scheduler.Item(name, service.index.raw(name)) for name in names]
     for i in range(8):
-        requested = {"ssd": (3 + i) * GiB, "hdd": (i % 3) * GiB}
-        key = f"p{i}"
-        assert ext._failures(names, requested, key) == ext._failures_per_item(candidates, requested, key)
-        fast = ext._score(names, requested, key)
-        reservations = [(r.pod, r.node, r.size) for r in ext.holder.ledger.reservations()]
-        ext.holder.ledger.release(key)
-        slow = ext._score_per_item(candidates, requested, key)
-        assert fast == slow
-        assert [(r.pod, r.node, r.size) for r in ext.holder.ledger.reservations()] == reservations
-        clock.now += 1
+        want = scheduler.Pod(f"p{i}", requested={"ssd": (3 + i) * GiB, "hdd": (i % 3) * GiB})
+        assert service.filter(want, names) == service.filter_items(want, items)
+        fast = service.prioritize(want, names)
+        reservations = [(r.pod, r.node, r.size) for r in service.ledger.reservations()]
+        service.ledger.release(want.key, scheduling.EndReason.RESCHEDULED)
+        slow = service.prioritize_items(want, items)
+        assert dict(zip(fast.names, fast.scores, strict=True)) == dict(zip(slow.names, slow.scores, strict=True))
+        assert fast.reserved == slow.reserved
+        assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == reservations
+        manual.advance(1)
+
+
+# --- reservations under kube-scheduler's real call sequence ------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [False, True], ids=["nodes", "node-names"])
+def test_a_lone_survivor_of_the_filter_is_reserved(names: bool) -> None:
+    """kube-scheduler does not call prioritize when one node is left, so the filter must reserve it."""
+    ext, _ = make()
+    nodes = [node("big", ssd=5 * GiB), node("small", ssd=GiB)]
+    ok(ext.predicate(args(pod(), nodes)))
+    first = ok(ext.predicate(args(pod("p1", ssd=3 * GiB), nodes, names)))
+    assert (first["NodeNames"] if names else _kept(first)) == ["big"]
+    second = ok(ext.predicate(args(pod("p2", ssd=3 * GiB), nodes, names)))
+    assert second["FailedAndUnresolvableNodes"]["big"] == (
+        scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS
+    )
+
+
+def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
+    """A PVC's selected-node moves the reservation; the pod's binding ends it (the watches' events)."""
+    from topolvm.extender import kube
+
+    ext, _ = make()
+    nodes = [node("n1", ssd=4 * GiB), node("n2", ssd=4 * GiB)]
+    volumes = [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}},
+        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    request = pod("uid-1", volumes, ssd=3 * GiB)
+    ok(ext.prioritize(args(request, nodes)))
+    assert ext.service.ledger.node_of("uid-1") == "n1"
+    selected = {kube.SELECTED_NODE_ANNOTATION: "n2"}
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1-scratch",
+                                                            "annotations": selected}})  # fmt: skip
+    assert ext.service.ledger.node_of("uid-1") == "n2"
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+                                                            "annotations": selected}})  # fmt: skip
+    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"},
+                                            "spec": {"nodeName": "n2"}})  # fmt: skip
+    assert not ext.service.ledger
+    # A bound claim's selected-node is history, even for a pod still pending here.
+    ok(ext.prioritize(args(pod("uid-2", volumes, ssd=3 * GiB), nodes)))
+    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+                                                            "annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}},
+                                               "spec": {"volumeName": "pv-1"}})  # fmt: skip
+    assert ext.service.ledger.node_of("uid-2") == "n1"
+    for reason in ("rehomed", "bound"):
+        assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
+
+
+def test_pod_watch_events() -> None:
+    from topolvm.extender import kube
+
+    ext, _ = make()
+    nodes = [node("n1", ssd=10 * GiB), node("n2", ssd=10 * GiB)]
+    for uid in ("a", "b", "c"):
+        ok(ext.prioritize(args(pod(uid, ssd=GiB), nodes)))
+    meta = {"namespace": "default"}
+    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-a", "uid": "a"}})
+    # A nomination (preemption, or a PreBind about to wait) says where the pod goes.
+    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {**meta, "name": "p-b", "uid": "b"},
+                                            "status": {"nominatedNodeName": "n2"}})  # fmt: skip
+    # Leaving the Pending selection shows the last Pending state: bound there already.
+    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-c", "uid": "c"},
+                                           "spec": {"nodeName": "n1"}})  # fmt: skip
+    assert {r.pod: r.node for r in ext.service.ledger.reservations()} == {"b": "n2"}

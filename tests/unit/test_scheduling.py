@@ -154,7 +154,7 @@ def test_rereserving_a_pod_replaces_its_reservation() -> None:
     ledger.reserve("p1", "n2", {"ssd": 10}, {"ssd": 100}, now=1)
     assert ledger.held("n1", "ssd", 100, now=2) == 0
     assert ledger.held("n2", "ssd", 100, now=2) == 10
-    ledger.release("p1")
+    ledger.release("p1", scheduling.EndReason.DELETED)
     assert len(ledger) == 0
 
 

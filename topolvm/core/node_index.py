@@ -15,11 +15,21 @@ import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 
+from topolvm import constants
 from topolvm.core import scheduling
 
 BAD = -1  # NodeIndex value of an annotation that is present but not a byte count
 MISSING = -2  # lookup default: the node has no annotation for the class (or is not in the index)
 _MAX_GIB = scheduling.UINT64_MAX >> 30
+
+
+def capacities(annotations: Mapping[str, str] | None) -> dict[str, str]:
+    """The ``capacity.topolvm.io/<class>`` annotations of a Node, keyed by class annotation name."""
+    if not annotations:
+        return {}
+    prefix = constants.CAPACITY_KEY_PREFIX
+    cut = len(prefix)
+    return {key[cut:]: value for key, value in annotations.items() if key.startswith(prefix)}
 
 
 class NodeIndex:
@@ -151,7 +161,7 @@ def filter_nodes(
         reason = scheduling.filter_reason(
             scheduling.usable(name, raw, requested, ledger, now=now, pod=pod), raw, requested
         )
-        if reason == scheduling.REASON_NO_SPACE and ledger and name in ledger.nodes():
+        if reason == scheduling.REASON_NO_SPACE and ledger.holds(name):
             plain = scheduling.usable(name, raw, requested, _NO_LEDGER, now=now)
             if not scheduling.filter_reason(plain, raw, requested):
                 reason += scheduling.REASON_AFTER_RESERVATIONS
@@ -220,24 +230,10 @@ def score_nodes(
 
 
 def _positions(names: Sequence[str], wanted: set[str]) -> dict[str, list[int]]:
-    if len(wanted) <= 16:
-        found: dict[str, list[int]] = {}
-        for name in wanted:
-            at: list[int] = []
-            start = 0
-            try:
-                while True:
-                    start = names.index(name, start)
-                    at.append(start)
-                    start += 1
-            except ValueError:
-                pass
-            found[name] = at
-        return found
+    """Where each of ``wanted`` appears in ``names``: one C-level membership pass, then only the hits in Python."""
     result: dict[str, list[int]] = {name: [] for name in wanted}
-    for i, name in enumerate(names):
-        if name in wanted:
-            result[name].append(i)
+    for i in itertools.compress(range(len(names)), map(wanted.__contains__, names)):
+        result[names[i]].append(i)
     return result
 
 

@@ -1,5 +1,6 @@
 """kube-scheduler extender (entrypoint): HTTP verbs /predicate, /prioritize, /status and /metrics.
 
-Wire types in ``wire``, configuration in ``config``, node cache and reservations in ``holder``, the ASGI app in
-``app`` and the ``topolvm-scheduler`` command in ``cli``. Policy comes from ``topolvm.core.scheduling``.
+Wire types in ``wire``, configuration in ``config``, the verbs (translation only) in ``verbs``, the process's
+``SchedulerService`` and its lock in ``holder``, API watches in ``kube``, the ASGI app (and its expiry timer) in
+``app`` and the ``topolvm-scheduler`` command in ``cli``. Decisions come from ``topolvm.services.scheduler``.
 """

@@ -12,6 +12,7 @@ answered with a generic 500 (the traceback never reaches the client).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -32,16 +33,21 @@ class ClientGone(Exception):
     pass
 
 
+EXPIRE_EVERY = 1.0  # seconds between sweeps of expired reservations, stale nodes and forgotten pods
+
+
 class App:
     def __init__(
         self,
         cfg: config.Config,
         state: holder.Holder | None = None,
         stats: metrics.Metrics | None = None,
+        *,
+        watched_nodes: bool = False,
     ) -> None:
         self.config = cfg
-        self.holder = state or holder.Holder(cfg.reservation_ttl)
         self.metrics = stats or metrics.Metrics()
+        self.holder = state or holder.build(cfg, self.metrics, watched_nodes=watched_nodes)
         self.extender = verbs.Extender(cfg, self.holder, self.metrics)
         self._verbs: dict[str, Callable[[bytes | bytearray], verbs.Reply]] = {
             "/predicate": self.extender.predicate,
@@ -54,7 +60,24 @@ class App:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await asgi.lifespan(receive, send)
+            # Reservations must expire on time even when no request comes to look at them.
+            sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+            try:
+                await asgi.lifespan(receive, send)
+            finally:
+                sweeper.cancel()
+
+    def sweep(self) -> None:
+        with self.holder.lock:
+            self.holder.service.expire()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("expiry sweep failed")
 
     async def _http(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         path: str = scope["path"]
@@ -93,6 +116,9 @@ class App:
         if path == "/status":
             return verbs.Reply(200, b"ok", verbs.TEXT)
         if path == "/metrics" and method == "GET":
+            with self.holder.lock:
+                self.holder.service.expire()
+                self.metrics.observe(self.holder.service)
             return verbs.Reply(200, self.metrics.render(), prometheus_client.CONTENT_TYPE_LATEST)
         return verbs.Reply(404, b"not found", verbs.TEXT)
 

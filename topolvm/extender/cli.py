@@ -1,9 +1,12 @@
 """``topolvm-scheduler``: run the extender (upstream-compatible flags: ``--config``; default listen ``:8000``).
 
-Usage: topolvm-scheduler [--config /etc/topolvm/scheduler.yaml] [--listen :8000] [--watch-nodes]
+Usage: topolvm-scheduler [--config /etc/topolvm/scheduler.yaml] [--listen :8000] [--watch-nodes] [--watch-pods]
 
 ``--watch-nodes`` keeps node annotations fresh from the API server; needed when kube-scheduler is configured
-with ``nodeCacheCapable: true`` (it then sends node names only). One worker process: reservations are in memory.
+with ``nodeCacheCapable: true`` (it then sends node names only). ``--watch-pods`` watches pending Pods and
+PersistentVolumeClaims so that a reservation ends when its pod is bound or deleted and follows the node
+kube-scheduler really chose; without it reservations end only when annotations drop or at their TTL. One worker
+process: reservations are in memory (run one extender next to each kube-scheduler; only the leader's is used).
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default="", help="config file (upstream format plus mode/reservation-ttl)")
     parser.add_argument("--listen", default="", help="listen address, overrides the config file's 'listen'")
     parser.add_argument("--watch-nodes", action="store_true", help="watch Nodes via the API (nodeCacheCapable)")
-    parser.add_argument("--kubeconfig", default="", help="kubeconfig for --watch-nodes (default: in-cluster)")
+    parser.add_argument(
+        "--watch-pods",
+        action="store_true",
+        help="watch pending Pods and PVCs: end reservations at bind/deletion, follow the chosen node",
+    )
+    parser.add_argument("--kubeconfig", default="", help="kubeconfig for the watches (default: in-cluster)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -43,18 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2
-    application = app.App(cfg)
-    if args.watch_nodes:
+    application = app.App(cfg, watched_nodes=args.watch_nodes)
+    if args.watch_nodes or args.watch_pods:
         from topolvm.extender import kube
 
-        kube.start_node_watch(application.holder, args.kubeconfig or None)
+        core = kube.api(args.kubeconfig or None)
+        if args.watch_nodes:
+            kube.watch_nodes(application.holder, core)
+        if args.watch_pods:
+            kube.watch_pods(application.holder, core)
     log.info(
-        "topolvm-scheduler listening on %s (mode=%s, default-divisor=%g, divisors=%s, reservation-ttl=%gs)",
+        "topolvm-scheduler listening on %s (mode=%s, default-divisor=%g, divisors=%s, reservation-ttl=%gs, "
+        "watch-nodes=%s, watch-pods=%s)",
         listen,
         cfg.policy.mode.value,
         cfg.policy.default_divisor,
         dict(cfg.policy.divisors),
         cfg.reservation_ttl,
+        args.watch_nodes,
+        args.watch_pods,
     )
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     uvicorn.run(

@@ -1,11 +1,14 @@
 """Prometheus metrics of the extender, on their own registry so tests and several apps do not collide.
 
-Updated by ``topolvm.extender.verbs`` and ``topolvm.extender.app``; served at ``/metrics``.
+Updated by ``topolvm.extender.verbs``, ``app`` and the service's reservation listeners (``holder.build``);
+the gauges are set from the service when ``/metrics`` is scraped, so they are exact at that moment.
 """
 
 from __future__ import annotations
 
 import prometheus_client
+
+from topolvm.services import scheduler
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -49,11 +52,43 @@ class Metrics:
             "Bytes held back by reservations.",
             registry=self.registry,
         )
+        self.reservation_starts = prometheus_client.Counter(
+            "topolvm_extender_reservation_starts_total",
+            "Reservations taken, by what took them (filter: one node passed; prioritize; selected: a claim's "
+            "selected-node).",
+            ["via"],
+            registry=self.registry,
+        )
+        self.reservation_ends = prometheus_client.Counter(
+            "topolvm_extender_reservation_ends_total",
+            "Reservations ended, by reason (bound, deleted, provisioned, rehomed, rescheduled, expired, node-gone).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.cached_nodes = prometheus_client.Gauge(
             "topolvm_extender_cached_nodes",
             "Nodes whose capacity annotations the extender knows (for nodeCacheCapable requests).",
             registry=self.registry,
         )
+        self.tracked_pods = prometheus_client.Gauge(
+            "topolvm_extender_tracked_pods",
+            "Pods seen in requests and not yet bound or deleted (their claims map selected-node events to them).",
+            registry=self.registry,
+        )
+        self.node_items = prometheus_client.Counter(
+            "topolvm_extender_node_items_total",
+            "Nodes of full-Node filter requests, by whether the previous request's decode was reused (same bytes "
+            "at the same position) or the item was decoded.",
+            ["decode"],
+            registry=self.registry,
+        )
+
+    def observe(self, service: scheduler.SchedulerService) -> None:
+        """Set the gauges from the service (the caller holds its lock)."""
+        self.reservations.set(len(service.ledger))
+        self.reserved_bytes.set(service.ledger.reserved_bytes())
+        self.cached_nodes.set(len(service.index))
+        self.tracked_pods.set(service.tracked_pods())
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

@@ -18,8 +18,39 @@ class ObjectMeta(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     annotations: dict[str, str] | None = None
 
 
+class ClaimSource(msgspec.Struct, frozen=True, gc=False):
+    claimName: str = ""
+
+
+class EphemeralSource(msgspec.Struct, frozen=True, gc=False):
+    """A generic ephemeral volume; only its presence matters."""
+
+
+class Volume(msgspec.Struct, frozen=True, gc=False):
+    """A pod volume, as far as the extender cares: which PersistentVolumeClaim it mounts, if any."""
+
+    name: str = ""
+    persistentVolumeClaim: ClaimSource | None = None
+    ephemeral: EphemeralSource | None = None  # its claim is named <pod>-<volume>
+
+
+class PodSpecHead(msgspec.Struct, frozen=True, gc=False):
+    volumes: list[Volume] | None = None
+
+
 class PodHead(msgspec.Struct, frozen=True, gc=False):
     metadata: ObjectMeta = ObjectMeta()
+    spec: PodSpecHead = PodSpecHead()
+
+    def claims(self) -> tuple[str, ...]:
+        """Names of the claims the pod mounts (in its namespace), generic ephemeral volumes' included."""
+        names: list[str] = []
+        for volume in self.spec.volumes or ():
+            if volume.persistentVolumeClaim is not None and volume.persistentVolumeClaim.claimName:
+                names.append(volume.persistentVolumeClaim.claimName)
+            elif volume.ephemeral is not None and volume.name:
+                names.append(f"{self.metadata.name}-{volume.name}")
+        return tuple(names)
 
 
 class NodeHead(msgspec.Struct, frozen=True, gc=False):

@@ -3,6 +3,9 @@
 // Each worker repeats a cycle of POST requests (e.g. /predicate then /prioritize with the same ExtenderArgs, as
 // kube-scheduler does per pod) until the duration or request budget runs out, then prints JSON with requests/s,
 // cycles/s and latency percentiles per URL. Stdlib only, so it builds in seconds and adds little CPU noise.
+//
+// With -variants N every body path must contain "{}", expanded to 0..N-1: cycle k sends variant k mod N to
+// every URL, so consecutive cycles can carry different pods and nodes, as a real scheduler's requests do.
 package main
 
 import (
@@ -20,8 +23,8 @@ import (
 )
 
 type target struct {
-	url  string
-	body []byte
+	url    string
+	bodies [][]byte // one per variant
 }
 
 type result struct {
@@ -49,6 +52,7 @@ func main() {
 	duration := flag.Duration("d", 3*time.Second, "run time")
 	maxCycles := flag.Int("n", 0, "stop after this many cycles in total (0 = no limit)")
 	warmup := flag.Int("warmup", 2, "cycles per worker before measuring")
+	variants := flag.Int("variants", 0, "body variants: each -bodies path contains {} for 0..N-1 (0: one body)")
 	flag.StringVar(&pairs, "urls", "", "comma-separated URLs of one cycle")
 	flag.StringVar(&bodies, "bodies", "", "comma-separated body files, one per URL")
 	flag.Parse()
@@ -58,13 +62,32 @@ func main() {
 		os.Exit(2)
 	}
 	targets := make([]target, len(urls))
-	for i := range urls {
-		b, err := os.ReadFile(files[i])
+	loaded := map[string][]byte{} // a file named for several URLs is read (and held) once
+	read := func(path string) []byte {
+		if b, ok := loaded[path]; ok {
+			return b
+		}
+		b, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(2)
 		}
-		targets[i] = target{urls[i], b}
+		loaded[path] = b
+		return b
+	}
+	for i := range urls {
+		if *variants <= 0 {
+			targets[i] = target{urls[i], [][]byte{read(files[i])}}
+			continue
+		}
+		if !strings.Contains(files[i], "{}") {
+			fmt.Fprintln(os.Stderr, "loadgen: with -variants every -bodies path must contain {}")
+			os.Exit(2)
+		}
+		for v := 0; v < *variants; v++ {
+			targets[i].bodies = append(targets[i].bodies, read(strings.ReplaceAll(files[i], "{}", fmt.Sprint(v))))
+		}
+		targets[i].url = urls[i]
 	}
 	client := &http.Client{
 		Timeout:   60 * time.Second,
@@ -76,9 +99,10 @@ func main() {
 	firstErr := make([]string, len(targets))
 	var mu sync.Mutex
 	var cycles int
-	send := func(i int) (time.Duration, int, error) {
+	send := func(i, cycle int) (time.Duration, int, error) {
+		body := targets[i].bodies[cycle%len(targets[i].bodies)]
 		start := time.Now()
-		resp, err := client.Post(targets[i].url, "application/json", bytes.NewReader(targets[i].body))
+		resp, err := client.Post(targets[i].url, "application/json", bytes.NewReader(body))
 		if err != nil {
 			return 0, 0, err
 		}
@@ -92,7 +116,7 @@ func main() {
 	for w := 0; w < *concurrency; w++ {
 		for k := 0; k < *warmup; k++ {
 			for i := range targets {
-				send(i)
+				send(i, k)
 			}
 		}
 	}
@@ -109,10 +133,11 @@ func main() {
 					mu.Unlock()
 					return
 				}
+				cycle := cycles + *warmup
 				cycles++
 				mu.Unlock()
 				for i := range targets {
-					d, n, err := send(i)
+					d, n, err := send(i, cycle)
 					mu.Lock()
 					if err != nil {
 						errs[i]++
