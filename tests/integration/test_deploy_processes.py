@@ -3,7 +3,7 @@ do their job against a real kube-apiserver and log no refusal.
 
 - topolvm-controller + topolvm-node (lvmd embedded, a loop-device VG): CreateVolume through the CSI socket
   makes a LogicalVolume, the node agent creates the LV and reports it, DeleteVolume removes both.
-- topolvm-scheduler --watch-nodes: learns a node's capacity from the API and filters with it.
+- topolvm-scheduler --watch-nodes --watch-pods: learns a node's capacity from the API and filters with it.
 The webhook under its ServiceAccount: tests/integration/test_deploy_webhook.py.
 """
 
@@ -87,7 +87,7 @@ def test_scheduler_watches_nodes_under_its_service_account(deployed: Deployed, w
     procs = Processes(work)
     try:
         procs.start(
-            "topolvm.extender.cli", f"--listen=127.0.0.1:{port}", "--watch-nodes",
+            "topolvm.extender.cli", f"--listen=127.0.0.1:{port}", "--watch-nodes", "--watch-pods",
             f"--kubeconfig={deployed.kubeconfigs['topolvm-scheduler']}", log="scheduler",
         )  # fmt: skip
         pod = {
