@@ -96,3 +96,12 @@ def admission(cluster: kube_memory.InMemoryCluster) -> Callable[[workloads.Pod],
         return admission.mutated(pod, decision.capacities) if decision.mutates else pod
 
     return admit
+
+
+def scheduler_config(spec: scenario.SchedulerSpec) -> kube_scheduler.SchedulerConfig:
+    """The KubeSchedulerConfiguration the scenario describes (deploy/scheduler-config.yaml's extender entry)."""
+    return kube_scheduler.SchedulerConfig(
+        percentage_of_nodes_to_score=spec.percentage_of_nodes_to_score,
+        extender_weight=spec.extender.weight,
+        storage_capacity_scoring=spec.storage_capacity_scoring,
+    )
