@@ -286,12 +286,12 @@ def pod_request(namespace: str, name: str, claims: list[str]) -> wire.Request:
 def webhook_client(kubeconfig: str, mode: str) -> Client:
     """The webhook's reads: a bare client (``direct``, as before: a GET per lookup), or its informer caches with
     the read-through on a miss (``cached``, as ``topolvm-webhook`` runs now)."""
+    if mode == "cached":
+        connection = webhook_kube.Connection(kubeconfig)  # what topolvm-webhook's command opens
+        return Client("webhook", connection.api, connection.kube, connection.cluster)
     api = kube_client.api_client(kubeconfig)
     kube = kube_client.KubeCluster(api)
-    cluster: ports.Cluster = kube
-    if mode == "cached":
-        cluster = webhook_kube.ReadThroughCache(kube, webhook_kube.INFORMED).start()
-    return Client("webhook", api, kube, cluster)
+    return Client("webhook", api, kube, kube)
 
 
 def admit(client: Client, request: wire.Request) -> mutate.Answer:

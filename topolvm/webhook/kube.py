@@ -35,11 +35,13 @@ class ReadThroughCache(cache.CachedCluster):
 
 
 class Connection:
-    """The webhook's API client and its started caches; ``close`` ends the watches and the connection pool."""
+    """The webhook's API client (``kube`` counts its requests) and its started caches (``cluster``, what
+    admissions read); ``close`` ends the watches and the connection pool."""
 
     def __init__(self, kubeconfig: str | None) -> None:
-        self._api: Any = kube_client.api_client(kubeconfig)  # Any: the client's close() is untyped
-        self.cluster = ReadThroughCache(kube_client.KubeCluster(self._api), INFORMED)
+        self.api: Any = kube_client.api_client(kubeconfig)  # Any: the client's close() is untyped
+        self.kube = kube_client.KubeCluster(self.api)
+        self.cluster = ReadThroughCache(self.kube, INFORMED)
         try:
             self.cluster.start()  # lists every informed kind before returning
         except BaseException:
@@ -48,4 +50,4 @@ class Connection:
 
     def close(self) -> None:
         self.cluster.close()
-        self._api.close()
+        self.api.close()
