@@ -43,12 +43,17 @@ def write_series(rows: Sequence[dict[str, Any]], path: Path) -> None:
 def table(result: run.Result) -> Table:
     s = result.summary
     pods, sched = s["pods"], s["scheduling"]
-    t = Table(title=f"{s['scenario']} — {s['mode']} mode, seed {s['seed']}, {units.text_of_seconds(s['simulated_seconds'])} simulated")
+    simulated = units.text_of_seconds(s["simulated_seconds"])
+    t = Table(title=f"{s['scenario']} — {s['mode']} mode, seed {s['seed']}, {simulated} simulated")
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_row("nodes at end", str(s["nodes_at_end"]))
-    t.add_row("pods created / bound / pending at end", f"{pods['created']} / {pods['bound']} / {pods['pending_at_end']}")
-    t.add_row("pods failed (not bound within SLO)", f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})")
+    t.add_row(
+        "pods created / bound / pending at end", f"{pods['created']} / {pods['bound']} / {pods['pending_at_end']}"
+    )
+    t.add_row(
+        "pods failed (not bound within SLO)", f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})"
+    )
     t.add_row("wait to bind p50 / p99", f"{pods['wait_p50_s']:.2f}s / {pods['wait_p99_s']:.2f}s")
     t.add_row("scheduling attempts (failed)", f"{sched['attempts']} ({sched['failed_attempts']})")
     for reason, count in list(sched["reasons"].items())[:4]:
@@ -59,7 +64,10 @@ def table(result: run.Result) -> Table:
             f"{units.text_of_bytes(c['used_bytes_end'])} of {units.text_of_bytes(c['size_bytes'])} "
             f"({c['utilization_end']:.1%}) / {c['utilization_peak']:.1%}",
         )
-        t.add_row(f"class {name}: stranded free bytes", f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)")
+        t.add_row(
+            f"class {name}: stranded free bytes",
+            f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)",
+        )
         if c["projected_full_s"] is not None:
             t.add_row(f"class {name}: full at current trend", f"t={units.text_of_seconds(c['projected_full_s'])}")
     first = s["time_to_exhaustion_s"]
