@@ -1,0 +1,159 @@
+"""The default score plugins that can move a TopoLVM pod, vectorised over the feasible nodes, and selectHost.
+
+Each function takes the feasible nodes' slots (in the order the cycle found them) and returns the plugin's
+*normalised, unweighted* score per node, with Go's integer arithmetic (truncating division, int64 conversions
+of float64 expressions). Formulas, from kube-scheduler v1.37.2's plugins:
+
+- NodeResourcesFit, LeastAllocated (cpu and memory, weight 1 each), on NonZeroRequested + the pod's non-zero
+  request: per resource ``(allocatable - requested) * 100 / allocatable`` (0 when requested > allocatable;
+  resources with allocatable 0 are left out), then the weighted mean, truncated.
+- NodeResourcesBalancedAllocation, on the real requests: the score with the pod minus the score without it,
+  ``50 + (50 + with - without) / 2``, where a score is ``int64((1 - std) * 100)`` and the std of two fractions
+  (each capped at 1) is ``|f1 - f2| / 2``. Skipped (0 everywhere) for a pod without cpu and memory requests.
+- TaintToleration: untolerated PreferNoSchedule taints, normalised reversed: ``100 - 100 * count / max``.
+- NodeAffinity: sum of matching preferred-term weights, normalised ``100 * sum / max``.
+- VolumeBinding (StorageCapacityScoring): per storage class of the dynamically provisioned claims, utilisation
+  ``requested * 100 / capacity`` of the node's CSIStorageCapacity mapped through the shape (100 when over or
+  capacity 0), averaged over classes with math.Round.
+
+Plugins with no input in this model (PodTopologySpread, InterPodAffinity, ImageLocality, DynamicResources) give
+every node the same score, so they are left out.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.kube_scheduler import api, nodes, podinfo
+
+Slots = npt.NDArray[np.intp]
+MAX = api.MAX_NODE_SCORE
+
+
+def least_allocated(table: nodes.NodeTable, slots: Slots, req: podinfo.Requests) -> nodes.Int64s:
+    total = np.zeros(len(slots), dtype=np.int64)
+    weights = np.zeros(len(slots), dtype=np.int64)
+    for alloc_col, used_col, pod in (
+        ("alloc_cpu", "nz_cpu", req.nonzero_cpu),
+        ("alloc_memory", "nz_memory", req.nonzero_memory),
+    ):
+        alloc = table.ints(alloc_col)[slots]
+        requested = table.ints(used_col)[slots] + pod
+        counted = alloc != 0
+        safe = np.where(counted, alloc, 1)
+        score = np.where(requested > alloc, 0, (alloc - requested) * MAX // safe)
+        total += np.where(counted, score, 0)
+        weights += counted
+    return np.where(weights == 0, 0, total // np.maximum(weights, 1))
+
+
+def _balance(fractions: list[npt.NDArray[np.float64]], counted: list[nodes.Bools]) -> nodes.Int64s:
+    """int64((1 - std) * 100) for two resources; a node where fewer than two count has std 0."""
+    both = counted[0] & counted[1]
+    std = np.where(both, np.abs((fractions[0] - fractions[1]) / 2), 0.0)
+    return ((1 - std) * float(MAX)).astype(np.int64)
+
+
+def balanced_allocation(table: nodes.NodeTable, slots: Slots, req: podinfo.Requests) -> nodes.Int64s | None:
+    """None when the plugin skips the pod (no cpu and no memory request)."""
+    if req.cpu == 0 and req.memory == 0:
+        return None
+    with_pod: list[npt.NDArray[np.float64]] = []
+    without: list[npt.NDArray[np.float64]] = []
+    counted: list[nodes.Bools] = []
+    for alloc_col, used_col, pod in (("alloc_cpu", "req_cpu", req.cpu), ("alloc_memory", "req_memory", req.memory)):
+        alloc = table.ints(alloc_col)[slots]
+        used = table.ints(used_col)[slots]
+        counted.append(alloc != 0)
+        denominator = np.where(alloc != 0, alloc, 1).astype(np.float64)
+        with_pod.append(np.minimum((used + pod).astype(np.float64) / denominator, 1.0))
+        without.append(np.minimum(used.astype(np.float64) / denominator, 1.0))
+    half = MAX // 2
+    return half + (half + _balance(with_pod, counted) - _balance(without, counted)) // 2
+
+
+def taint_toleration(entry_prefer: nodes.Int64s, slots: Slots) -> nodes.Int64s:
+    counts = entry_prefer[slots]
+    top = int(counts.max()) if len(counts) else 0
+    if top == 0:
+        return np.full(len(slots), MAX, dtype=np.int64)
+    return MAX - MAX * counts // top
+
+
+def node_affinity(entry_affinity: nodes.Int64s | None, slots: Slots) -> nodes.Int64s | None:
+    if entry_affinity is None:
+        return None
+    sums = entry_affinity[slots]
+    top = int(sums.max()) if len(sums) else 0
+    if top == 0:
+        return np.zeros(len(slots), dtype=np.int64)
+    return MAX * sums // top
+
+
+def _go_div(a: nodes.Int64s, b: int) -> nodes.Int64s:
+    """Go's integer division of int64s: truncates toward zero."""
+    q = np.abs(a) // abs(b)
+    return np.where((a < 0) != (b < 0), -q, q)
+
+
+def shape_score(shape: tuple[tuple[int, int], ...], utilization: nodes.Int64s) -> nodes.Int64s:
+    """helper.BuildBrokenLinearFunction over VolumeBindingArgs.shape, scores scaled from 0..10 to 0..100."""
+    points = [(u, s * (MAX // 10)) for u, s in shape]
+    out = np.full(len(utilization), points[-1][1], dtype=np.int64)
+    done = np.zeros(len(utilization), dtype=np.bool_)
+    for i, (u, s) in enumerate(points):
+        here = ~done & (utilization <= u)
+        if i == 0:
+            out[here] = s
+        else:
+            (u0, s0) = points[i - 1]
+            out[here] = s0 + _go_div((s - s0) * (utilization[here] - u0), u - u0)
+        done |= here
+    return out
+
+
+def volume_binding(
+    capacity: nodes.CapacityStore, slots: Slots, tracked: tuple[tuple[str, int], ...], config: api.SchedulerConfig
+) -> nodes.Int64s | None:
+    """None when the plugin gives every node 0 (scoring off, or no claim with a CSIStorageCapacity)."""
+    if not config.storage_capacity_scoring or not tracked:
+        return None
+    requested: dict[str, int] = {}
+    for storage_class, size in tracked:
+        requested[storage_class] = requested.get(storage_class, 0) + size
+    total = np.zeros(len(slots), dtype=np.int64)
+    for storage_class, size in requested.items():
+        cap = capacity.columns(storage_class)[1][slots]
+        over = (cap == 0) | (size > cap)
+        utilization = np.where(over, 100, size * 100 // np.where(over, 1, cap))
+        total += shape_score(config.volume_binding_shape, utilization)
+    # math.Round(float64(sum) / float64(classes)): halves away from zero; the sum is never negative here.
+    return np.floor(total / len(requested) + 0.5).astype(np.int64)
+
+
+def preorder_first(candidates: npt.NDArray[np.intp]) -> int:
+    """Which of the tied heap positions ``candidates`` selectHost pops when no node has a Randomizer.
+
+    heap.Init sifts down from the last parent to the root; an element moves only below a strictly better child,
+    and of two equal children the left one rises. So the root ends up being the top-score element that comes
+    first in a pre-order walk of the implicit tree (0, 1, 3, 7, ..., 4, ..., 2, 5, ...): an ancestor before its
+    descendants, a left subtree before the right one."""
+    v = candidates.astype(np.int64) + 1
+    depth = np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # floor(log2(v)), exact below 2**53
+    deepest = int(depth.max())
+    path = (v - (np.int64(1) << depth)) << (deepest - depth)
+    return int(candidates[np.lexsort((depth, path))[0]])
+
+
+def select(totals: nodes.Int64s, randomized: bool, rng: random.Random) -> tuple[int, npt.NDArray[np.intp]]:
+    """selectHost: (chosen position, tied positions). With an extender's scores every node carries a random
+    Randomizer, so ties break uniformly at random; otherwise the heap's structure decides."""
+    tied = np.flatnonzero(totals == totals.max())
+    if len(tied) == 1:
+        return int(tied[0]), tied
+    if randomized:
+        return int(tied[rng.randrange(len(tied))]), tied
+    return preorder_first(tied), tied
