@@ -12,6 +12,7 @@ and cached (``StaticCache``); a cycle then costs a few array passes for resource
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,12 +95,8 @@ class VolumePlan:
     selected: tuple[str, ...] = ()  # unbound WFFC claims already carrying a selected node
     tracked: tuple[tuple[str, int], ...] = ()  # unbound WFFC claims needing a CSIStorageCapacity: (class, bytes)
 
-    @property
-    def empty(self) -> bool:
-        return not (self.pinned or self.selected or self.tracked)
 
-
-def plan_volumes(claims: tuple[api.ClaimView, ...] | list[api.ClaimView]) -> VolumePlan:
+def plan_volumes(claims: Sequence[api.ClaimView]) -> VolumePlan:
     if not claims:
         return VolumePlan()
     pinned, selected, tracked = [], [], []
@@ -117,90 +114,96 @@ def plan_volumes(claims: tuple[api.ClaimView, ...] | list[api.ClaimView]) -> Vol
     return VolumePlan(immediate, tuple(pinned), tuple(selected), tuple(tracked))
 
 
-@dataclass
-class VolumeMasks:
-    """Per-slot failures of the VolumeBinding filter, by reason (None: no node fails that way)."""
+class Evaluator:
+    """The filter verdicts of one cycle's pod, for any subset of slots (a cycle evaluates only the nodes its walk
+    reaches), and the reasons of the rejected ones."""
 
-    pv_affinity: nodes.Bools | None = None
-    bind_conflict: nodes.Bools | None = None
-    no_space: nodes.Bools | None = None
+    def __init__(
+        self,
+        table: nodes.NodeTable,
+        capacity: nodes.CapacityStore,
+        entry: StaticEntry,
+        req: podinfo.Requests,
+        plan: VolumePlan,
+    ) -> None:
+        self.table, self.entry, self.req = table, entry, req
+        self.static_ok = entry.ok
+        self.free_pods = table.ints("free_pods")
+        self.free_cpu = table.ints("free_cpu") if req.cpu > 0 else None
+        self.free_memory = table.ints("free_memory") if req.memory > 0 else None
+        # Claims needing a CSIStorageCapacity: (limit column, size); a node passes when limit >= size.
+        self.tracked = [(capacity.columns(c)[0], size) for c, size in plan.tracked]
+        # Bound claims and selected nodes pin the pod to named nodes: full-length "fails here" masks.
+        self.pv_affinity = _pinned_elsewhere(table, [table.slots_with_topology(v) for v in plan.pinned])
+        self.bind_conflict = _pinned_elsewhere(
+            table, [[s] if (s := table.slot.get(v)) is not None else [] for v in plan.selected]
+        )
 
-    def failing(self) -> nodes.Bools | None:
-        masks = [m for m in (self.pv_affinity, self.bind_conflict, self.no_space) if m is not None]
-        if not masks:
-            return None
-        out = masks[0].copy()
-        for m in masks[1:]:
-            out |= m
-        return out
+    def ok(self, slots: Slots) -> nodes.Bools:
+        """Per given slot: passes every modelled filter plugin."""
+        ok = self.static_ok[slots] & (self.free_pods[slots] > 0)
+        if self.free_cpu is not None:
+            ok &= self.free_cpu[slots] >= self.req.cpu
+        if self.free_memory is not None:
+            ok &= self.free_memory[slots] >= self.req.memory
+        for limit, size in self.tracked:
+            ok &= limit[slots] >= size
+        for elsewhere in (self.pv_affinity, self.bind_conflict):
+            if elsewhere is not None:
+                ok &= ~elsewhere[slots]
+        return ok
 
-
-def volume_masks(table: nodes.NodeTable, capacity: nodes.CapacityStore, plan: VolumePlan) -> VolumeMasks:
-    n = table.n
-    masks = VolumeMasks()
-    for value in plan.pinned:
-        here = np.zeros(n, dtype=np.bool_)
-        here[table.slots_with_topology(value)] = True
-        masks.pv_affinity = ~here if masks.pv_affinity is None else masks.pv_affinity | ~here
-    for name in plan.selected:
-        elsewhere = np.ones(n, dtype=np.bool_)
-        if (slot := table.slot.get(name)) is not None:
-            elsewhere[slot] = False
-        masks.bind_conflict = elsewhere if masks.bind_conflict is None else masks.bind_conflict | elsewhere
-    for storage_class, size in plan.tracked:
-        short = capacity.columns(storage_class)[0] < size
-        masks.no_space = short if masks.no_space is None else masks.no_space | short
-    if masks.no_space is not None and masks.bind_conflict is not None:
-        # FindPodVolumes returns at the first claim selected for another node, before any capacity check.
-        masks.no_space &= ~masks.bind_conflict
-    return masks
-
-
-def feasible(table: nodes.NodeTable, entry: StaticEntry, req: podinfo.Requests, vol: VolumeMasks | None) -> nodes.Bools:
-    """Per slot: passes every modelled filter plugin."""
-    ok = entry.ok & (table.ints("pods") < table.ints("alloc_pods"))
-    if req.cpu > 0:
-        ok &= table.ints("alloc_cpu") - table.ints("req_cpu") >= req.cpu
-    if req.memory > 0:
-        ok &= table.ints("alloc_memory") - table.ints("req_memory") >= req.memory
-    if vol is not None and (failing := vol.failing()) is not None:
-        ok &= ~failing
-    return ok
-
-
-def reasons(
-    table: nodes.NodeTable, entry: StaticEntry, req: podinfo.Requests, vol: VolumeMasks | None, rejected: Slots
-) -> Counter[str]:
-    """The reasons of the rejected slots, each node counted under the first plugin that rejects it."""
-    out: Counter[str] = Counter()
-    if not len(rejected):
-        return out
-    code = entry.code[rejected]
-    for value, reason in (
-        (podinfo.STATIC_UNSCHEDULABLE, api.REASON_UNSCHEDULABLE),
-        (podinfo.STATIC_TAINT, api.REASON_TAINT),
-        (podinfo.STATIC_AFFINITY, api.REASON_AFFINITY),
-    ):
-        if count := int(np.count_nonzero(code == value)):
-            out[reason] = count
-    rest = rejected[code == podinfo.STATIC_OK]
-    pods = table.ints("pods")[rest] >= table.ints("alloc_pods")[rest]
-    cpu = np.zeros(len(rest), dtype=np.bool_)
-    memory = np.zeros(len(rest), dtype=np.bool_)
-    if req.cpu > 0:
-        cpu = table.ints("alloc_cpu")[rest] - table.ints("req_cpu")[rest] < req.cpu
-    if req.memory > 0:
-        memory = table.ints("alloc_memory")[rest] - table.ints("req_memory")[rest] < req.memory
-    for mask, reason in ((pods, api.REASON_TOO_MANY_PODS), (cpu, api.REASON_CPU), (memory, api.REASON_MEMORY)):
-        if count := int(np.count_nonzero(mask)):
-            out[reason] = count
-    rest = rest[~(pods | cpu | memory)]
-    if vol is not None and len(rest):
-        for maybe, reason in (
-            (vol.pv_affinity, api.REASON_PV_NODE_AFFINITY),
-            (vol.bind_conflict, api.REASON_BIND_CONFLICT),
-            (vol.no_space, api.REASON_NOT_ENOUGH_SPACE),
+    def reasons(self, rejected: Slots) -> Counter[str]:
+        """The reasons of the rejected slots, each node counted under the first plugin that rejects it."""
+        out: Counter[str] = Counter()
+        if not len(rejected):
+            return out
+        code = self.entry.code[rejected]
+        for value, reason in (
+            (podinfo.STATIC_UNSCHEDULABLE, api.REASON_UNSCHEDULABLE),
+            (podinfo.STATIC_TAINT, api.REASON_TAINT),
+            (podinfo.STATIC_AFFINITY, api.REASON_AFFINITY),
         ):
-            if maybe is not None and (count := int(np.count_nonzero(maybe[rest]))):
+            if count := int(np.count_nonzero(code == value)):
                 out[reason] = count
+        rest = rejected[code == podinfo.STATIC_OK]
+        pods = self.free_pods[rest] <= 0
+        cpu = np.zeros(len(rest), dtype=np.bool_) if self.free_cpu is None else self.free_cpu[rest] < self.req.cpu
+        memory = (
+            np.zeros(len(rest), dtype=np.bool_)
+            if self.free_memory is None
+            else self.free_memory[rest] < self.req.memory
+        )
+        for mask, reason in ((pods, api.REASON_TOO_MANY_PODS), (cpu, api.REASON_CPU), (memory, api.REASON_MEMORY)):
+            if count := int(np.count_nonzero(mask)):
+                out[reason] = count
+        rest = rest[~(pods | cpu | memory)]
+        if len(rest):
+            # FindPodVolumes: PV affinity, then a claim selected for another node (which returns before any
+            # capacity check), then capacity.
+            pv = np.zeros(len(rest), dtype=np.bool_) if self.pv_affinity is None else self.pv_affinity[rest]
+            bind = np.zeros(len(rest), dtype=np.bool_) if self.bind_conflict is None else self.bind_conflict[rest]
+            space = np.zeros(len(rest), dtype=np.bool_)
+            for limit, size in self.tracked:
+                space |= limit[rest] < size
+            space &= ~bind
+            for mask, reason in (
+                (pv, api.REASON_PV_NODE_AFFINITY),
+                (bind, api.REASON_BIND_CONFLICT),
+                (space, api.REASON_NOT_ENOUGH_SPACE),
+            ):
+                if count := int(np.count_nonzero(mask)):
+                    out[reason] = count
+        return out
+
+
+def _pinned_elsewhere(table: nodes.NodeTable, allowed: list[list[int]]) -> nodes.Bools | None:
+    """True on the slots outside any one of the ``allowed`` sets; None when there are no sets."""
+    if not allowed:
+        return None
+    out = np.zeros(table.n, dtype=np.bool_)
+    for slots in allowed:
+        here = np.zeros(table.n, dtype=np.bool_)
+        here[slots] = True
+        out |= ~here
     return out

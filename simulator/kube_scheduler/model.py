@@ -80,25 +80,23 @@ class KubeScheduler:
         n = table.n
         if n == 0:
             return api.ScheduleResult(None, 0, 0, {}, (), api.MESSAGE_NO_NODES, {})
-        plan = filters.plan_volumes(list(claims))
+        plan = filters.plan_volumes(claims)
         if plan.unbound_immediate:
             return _unschedulable(n, 0, Counter({api.REASON_UNBOUND_IMMEDIATE: n}), api.REASON_UNBOUND_IMMEDIATE)
         req = podinfo.pod_requests(pod)
         entry = self.static.get(podinfo.constraints_of(pod))
-        vol = None if plan.empty else filters.volume_masks(table, self.capacity, plan)
-        ok = filters.feasible(table, entry, req, vol)
+        evaluator = filters.Evaluator(table, self.capacity, entry, req, plan)
 
         histogram: Counter[str] = Counter()
         if pod.spec.node_name:
             slot = table.slot.get(pod.spec.node_name)
-            candidates = 0 if slot is None else 1
-            processed = candidates
-            found = np.array([slot] if slot is not None and ok[slot] else [], dtype=np.intp)
-            rejected = np.array([slot] if slot is not None and not ok[slot] else [], dtype=np.intp)
-            histogram[api.REASON_NODE_NAME_PREFILTER] = n - candidates
+            candidates = np.array([] if slot is None else [slot], dtype=np.intp)
+            passed = evaluator.ok(candidates)
+            found, rejected, processed = candidates[passed], candidates[~passed], len(candidates)
+            histogram[api.REASON_NODE_NAME_PREFILTER] = n - len(candidates)
         else:
-            found, rejected, processed = self._walk(ok)
-        histogram.update(filters.reasons(table, entry, req, vol, rejected))
+            found, rejected, processed = self._walk(evaluator)
+        histogram.update(evaluator.reasons(rejected))
         self.next_start_index = (self.next_start_index + processed) % n
 
         explicit = len(rejected)
@@ -111,13 +109,13 @@ class KubeScheduler:
             histogram.update(failed)
         if len(found) == 0:
             return _unschedulable(n, explicit, histogram)
-        names = [table.names[s] for s in found]
+        names: list[str] = table.name_array[found].tolist()
         if len(found) == 1:
             return api.ScheduleResult(names[0], 1 + explicit, 1, {}, (names[0],), "", dict(histogram))
 
         parts = self._score(pod, found, req, entry=entry, plan=plan, interested=interested, names=names)
-        totals = np.sum(list(parts.values()), axis=0)
-        chosen, tied = scores.select(totals, interested and self.extender is not None, self.rng)
+        totals = sum(parts.values(), np.zeros(len(found), dtype=np.int64))
+        chosen, tied = scores.select(totals, interested, self.rng)
         breakdown = (
             {name: {plugin: int(v[i]) for plugin, v in parts.items()} for i, name in enumerate(names)}
             if explain
@@ -128,54 +126,62 @@ class KubeScheduler:
             evaluated=len(found) + explicit,
             feasible=len(found),
             scores=dict(zip(names, totals.tolist(), strict=True)),
-            tied=tuple(names[i] for i in tied),
+            tied=tuple(table.name_array[found[tied]].tolist()),
             message="",
             failures=dict(histogram),
             breakdown=breakdown,
         )
 
-    def _walk(self, ok: nodes.Bools) -> tuple[Slots, Slots, int]:
-        """findNodesThatPassFilters: from next_start_index, stop at the feasible node that would exceed the
-        target (it is neither counted nor recorded). Returns (feasible slots in walk order, rejected slots,
+    def _walk(self, evaluator: filters.Evaluator) -> tuple[Slots, Slots, int]:
+        """findNodesThatPassFilters: from next_start_index, check nodes in walk order until the feasible node that
+        would exceed the target, which is neither counted nor recorded. Nodes are checked a chunk at a time, so a
+        cycle costs in proportion to the nodes it reaches. Returns (feasible slots in walk order, rejected slots,
         nodes processed)."""
         table, n, start = self.table, self.table.n, self.next_start_index
-        order = table.order
-        in_order = ok if table.order_is_identity else ok[order]
-        positions = np.flatnonzero(in_order)
-        split = int(np.searchsorted(positions, start))
-        relative = np.concatenate((positions[split:] - start, positions[:split] + (n - start)))
+        walk_order = table.order  # built first: it also tells whether the walk is plain slot order
+        order = None if table.order_is_identity else walk_order
         want = api.num_feasible_nodes_to_find(self.config.percentage_of_nodes_to_score, n)
-        if len(relative) > want:
-            processed = int(relative[want])
-            relative = relative[:want]
-        else:
-            processed = n
-        found = order[(relative + start) % n]
-        if processed == n:
-            rejected_positions = np.flatnonzero(~in_order)
-        else:
-            window = np.arange(start, start + processed) % n
-            rejected_positions = window[~in_order[window]]
-        return found, order[rejected_positions], processed
+        found: list[Slots] = []
+        rejected: list[Slots] = []
+        count, position, chunk = 0, 0, want + want // 4 + 16
+        processed = n
+        while position < n:
+            end = min(n, position + chunk)
+            slots = np.arange(start + position, start + end)
+            slots[slots >= n] -= n
+            if order is not None:
+                slots = order[slots]
+            ok = evaluator.ok(slots)
+            good = slots[ok]
+            if count + len(good) > want:
+                stop = int(np.flatnonzero(ok)[want - count])  # index in this chunk of the first node too many
+                found.append(good[: want - count])
+                rejected.append(slots[:stop][~ok[:stop]])
+                processed = position + stop
+                break
+            found.append(good)
+            rejected.append(slots[~ok])
+            count += len(good)
+            position, chunk = end, 2 * chunk
+        return np.concatenate(found), np.concatenate(rejected), processed
 
     def _extender_filter(self, pod: workloads.Pod, found: Slots) -> tuple[Slots, Counter[str]]:
         assert self.extender is not None
         table = self.table
-        result = self.extender.filter(pod, [table.names[s] for s in found])
+        names = table.name_array[found].tolist()
+        result = self.extender.filter(pod, names)
         failed: Counter[str] = Counter()
         for name, message in result.failed.items():
             if name not in result.unresolvable:
                 failed[message] += 1
         for message in result.unresolvable.values():
             failed[message] += 1
-        given = set(found.tolist())
-        passed = []
+        given = set(names)
         for name in result.passed:
-            slot = table.slot.get(name)
-            if slot is None or slot not in given:
+            if name not in given:
                 raise ValueError(f"extender claims a filtered node {name!r} which is not found in the input node list")
-            passed.append(slot)
-        return np.array(passed, dtype=np.intp), failed
+        passed = np.fromiter((table.slot[name] for name in result.passed), dtype=np.intp, count=len(result.passed))
+        return passed, failed
 
     def _score(
         self,

@@ -26,9 +26,17 @@ Bools = npt.NDArray[np.bool_]
 
 ZONE_LABELS = ("failure-domain.beta.kubernetes.io/zone", "topology.kubernetes.io/zone")
 REGION_LABELS = ("failure-domain.beta.kubernetes.io/region", "topology.kubernetes.io/region")
-INT_COLUMNS = ("alloc_cpu", "alloc_memory", "alloc_pods", "req_cpu", "req_memory", "nz_cpu", "nz_memory", "pods")
+INT_COLUMNS = (
+    *("alloc_cpu", "alloc_memory", "alloc_pods", "req_cpu", "req_memory", "nz_cpu", "nz_memory", "pods"),
+    *("free_cpu", "free_memory", "free_pods"),  # allocatable - requested, kept up to date for the filter
+)
 BOOL_COLUMNS = ("unschedulable", "tainted")
 USAGE_COLUMNS = ("req_cpu", "req_memory", "nz_cpu", "nz_memory", "pods")
+FREE_COLUMNS = (
+    ("free_cpu", "alloc_cpu", "req_cpu"),
+    ("free_memory", "alloc_memory", "req_memory"),
+    ("free_pods", "alloc_pods", "pods"),
+)
 
 
 def zone_key(labels: Mapping[str, str]) -> str:
@@ -63,6 +71,14 @@ class NodeTable:
         self._topology: dict[str, list[int]] = {}
         self._usage: dict[str, list[int]] = {}
         self._pods: dict[tuple[str, str], _PodRecord] = {}
+        self._name_array: npt.NDArray[np.object_] | None = None
+
+    @property
+    def name_array(self) -> npt.NDArray[np.object_]:
+        """The node names by slot, for gathering many at once."""
+        if self._name_array is None or len(self._name_array) != self.n:
+            self._name_array = np.array(self.names, dtype=object)
+        return self._name_array
 
     @property
     def n(self) -> int:
@@ -118,6 +134,8 @@ class NodeTable:
         self._cols["alloc_cpu"][slot] = allocatable.get(workloads.CPU, 0)
         self._cols["alloc_memory"][slot] = allocatable.get(workloads.MEMORY, 0)
         self._cols["alloc_pods"][slot] = allocatable.get(workloads.PODS, 0)
+        for free, alloc, used in FREE_COLUMNS:
+            self._cols[free][slot] = self._cols[alloc][slot] - self._cols[used][slot]
         self._cols["unschedulable"][slot] = node.spec.unschedulable
         self._cols["tainted"][slot] = bool(node.spec.taints)
         self._topology.setdefault(self.topology_value(slot), []).append(slot)
@@ -140,6 +158,7 @@ class NodeTable:
             self._topology.setdefault(self.topology_value(i), []).append(i)
         self.layout += 1
         self._order = None
+        self._name_array = None
         return True
 
     def topology_value(self, slot: int) -> str:
@@ -208,6 +227,9 @@ class NodeTable:
             usage[i] += sign * delta
             if slot is not None:
                 self._cols[col][slot] += sign * delta
+        if slot is not None:
+            for free, alloc, used in FREE_COLUMNS:
+                self._cols[free][slot] = self._cols[alloc][slot] - self._cols[used][slot]
 
 
 class CapacityStore:

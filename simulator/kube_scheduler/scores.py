@@ -42,18 +42,25 @@ def least_allocated(table: nodes.NodeTable, slots: Slots, req: podinfo.Requests)
     ):
         alloc = table.ints(alloc_col)[slots]
         requested = table.ints(used_col)[slots] + pod
-        counted = alloc != 0
-        safe = np.where(counted, alloc, 1)
-        score = np.where(requested > alloc, 0, (alloc - requested) * MAX // safe)
-        total += np.where(counted, score, 0)
-        weights += counted
+        if alloc.all():
+            # over-allocated nodes get a negative quotient, which the clip turns into upstream's 0
+            total += np.maximum((alloc - requested) * MAX // alloc, 0)
+            weights += 1
+        else:
+            counted = alloc != 0
+            safe = np.where(counted, alloc, 1)
+            total += np.where(counted, np.maximum((alloc - requested) * MAX // safe, 0), 0)
+            weights += counted
+    if weights.all():
+        return total // weights
     return np.where(weights == 0, 0, total // np.maximum(weights, 1))
 
 
-def _balance(fractions: list[npt.NDArray[np.float64]], counted: list[nodes.Bools]) -> nodes.Int64s:
+def _balance(f0: npt.NDArray[np.float64], f1: npt.NDArray[np.float64], both: nodes.Bools | None) -> nodes.Int64s:
     """int64((1 - std) * 100) for two resources; a node where fewer than two count has std 0."""
-    both = counted[0] & counted[1]
-    std = np.where(both, np.abs((fractions[0] - fractions[1]) / 2), 0.0)
+    std = np.abs((f0 - f1) / 2)
+    if both is not None:
+        std = np.where(both, std, 0.0)
     return ((1 - std) * float(MAX)).astype(np.int64)
 
 
@@ -61,18 +68,22 @@ def balanced_allocation(table: nodes.NodeTable, slots: Slots, req: podinfo.Reque
     """None when the plugin skips the pod (no cpu and no memory request)."""
     if req.cpu == 0 and req.memory == 0:
         return None
-    with_pod: list[npt.NDArray[np.float64]] = []
-    without: list[npt.NDArray[np.float64]] = []
+    fractions: list[npt.NDArray[np.float64]] = []  # cpu with, cpu without, memory with, memory without
     counted: list[nodes.Bools] = []
     for alloc_col, used_col, pod in (("alloc_cpu", "req_cpu", req.cpu), ("alloc_memory", "req_memory", req.memory)):
         alloc = table.ints(alloc_col)[slots]
         used = table.ints(used_col)[slots]
-        counted.append(alloc != 0)
-        denominator = np.where(alloc != 0, alloc, 1).astype(np.float64)
-        with_pod.append(np.minimum((used + pod).astype(np.float64) / denominator, 1.0))
-        without.append(np.minimum(used.astype(np.float64) / denominator, 1.0))
+        present = alloc != 0
+        counted.append(present)
+        denominator = (alloc if present.all() else np.where(present, alloc, 1)).astype(np.float64)
+        fractions.append(np.minimum((used + pod) / denominator, 1.0))
+        fractions.append(np.minimum(used / denominator, 1.0))
+    both = None if counted[0].all() and counted[1].all() else counted[0] & counted[1]
+    with_pod = _balance(fractions[0], fractions[2], both)
+    without = _balance(fractions[1], fractions[3], both)
     half = MAX // 2
-    return half + (half + _balance(with_pod, counted) - _balance(without, counted)) // 2
+    result: nodes.Int64s = half + (half + with_pod - without) // 2
+    return result
 
 
 def taint_toleration(entry_prefer: nodes.Int64s, slots: Slots) -> nodes.Int64s:
@@ -93,26 +104,30 @@ def node_affinity(entry_affinity: nodes.Int64s | None, slots: Slots) -> nodes.In
     return MAX * sums // top
 
 
-def _go_div(a: nodes.Int64s, b: int) -> nodes.Int64s:
-    """Go's integer division of int64s: truncates toward zero."""
-    q = np.abs(a) // abs(b)
-    return np.where((a < 0) != (b < 0), -q, q)
+_SHAPE_TABLES: dict[tuple[tuple[int, int], ...], nodes.Int64s] = {}
 
 
 def shape_score(shape: tuple[tuple[int, int], ...], utilization: nodes.Int64s) -> nodes.Int64s:
-    """helper.BuildBrokenLinearFunction over VolumeBindingArgs.shape, scores scaled from 0..10 to 0..100."""
-    points = [(u, s * (MAX // 10)) for u, s in shape]
-    out = np.full(len(utilization), points[-1][1], dtype=np.int64)
-    done = np.zeros(len(utilization), dtype=np.bool_)
-    for i, (u, s) in enumerate(points):
-        here = ~done & (utilization <= u)
-        if i == 0:
-            out[here] = s
-        else:
-            (u0, s0) = points[i - 1]
-            out[here] = s0 + _go_div((s - s0) * (utilization[here] - u0), u - u0)
-        done |= here
-    return out
+    """helper.BuildBrokenLinearFunction over VolumeBindingArgs.shape, scores scaled from 0..10 to 0..100: the
+    first point whose utilization is >= p, interpolated from the point before it with Go's integer division.
+    Utilization is always 0..100 here, so the function is tabulated once per shape."""
+    table = _SHAPE_TABLES.get(shape)
+    if table is None:
+        points = [(u, s * (MAX // 10)) for u, s in shape]
+        values = []
+        for p in range(101):
+            i = next((i for i, (u, _) in enumerate(points) if p <= u), None)
+            if i is None:
+                values.append(points[-1][1])
+            elif i == 0:
+                values.append(points[0][1])
+            else:
+                (u0, s0), (u1, s1) = points[i - 1], points[i]
+                numerator = (s1 - s0) * (p - u0)
+                quotient = abs(numerator) // (u1 - u0)  # Go truncates toward zero
+                values.append(s0 + (quotient if numerator >= 0 else -quotient))
+        table = _SHAPE_TABLES[shape] = np.array(values, dtype=np.int64)
+    return table[utilization]
 
 
 def volume_binding(

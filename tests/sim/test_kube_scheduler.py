@@ -343,8 +343,8 @@ def test_vectorised_filter_matches_the_per_node_loop() -> None:
         ks.set_capacity(f"n{i}", "ssd", rng.choice([GiB, 5 * GiB]), None)
     p = pod(cpu=200, node_selector={"disk": "ssd"}, tolerations=(Tol("dedicated", Op.EXISTS),))
     claims = [claim(2 * GiB)]
-    vol = filters.volume_masks(ks.table, ks.capacity, filters.plan_volumes(claims))
     entry = ks.static.get(podinfo.constraints_of(p))
-    vectorised = filters.feasible(ks.table, entry, podinfo.pod_requests(p), vol)
+    evaluator = filters.Evaluator(ks.table, ks.capacity, entry, podinfo.pod_requests(p), filters.plan_volumes(claims))
+    vectorised = evaluator.ok(np.arange(300))
     assert vectorised.tolist() == reference.feasible_by_loop(ks, p, claims)
     assert 0 < vectorised.sum() < 300
