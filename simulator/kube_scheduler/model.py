@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -125,7 +125,7 @@ class KubeScheduler:
             node=names[chosen],
             evaluated=len(found) + explicit,
             feasible=len(found),
-            scores=dict(zip(names, totals.tolist(), strict=True)),
+            scores=_Scores(names, totals),
             tied=tuple(table.name_array[found[tied]].tolist()),
             message="",
             failures=dict(histogram),
@@ -176,6 +176,8 @@ class KubeScheduler:
                 failed[message] += 1
         for message in result.unresolvable.values():
             failed[message] += 1
+        if result.passed == names:  # the usual answer: everything passed, in the order given
+            return found, failed
         given = set(names)
         for name in result.passed:
             if name not in given:
@@ -221,6 +223,31 @@ class KubeScheduler:
                 prioritized * self.config.extender_weight * (api.MAX_NODE_SCORE // api.MAX_EXTENDER_PRIORITY)
             )
         return parts
+
+
+class _Scores(Mapping[str, int]):
+    """ScheduleResult.scores, turned into a dict only when someone reads it (most callers only want the node)."""
+
+    def __init__(self, names: list[str], totals: nodes.Int64s) -> None:
+        self._names, self._totals = names, totals
+        self._dict: dict[str, int] | None = None
+
+    def _get(self) -> dict[str, int]:
+        if self._dict is None:
+            self._dict = dict(zip(self._names, self._totals.tolist(), strict=True))
+        return self._dict
+
+    def __getitem__(self, name: str) -> int:
+        return self._get()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def _unschedulable(n: int, explicit: int, histogram: Counter[str], prefilter: str = "") -> api.ScheduleResult:

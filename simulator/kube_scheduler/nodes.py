@@ -72,6 +72,7 @@ class NodeTable:
         self._usage: dict[str, list[int]] = {}
         self._pods: dict[tuple[str, str], _PodRecord] = {}
         self._name_array: npt.NDArray[np.object_] | None = None
+        self._all_allocatable: bool | None = None
 
     @property
     def name_array(self) -> npt.NDArray[np.object_]:
@@ -94,6 +95,13 @@ class NodeTable:
             bcol[: self._capacity] = self._cols[name][: self._capacity] if name in self._cols else False
             self._cols[name] = bcol
         self._capacity = capacity
+
+    @property
+    def all_allocatable(self) -> bool:
+        """Every node has non-zero cpu and memory allocatable (the score plugins' common case)."""
+        if self._all_allocatable is None:
+            self._all_allocatable = bool(self.ints("alloc_cpu").all() and self.ints("alloc_memory").all())
+        return self._all_allocatable
 
     def ints(self, name: str) -> Int64s:
         """A view of one integer column over the present nodes."""
@@ -131,6 +139,7 @@ class NodeTable:
             self._topology_forget(slot)
             self.nodes[slot] = node
         allocatable = node.status.allocatable
+        self._all_allocatable = None
         self._cols["alloc_cpu"][slot] = allocatable.get(workloads.CPU, 0)
         self._cols["alloc_memory"][slot] = allocatable.get(workloads.MEMORY, 0)
         self._cols["alloc_pods"][slot] = allocatable.get(workloads.PODS, 0)
@@ -159,6 +168,7 @@ class NodeTable:
         self.layout += 1
         self._order = None
         self._name_array = None
+        self._all_allocatable = None
         return True
 
     def topology_value(self, slot: int) -> str:

@@ -34,6 +34,13 @@ MAX = api.MAX_NODE_SCORE
 
 
 def least_allocated(table: nodes.NodeTable, slots: Slots, req: podinfo.Requests) -> nodes.Int64s:
+    if table.all_allocatable:
+        alloc_cpu, alloc_memory = table.ints("alloc_cpu")[slots], table.ints("alloc_memory")[slots]
+        cpu = (alloc_cpu - (table.ints("nz_cpu")[slots] + req.nonzero_cpu)) * MAX // alloc_cpu
+        memory = (alloc_memory - (table.ints("nz_memory")[slots] + req.nonzero_memory)) * MAX // alloc_memory
+        # over-allocated nodes get a negative quotient, which the clip turns into upstream's 0
+        result: nodes.Int64s = (np.maximum(cpu, 0) + np.maximum(memory, 0)) // 2
+        return result
     total = np.zeros(len(slots), dtype=np.int64)
     weights = np.zeros(len(slots), dtype=np.int64)
     for alloc_col, used_col, pod in (
@@ -42,17 +49,10 @@ def least_allocated(table: nodes.NodeTable, slots: Slots, req: podinfo.Requests)
     ):
         alloc = table.ints(alloc_col)[slots]
         requested = table.ints(used_col)[slots] + pod
-        if alloc.all():
-            # over-allocated nodes get a negative quotient, which the clip turns into upstream's 0
-            total += np.maximum((alloc - requested) * MAX // alloc, 0)
-            weights += 1
-        else:
-            counted = alloc != 0
-            safe = np.where(counted, alloc, 1)
-            total += np.where(counted, np.maximum((alloc - requested) * MAX // safe, 0), 0)
-            weights += counted
-    if weights.all():
-        return total // weights
+        counted = alloc != 0
+        safe = np.where(counted, alloc, 1)
+        total += np.where(counted, np.maximum((alloc - requested) * MAX // safe, 0), 0)
+        weights += counted
     return np.where(weights == 0, 0, total // np.maximum(weights, 1))
 
 
@@ -75,10 +75,10 @@ def balanced_allocation(table: nodes.NodeTable, slots: Slots, req: podinfo.Reque
         used = table.ints(used_col)[slots]
         present = alloc != 0
         counted.append(present)
-        denominator = (alloc if present.all() else np.where(present, alloc, 1)).astype(np.float64)
+        denominator = (alloc if table.all_allocatable else np.where(present, alloc, 1)).astype(np.float64)
         fractions.append(np.minimum((used + pod) / denominator, 1.0))
         fractions.append(np.minimum(used / denominator, 1.0))
-    both = None if counted[0].all() and counted[1].all() else counted[0] & counted[1]
+    both = None if table.all_allocatable else counted[0] & counted[1]
     with_pod = _balance(fractions[0], fractions[2], both)
     without = _balance(fractions[1], fractions[3], both)
     half = MAX // 2

@@ -187,3 +187,15 @@ def test_extender_ties_break_uniformly_with_the_seeded_rng() -> None:
         assert result.tied == ("n0", "n1", "n2", "n3")
         chosen.add(result.node)
     assert chosen == {"n0", "n1", "n2", "n3"}
+
+
+def test_resources_with_zero_allocatable_are_left_out_of_both_scores() -> None:
+    ks = cluster([node("n0"), node("n1", cpu=0)])
+    load(ks, "n1", memory=4 * GiB)
+    result = ks.schedule(pod(memory=GiB), explain=True)
+    # n0: LeastAllocated cpu (4000-100)*100/4000 = 97, memory (8192-1024)*100/8192 = 87 -> 92
+    #     Balanced: with 0/0.125 -> std 0.0625 -> 93, without 100 -> 50 + (50+93-100)/2 = 71
+    # n1: cpu allocatable 0 is left out: memory (8192-5120)*100/8192 = 37 alone; Balanced has one fraction,
+    #     std 0 with and without the pod -> 75
+    assert result.breakdown["n0"] == {TT: 300, FIT: 92, BAL: 71}
+    assert result.breakdown["n1"] == {TT: 300, FIT: 37, BAL: 75}
