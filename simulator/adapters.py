@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from simulator import kube_scheduler, scenario, units, world
+from simulator import scenario, units, world
+from simulator.kube_scheduler import api as ks_api
 from topolvm import constants
 from topolvm.core import resources, scheduling, workloads
 from topolvm.kube import memory as kube_memory
@@ -75,13 +76,13 @@ class SimExtender:
             self.managed_resource in c.requests or self.managed_resource in c.limits for c in pod.spec.containers
         )
 
-    def filter(self, pod: workloads.Pod, nodes: Sequence[str]) -> kube_scheduler.FilterResult:
+    def filter(self, pod: workloads.Pod, nodes: Sequence[str]) -> ks_api.FilterResult:
         self.filter_calls += 1
         self.service.expire()
         decision = self.service.filter(self._pod(pod), nodes)
         failures = decision.failures
         # Neither missing capacity nor a full VG is fixed by preemption: all go to FailedAndUnresolvableNodes.
-        return kube_scheduler.FilterResult(
+        return ks_api.FilterResult(
             passed=[n for n in nodes if n not in failures], failed={}, unresolvable=dict(failures)
         )
 
@@ -102,9 +103,9 @@ def admission(cluster: kube_memory.InMemoryCluster) -> Callable[[workloads.Pod],
     return admit
 
 
-def scheduler_config(spec: scenario.SchedulerSpec) -> kube_scheduler.SchedulerConfig:
+def scheduler_config(spec: scenario.SchedulerSpec) -> ks_api.SchedulerConfig:
     """The KubeSchedulerConfiguration the scenario describes (deploy/scheduler-config.yaml's extender entry)."""
-    return kube_scheduler.SchedulerConfig(
+    return ks_api.SchedulerConfig(
         percentage_of_nodes_to_score=spec.percentage_of_nodes_to_score,
         extender_weight=spec.extender.weight,
         storage_capacity_scoring=spec.storage_capacity_scoring,

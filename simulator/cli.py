@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _data(args: argparse.Namespace) -> dict[str, Any]:
     text = default_scenario_text() if args.scenario is None else _read(args.scenario)
-    data = yaml.safe_load(text)
+    data: dict[str, Any] = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise errors.ConfigError(f"{args.scenario or 'default scenario'}: the top level must be a mapping")
     for assignment in args.set:

@@ -22,7 +22,6 @@ import simpy
 
 from simulator import (
     adapters,
-    kube_scheduler,
     observe,
     provisioner,
     scenario,
@@ -32,6 +31,7 @@ from simulator import (
     workload,
     world,
 )
+from simulator.kube_scheduler import model as ks_model
 from topolvm.core import resources, workloads
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def simulate(
     extender = None
     if spec.scheduler.mode == "extender":
         extender = adapters.SimExtender(w, spec.scheduler.extender)
-    model = kube_scheduler.KubeScheduler(
+    model = ks_model.KubeScheduler(
         adapters.scheduler_config(spec.scheduler), extender, _rng(spec.seed, "kube-scheduler")
     )
     prov = provisioner.Provisioner(env, w.cluster, w.controller, latency=w.latencies.provisioner)
@@ -95,7 +95,12 @@ def simulate(
         observer.bound(key, node)
 
     scheduling.SchedulerDriver(
-        w, model, cycle_latency=w.latencies.scheduling_cycle, on_attempt=observer.attempt, on_bound=bound
+        w,
+        model,
+        cycle_latency=w.latencies.scheduling_cycle,
+        on_attempt=observer.attempt,
+        on_bound=bound,
+        capacity_tracking=spec.scheduler.mode == "capacity-tracking",
     )
     w.cluster.watch(
         workloads.POD,

@@ -90,7 +90,7 @@ def dask_runner(address: str) -> Runner:
     from distributed import Client
 
     def run_all(jobs: Sequence[Job]) -> list[run.Result]:
-        with Client(address) as client:
+        with Client(address) as client:  # type: ignore[no-untyped-call]
             futures = client.map(execute, list(jobs), pure=False)
             results: list[run.Result] = client.gather(futures)
             return results
