@@ -50,20 +50,34 @@ DELETE = object()
         pytest.param("cluster.node-pools.0.cont", 3, "unknown field `cont`", id="unknown-key"),
         pytest.param("cluster.node-pools.0.count", -1, "$.cluster.node-pools[0].count", id="negative-count"),
         pytest.param("cluster.node-pools.0.count", 0, "0 nodes", id="zero-nodes"),
-        pytest.param("cluster.node-pools.0.volume-groups.0.disks", ["3840000000000"], "needs a unit", id="size-no-unit"),
+        pytest.param(
+            "cluster.node-pools.0.volume-groups.0.disks", ["3840000000000"], "needs a unit", id="size-no-unit"
+        ),
         pytest.param("cluster.node-pools.0.memory", "256", "memory: size '256' needs a unit", id="memory-no-unit"),
         pytest.param("workloads.0.rate", "-6/d", "rate: rate '-6/d'", id="negative-rate"),
         pytest.param("workloads.0.rate", "6", "count per unit", id="rate-no-unit"),
         pytest.param("duration", "90", "needs a number and a unit", id="duration-no-unit"),
         pytest.param("sample-interval", "0s", "sample-interval: must be positive", id="zero-interval"),
-        pytest.param("workloads.0.claims.0.storage-class", "nope", "workloads[0].claims[0].storage-class", id="unknown-sc"),
-        pytest.param("cluster.storage-classes.0.device-class", "hdd", "storage-classes[0].device-class", id="unknown-dc"),
+        pytest.param(
+            "workloads.0.claims.0.storage-class", "nope", "workloads[0].claims[0].storage-class", id="unknown-sc"
+        ),
+        pytest.param(
+            "cluster.storage-classes.0.device-class", "hdd", "storage-classes[0].device-class", id="unknown-dc"
+        ),
         pytest.param("node-events.0.pool", "gpu", "node-events[0].pool", id="unknown-pool"),
         pytest.param("scheduler.mode", "magic", "$.scheduler.mode", id="bad-mode"),
-        pytest.param("cluster.node-pools.0.lvmd", {"device-classes": [{"name": "x", "volume-group": "vgX"}]},
-                     "not in cluster.node-pools[0].volume-groups", id="lvmd-unknown-vg"),
-        pytest.param("cluster.node-pools.0.lvmd", {"device-classes": [{"name": "x", "volume-group": "myvg1", "type": "thin"}]},
-                     "node-pools[0].lvmd", id="lvmd-own-validation"),
+        pytest.param(
+            "cluster.node-pools.0.lvmd",
+            {"device-classes": [{"name": "x", "volume-group": "vgX"}]},
+            "not in cluster.node-pools[0].volume-groups",
+            id="lvmd-unknown-vg",
+        ),
+        pytest.param(
+            "cluster.node-pools.0.lvmd",
+            {"device-classes": [{"name": "x", "volume-group": "myvg1", "type": "thin"}]},
+            "node-pools[0].lvmd",
+            id="lvmd-own-validation",
+        ),
         pytest.param("workloads.0.expansion.factor", 0.5, "factor", id="shrinking-expansion"),
     ],
 )
@@ -86,7 +100,7 @@ def test_a_scenario_too_large_for_memory_is_refused_with_the_estimate() -> None:
     data = with_change("cluster.node-pools.0.count", 2_000_000)
     estimate = budget.estimate(scenario.parse(data))
     assert estimate.nodes == 2_000_004 and estimate.bytes > 100 << 30
-    with pytest.raises(errors.ConfigError, match="needs about .* for 2000004 nodes"):
+    with pytest.raises(errors.ConfigError, match=r"needs about .* for 2000004 nodes"):
         budget.check(estimate, limit=8 << 30)
     budget.check(budget.estimate(scenario.parse(default())), limit=8 << 30)  # the default fits easily
 
