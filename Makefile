@@ -26,8 +26,13 @@ system-deps:
 peers:
 	ci/peers/build.sh $(PEERS)
 
-# The main job on an embedded default. Until the simulator lands: lvmd on a loop-device demo VG (needs root).
+# The main job on an embedded default: a capacity-planning simulation of the default cluster (no Kubernetes,
+# no root). Outputs (summary.json, series.csv, report.html) go to sim-out/.
 run: install
+	$(BIN)/topolvm-sim run --out sim-out
+
+# lvmd on a loop-device demo VG (needs root).
+demo-lvmd: install
 	$(BIN)/python scripts/demo_lvmd.py
 
 lint: $(STAMP)

@@ -37,6 +37,17 @@ def is_storage_reason(reason: str) -> bool:
     return any(hint.lower() in lowered for hint in STORAGE_HINTS)
 
 
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A pod placed: where, among which equally scored nodes, and when it was bound."""
+
+    pod: Key
+    node: str
+    tied: tuple[str, ...]
+    chosen_at: float
+    bound_at: float | None = None
+
+
 @dataclasses.dataclass
 class PodRecord:
     created: float
@@ -61,6 +72,8 @@ class Observer:
         self.attempts = 0
         self.failed_attempts = 0
         self.first_storage_failure: float | None = None
+        self.decisions: list[Decision] = []  # successful attempts in order; bound_at filled in when bound
+        self._open: dict[Key, int] = {}  # pod -> index of its latest decision
         self.series: list[dict[str, Any]] = []
         self.per_node: list[tuple[float, str, str, int, int]] = []  # (t, node, class, size, free)
         self.requested: dict[str, list[int]] = {c: [] for c in self.classes}
@@ -100,6 +113,9 @@ class Observer:
             bisect.insort(self.requested.setdefault(device_class, []), pvc.spec.request_bytes)
         record = PodRecord(float(self.env.now), tuple(classes), tuple(requests))
         key = (pod.meta.namespace, pod.meta.name)
+        earlier = self.pods.pop(key, None)
+        if earlier is not None:  # the same name again (a StatefulSet's pod recreated): keep the first's record
+            self.pods[(key[0], f"{key[1]}#{len(self.pods)}")] = earlier
         self.pods[key] = self.pending[key] = record
 
     def pod_deleted(self, key: Key) -> None:
@@ -120,6 +136,8 @@ class Observer:
         if record is not None:
             record.attempts += 1
         if attempt.node is not None:
+            self._open[attempt.pod] = len(self.decisions)
+            self.decisions.append(Decision(attempt.pod, attempt.node, attempt.tied, attempt.time))
             return
         self.failed_attempts += 1
         storage = False
@@ -138,6 +156,9 @@ class Observer:
             record.bound = float(self.env.now)
             self.running += 1
             self._settle(key, record)
+        index = self._open.pop(key, None)
+        if index is not None:
+            self.decisions[index] = dataclasses.replace(self.decisions[index], bound_at=float(self.env.now))
 
     def _default_class(self) -> str:
         for config in self.world.loaded.lvmd.values():

@@ -48,6 +48,7 @@ class Result:
     recorded: list[trace.Op]
     error: str | None = None
     wall_seconds: float = 0.0
+    decisions: list[observe.Decision] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,8 +139,20 @@ def simulate(
         nodes_at_end=len(w.nodes),
         decisions_sha256=decisions.hexdigest(),
         provisioner=dataclasses.asdict(prov.stats),
+        volumes_lost_with_nodes=w.lost_volumes,
+        pods_recreated=executor.recreated,
         workload_errors=executor.errors[:50],
         error=error,
     )
     wall = round(time.perf_counter() - started, 3)
-    return Result(spec.name, spec.seed, summary, observer.series, observer.per_node, executor.recorded, error, wall)
+    return Result(
+        spec.name,
+        spec.seed,
+        summary,
+        observer.series,
+        observer.per_node,
+        executor.recorded,
+        error,
+        wall,
+        observer.decisions,
+    )

@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import simpy
 
 from simulator import engine, provisioner, scenario, trace, units, world
@@ -45,10 +46,15 @@ class Executor:
         self.snapshots: dict[str, str] = {}  # snapshot name -> snapshot (volume) ID
         self.pod_listeners: list[Callable[[workloads.Pod], None]] = []  # pods as created
         self.errors: list[str] = []
+        # StatefulSet pods by key, so the StatefulSet controller can recreate one deleted by anyone but its owner
+        self._members: dict[tuple[str, str], trace.CreatePod] = {}
+        self._retiring: set[tuple[str, str]] = set()
+        self.recreated = 0
+        self.cluster.watch(workloads.POD, self._on_pod)
 
     def apply(self, op: trace.Op) -> None:
         if self.record:
-            self.recorded.append(dataclasses.replace(op, t=round(float(self.env.now), 6)))
+            self.recorded.append(msgspec.structs.replace(op, t=round(float(self.env.now), 6)))
         try:
             self._apply(op)
         except errors.TopoLVMError as exc:
@@ -105,13 +111,35 @@ class Executor:
             workloads.PodSpec(containers=(container,), volumes=tuple(volumes)),
         )
         created = self.cluster.create(self.admit(pod))
+        if op.owner:
+            self._members[(op.namespace, op.name)] = op
         for listener in self.pod_listeners:
             listener(created)
+
+    def _on_pod(self, event: resources.Event[workloads.Pod]) -> None:
+        """The StatefulSet controller: a member pod deleted by someone else (the pod garbage collector after a
+        node failure) is created again, with the same name and claims."""
+        if event.type is not resources.EventType.DELETED:
+            return
+        key = (event.object.meta.namespace, event.object.meta.name)
+        if key in self._retiring:
+            self._retiring.discard(key)
+            self._members.pop(key, None)
+            return
+        op = self._members.get(key)
+        if op is not None:
+            self.recreated += 1
+            engine.later(self.env, 1.0, functools.partial(self._recreate, op))
+
+    def _recreate(self, op: trace.CreatePod) -> None:
+        if self.cluster.get(workloads.POD, op.name, namespace=op.namespace) is None:
+            self._create_pod(msgspec.structs.replace(op, t=float(self.env.now)))
 
     def _delete_pod(self, op: trace.DeletePod) -> None:
         pod = self.cluster.get(workloads.POD, op.name, namespace=op.namespace)
         if pod is None:
             return
+        self._retiring.add((op.namespace, op.name))
         self.cluster.delete(workloads.POD, op.name, namespace=op.namespace)
         if op.delete_claims:
             for claim in pod.claim_names():

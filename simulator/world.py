@@ -104,6 +104,7 @@ class World:
         self._serial = dict.fromkeys(self.pools, 0)
         self.capacity_listeners: list[Callable[[SimNode, model.NodeCapacity], None]] = []
         self.node_listeners: list[Callable[[str, bool], None]] = []  # (node, added)
+        self.lost_volumes = 0
         cleanup_service = cleanup.NodeCleanup(cluster=self.cluster)
         self._janitor = engine.WorkQueue(env, lambda name: (cleanup_service.reconcile(name), self.latencies.reconcile))
         self.cluster.watch(resources.NODE, lambda e: self._janitor.add(e.object.name))
@@ -147,12 +148,16 @@ class World:
 
     def fail_node(self, name: str) -> None:
         """The node and its disks are gone: its agent stops and the Node object is deleted (an operator or the
-        cloud provider does that); TopoLVM's node cleanup then releases its LogicalVolumes."""
+        cloud provider does that); TopoLVM's node cleanup then releases its LogicalVolumes, and the pod garbage
+        collector deletes the pods that were bound to it (their claims stay: their volumes are lost)."""
         sim_node = self.nodes.pop(name)
         sim_node.stop()
+        self.lost_volumes += len(self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_NODE: name}))
         for listener in self.node_listeners:
             listener(name, False)
         self.cluster.remove_node(name)
+        for pod in self.cluster.list_of(workloads.POD, match={resources.BY_NODE: name}):
+            self.cluster.delete(workloads.POD, pod.meta.name, namespace=pod.meta.namespace)
 
     def drain_node(self, name: str) -> None:
         """Cordon: no new pods. (Evicting its pods does not move their node-local volumes.)"""

@@ -1,5 +1,5 @@
-"""The worlds the ``Cluster`` contract runs in: the in-memory cluster, KubeCluster on a real kube-apiserver, and
-the informer cache (``CachedCluster``) in front of each — four adapters, one set of assertions.
+"""The worlds the ``Cluster`` contract runs in: the in-memory cluster (also as the simulator runs it), KubeCluster
+on a real kube-apiserver, and the informer cache (``CachedCluster``) in front of each — one set of assertions.
 
 Names are unique per test (``prefix``), so the worlds may share one API server; namespaced kinds use a namespace
 named after the prefix, created here.
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import simpy
 
+from simulator import engine
 from topolvm import ports
 from topolvm.core import resources, workloads
 from topolvm.kube import cache, client, memory
@@ -43,7 +45,8 @@ class ClusterWorld:
         return self.cluster.create(resources.Node(resources.Meta(name=name, annotations=annotations or {})))
 
 
-WORLDS = ["memory", "kube", "cached-memory", "cached-kube"]
+# "simulated": the in-memory cluster as the simulator runs it (simulated clock, its watch dispatcher)
+WORLDS = ["memory", "simulated", "kube", "cached-memory", "cached-kube"]
 
 
 @pytest.fixture(params=WORLDS)
@@ -54,6 +57,9 @@ def world(request: pytest.FixtureRequest) -> Iterator[ClusterWorld]:
     backend: ports.Cluster
     if backend_kind == "memory":
         backend = memory.InMemoryCluster()
+    elif backend_kind == "simulated":
+        env = simpy.Environment()
+        backend = memory.InMemoryCluster(engine.SimClock(env), uid_seed=1, dispatcher=engine.WatchDispatcher(env, 0.0))
     else:
         plane = request.getfixturevalue("kube_api")
         plane.install_crds()
