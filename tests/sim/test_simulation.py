@@ -129,7 +129,8 @@ def test_a_generated_run_is_deterministic_across_processes() -> None:
     ]
     script = (
         "import json, sys, yaml; from simulator import run, scenario; "
-        "r = run.simulate(scenario.parse(yaml.safe_load(sys.stdin.read()))); print(json.dumps(r.summary, sort_keys=True))"
+        "r = run.simulate(scenario.parse(yaml.safe_load(sys.stdin.read()))); "
+        "print(json.dumps(r.summary, sort_keys=True))"
     )
     outputs = []
     for hash_seed in ("1", "2"):
