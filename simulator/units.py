@@ -7,6 +7,7 @@ count per unit ("2/h", "0.5/d").
 
 from __future__ import annotations
 
+import functools
 import re
 
 from topolvm import errors
@@ -17,6 +18,7 @@ _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 60
 _RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)/(ms|s|m|h|d|w)$")
 
 
+@functools.lru_cache(maxsize=4096)
 def size(text: object) -> int:
     """Bytes of a quantity with a unit; ValueError (naming the value) otherwise."""
     if not isinstance(text, str):
@@ -30,6 +32,7 @@ def size(text: object) -> int:
         raise ValueError(f"size {text!r}: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def duration(text: object) -> float:
     """Seconds of a duration with a unit ("30d", "250ms")."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
@@ -38,6 +41,7 @@ def duration(text: object) -> float:
     return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
+@functools.lru_cache(maxsize=4096)
 def rate(text: object) -> float:
     """Events per second of a rate ("2/h")."""
     match = _RATE.fullmatch(text.strip()) if isinstance(text, str) else None

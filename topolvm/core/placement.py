@@ -61,24 +61,10 @@ def choose_node(
     InsufficientCapacity if the chosen node, or every allowed one, lacks room; InvalidArgument if the first
     preferred node is not among the requisite ones (CSI requires preferred to be a subset of requisite).
     """
-    usable = {n.name: n for n in nodes if not n.meta.deleting}
     if preferred:
         name = preferred[0]
-        if requisite and name not in requisite:
-            raise errors.InvalidArgument(f"preferred node {name!r} is not among the requisite nodes")
-        node = usable.get(name)
-        free = node_capacity(node, device_class) if node is not None else None
-        if free is None:
-            raise errors.InsufficientCapacity(
-                f"node {name!r} (first preferred: the scheduler's choice) offers no device class "
-                f"{_class_label(device_class)}"
-            )
-        if free < size:
-            raise errors.InsufficientCapacity(
-                f"node {name!r} (first preferred: the scheduler's choice) has {free} bytes free in device class "
-                f"{_class_label(device_class)}, {size} requested"
-            )
-        return name
+        return choose_preferred(next((n for n in nodes if n.name == name), None), name, device_class, size, requisite)
+    usable = {n.name: n for n in nodes if not n.meta.deleting}
     allowed = [usable[n] for n in dict.fromkeys(requisite) if n in usable] if requisite else list(usable.values())
     best: tuple[int, str] | None = None
     for node in allowed:
@@ -89,6 +75,27 @@ def choose_node(
         where = f"none of the requisite nodes ({', '.join(requisite)})" if requisite else "no node"
         raise errors.InsufficientCapacity(f"{where} has {size} bytes free in device class {_class_label(device_class)}")
     return best[1]
+
+
+def choose_preferred(
+    node: resources.Node | None, name: str, device_class: str, size: int, requisite: Sequence[str] = ()
+) -> str:
+    """The first preferred node ``name`` (``node`` is its Node, None if unknown), or why it cannot take the
+    volume. Needs only that one Node, so a controller with thousands of nodes reads one."""
+    if requisite and name not in requisite:
+        raise errors.InvalidArgument(f"preferred node {name!r} is not among the requisite nodes")
+    free = node_capacity(node, device_class) if node is not None and not node.meta.deleting else None
+    if free is None:
+        raise errors.InsufficientCapacity(
+            f"node {name!r} (first preferred: the scheduler's choice) offers no device class "
+            f"{_class_label(device_class)}"
+        )
+    if free < size:
+        raise errors.InsufficientCapacity(
+            f"node {name!r} (first preferred: the scheduler's choice) has {free} bytes free in device class "
+            f"{_class_label(device_class)}, {size} requested"
+        )
+    return name
 
 
 def check_source_node(node_name: str, *, preferred: Sequence[str] = (), requisite: Sequence[str] = ()) -> str:

@@ -14,10 +14,9 @@ from these functions, the real API server through a field selector where the ind
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from topolvm import errors
@@ -44,10 +43,10 @@ class Meta:
     def with_finalizer(self, finalizer: str) -> Meta:
         if finalizer in self.finalizers:
             return self
-        return replace(self, finalizers=(*self.finalizers, finalizer))
+        return evolve(self, finalizers=(*self.finalizers, finalizer))  # type: ignore[no-any-return]
 
     def without_finalizer(self, finalizer: str) -> Meta:
-        return replace(self, finalizers=tuple(f for f in self.finalizers if f != finalizer))
+        return evolve(self, finalizers=tuple(f for f in self.finalizers if f != finalizer))  # type: ignore[no-any-return]
 
     def annotated(self, changes: Mapping[str, str | None]) -> Meta:
         """A copy with these annotations set (``None`` removes one)."""
@@ -57,7 +56,7 @@ class Meta:
                 annotations.pop(key, None)
             else:
                 annotations[key] = value
-        return replace(self, annotations=annotations)
+        return evolve(self, annotations=annotations)  # type: ignore[no-any-return]
 
 
 class Object:
@@ -223,6 +222,12 @@ class Event(Generic[T]):
     object: T
 
 
-def with_status(obj: T, status: object) -> T:
-    """A copy of ``obj`` with ``status`` replaced (kinds with a status subresource)."""
-    return dataclasses.replace(obj, status=status)  # type: ignore[type-var]
+def evolve(obj: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` for these frozen value types, without its per-call field introspection (about ten
+    times faster, and the in-memory cluster and the simulator copy objects on every write). Only for the plain
+    frozen dataclasses of this module and ``topolvm.core.workloads``: no ``__post_init__`` runs."""
+    new = object.__new__(type(obj))
+    state = new.__dict__
+    state.update(obj.__dict__)
+    state.update(changes)
+    return new

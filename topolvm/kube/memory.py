@@ -11,7 +11,6 @@ them at once and in order; the simulator passes one that delivers after a modell
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import itertools
 import random
@@ -62,7 +61,8 @@ class InMemoryCluster:
         """Register a Node, as kubelet does in a real cluster."""
         meta = resources.Meta(name=name, labels=dict(labels or {}), annotations=dict(annotations or {}))
         created = self.create(resources.Node(meta, resources.NodeSpec(taints=taints)))
-        return self.update_status(dataclasses.replace(created, status=resources.NodeStatus(dict(allocatable or {}))))
+        node: resources.Node = resources.evolve(created, status=resources.NodeStatus(dict(allocatable or {})))
+        return self.update_status(node)
 
     def remove_node(self, name: str) -> None:
         """Delete a Node; finalizers hold it like the API server would."""
@@ -83,8 +83,8 @@ class InMemoryCluster:
             self._dispatch(batch)
 
     def _save(self, store: store_.Store[T], obj: T, event_type: resources.EventType) -> T:
-        meta = dataclasses.replace(obj.meta, resource_version=str(next(self._versions)))
-        saved: T = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+        meta = resources.evolve(obj.meta, resource_version=str(next(self._versions)))
+        saved: T = resources.evolve(obj, meta=meta)
         store.put(saved, event_type)
         return saved
 
@@ -118,12 +118,12 @@ class InMemoryCluster:
             if (obj.meta.namespace, obj.meta.name) in store.objects:
                 raise errors.AlreadyExists(f"{kind.name} {store_.describe(obj.meta)} already exists")
             uid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            meta = dataclasses.replace(
+            meta = resources.evolve(
                 obj.meta, uid=uid, deletion_timestamp=None, creation_timestamp=self.now_text(), wire=None
             )
-            fresh: Any = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+            fresh: Any = resources.evolve(obj, meta=meta)
             if kind.status:  # with a status subresource, what a create sends as status is dropped
-                fresh = dataclasses.replace(fresh, status=type(fresh.status)())
+                fresh = resources.evolve(fresh, status=type(fresh.status)())
             created: T = self._save(store, fresh, resources.EventType.ADDED)
         self._flush()
         return created
@@ -138,15 +138,15 @@ class InMemoryCluster:
                     f"{kind.name} {store_.describe(obj.meta)}: no new finalizers can be added while it is deleted"
                 )
             # metadata and spec come from the caller; uid, timestamps and status stay the server's
-            meta = dataclasses.replace(
+            meta = resources.evolve(
                 obj.meta,
                 uid=current.meta.uid,
                 deletion_timestamp=current.meta.deletion_timestamp,
                 creation_timestamp=current.meta.creation_timestamp,
             )
-            fresh: Any = dataclasses.replace(obj, meta=meta)  # type: ignore[type-var]
+            fresh: Any = resources.evolve(obj, meta=meta)
             if kind.status:
-                fresh = dataclasses.replace(fresh, status=current.status)  # type: ignore[attr-defined]
+                fresh = resources.evolve(fresh, status=current.status)  # type: ignore[attr-defined]
             updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
         self._flush()
         return updated
@@ -158,7 +158,7 @@ class InMemoryCluster:
         with self.lock:
             store = self._store(kind)
             current = self._current(store, obj)
-            fresh: Any = dataclasses.replace(current, status=obj.status)  # type: ignore[attr-defined, type-var]
+            fresh: Any = resources.evolve(current, status=obj.status)  # type: ignore[attr-defined]
             updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
         self._flush()
         return updated
@@ -170,8 +170,8 @@ class InMemoryCluster:
             if current is None:
                 raise errors.NotFound(f"{kind.name} {store_.describe(resources.Meta(name, namespace))} not found")
             if not current.meta.deleting:
-                meta = dataclasses.replace(current.meta, deletion_timestamp=self.now_text())
-                self._save(store, dataclasses.replace(current, meta=meta), resources.EventType.MODIFIED)  # type: ignore[type-var]
+                meta = resources.evolve(current.meta, deletion_timestamp=self.now_text())
+                self._save(store, resources.evolve(current, meta=meta), resources.EventType.MODIFIED)
         self._flush()
 
     def watch(
@@ -190,6 +190,6 @@ class InMemoryCluster:
                 raise errors.NotFound(f"Pod {namespace}/{name} not found")
             if pod.spec.node_name:
                 raise errors.Conflict(f"pod {namespace}/{name} is already assigned to node {pod.spec.node_name!r}")
-            bound = dataclasses.replace(pod, spec=dataclasses.replace(pod.spec, node_name=node))
+            bound = resources.evolve(pod, spec=resources.evolve(pod.spec, node_name=node))
             self._save(store, bound, resources.EventType.MODIFIED)
         self._flush()

@@ -59,6 +59,7 @@ class Store(Generic[T]):
         self.index: dict[str, dict[str, dict[Key, None]]] = {name: {} for name in kind.indexes}
         self.watchers: list[Watcher] = []  # without ``match``
         self.matched: dict[tuple[str, str], list[Watcher]] = {}  # by the first (index, key) of their match
+        self._matched_indexes: dict[str, int] = {}  # index -> how many watchers match on it first
 
     # --- reads ---
     def check_match(self, match: Mapping[str, str] | None) -> Match:
@@ -125,6 +126,8 @@ class Store(Generic[T]):
         existing = self.select(None, match)
         if watcher.match:
             self.matched.setdefault(watcher.match[0], []).append(watcher)
+            index = watcher.match[0][0]
+            self._matched_indexes[index] = self._matched_indexes.get(index, 0) + 1
         else:
             self.watchers.append(watcher)
         self.pending.extend((listener, resources.Event(resources.EventType.ADDED, o)) for o in existing)
@@ -133,8 +136,16 @@ class Store(Generic[T]):
     def unsubscribe(self, watcher: Watcher) -> None:
         with self.lock:
             group = self.matched.get(watcher.match[0], []) if watcher.match else self.watchers
-            if watcher in group:
-                group.remove(watcher)
+            if watcher not in group:
+                return
+            group.remove(watcher)
+            if watcher.match:
+                if not group:
+                    del self.matched[watcher.match[0]]
+                index = watcher.match[0][0]
+                self._matched_indexes[index] -= 1
+                if not self._matched_indexes[index]:
+                    del self._matched_indexes[index]
 
     def _queue(self, obj: T, stored: T | None, old: T | None, event_type: resources.EventType) -> None:
         event = resources.Event(event_type, obj)
@@ -156,11 +167,10 @@ class Store(Generic[T]):
 
     def _interested(self, obj: T, old: T | None) -> Iterable[Watcher]:
         found: dict[int, Watcher] = {}
-        names = {pair[0] for pair in self.matched}
         for candidate in (obj, old):
             if candidate is None:
                 continue
-            for name in names:
+            for name in self._matched_indexes:
                 for value in self.kind.keys(candidate, name):
                     for watcher in self.matched.get((name, value), ()):
                         found.setdefault(id(watcher), watcher)

@@ -95,17 +95,18 @@ class ControllerService:
             )
             if size < source.spec.size:
                 raise errors.OutOfRange(f"volume must be at least as large as its source ({source.spec.size} bytes)")
+        elif req.preferred_nodes:
+            # The scheduler's node (WaitForFirstConsumer): one Node read, however large the cluster. Only when it
+            # offers nothing of the class are all Nodes read, to tell an unknown class apart from a full node.
+            name = req.preferred_nodes[0]
+            node = self.cluster.get(resources.NODE, name)
+            if node is None or placement.node_capacity(node, req.device_class) is None:
+                self._check_offered(req.device_class, self.cluster.list_of(resources.NODE))
+            node_name = placement.choose_preferred(node, name, req.device_class, size, req.requisite_nodes)
         else:
             nodes = self.cluster.list_of(resources.NODE)
-            if not any(placement.node_capacity(n, req.device_class) is not None for n in nodes):
-                raise errors.InvalidArgument(f"no node offers device class {req.device_class or '(default)'!r}")
-            node_name = placement.choose_node(
-                nodes,
-                req.device_class,
-                size,
-                preferred=req.preferred_nodes,
-                requisite=req.requisite_nodes,
-            )
+            self._check_offered(req.device_class, nodes)
+            node_name = placement.choose_node(nodes, req.device_class, size, requisite=req.requisite_nodes)
         spec = resources.LogicalVolumeSpec(
             name=req.name,
             node_name=node_name,
@@ -206,8 +207,16 @@ class ControllerService:
     def _timestamp(self) -> str:
         return datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC).isoformat()
 
+    @staticmethod
+    def _check_offered(device_class: str, nodes: Sequence[resources.Node]) -> None:
+        if not any(placement.node_capacity(n, device_class) is not None for n in nodes):
+            raise errors.InvalidArgument(f"no node offers device class {device_class or '(default)'!r}")
+
     def get_capacity(self, device_class: str, node_name: str | None = None) -> int:
-        return placement.total_capacity(self.cluster.list_of(resources.NODE), device_class, node_name)
+        if node_name is not None:  # external-provisioner asks per node: one read
+            node = self.cluster.get(resources.NODE, node_name)
+            return placement.total_capacity([node] if node is not None else [], device_class, node_name)
+        return placement.total_capacity(self.cluster.list_of(resources.NODE), device_class)
 
     def _source(self, req: VolumeRequest) -> resources.LogicalVolume:
         source = self.find_by_volume_id(req.source_volume_id)
