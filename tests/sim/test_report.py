@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import html.parser
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +163,21 @@ def test_run_report_is_the_same_bytes_for_the_same_result(run_report, tmp_path):
     second = report.write_run(again, tmp_path / "b.html").read_bytes()
     assert first == second
     assert b"4321.98" not in second
+
+
+@pytest.mark.slow
+def test_run_report_does_not_depend_on_the_process(tmp_path):
+    """Hash randomisation differs between processes; the report must not (sets are sorted, SVG ids are salted)."""
+    script = (
+        "import sys; from pathlib import Path; from simulator import report; from tests.sim import synthetic; "
+        "report.write_run(synthetic.result(samples=12, nodes=3), Path(sys.argv[1]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{seed}.html")], cwd=root, env=env, check=True)
+    assert (tmp_path / "1.html").read_bytes() == (tmp_path / "2.html").read_bytes()
+    assert (tmp_path / "1.html").read_bytes() == report.run_html(synthetic.result(samples=12, nodes=3)).encode()
 
 
 def test_run_report_shows_the_summary_figures_of_the_terminal_table(result, run_report):
