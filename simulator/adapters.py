@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from simulator import kube_scheduler, scenario, units, world
+from simulator import scenario, units, world
+from simulator.kube_scheduler import api as ks_api
 from topolvm import constants
 from topolvm.core import resources, scheduling, workloads
 from topolvm.kube import memory as kube_memory
-from topolvm.services import admission
+from topolvm.services import admission as admission_service
 from topolvm.services import scheduler as scheduler_service
 
 
@@ -71,15 +72,19 @@ class SimExtender:
         )
 
     def interested(self, pod: workloads.Pod) -> bool:
-        return any(self.managed_resource in c.requests or self.managed_resource in c.limits for c in pod.spec.containers)
+        return any(
+            self.managed_resource in c.requests or self.managed_resource in c.limits for c in pod.spec.containers
+        )
 
-    def filter(self, pod: workloads.Pod, nodes: Sequence[str]) -> kube_scheduler.FilterResult:
+    def filter(self, pod: workloads.Pod, nodes: Sequence[str]) -> ks_api.FilterResult:
         self.filter_calls += 1
         self.service.expire()
         decision = self.service.filter(self._pod(pod), nodes)
         failures = decision.failures
         # Neither missing capacity nor a full VG is fixed by preemption: all go to FailedAndUnresolvableNodes.
-        return kube_scheduler.FilterResult(passed=[n for n in nodes if n not in failures], failed={}, unresolvable=dict(failures))
+        return ks_api.FilterResult(
+            passed=[n for n in nodes if n not in failures], failed={}, unresolvable=dict(failures)
+        )
 
     def prioritize(self, pod: workloads.Pod, nodes: Sequence[str]) -> list[int]:
         self.prioritize_calls += 1
@@ -92,7 +97,16 @@ def admission(cluster: kube_memory.InMemoryCluster) -> Callable[[workloads.Pod],
     """The webhook's mutation, as the API server applies it to every pod being created."""
 
     def admit(pod: workloads.Pod) -> workloads.Pod:
-        decision = admission.decide(pod, cluster)
-        return admission.mutated(pod, decision.capacities) if decision.mutates else pod
+        decision = admission_service.decide(pod, cluster)
+        return admission_service.mutated(pod, decision.capacities) if decision.mutates else pod
 
     return admit
+
+
+def scheduler_config(spec: scenario.SchedulerSpec) -> ks_api.SchedulerConfig:
+    """The KubeSchedulerConfiguration the scenario describes (deploy/scheduler-config.yaml's extender entry)."""
+    return ks_api.SchedulerConfig(
+        percentage_of_nodes_to_score=spec.percentage_of_nodes_to_score,
+        extender_weight=spec.extender.weight,
+        storage_capacity_scoring=spec.storage_capacity_scoring,
+    )

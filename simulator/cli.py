@@ -1,21 +1,29 @@
 """``topolvm-sim``: capacity planning with TopoLVM's own services on a simulated cluster.
 
-    topolvm-sim run [SCENARIO.yaml]     one run (no file: the embedded default scenario); writes summary.json,
-                                        series.csv, per-node.csv (small clusters) and report.html to --out
+topolvm-sim run [SCENARIO.yaml]     one run (no file: the embedded default scenario); writes summary.json,
+                                    series.csv, per-node.csv (small clusters) and report.html to --out
+topolvm-sim plan SCENARIO --pool P  the smallest count of pool P keeping failures below --target
+topolvm-sim compare SCENARIO --variant LABEL:key=value ...   variants side by side, same seeds
+topolvm-sim sweep SCENARIO --grid key=v1,v2 ...              a parameter grid (local processes or --dask)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from importlib import resources as package_files
 from pathlib import Path
+from typing import Any
 
+import msgspec
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from simulator import budget, outputs, run, scenario, trace, units
+from simulator import budget, outputs, run, scenario, study, trace, units
 from topolvm import errors
 
 log = logging.getLogger("topolvm.sim")
@@ -45,6 +53,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--no-html", action="store_true", help="skip report.html")
     r.add_argument("--max-memory", help="refuse scenarios estimated above this, e.g. 8Gi (default: 80%% of free)")
+
+    def many(name: str, help_text: str) -> argparse.ArgumentParser:
+        m = sub.add_parser(name, help=help_text)
+        m.add_argument("scenario", nargs="?", help="scenario YAML (default: the embedded default scenario)")
+        m.add_argument("--out", default=f"sim-{name}", help="directory for the outputs (default: %(default)s)")
+        m.add_argument(
+            "--seeds", type=int, default=3, help="runs per point, seeds from the scenario's (default: %(default)s)"
+        )
+        m.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+        m.add_argument("--dask", metavar="ADDRESS", help="run on this Dask scheduler (e.g. tcp://host:8786) instead")
+        m.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key (repeatable)"
+        )
+        return m
+
+    pl = many("plan", "the smallest node count of a pool that meets a failure-rate target")
+    pl.add_argument("--pool", required=True, help="the node pool (shape) whose count is planned")
+    pl.add_argument("--min", type=int, default=1, dest="low", help="smallest count tried (default: %(default)s)")
+    pl.add_argument("--max", type=int, required=True, dest="high", help="largest count tried")
+    pl.add_argument("--target", type=float, default=0.01, help="largest acceptable failure rate (default: %(default)s)")
+    pl.add_argument(
+        "--confidence", type=float, default=0.9, help="one-sided confidence of the bound (default: %(default)s)"
+    )
+    cm = many("compare", "variants of a scenario side by side")
+    cm.add_argument("--variant", action="append", required=True, metavar="LABEL:KEY=VALUE[,KEY=VALUE]")
+    sw = many("sweep", "a grid of parameters")
+    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
     return p
 
 
@@ -58,8 +93,6 @@ def _with_overrides(loaded: scenario.Loaded, args: argparse.Namespace) -> scenar
         changes["duration"] = args.duration
     if not changes:
         return loaded
-    import msgspec
-
     return scenario.Loaded(msgspec.structs.replace(spec, **changes), loaded.lvmd)
 
 
@@ -72,7 +105,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.no_progress or not console.is_terminal:
         result = run.simulate(loaded, record_trace=bool(args.record_trace), replay=replay)
     else:
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[at]}"), TimeElapsedColumn())
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[at]}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"simulating {loaded.spec.name}", total=1.0, at="")
 
@@ -93,13 +131,155 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0 if result.ok else 1
 
 
+def _data(args: argparse.Namespace) -> dict[str, Any]:
+    text = default_scenario_text() if args.scenario is None else _read(args.scenario)
+    data: dict[str, Any] = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise errors.ConfigError(f"{args.scenario or 'default scenario'}: the top level must be a mapping")
+    for assignment in args.set:
+        data = study.override(data, assignment)
+    scenario.parse(data, args.scenario or "default scenario")  # refuse bad input before any run starts
+    return data
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise errors.ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _runner(args: argparse.Namespace) -> study.Runner:
+    return study.dask_runner(args.dask) if args.dask else study.local_runner(args.workers)
+
+
+def _seeds(data: dict[str, Any], count: int) -> list[int]:
+    if count < 1:
+        raise errors.ConfigError("--seeds: at least 1")
+    return study.seeds_from(int(data.get("seed", 1)), count)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    data = _data(args)
+    if not 0 < args.target < 1 or not 0.5 <= args.confidence < 1:
+        raise errors.ConfigError("--target must be in (0, 1) and --confidence in [0.5, 1)")
+    if not 0 <= args.low <= args.high:
+        raise errors.ConfigError("--min and --max: need 0 <= min <= max")
+    found = study.plan(
+        data, args.pool, low=args.low, high=args.high, target=args.target, seeds=_seeds(data, args.seeds),
+        confidence=args.confidence, runner=_runner(args),
+    )  # fmt: skip
+    table = Table(
+        title=f"plan for pool {found.pool}: failure rate <= {found.target:.2%} at {found.confidence:.0%} confidence"
+    )
+    for column in ("nodes", "failure rate per seed", "pooled upper bound", "meets target"):
+        table.add_column(column)
+    for point in found.points:
+        rates = ", ".join(f"{r:.2%}" for r in point.failure_rates)
+        table.add_row(str(point.node_count), rates, f"{point.upper:.2%}", "yes" if found.meets(point) else "no")
+    console.print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(_plan_json(found), indent=2, sort_keys=True) + "\n")
+    from simulator import report
+
+    curve = [report.PlanPoint(p.node_count, p.failure_rates, p.mean, p.upper, found.meets(p)) for p in found.points]
+    shown = [(f"{found.pool}={n}", rs[0]) for n, rs in sorted(found.results.items()) if n == found.chosen]
+    path = report.write_plan(curve, found.target, found.chosen, out / "report.html", shown)
+    if found.chosen is None:
+        console.print(f"[red]even {args.high} nodes do not meet the target[/red]; wrote {path}")
+        return 1
+    console.print(f"smallest count of pool {found.pool} meeting the target: [bold]{found.chosen}[/bold]; wrote {path}")
+    return 0
+
+
+def _plan_json(found: study.Plan) -> dict[str, Any]:
+    return {
+        "pool": found.pool,
+        "target": found.target,
+        "confidence": found.confidence,
+        "seeds": found.seeds,
+        "chosen": found.chosen,
+        "points": [
+            {"nodes": p.node_count, "failure_rates": p.failure_rates, "failed": p.failed, "judged": p.judged,
+             "upper": round(p.upper, 6), "meets_target": found.meets(p)}
+            for p in found.points
+        ],
+    }  # fmt: skip
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    data = _data(args)
+    seeds = _seeds(data, args.seeds)
+    jobs = [
+        study.Job(f"{label} seed={seed}", changed, seed)
+        for label, changed in study.variants(data, args.variant)
+        for seed in seeds
+    ]
+    results = _runner(args)(jobs)
+    table = Table(title="comparison (same seeds)")
+    for column in ("run", "failure rate", "failed", "wait p99", "peak utilisation", "stranded at end"):
+        table.add_column(column)
+    for r in results:
+        cap = r.summary["capacity"]
+        peak = ", ".join(f"{k} {v['utilization_peak']:.1%}" for k, v in cap.items())
+        stranded = ", ".join(f"{k} {units.text_of_bytes(v['stranded_bytes_end'])}" for k, v in cap.items())
+        pods = r.summary["pods"]
+        table.add_row(
+            r.name, f"{pods['failure_rate']:.2%}", str(pods["failed"]), f"{pods['wait_p99_s']:.1f}s", peak, stranded
+        )
+    console.print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps({r.name: r.summary for r in results}, indent=2, sort_keys=True) + "\n")
+    from simulator import report
+
+    path = report.write_comparison([(r.name, r) for r in results], out / "report.html")
+    console.print(f"wrote {out / 'compare.json'}, {path}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    data = _data(args)
+    seeds = _seeds(data, args.seeds)
+    cells = study.grid(data, args.grid)
+    jobs = [study.Job(f"{label} seed={seed}", changed, seed) for label, changed, _ in cells for seed in seeds]
+    console.print(f"sweep: {len(cells)} combinations x {len(seeds)} seeds = {len(jobs)} runs")
+    results = _runner(args)(jobs)
+    rows = []
+    for (label, _, point), chunk in zip(cells, _chunks(results, len(seeds)), strict=True):
+        failed = sum(r.summary["pods"]["failed"] for r in chunk)
+        judged = sum(r.summary["pods"]["judged"] for r in chunk)
+        rows.append({**point, "runs": len(chunk), "failed": failed, "judged": judged,
+                     "failure_rate": round(failed / judged, 6) if judged else 0.0, "label": label,
+                     "errors": sum(1 for r in chunk if not r.ok)})  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.write_series(rows, out / "sweep.csv")
+    from simulator import report
+
+    path = report.write_sweep(rows, out / "report.html")
+    table = Table(title="sweep")
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"wrote {out / 'sweep.csv'}, {path}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _chunks(items: list[run.Result], size: int) -> list[list[run.Result]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     console = Console()
     try:
-        if args.command == "run":
-            return cmd_run(args, console)
+        commands = {"run": cmd_run, "plan": cmd_plan, "compare": cmd_compare, "sweep": cmd_sweep}
+        return commands[args.command](args, console)
     except errors.ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2

@@ -20,7 +20,18 @@ from typing import Any
 
 import simpy
 
-from simulator import adapters, kube_scheduler, observe, provisioner, scenario, scheduling, trace, units, workload, world
+from simulator import (
+    adapters,
+    observe,
+    provisioner,
+    scenario,
+    scheduling,
+    trace,
+    units,
+    workload,
+    world,
+)
+from simulator.kube_scheduler import model as ks_model
 from topolvm.core import resources, workloads
 
 log = logging.getLogger(__name__)
@@ -62,25 +73,42 @@ def simulate(
     extender = None
     if spec.scheduler.mode == "extender":
         extender = adapters.SimExtender(w, spec.scheduler.extender)
-    model = kube_scheduler.KubeScheduler(adapters.scheduler_config(spec.scheduler), extender, _rng(spec.seed, "kube-scheduler"))
+    model = ks_model.KubeScheduler(
+        adapters.scheduler_config(spec.scheduler), extender, _rng(spec.seed, "kube-scheduler")
+    )
     prov = provisioner.Provisioner(env, w.cluster, w.controller, latency=w.latencies.provisioner)
     if spec.scheduler.mode == "capacity-tracking":
         provisioner.CapacityPublisher(
-            env, w.cluster, w.controller, interval=units.duration(spec.scheduler.capacity_poll_interval), namespace="kube-system"
+            env,
+            w.cluster,
+            w.controller,
+            interval=units.duration(spec.scheduler.capacity_poll_interval),
+            namespace="kube-system",
         )
-    observer = observe.Observer(w, sample_interval=units.duration(spec.sample_interval), slo=units.duration(spec.scheduler.scheduling_slo))
+    observer = observe.Observer(
+        w, sample_interval=units.duration(spec.sample_interval), slo=units.duration(spec.scheduler.scheduling_slo)
+    )
     decisions = hashlib.sha256()
 
     def bound(key: tuple[str, str], node: str) -> None:
         decisions.update(f"{key[0]}/{key[1]}={node};".encode())
         observer.bound(key, node)
 
-    scheduling.SchedulerDriver(w, model, cycle_latency=w.latencies.scheduling_cycle, on_attempt=observer.attempt, on_bound=bound)
+    scheduling.SchedulerDriver(
+        w,
+        model,
+        cycle_latency=w.latencies.scheduling_cycle,
+        on_attempt=observer.attempt,
+        on_bound=bound,
+        capacity_tracking=spec.scheduler.mode == "capacity-tracking",
+    )
     w.cluster.watch(
         workloads.POD,
-        lambda e: observer.pod_deleted((e.object.meta.namespace, e.object.meta.name))
-        if e.type is resources.EventType.DELETED
-        else None,
+        lambda e: (
+            observer.pod_deleted((e.object.meta.namespace, e.object.meta.name))
+            if e.type is resources.EventType.DELETED
+            else None
+        ),
     )
     executor = workload.Executor(w, prov, adapters.admission(w.cluster), record=record_trace)
     executor.pod_listeners.append(observer.pod_created)

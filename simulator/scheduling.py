@@ -20,7 +20,9 @@ from collections.abc import Callable
 
 import simpy
 
-from simulator import engine, kube_scheduler, world
+from simulator import engine, world
+from simulator.kube_scheduler import api as ks_api
+from simulator.kube_scheduler import model as ks_model
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
 
@@ -49,11 +51,12 @@ class SchedulerDriver:
     def __init__(
         self,
         w: world.World,
-        model: kube_scheduler.KubeScheduler,
+        model: ks_model.KubeScheduler,
         *,
         cycle_latency: float,
         on_attempt: Callable[[Attempt], None],
         on_bound: Callable[[Key, str], None],
+        capacity_tracking: bool,
     ) -> None:
         self.world = w
         self.env: simpy.Environment = w.env
@@ -62,6 +65,8 @@ class SchedulerDriver:
         self.cycle_latency = cycle_latency
         self.on_attempt = on_attempt
         self.on_bound = on_bound
+        # whether TopoLVM's CSIDriver has storageCapacity: true (kube-scheduler then needs CSIStorageCapacity room)
+        self.capacity_tracking = capacity_tracking
         self.active: collections.deque[Key] = collections.deque()
         self._queued: set[Key] = set()
         self.backoff: dict[Key, float] = {}  # key -> when it may be tried again
@@ -170,7 +175,8 @@ class SchedulerDriver:
 
     def _park(self, key: Key) -> None:
         self.attempts[key] += 1
-        self.backoff[key] = self.env.now + min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (self.attempts[key] - 1))
+        exponent = min(self.attempts[key] - 1, 16)
+        self.backoff[key] = self.env.now + min(MAX_BACKOFF, INITIAL_BACKOFF * 2**exponent)
         self.unschedulable[key] = float(self.env.now)
 
     # --- the scheduling cycle ---
@@ -218,8 +224,8 @@ class SchedulerDriver:
             with contextlib.suppress(errors.Conflict, errors.NotFound):
                 self.cluster.update_status(dataclasses.replace(pod, status=status))
 
-    def _claims(self, pod: workloads.Pod) -> tuple[list[kube_scheduler.ClaimView], str]:
-        views: list[kube_scheduler.ClaimView] = []
+    def _claims(self, pod: workloads.Pod) -> tuple[list[ks_api.ClaimView], str]:
+        views: list[ks_api.ClaimView] = []
         for name in pod.claim_names():
             pvc = self.cluster.get(workloads.PVC, name, namespace=pod.meta.namespace)
             if pvc is None:
@@ -230,19 +236,21 @@ class SchedulerDriver:
                 pv = self.cluster.get(workloads.PV, pvc.spec.volume_name)
                 bound_node = pv.spec.node_name if pv is not None else None
             views.append(
-                kube_scheduler.ClaimView(
+                ks_api.ClaimView(
                     name=name,
                     storage_class=pvc.spec.storage_class_name or "",
                     request_bytes=pvc.spec.request_bytes,
                     wait_for_first_consumer=sc is not None and sc.volume_binding_mode == "WaitForFirstConsumer",
                     bound_node=bound_node,
-                    provisioner_has_capacity_tracking=sc is not None and sc.provisioner == constants.PLUGIN_NAME,
+                    provisioner_has_capacity_tracking=self.capacity_tracking
+                    and sc is not None
+                    and sc.provisioner == constants.PLUGIN_NAME,
                 )
             )
         return views, ""
 
     # --- the binding cycle ---
-    def _bind(self, key: Key, pod: workloads.Pod, node: str, claims: list[kube_scheduler.ClaimView]) -> engine.Process:
+    def _bind(self, key: Key, pod: workloads.Pod, node: str, claims: list[ks_api.ClaimView]) -> engine.Process:
         ns = key[0]
         waiting = [c.name for c in claims if c.bound_node is None and c.wait_for_first_consumer]
         for name in waiting:

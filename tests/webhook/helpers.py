@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
-from topolvm.webhook import ports
+from topolvm.core import resources, workloads
+from topolvm.kube import memory
 
 GiB = 1 << 30
 
 
-def cluster() -> ports.FakeLookup:
-    lookup = ports.FakeLookup()
-    lookup.add_storage_class(ports.StorageClass("topolvm", "topolvm.io"))
-    lookup.add_storage_class(ports.StorageClass("ssd", "topolvm.io", {"topolvm.io/device-class": "ssd"}))
-    lookup.add_storage_class(ports.StorageClass("nfs", "nfs.csi.k8s.io"))
-    lookup.add_claim(ports.Claim("app", "data", "topolvm", "Pending", "3Gi"))
-    lookup.add_claim(ports.Claim("app", "fast", "ssd", "Pending", "1Gi"))
-    lookup.add_claim(ports.Claim("app", "fast2", "ssd", "Pending", None))  # no request: 1 GiB
-    lookup.add_claim(ports.Claim("app", "bound", "topolvm", "Bound", "1Gi"))
-    lookup.add_claim(ports.Claim("app", "share", "nfs", "Pending", "1Gi"))
-    lookup.add_claim(ports.Claim("app", "nosc", None, "Pending", "1Gi"))
-    lookup.namespaces["app"] = {}
-    lookup.namespaces["kube-system"] = {"topolvm.io/webhook": "ignore"}
-    return lookup
+def add_claim(
+    cluster: memory.InMemoryCluster, name: str, storage_class: str | None, phase: str = "Pending", size: int = 0
+) -> workloads.PersistentVolumeClaim:
+    spec = workloads.ClaimSpec(storage_class_name=storage_class, request_bytes=size)
+    created = cluster.create(workloads.PersistentVolumeClaim(resources.Meta(name, "app"), spec))
+    if phase == "Pending":
+        return created
+    return cluster.update_status(dataclasses.replace(created, status=workloads.ClaimStatus(phase=phase)))
+
+
+def cluster(c: memory.InMemoryCluster | None = None) -> memory.InMemoryCluster:
+    """StorageClasses, claims in namespace ``app`` and namespaces, put in ``c`` (a new cluster by default)."""
+    c = c if c is not None else memory.InMemoryCluster()
+    for name, provisioner, parameters in (
+        ("topolvm", "topolvm.io", {}),
+        ("ssd", "topolvm.io", {"topolvm.io/device-class": "ssd"}),
+        ("nfs", "nfs.csi.k8s.io", {}),
+    ):
+        c.create(workloads.StorageClass(resources.Meta(name), provisioner, parameters))
+    add_claim(c, "data", "topolvm", size=3 * GiB)
+    add_claim(c, "fast", "ssd", size=GiB)
+    add_claim(c, "fast2", "ssd")  # no request: 1 GiB
+    add_claim(c, "bound", "topolvm", "Bound", GiB)
+    add_claim(c, "share", "nfs", size=GiB)
+    add_claim(c, "nosc", None, size=GiB)
+    c.create(resources.Namespace(resources.Meta("app")))
+    c.create(resources.Namespace(resources.Meta("kube-system", labels={"topolvm.io/webhook": "ignore"})))
+    return c
 
 
 def pod(*claims: str, ephemeral: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,18 @@ from typing import Any
 
 from topolvm import constants
 from topolvm.core import workloads
-from topolvm.kube.json_meta import JsonDict, amount_texts, amounts, fresh, meta_from, size, start
+from topolvm.kube.json_meta import (
+    JsonDict,
+    amount_texts,
+    amounts,
+    fresh,
+    meta_from,
+    optional_text,
+    size,
+    start,
+    string_map,
+    text,
+)
 
 PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"  # pods this project creates (workload replay) run nothing
 
@@ -20,7 +31,7 @@ PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.10"  # pods this project creates (w
 def _requirements(raw: Any) -> tuple[workloads.Requirement, ...]:
     return tuple(
         workloads.Requirement(
-            e.get("key", ""), workloads.Operator(e.get("operator", "In")), tuple(e.get("values") or ())
+            text(e, "key"), workloads.Operator(text(e, "operator", "In")), tuple(str(v) for v in e.get("values") or ())
         )
         for e in raw or ()
     )
@@ -32,7 +43,7 @@ def _requirements_json(reqs: tuple[workloads.Requirement, ...]) -> list[JsonDict
 
 def _container(raw: Mapping[str, Any]) -> workloads.Container:
     res = raw.get("resources") or {}
-    return workloads.Container(raw.get("name", ""), amounts(res.get("requests")), amounts(res.get("limits")))
+    return workloads.Container(text(raw, "name"), amounts(res.get("requests")), amounts(res.get("limits")))
 
 
 def _container_json(c: workloads.Container) -> JsonDict:
@@ -45,14 +56,14 @@ def _container_json(c: workloads.Container) -> JsonDict:
 def _volume(raw: Mapping[str, Any]) -> workloads.PodVolume:
     claim = raw.get("persistentVolumeClaim")
     if claim is not None:
-        return workloads.PodVolume(raw.get("name", ""), claim_name=claim.get("claimName", ""))
+        return workloads.PodVolume(text(raw, "name"), claim_name=text(claim, "claimName"))
     template = (raw.get("ephemeral") or {}).get("volumeClaimTemplate")
     if template is not None:
         spec = template.get("spec") or {}
         storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
-        ephemeral = workloads.EphemeralClaim(spec.get("storageClassName"), size(storage) if storage else 0)
-        return workloads.PodVolume(raw.get("name", ""), ephemeral=ephemeral)
-    return workloads.PodVolume(raw.get("name", ""))
+        ephemeral = workloads.EphemeralClaim(optional_text(spec, "storageClassName"), size(storage) if storage else 0)
+        return workloads.PodVolume(text(raw, "name"), ephemeral=ephemeral)
+    return workloads.PodVolume(text(raw, "name"))
 
 
 def _volume_json(v: workloads.PodVolume) -> JsonDict:
@@ -85,8 +96,8 @@ def pod_from_json(raw: Mapping[str, Any]) -> workloads.Pod:
             containers=tuple(_container(c) for c in spec.get("containers") or ()),
             init_containers=tuple(_container(c) for c in spec.get("initContainers") or ()),
             volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
-            node_name=spec.get("nodeName", ""),
-            node_selector=dict(spec.get("nodeSelector") or {}),
+            node_name=text(spec, "nodeName"),
+            node_selector=string_map(spec, "nodeSelector"),
             required_terms=tuple(_requirements(t.get("matchExpressions")) for t in required),
             preferred_terms=tuple(
                 workloads.PreferredTerm(
@@ -96,14 +107,14 @@ def pod_from_json(raw: Mapping[str, Any]) -> workloads.Pod:
             ),
             tolerations=tuple(
                 workloads.Toleration(
-                    t.get("key", ""),
-                    workloads.Operator(t.get("operator") or "Equal"),
-                    t.get("value", ""),
-                    t.get("effect", ""),
+                    text(t, "key"),
+                    workloads.Operator(text(t, "operator") or "Equal"),
+                    text(t, "value"),
+                    text(t, "effect"),
                 )
                 for t in spec.get("tolerations") or ()
             ),
-            scheduler_name=spec.get("schedulerName") or "default-scheduler",
+            scheduler_name=text(spec, "schedulerName") or "default-scheduler",
         ),
         workloads.PodStatus(
             phase=status.get("phase") or "Pending",
@@ -185,9 +196,9 @@ def pvc_from_json(raw: Mapping[str, Any]) -> workloads.PersistentVolumeClaim:
     return workloads.PersistentVolumeClaim(
         meta_from(raw),
         workloads.ClaimSpec(
-            storage_class_name=spec.get("storageClassName"),
+            storage_class_name=optional_text(spec, "storageClassName"),
             request_bytes=size(storage) if storage is not None else 0,
-            volume_name=spec.get("volumeName", ""),
+            volume_name=text(spec, "volumeName"),
             access_modes=tuple(spec.get("accessModes") or ()),
             volume_mode=spec.get("volumeMode") or "Filesystem",
             data_source=workloads.DataSource(

@@ -76,3 +76,27 @@ def fresh(obj: resources.Object) -> bool:
 
 def size(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else quantity.to_bytes(str(value))
+
+
+def text(raw: Mapping[str, Any], key: str, default: str = "") -> str:
+    """A string field; ValueError naming it when the JSON holds something else (admission sees unvalidated pods)."""
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def optional_text(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def string_map(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{key}: expected a map of strings")
+    return dict(value)

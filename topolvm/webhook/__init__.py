@@ -1,6 +1,6 @@
-"""Pod mutating admission webhook (entrypoint): makes pods that need TopoLVM capacity visible to the extender.
+"""Pod mutating webhook (entrypoint): makes pods that need TopoLVM capacity visible to the extender.
 
-``wire`` holds the AdmissionReview types, ``quantity`` parses Kubernetes quantities, ``ports`` declares the
-lookups the webhook needs (PVCs, StorageClasses, namespace labels) with an in-memory fake, ``kube`` adapts the
-kubernetes client to it, ``mutate`` decides the patch, ``app`` serves HTTPS and ``cli`` is the command.
+``wire`` holds the AdmissionReview envelope, ``mutate`` turns a request into an answer (the decision itself is
+``topolvm.services.admission``, shared with the simulator), ``kube`` caches the PVCs, StorageClasses and
+Namespaces it reads, ``app`` serves HTTPS and ``cli`` is the command.
 """

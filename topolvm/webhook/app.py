@@ -14,8 +14,8 @@ import time
 import msgspec
 import prometheus_client
 
-from topolvm import asgi, errors
-from topolvm.webhook import mutate, ports, wire
+from topolvm import asgi, errors, ports
+from topolvm.webhook import mutate, wire
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ class Metrics:
 
 
 class App:
-    def __init__(self, lookup: ports.Lookup, metrics: Metrics | None = None) -> None:
-        self.lookup = lookup
+    def __init__(self, cluster: ports.Cluster, metrics: Metrics | None = None) -> None:
+        self.cluster = cluster
         self.metrics = metrics or Metrics()
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
@@ -93,24 +93,26 @@ class App:
 
     async def _respond(self, request: wire.Request) -> wire.Response:
         try:
-            decision = await asyncio.to_thread(mutate.decide, request, self.lookup)
-        except errors.Unavailable as exc:
-            log.warning("admission %s: lookup failed: %s", request.uid, exc)
+            answer = await asyncio.to_thread(mutate.answer, request, self.cluster)
+        except errors.TopoLVMError as exc:
+            log.warning("admission uid=%s namespace=%s: lookup failed: %s", request.uid, request.namespace, exc)
             self.metrics.admissions.labels("errored").inc()
             return wire.Response(request.uid, False, status=wire.Status(500, f"cannot look up volumes: {exc}"))
         except Exception:
-            log.exception("admission %s failed", request.uid)
+            log.exception("admission uid=%s namespace=%s failed", request.uid, request.namespace)
             self.metrics.admissions.labels("errored").inc()
             return wire.Response(request.uid, False, status=wire.Status(500, "internal error; see the webhook's log"))
-        if not decision.allowed:
-            log.warning("admission %s (%s) refused: %s", request.uid, request.namespace, decision.reason)
-            self.metrics.admissions.labels("denied" if decision.code == 403 else "errored").inc()
-            return wire.Response(request.uid, False, status=wire.Status(decision.code, decision.reason))
-        if not decision.patch:
-            log.debug("admission %s: %s", request.uid, decision.reason)
+        if not answer.allowed:
+            log.warning(
+                "admission uid=%s pod=%s refused: %s", request.uid, answer.pod or request.namespace, answer.reason
+            )
+            self.metrics.admissions.labels("denied" if answer.code == 403 else "errored").inc()
+            return wire.Response(request.uid, False, status=wire.Status(answer.code, answer.reason))
+        if not answer.patch:
+            log.debug("admission uid=%s pod=%s allowed: %s", request.uid, answer.pod, answer.reason)
             self.metrics.admissions.labels("allowed").inc()
-            return wire.Response(request.uid, True, status=wire.Status(200, decision.reason))
-        log.info("admission %s (%s): requesting %s", request.uid, request.namespace, dict(decision.capacities))
+            return wire.Response(request.uid, True, status=wire.Status(200, answer.reason))
+        log.info("admission uid=%s pod=%s mutated capacities=%s", request.uid, answer.pod, dict(answer.capacities))
         self.metrics.admissions.labels("mutated").inc()
-        patch = wire.encoder.encode(list(decision.patch))
+        patch = wire.encoder.encode(list(answer.patch))
         return wire.Response(request.uid, True, patchType="JSONPatch", patch=patch)

@@ -12,6 +12,7 @@ import sys
 
 import uvicorn
 
+from topolvm import errors
 from topolvm.webhook import app, kube
 
 log = logging.getLogger("topolvm.webhook")
@@ -37,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         log.error("--listen: must be host:port, got %r", args.listen)
         return 2
     host, port = host.strip("[]"), int(port_text)
-    application = app.App(kube.KubeLookup(args.kubeconfig or None))
+    try:
+        connection = kube.Connection(args.kubeconfig or None)  # one LIST and one WATCH per kind, then no request
+    except errors.TopoLVMError as exc:
+        log.error("cannot read the Kubernetes API: %s", exc)
+        return 2
+    application = app.App(connection.cluster)
     log.info("topolvm-webhook listening on %s (HTTPS)", args.listen)
     uvicorn.run(
         application,
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         log_config=None,
     )
+    connection.close()
     return 0
 
 

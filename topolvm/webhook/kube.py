@@ -1,68 +1,53 @@
-"""``ports.Lookup`` over the kubernetes client (PVCs, StorageClasses, namespace labels).
+"""The webhook's view of the cluster: informer caches of PVCs, StorageClasses and Namespaces, so an admission makes
+no API request, with a read-through on a miss.
 
-Used by ``topolvm.webhook.cli``. A 404 is ``None``; any other API or connection failure is
-``errors.Unavailable``, which the webhook reports in the AdmissionReview (the pod is refused, then retried).
+Used by ``topolvm.webhook.cli``. A pod is typically created right after its PVC (a Deployment applied with its
+claim, a Helm chart with its StorageClass), before the watch has delivered the new object; reading that miss as
+"no such claim" would let the pod past unrouted. So a miss is confirmed with one GET on the API server. Objects
+that really are absent (a pod created before its claim) cost that GET; objects that exist cost nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from topolvm import errors
-from topolvm.webhook import ports
+from topolvm.core import resources, workloads
+from topolvm.kube import cache
+from topolvm.kube import client as kube_client
 
-T = TypeVar("T")
+T = TypeVar("T", bound=resources.Object)
+
+INFORMED: dict[resources.Kind[Any], None] = {
+    workloads.PVC: None,
+    workloads.STORAGE_CLASS: None,
+    resources.NAMESPACE: None,
+}
 
 
-class KubeLookup:
-    def __init__(self, kubeconfig: str | None = None, timeout: float = 5.0) -> None:
-        import kubernetes
+class ReadThroughCache(cache.CachedCluster):
+    """``CachedCluster`` whose informed ``get`` asks the backend once when the cache does not hold the object."""
 
-        # The kubernetes package is untyped; treat it as Any rather than scatter ignores.
-        k8s: Any = kubernetes
-        if kubeconfig:
-            k8s.config.load_kube_config(config_file=kubeconfig)
-        else:
-            k8s.config.load_incluster_config()
-        self._core = k8s.client.CoreV1Api()
-        self._storage = k8s.client.StorageV1Api()
-        self._api_exception: type[Exception] = k8s.client.exceptions.ApiException
-        self._timeout = timeout
+    def get(self, kind: resources.Kind[T], name: str, *, namespace: str = "") -> T | None:
+        found = super().get(kind, name, namespace=namespace)
+        if found is None and self.informs(kind):
+            found = self.backend.get(kind, name, namespace=namespace)
+        return found
 
-    def _get(self, call: Callable[[], T]) -> T | None:
+
+class Connection:
+    """The webhook's API client (``kube`` counts its requests) and its started caches (``cluster``, what
+    admissions read); ``close`` ends the watches and the connection pool."""
+
+    def __init__(self, kubeconfig: str | None) -> None:
+        self.api: Any = kube_client.api_client(kubeconfig)  # Any: the client's close() is untyped
+        self.kube = kube_client.KubeCluster(self.api)
+        self.cluster = ReadThroughCache(self.kube, INFORMED)
         try:
-            return call()
-        except self._api_exception as exc:
-            if getattr(exc, "status", None) == 404:
-                return None
-            raise errors.Unavailable(f"API server: {exc}") from None
-        except OSError as exc:
-            raise errors.Unavailable(f"API server unreachable: {exc}") from None
+            self.cluster.start()  # lists every informed kind before returning
+        except BaseException:
+            self.close()
+            raise
 
-    def claim(self, *, namespace: str, name: str) -> ports.Claim | None:
-        pvc: Any = self._get(
-            lambda: self._core.read_namespaced_persistent_volume_claim(name, namespace, _request_timeout=self._timeout)
-        )
-        if pvc is None:
-            return None
-        requests = (pvc.spec.resources.requests or {}) if pvc.spec.resources else {}
-        return ports.Claim(
-            namespace=namespace,
-            name=name,
-            storage_class=pvc.spec.storage_class_name,
-            phase=(pvc.status.phase if pvc.status else None) or "Pending",
-            storage_request=requests.get("storage"),
-        )
-
-    def storage_class(self, *, name: str) -> ports.StorageClass | None:
-        sc: Any = self._get(lambda: self._storage.read_storage_class(name, _request_timeout=self._timeout))
-        if sc is None:
-            return None
-        return ports.StorageClass(name=name, provisioner=sc.provisioner, parameters=dict(sc.parameters or {}))
-
-    def namespace_labels(self, *, name: str) -> Mapping[str, str] | None:
-        ns: Any = self._get(lambda: self._core.read_namespace(name, _request_timeout=self._timeout))
-        if ns is None:
-            return None
-        return dict(ns.metadata.labels or {})
+    def close(self) -> None:
+        self.cluster.close()
+        self.api.close()

@@ -1,48 +1,44 @@
-"""The pod mutation decision: which TopoLVM capacity a new pod needs, and the JSONPatch that tells the extender.
+"""One AdmissionRequest in, one answer out: screen the request, read the pod, ask the admission service, and
+express its decision as a JSONPatch against the pod as it was sent.
 
-Called by ``topolvm.webhook.app`` (off the event loop, since lookups block). Follows upstream's pod mutator:
-- sums, per device class, the storage requests of the pod's *pending* PVCs and generic ephemeral volumes whose
-  StorageClass is provisioned by ``topolvm.io`` (a request of 0 or none counts as 1 GiB);
-- a pod with an already bound TopoLVM PVC is left alone (its node is fixed by the PV);
-- missing PVCs or StorageClasses are skipped (pods may be created before their claims);
-- it adds ``capacity.topolvm.io/<class>`` annotations and ``topolvm.io/capacity: 1`` to the first container's
-  requests and limits, so kube-scheduler routes the pod to the extender.
-Beyond upstream's webhook configuration, a namespace labelled ``topolvm.io/webhook: ignore`` is also honoured
-here, so a missing namespaceSelector in the MutatingWebhookConfiguration cannot wedge system namespaces.
+Called by ``topolvm.webhook.app`` (off the event loop, since the cluster reads may block). The decision itself
+(``topolvm.services.admission``) is shared with the simulator; only the wire lives here. Where the patch adds a
+whole map and where it adds a key to an existing one depends on what the sent JSON holds, so that is read from
+the raw pod, not from the parsed value (which cannot tell an absent map from an empty one).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
-from topolvm import constants, errors
-from topolvm.core import quantity, sizing
-from topolvm.webhook import ports, wire
+from topolvm import constants, errors, ports
+from topolvm.core import workloads
+from topolvm.kube import codec_workloads
+from topolvm.services import admission
+from topolvm.webhook import wire
 
-# Namespace opt-out label of upstream's chart (namespaceSelector ``topolvm.io/webhook NotIn [ignore]``).
-CAPACITY_QUANTITY = "1"
+Patch = tuple[dict[str, object], ...]
+CAPACITY_QUANTITY = str(admission.CAPACITY_REQUEST)
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
-    """``allowed`` with an optional JSONPatch, or a refusal with an HTTP-like code and message."""
+class Answer:
+    """What to reply: allowed with an optional JSONPatch, or refused with an HTTP-like code and a reason."""
 
     allowed: bool
     reason: str
-    patch: tuple[dict[str, object], ...] = ()
     code: int = 200
+    patch: Patch = ()
     capacities: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    pod: str = ""  # namespace/name of the pod, for the log
 
 
-def allow(reason: str) -> Decision:
-    return Decision(True, reason)
-
-
-def refuse(code: int, reason: str) -> Decision:
-    return Decision(False, reason, code=code)
+def refuse(code: int, reason: str) -> Answer:
+    return Answer(False, reason, code=code)
 
 
 def pointer(*parts: str) -> str:
@@ -50,86 +46,48 @@ def pointer(*parts: str) -> str:
     return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-class _Classes:
-    """StorageClass lookups for one admission, cached: a pod often mounts several claims of one class."""
-
-    def __init__(self, lookup: ports.Lookup) -> None:
-        self._lookup = lookup
-        self._seen: dict[str, ports.StorageClass | None] = {}
-
-    def topolvm_class(self, name: str) -> ports.StorageClass | None:
-        if name not in self._seen:
-            found = self._lookup.storage_class(name=name)
-            self._seen[name] = found if found is not None and found.provisioner == constants.PLUGIN_NAME else None
-        return self._seen[name]
+def _has(raw: Mapping[str, Any], key: str) -> bool:
+    return raw.get(key) is not None
 
 
-def _device_class(storage_class: ports.StorageClass) -> str:
-    return constants.capacity_annotation(storage_class.parameters.get(constants.DEVICE_CLASS_PARAMETER, ""))
-
-
-def _requested(text: str | None) -> int:
-    size = quantity.to_bytes(text) if text is not None else 0
-    return size or sizing.DEFAULT_SIZE
-
-
-def capacities(pod: wire.Pod, namespace: str, lookup: ports.Lookup) -> dict[str, int] | None:
-    """Bytes per capacity annotation key; None when a bound TopoLVM claim pins the pod to a node already."""
-    classes = _Classes(lookup)
-    totals: dict[str, int] = {}
-    for volume in pod.spec.volumes or ():
-        if volume.persistentVolumeClaim is not None:
-            claim = lookup.claim(namespace=namespace, name=volume.persistentVolumeClaim.claimName)
-            if claim is None or claim.storage_class is None:
-                continue
-            storage_class = classes.topolvm_class(claim.storage_class)
-            if storage_class is None:
-                continue
-            if claim.phase != "Pending":
-                return None
-            key = _device_class(storage_class)
-            totals[key] = totals.get(key, 0) + _requested(claim.storage_request)
-        elif volume.ephemeral is not None and volume.ephemeral.volumeClaimTemplate is not None:
-            spec = volume.ephemeral.volumeClaimTemplate.spec
-            if spec.storageClassName is None:
-                continue
-            storage_class = classes.topolvm_class(spec.storageClassName)
-            if storage_class is None:
-                continue
-            requests = spec.resources.requests if spec.resources is not None else None
-            raw = requests.get("storage") if requests else None
-            key = _device_class(storage_class)
-            totals[key] = totals.get(key, 0) + _requested(_quantity_text(raw))
-    return totals
-
-
-def _quantity_text(raw: msgspec.Raw | None) -> str | None:
-    if raw is None:
+def _shape_error(raw: Mapping[str, Any]) -> str | None:
+    """Why the maps the patch may add to cannot be patched, if they are not JSON objects (or absent)."""
+    for field in ("metadata", "spec"):
+        if _has(raw, field) and not isinstance(raw[field], dict):
+            return f"{field} is not an object"
+    metadata = raw.get("metadata") or {}
+    if _has(metadata, "annotations") and not isinstance(metadata["annotations"], dict):
+        return "metadata.annotations is not an object"
+    first = ((raw.get("spec") or {}).get("containers") or [{}])[0]
+    resources = first.get("resources")
+    if resources is None:
         return None
-    value = msgspec.json.decode(raw)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise errors.InvalidArgument(f"storage request is not a quantity: {bytes(raw)[:64]!r}")
+    if not isinstance(resources, dict):
+        return "spec.containers[0].resources is not an object"
+    for field in ("requests", "limits"):
+        if _has(resources, field) and not isinstance(resources[field], dict):
+            return f"spec.containers[0].resources.{field} is not an object"
+    return None
 
 
-def patch_for(pod: wire.Pod, totals: Mapping[str, int]) -> tuple[dict[str, object], ...]:
+def patch_for(raw: Mapping[str, Any], totals: Mapping[str, int]) -> Patch:
+    """The JSONPatch that makes ``raw`` (a pod with at least one container) what ``admission.mutated`` makes it."""
     ops: list[dict[str, object]] = []
     values = {key: str(size) for key, size in sorted(totals.items())}
-    if pod.metadata.annotations is None:
+    if not _has(raw, "metadata"):  # the API server always sends it; a patch cannot add below a missing map
+        ops.append({"op": "add", "path": pointer("metadata"), "value": {"annotations": values}})
+    elif not _has(raw["metadata"], "annotations"):
         ops.append({"op": "add", "path": pointer("metadata", "annotations"), "value": values})
     else:
         ops.extend({"op": "add", "path": pointer("metadata", "annotations", k), "value": v} for k, v in values.items())
-    first = (pod.spec.containers or [wire.Container()])[0]
-    resources = first.resources
+    resources = raw["spec"]["containers"][0].get("resources")
     base = ("spec", "containers", "0", "resources")
     if resources is None:
         value = {"requests": {constants.CAPACITY_RESOURCE: "1"}, "limits": {constants.CAPACITY_RESOURCE: "1"}}
         ops.append({"op": "add", "path": pointer(*base), "value": value})
         return tuple(ops)
-    for field, present in (("requests", resources.requests), ("limits", resources.limits)):
-        if present is None:
+    for field in ("requests", "limits"):
+        if not _has(resources, field):
             path, item = pointer(*base, field), {constants.CAPACITY_RESOURCE: CAPACITY_QUANTITY}
             ops.append({"op": "add", "path": path, "value": item})
         else:
@@ -138,41 +96,45 @@ def patch_for(pod: wire.Pod, totals: Mapping[str, int]) -> tuple[dict[str, objec
     return tuple(ops)
 
 
-def _screen(request: wire.Request) -> wire.Pod | Decision:
-    """The pod of a request that may need mutation, or the decision that it does not."""
-    if request.operation not in ("CREATE", "") or request.kind.kind not in ("Pod", ""):
-        return allow("not a pod creation")
+def _pod(request: wire.Request) -> tuple[dict[str, Any], workloads.Pod] | Answer:
+    """The pod of a creation request, as sent and parsed, or the refusal of a malformed one."""
     if not request.object or bytes(request.object) == b"null":
         return refuse(400, "request.object is required")
+    raw = msgspec.json.decode(request.object)  # the envelope was valid JSON, so its parts are too
+    if not isinstance(raw, dict):
+        return refuse(400, "cannot decode pod: not a JSON object")
     try:
-        pod = wire.pod_decoder.decode(request.object)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        return refuse(400, f"cannot decode pod: {exc}")
-    if not pod.spec.containers:
-        return refuse(403, "pod has no containers")
-    if not pod.spec.volumes:
-        return allow("no volumes")
-    return pod
-
-
-def decide(request: wire.Request, lookup: ports.Lookup) -> Decision:
-    """The decision for one AdmissionRequest. Lookup failures (``errors.Unavailable``) propagate."""
-    pod = _screen(request)
-    if isinstance(pod, Decision):
-        return pod
-    # Pods made from templates may have no namespace yet; their claims live in the request's namespace.
-    namespace = pod.metadata.namespace or request.namespace
-    labels = lookup.namespace_labels(name=namespace) if namespace else None
-    if labels and labels.get(constants.NAMESPACE_OPT_OUT_LABEL) == constants.NAMESPACE_OPT_OUT_VALUE:
-        return allow(
-            f"namespace {namespace} opted out ({constants.NAMESPACE_OPT_OUT_LABEL}={constants.NAMESPACE_OPT_OUT_VALUE})"
-        )
-    try:
-        totals = capacities(pod, namespace, lookup)
+        pod = codec_workloads.pod_from_json(raw)
     except errors.InvalidArgument as exc:
-        return refuse(400, f"invalid storage request: {exc}")
-    if totals is None:
-        return allow("pod has a bound TopoLVM volume")
-    if not totals:
-        return allow("no request for TopoLVM")
-    return Decision(True, "capacity requested", patch=patch_for(pod, totals), capacities=totals)
+        return refuse(400, f"cannot decode pod: {exc}")
+    except (AttributeError, TypeError, ValueError) as exc:
+        # The API server sends validated pods; anything else is a malformed request, not our failure.
+        return refuse(400, f"cannot decode pod: {type(exc).__name__}: {exc}")
+    problem = _shape_error(raw)
+    if problem is not None:
+        return refuse(400, f"cannot decode pod: {problem}")
+    # Pods made from templates may have no namespace yet; they are created, and their claims live, in the
+    # request's namespace.
+    if not pod.meta.namespace and request.namespace:
+        pod = dataclasses.replace(pod, meta=dataclasses.replace(pod.meta, namespace=request.namespace))
+    return raw, pod
+
+
+def answer(request: wire.Request, cluster: ports.Cluster) -> Answer:
+    """The answer to one AdmissionRequest. Cluster read failures (``errors.TopoLVMError``) propagate."""
+    if request.operation not in ("CREATE", "") or request.kind.kind not in ("Pod", ""):
+        return Answer(True, "not a pod creation")
+    parsed = _pod(request)
+    if isinstance(parsed, Answer):
+        return parsed
+    raw, pod = parsed
+    name = pod.meta.name or str((raw.get("metadata") or {}).get("generateName", "")) + "*"
+    described = f"{pod.meta.namespace}/{name}"
+    decision = admission.decide(pod, cluster)
+    if not decision.allowed:
+        return Answer(False, decision.reason, code=403, pod=described)
+    if not decision.mutates:
+        return Answer(True, decision.reason, pod=described)
+    return Answer(
+        True, decision.reason, patch=patch_for(raw, decision.capacities), capacities=decision.capacities, pod=described
+    )

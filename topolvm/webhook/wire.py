@@ -1,6 +1,7 @@
-"""admission.k8s.io/v1 AdmissionReview and the parts of a v1.Pod the webhook reads (msgspec, JSON names).
+"""admission.k8s.io/v1 AdmissionReview, the envelope (msgspec, JSON names).
 
-Unknown fields are skipped, so any Pod decodes; fields we only test for presence are kept raw.
+Unknown fields are skipped. The pod inside is kept raw: ``topolvm.webhook.mutate`` reads it with the one pod
+parser (``topolvm.kube.codec_workloads``) and builds its patch against the JSON as sent.
 """
 
 from __future__ import annotations
@@ -8,56 +9,6 @@ from __future__ import annotations
 import msgspec
 
 API_VERSION = "admission.k8s.io/v1"
-
-
-class ObjectMeta(msgspec.Struct, frozen=True):
-    name: str = ""
-    generateName: str = ""  # Kubernetes JSON names follow
-    namespace: str = ""
-    annotations: dict[str, str] | None = None
-
-
-class ClaimSource(msgspec.Struct, frozen=True):
-    claimName: str = ""
-
-
-class ResourceRequirements(msgspec.Struct, frozen=True):
-    requests: dict[str, msgspec.Raw] | None = None
-    limits: dict[str, msgspec.Raw] | None = None
-
-
-class ClaimSpec(msgspec.Struct, frozen=True):
-    storageClassName: str | None = None
-    resources: ResourceRequirements | None = None
-
-
-class ClaimTemplate(msgspec.Struct, frozen=True):
-    spec: ClaimSpec = ClaimSpec()
-
-
-class EphemeralSource(msgspec.Struct, frozen=True):
-    volumeClaimTemplate: ClaimTemplate | None = None
-
-
-class Volume(msgspec.Struct, frozen=True):
-    name: str = ""
-    persistentVolumeClaim: ClaimSource | None = None
-    ephemeral: EphemeralSource | None = None
-
-
-class Container(msgspec.Struct, frozen=True):
-    name: str = ""
-    resources: ResourceRequirements | None = None
-
-
-class PodSpec(msgspec.Struct, frozen=True):
-    volumes: list[Volume] | None = None
-    containers: list[Container] | None = None
-
-
-class Pod(msgspec.Struct, frozen=True):
-    metadata: ObjectMeta = ObjectMeta()
-    spec: PodSpec = PodSpec()
 
 
 class GroupVersionKind(msgspec.Struct, frozen=True):
@@ -101,5 +52,4 @@ class ReviewReply(msgspec.Struct, frozen=True):
 
 
 review_decoder = msgspec.json.Decoder(Review)
-pod_decoder = msgspec.json.Decoder(Pod)
 encoder = msgspec.json.Encoder()

@@ -1,0 +1,117 @@
+"""Scenario files: the embedded default loads; bad input is refused with an error naming the key, and nothing
+runs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from simulator import budget, cli, scenario, units
+from topolvm import errors
+
+
+def default() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(cli.default_scenario_text())
+    return data
+
+
+def test_the_default_scenario_loads_with_its_lvmd_config() -> None:
+    loaded = scenario.loads(cli.default_scenario_text())
+    assert loaded.spec.cluster.node_pools[0].count > 0
+    classes = [dc.name for dc in loaded.lvmd["nvme"].device_classes]
+    assert classes == ["ssd", "thin"]
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(default())
+    target: Any = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        target = target[int(part)] if part.isdigit() else target[part]
+    last = parts[-1]
+    if value is DELETE:
+        del target[last]
+    elif last.isdigit():
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        pytest.param("cluster.node-pools.0.cont", 3, "unknown field `cont`", id="unknown-key"),
+        pytest.param("cluster.node-pools.0.count", -1, "$.cluster.node-pools[0].count", id="negative-count"),
+        pytest.param("cluster.node-pools.0.count", 0, "0 nodes", id="zero-nodes"),
+        pytest.param(
+            "cluster.node-pools.0.volume-groups.0.disks", ["3840000000000"], "needs a unit", id="size-no-unit"
+        ),
+        pytest.param("cluster.node-pools.0.memory", "256", "memory: size '256' needs a unit", id="memory-no-unit"),
+        pytest.param("workloads.0.rate", "-6/d", "rate: rate '-6/d'", id="negative-rate"),
+        pytest.param("workloads.0.rate", "6", "count per unit", id="rate-no-unit"),
+        pytest.param("duration", "90", "needs a number and a unit", id="duration-no-unit"),
+        pytest.param("sample-interval", "0s", "sample-interval: must be positive", id="zero-interval"),
+        pytest.param(
+            "workloads.0.claims.0.storage-class", "nope", "workloads[0].claims[0].storage-class", id="unknown-sc"
+        ),
+        pytest.param(
+            "cluster.storage-classes.0.device-class", "hdd", "storage-classes[0].device-class", id="unknown-dc"
+        ),
+        pytest.param("node-events.0.pool", "gpu", "node-events[0].pool", id="unknown-pool"),
+        pytest.param("scheduler.mode", "magic", "$.scheduler.mode", id="bad-mode"),
+        pytest.param(
+            "cluster.node-pools.0.lvmd",
+            {"device-classes": [{"name": "x", "volume-group": "vgX"}]},
+            "not in cluster.node-pools[0].volume-groups",
+            id="lvmd-unknown-vg",
+        ),
+        pytest.param(
+            "cluster.node-pools.0.lvmd",
+            {"device-classes": [{"name": "x", "volume-group": "myvg1", "type": "thin"}]},
+            "node-pools[0].lvmd",
+            id="lvmd-own-validation",
+        ),
+        pytest.param("workloads.0.expansion.factor", 0.5, "factor", id="shrinking-expansion"),
+    ],
+)
+def test_bad_input_names_the_key(path: str, value: Any, message: str) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        scenario.parse(with_change(path, value), "s.yaml")
+    assert message in str(caught.value) and "s.yaml" in str(caught.value)
+
+
+def test_units() -> None:
+    assert units.size("1Gi") == 1 << 30 and units.size("3.84T") == 3_840_000_000_000
+    assert units.duration("90d") == 90 * 86400 and units.duration("250ms") == 0.25
+    assert units.rate("6/d") == pytest.approx(6 / 86400)
+    for bad in ("", "100", 100, "1.5"):
+        with pytest.raises(ValueError, match="unit"):
+            units.size(bad)
+
+
+def test_a_scenario_too_large_for_memory_is_refused_with_the_estimate() -> None:
+    data = with_change("cluster.node-pools.0.count", 2_000_000)
+    estimate = budget.estimate(scenario.parse(data))
+    assert estimate.nodes == 2_000_004 and estimate.bytes > 100 << 30
+    with pytest.raises(errors.ConfigError, match=r"needs about .* for 2000004 nodes"):
+        budget.check(estimate, limit=8 << 30)
+    budget.check(budget.estimate(scenario.parse(default())), limit=8 << 30)  # the default fits easily
+
+
+def test_the_cli_reports_bad_input_without_a_traceback(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_change("cluster.node-pools.0.count", 0)))
+    assert cli.main(["run", str(bad), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    out = capsys.readouterr().out
+    assert "0 nodes" in out and "Traceback" not in out
+    assert not (tmp_path / "out").exists()  # nothing was written
+    missing = tmp_path / "missing.yaml"
+    assert cli.main(["run", str(missing), "--no-progress"]) == 2
+    assert "cannot read" in capsys.readouterr().out
