@@ -31,6 +31,7 @@ PerNode = Sequence[tuple[float, str, str, int, int]]  # (t, node, device class, 
 MAX_POINTS = 600  # samples per line; longer series are thinned (rates stay exact: see _rates)
 MAX_COLUMNS = 400  # time columns of a heatmap
 WIDTH = 9.0  # inches
+FEW_RUNS = 3  # overlays of more runs than this show one line per run and measure, the rest would be a tangle
 RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "topolvm-sim",  # clip-path and marker ids come from hashes: fixed salt, fixed ids
     "svg.fonttype": "path",  # glyphs drawn as paths: the page needs no fonts and renders the same everywhere
@@ -110,7 +111,11 @@ def _color(i: int) -> str:
 
 
 def _legend(ax: Axes, loc: LegendLocType = "upper left") -> None:
-    if ax.get_legend_handles_labels()[0]:
+    """Inside the axes; below them, in columns, when there are too many entries to leave the lines visible."""
+    entries = len(ax.get_legend_handles_labels()[0])
+    if entries > 6:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8, frameon=False)
+    elif entries:
         ax.legend(loc=loc, fontsize=8, framealpha=0.8)
 
 
@@ -130,8 +135,9 @@ def utilisation(runs: Runs, device_class: str, prefix: str) -> str:
                     ax.plot(t, values, color=color, linestyle=style, linewidth=1, label=f"per node {key[5:]}")
             else:
                 ax.plot(t, total, color=_color(i), linewidth=2, label=f"{label}: total")
-                values = _column(series, f"{device_class}.node_max", idx) * 100
-                ax.plot(t, values, color=_color(i), linestyle="--", linewidth=1, label=f"{label}: node max")
+                if len(runs) <= FEW_RUNS:
+                    values = _column(series, f"{device_class}.node_max", idx) * 100
+                    ax.plot(t, values, color=_color(i), linestyle="--", linewidth=1, label=f"{label}: node max")
         ax.set_ylim(0, 105)
         ax.set_ylabel(f"{device_class} used (% of size)")
         ax.set_xlabel(f"simulated time ({unit})")
@@ -140,11 +146,14 @@ def utilisation(runs: Runs, device_class: str, prefix: str) -> str:
 
 
 def pods(runs: Runs, prefix: str) -> str:
-    """Pods pending, running and failed (not bound within the SLO) at each sample."""
+    """Pods pending, running and failed (not bound within the SLO) at each sample; only failed ones when
+    overlaying more than ``FEW_RUNS`` runs."""
     with _style():
         fig, (ax,) = _figure(3.0)
         factor, unit = time_unit(_end(runs))
-        styles = (("pods_running", "running", "-"), ("pods_pending", "pending", ":"), ("pods_failed", "failed", "--"))
+        styles = [("pods_running", "running", "-"), ("pods_pending", "pending", ":"), ("pods_failed", "failed", "--")]
+        if len(runs) > FEW_RUNS:
+            styles = [("pods_failed", "failed", "-")]
         for i, (label, series) in enumerate(runs):
             idx = _thin(len(series))
             t = _column(series, "t", idx) / factor
@@ -235,18 +244,37 @@ def fragmentation(runs: Runs, device_class: str, prefix: str) -> str:
             top.plot(t, _column(series, f"{device_class}.stranded", idx) / scale, color=_color(i), label=name)
             bottom.plot(t, _column(series, f"{device_class}.fragmentation", idx) * 100, color=_color(i), label=name)
         top.set_ylabel(f"stranded ({byte_name})")
-        top.set_ylim(bottom=0)
+        top.set_ylim(0, max(1.0, largest / scale * 1.05))  # none stranded: an axis from 0 to 1, not to 0.05
         bottom.set_ylabel("% of free bytes")
         bottom.set_ylim(0, 105)
         bottom.set_xlabel(f"simulated time ({unit})")
         if len(runs) > 1:
-            _legend(top)
+            _legend(bottom)
         return _svg(fig, prefix)
 
 
-def heatmap(per_node: PerNode, device_class: str, prefix: str) -> str:
-    """Used / size of each node of the class (rows, sorted by name) at each sample (columns); blank where a node
-    did not exist yet or any more."""
+def _size_scale(per_node: PerNode, series: Series, device_class: str) -> float:
+    """The class's size in the series over the sum of its nodes' sizes in ``per_node`` at the last sample both
+    have. The series counts a thin class at its overprovisioned size (what requests are measured against, and
+    what its free bytes are reported in) while per-node rows carry the pool's size as lvmd reports it: the
+    ratio brings them back to one measure. 1 for thick classes."""
+    sizes: dict[float, int] = {}
+    for t, _, name, size, _ in per_node:
+        if name == device_class:
+            sizes[t] = sizes.get(t, 0) + size
+    for row in reversed(series):
+        raw, total = sizes.get(row["t"]), row.get(f"{device_class}.size")
+        if raw and total:
+            return float(total) / raw
+    return 1.0
+
+
+def node_grid(
+    per_node: PerNode, series: Series, device_class: str
+) -> tuple[list[str], list[float], np.ndarray[Any, np.dtype[np.float64]]]:
+    """(nodes sorted by name, sample times, % used of each node at each time, NaN where it did not exist), at most
+    ``MAX_COLUMNS`` times; sizes on the series' measure (see ``_size_scale``)."""
+    scale = _size_scale(per_node, series, device_class)
     rows = [r for r in per_node if r[2] == device_class]
     nodes = sorted({r[1] for r in rows})
     times = sorted({r[0] for r in rows})
@@ -257,7 +285,14 @@ def heatmap(per_node: PerNode, device_class: str, prefix: str) -> str:
     for t, node, _, size, free in rows:
         j = column.get(t)
         if j is not None:
-            grid[line[node], j] = min(1.0, max(0.0, 1.0 - free / size)) * 100 if size else 100.0
+            grid[line[node], j] = min(1.0, max(0.0, 1.0 - free / (size * scale))) * 100 if size else 100.0
+    return nodes, kept, grid
+
+
+def heatmap(per_node: PerNode, series: Series, device_class: str, prefix: str) -> str:
+    """Used / size of each node of the class (rows, sorted by name) at each sample (columns); blank where a node
+    did not exist yet or any more."""
+    nodes, kept, grid = node_grid(per_node, series, device_class)
     with _style():
         fig, (ax,) = _figure(min(8.0, max(2.4, 0.14 * len(nodes) + 1.2)))
         factor, unit = time_unit(kept[-1] if kept else 0.0)

@@ -179,21 +179,25 @@ def run_html(result: run.Result) -> str:
         for device_class in sorted({row[2] for row in result.per_node}):
             page.figure(
                 f"per-node-{device_class}",
-                f"Class {device_class}: used share of each node's capacity (rows, "
-                "sorted by name) over simulated time, as its lvmd reports it; blank while a node does not "
-                "exist.",
-                functools.partial(plots.heatmap, result.per_node, device_class),
+                f"Class {device_class}: used share of each node's capacity (rows, sorted by name) over simulated "
+                "time, thin classes at their overprovisioned size; blank while a node does not exist.",
+                functools.partial(plots.heatmap, result.per_node, result.series, device_class),
             )
     return page.text()
 
 
 def _capacity(page: _Page, runs: plots.Runs, classes: Sequence[str]) -> None:
     page.add("h2", "Capacity")
-    spread = "spread across nodes (median, 90th percentile, fullest node)" if len(runs) == 1 else "fullest node"
+    if len(runs) == 1:
+        lines = "the cluster's total and the spread across nodes (median, 90th percentile, fullest node)"
+    elif len(runs) <= plots.FEW_RUNS:
+        lines = "each run's cluster total (solid) and fullest node (dashed)"
+    else:
+        lines = "each run's cluster total"
     for device_class in classes:
         caption = (
-            f"Class {device_class}: used bytes as a share of the class's size over simulated time, cluster "
-            f"total and {spread}. Thin classes count their overprovisioned size."
+            f"Class {device_class}: used bytes as a share of the class's size over simulated time: {lines}. "
+            "Thin classes count their overprovisioned size."
         )
         page.figure(f"utilisation-{device_class}", caption, functools.partial(plots.utilisation, runs, device_class))
 
@@ -242,7 +246,9 @@ def _side_by_side(page: _Page, results: Labelled) -> None:
     page.add("h2", "Pods and scheduling failures")
     page.figure(
         "pods",
-        "Pods running (solid), pending (dotted) and failed (dashed) over simulated time, per run.",
+        "Pods running (solid), pending (dotted) and failed (dashed) over simulated time, per run."
+        if len(runs) <= plots.FEW_RUNS
+        else "Pods failed (waited longer than the scheduling SLO) over simulated time, per run.",
         lambda p: plots.pods(runs, p),
     )
     page.figure(
