@@ -13,6 +13,7 @@ from simulator import run
 
 TIB = 1 << 40
 SIZES = {"ssd": 7 * TIB, "thin": 8 * TIB}  # per node; thin is the overprovisioned size
+THIN_RATIO = 4  # thin: 2 TiB pools, overprovisioned 4x
 STORAGE_REASON = "node(s) did not have enough free storage"
 OTHER_REASON = "Insufficient cpu"
 
@@ -62,8 +63,9 @@ def result(
                 f"{c}.stranded": stranded,
                 f"{c}.fragmentation": round(stranded / free, 6) if free else 0.0,
             }
-            if per_node:
-                rows += [(t, n, c, size, size - used[n, c]) for n in present]
+            if per_node:  # lvmd reports a thin class's pool size, and its free bytes overprovisioned
+                reported = size // THIN_RATIO if c == "thin" else size
+                rows += [(t, n, c, reported, size - used[n, c]) for n in present]
         full = max(row[f"{c}.node_max"] for c in classes)
         tries = rng.randint(4, 12)
         failures = rng.randint(0, tries) if full > 0.8 else rng.randint(0, 1)

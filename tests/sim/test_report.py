@@ -199,6 +199,19 @@ def test_terminal_table_and_report_share_their_rows(result):
     assert table.title == outputs.title(result.summary)
 
 
+@pytest.mark.parametrize("device_class", ["ssd", "thin"])
+def test_heatmap_shows_each_nodes_share_as_the_series_measures_it(result, device_class):
+    """Per-node rows carry a thin class's pool size (lvmd's report) but its free bytes overprovisioned; the
+    heatmap still agrees with the observer's per-node figures."""
+    nodes, times, grid = plots.node_grid(result.per_node, result.series, device_class)
+    assert len(nodes) == 6 and times[-1] == result.series[-1]["t"]
+    last = result.series[-1]
+    assert np.nanmax(grid[:, -1]) == pytest.approx(last[f"{device_class}.node_max"] * 100, abs=1e-3)
+    shares = sorted(grid[:, -1])
+    assert shares[len(shares) // 2] == pytest.approx(last[f"{device_class}.node_p50"] * 100, abs=1e-3)
+    assert np.isnan(grid[-1, 0]) and not np.isnan(grid[-1, -1])  # the node that joined later
+
+
 def test_report_of_a_large_cluster_has_no_heatmaps():
     large = dataclasses.replace(synthetic.result(), per_node=[])
     page = Page(report.run_html(large))
@@ -275,6 +288,15 @@ def test_comparison_puts_runs_side_by_side_and_overlays_their_series(tmp_path):
     row = page.cells.index("pods failed (not bound within SLO)")
     assert page.cells[row + 1 : row + 3] == failed
     assert "volume node affinity conflict" in page.cells
+
+
+def test_comparison_of_many_runs_draws_one_line_per_run_and_measure():
+    runs = [(f"seed={seed}", synthetic.result(seed=seed, samples=40, per_node=False)) for seed in range(1, 6)]
+    page = Page(report.comparison_html(runs))
+    assert_plots_drawn(page, dict.fromkeys(COMPARISON_PLOTS, "any"))
+    assert page.figures["plot-utilisation-ssd"].caption.startswith("Class ssd: used bytes as a share")
+    assert "each run's cluster total." in page.figures["plot-utilisation-ssd"].caption
+    assert page.figures["plot-pods"].caption.startswith("Pods failed")
 
 
 @pytest.mark.parametrize(
