@@ -20,6 +20,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # never a display, whoever imports this first
 
+from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.typing import LegendLocType, RcKeyType
@@ -348,6 +349,7 @@ def plan_curve(points: Sequence[PlanPoint], target: float, chosen: int | None, p
         if chosen is not None:
             ax.axvline(chosen, color="C2", linewidth=1.5, label=f"chosen: {chosen} nodes")
         ax.set_ylim(bottom=0)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # no 4.5 nodes
         ax.set_xlabel("nodes")
         ax.set_ylabel("pods failed (%)")
         _legend(ax, "upper right")

@@ -231,7 +231,10 @@ def _side_by_side(page: _Page, results: Labelled) -> None:
     """The runs' summary tables as columns, then their series overlaid."""
     page.table(
         ("run", "scenario", "mode", "seed", "error"),
-        [(label, r.name, r.summary.get("mode"), r.seed, "stopped early" if r.error else "") for label, r in results],
+        [
+            (label, r.summary.get("scenario"), r.summary.get("mode"), r.seed, "stopped early" if r.error else "")
+            for label, r in results
+        ],
     )
     measures: dict[str, dict[str, str]] = {}
     for label, result in results:

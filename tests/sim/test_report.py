@@ -267,7 +267,7 @@ def test_thinned_rates_keep_every_failed_attempt():
 # --- comparison, plan, sweep ---
 def labelled() -> list[tuple[str, run.Result]]:
     return [
-        ("spread", synthetic.result(seed=1)),
+        ("spread", dataclasses.replace(synthetic.result(seed=1), name="spread seed=1")),  # as study jobs name them
         (
             "pack",
             synthetic.result(seed=2, mode="capacity-tracking", extra_reasons={"volume node affinity conflict": 4}),
@@ -281,6 +281,7 @@ def test_comparison_puts_runs_side_by_side_and_overlays_their_series(tmp_path):
     assert_plots_drawn(page, COMPARISON_PLOTS)
     assert_self_contained(page)
     assert page.headers[5:8] == ["measure", "spread", "pack"]
+    assert page.cells[:5] == ["spread", "default", "extender", "1", ""]  # label, then the run's scenario, mode, seed
     failed = [
         f"{r.summary['pods']['failed']} ({r.summary['pods']['failure_rate']:.2%} of {r.summary['pods']['judged']})"
         for _, r in runs
