@@ -6,10 +6,12 @@
 #   debootstrap debian-archive-keyring  building the VM's Debian rootfs (cold image build only)
 #   git                               listing the source files shipped into the VM
 #   openssl                           keys for the local kube-apiserver the Cluster contract suite starts
+#   chromium                          renders the simulator's HTML report headless (tests/sim/test_report.py)
 # Go (>= 1.26, preinstalled on this machine kind; Debian's golang-go is too old) builds the upstream peers.
 set -euo pipefail
 pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
-      qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates)
+      qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates
+      chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,38 +40,46 @@ def write_series(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def table(result: run.Result) -> Table:
-    s = result.summary
+def title(summary: dict[str, Any]) -> str:
+    simulated = units.text_of_seconds(summary["simulated_seconds"])
+    return f"{summary['scenario']} — {summary['mode']} mode, seed {summary['seed']}, {simulated} simulated"
+
+
+def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headline figures of a run as (measure, value) text: the terminal table and the HTML report show these."""
+    s = summary
     pods, sched = s["pods"], s["scheduling"]
-    simulated = units.text_of_seconds(s["simulated_seconds"])
-    t = Table(title=f"{s['scenario']} — {s['mode']} mode, seed {s['seed']}, {simulated} simulated")
+    out = [
+        ("nodes at end", str(s["nodes_at_end"])),
+        ("pods created / bound / pending at end", f"{pods['created']} / {pods['bound']} / {pods['pending_at_end']}"),
+        ("pods failed (not bound within SLO)", f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})"),
+        ("wait to bind p50 / p99", f"{pods['wait_p50_s']:.2f}s / {pods['wait_p99_s']:.2f}s"),
+        ("scheduling attempts (failed)", f"{sched['attempts']} ({sched['failed_attempts']})"),
+    ]
+    out += [(f"  {reason[:70]}", str(count)) for reason, count in list(sched["reasons"].items())[:4]]
+    for name, c in s["capacity"].items():
+        out.append(
+            (
+                f"class {name}: used end / peak",
+                f"{units.text_of_bytes(c['used_bytes_end'])} of {units.text_of_bytes(c['size_bytes'])} "
+                f"({c['utilization_end']:.1%}) / {c['utilization_peak']:.1%}",
+            )
+        )
+        stranded = f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)"
+        out.append((f"class {name}: stranded free bytes", stranded))
+        if c["projected_full_s"] is not None:
+            out.append((f"class {name}: full at current trend", f"t={units.text_of_seconds(c['projected_full_s'])}"))
+    first = s["time_to_exhaustion_s"]
+    out.append(("first storage-related failure", "none" if first is None else f"t={units.text_of_seconds(first)}"))
+    return out
+
+
+def table(result: run.Result) -> Table:
+    t = Table(title=title(result.summary))
     t.add_column("measure")
     t.add_column("value", justify="right")
-    t.add_row("nodes at end", str(s["nodes_at_end"]))
-    t.add_row(
-        "pods created / bound / pending at end", f"{pods['created']} / {pods['bound']} / {pods['pending_at_end']}"
-    )
-    t.add_row(
-        "pods failed (not bound within SLO)", f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})"
-    )
-    t.add_row("wait to bind p50 / p99", f"{pods['wait_p50_s']:.2f}s / {pods['wait_p99_s']:.2f}s")
-    t.add_row("scheduling attempts (failed)", f"{sched['attempts']} ({sched['failed_attempts']})")
-    for reason, count in list(sched["reasons"].items())[:4]:
-        t.add_row(f"  {reason[:70]}", str(count))
-    for name, c in s["capacity"].items():
-        t.add_row(
-            f"class {name}: used end / peak",
-            f"{units.text_of_bytes(c['used_bytes_end'])} of {units.text_of_bytes(c['size_bytes'])} "
-            f"({c['utilization_end']:.1%}) / {c['utilization_peak']:.1%}",
-        )
-        t.add_row(
-            f"class {name}: stranded free bytes",
-            f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)",
-        )
-        if c["projected_full_s"] is not None:
-            t.add_row(f"class {name}: full at current trend", f"t={units.text_of_seconds(c['projected_full_s'])}")
-    first = s["time_to_exhaustion_s"]
-    t.add_row("first storage-related failure", "none" if first is None else f"t={units.text_of_seconds(first)}")
+    for measure, value in rows(result.summary):
+        t.add_row(measure, value)
     return t
 
 

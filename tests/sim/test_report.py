@@ -1,0 +1,416 @@
+"""The HTML reports: what each page holds, that it is the same bytes for the same result, that it needs nothing
+outside its own file, and that headless Chromium renders every plot with the network unreachable."""
+
+from __future__ import annotations
+
+import dataclasses
+import html.parser
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpl_image
+
+from harness import availability
+from simulator import outputs, plots, report, run
+from tests.sim import synthetic
+from tests.support import browser
+
+RUN_PLOTS = {
+    "plot-utilisation-ssd": "line",
+    "plot-utilisation-thin": "line",
+    "plot-pods": "line",
+    "plot-failed-attempts": "line",
+    "plot-failure-reasons": "bars:2",  # the synthetic run's two reasons
+    "plot-fragmentation-ssd": "line",
+    "plot-fragmentation-thin": "line",
+    "plot-per-node-ssd": "heatmap",
+    "plot-per-node-thin": "heatmap",
+}
+COMPARISON_PLOTS = {
+    "plot-utilisation-ssd": "line",
+    "plot-utilisation-thin": "line",
+    "plot-pods": "line",
+    "plot-failed-attempts": "line",
+    "plot-fragmentation-ssd": "line",
+    "plot-fragmentation-thin": "line",
+}
+REFERENCE_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "data", "poster", "background", "formaction"}
+HOSTILE = "--><script>alert(1)</script><img src=http://evil.example/x.png>"
+
+
+@dataclasses.dataclass
+class Figure:
+    id: str
+    svgs: int = 0
+    paths: list[str] = dataclasses.field(default_factory=list)
+    styles: list[str] = dataclasses.field(default_factory=list)
+    images: list[str] = dataclasses.field(default_factory=list)
+    caption: str = ""
+
+
+class Page(html.parser.HTMLParser):
+    """Figures (their SVGs' paths and images, captions), every tag, every reference to another resource, table
+    cells; from our own HTML or from Chromium's dump of the DOM."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.figures: dict[str, Figure] = {}
+        self.tags: set[str] = set()
+        self.references: list[str] = []
+        self.cells: list[str] = []
+        self.headers: list[str] = []
+        self._figure: Figure | None = None
+        self._text: list[str] | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        self.tags.add(tag)
+        self.references += [value for name, value in values.items() if name in REFERENCE_ATTRIBUTES]
+        self.references += re.findall(r"url\(\s*['\"]?([^)'\"]*)", values.get("style", ""))
+        if tag == "figure":
+            self._figure = Figure(values.get("id", ""))
+        elif self._figure is not None and tag == "svg":
+            self._figure.svgs += 1
+        elif self._figure is not None and tag == "path":
+            self._figure.paths.append(values.get("d", ""))
+            self._figure.styles.append(values.get("style", ""))
+        elif self._figure is not None and tag == "image":
+            self._figure.images.append(values.get("xlink:href") or values.get("href", ""))
+        if tag in ("figcaption", "td", "th", "style"):
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        text = "".join(self._text or [])
+        if tag == "figure" and self._figure is not None:
+            self.figures[self._figure.id] = self._figure
+            self._figure = None
+        elif tag == "figcaption" and self._figure is not None:
+            self._figure.caption = text
+        elif tag == "td":
+            self.cells.append(text)
+        elif tag == "th":
+            self.headers.append(text)
+        elif tag == "style":
+            self.references += re.findall(r"url\(\s*['\"]?([^)'\"]*)", text) + re.findall(r"@import", text)
+        if tag in ("figcaption", "td", "th", "style"):
+            self._text = None
+
+
+def vertices(d: str) -> int:
+    return len(re.findall(r"[MLCQ]", d))
+
+
+def assert_plots_drawn(page: Page, expected: dict[str, str]) -> None:
+    assert set(page.figures) == set(expected)
+    for figure_id, kind in expected.items():
+        figure = page.figures[figure_id]
+        assert figure.svgs == 1, figure_id
+        assert any(d.strip() for d in figure.paths), figure_id  # (a space glyph is a path with no d)
+        assert figure.caption.strip(), figure_id
+        if kind == "line":  # a data line through the samples, not only the axes' frame
+            assert max(vertices(d) for d in figure.paths) >= 100, figure_id
+        elif kind == "heatmap":
+            assert any(href.startswith("data:image/png;base64,") for href in figure.images), figure_id
+        elif kind.startswith("bars"):  # "bars:N": N bars in matplotlib's C3 red
+            bars = [style for style in figure.styles if "fill: #d62728" in style]
+            assert len(bars) == int(kind.split(":")[1]), figure_id
+
+
+def assert_self_contained(page: Page) -> None:
+    assert not page.tags & {"script", "link", "iframe", "object", "embed", "base"}
+    outside = [r for r in page.references if not (r.startswith("#") or r.startswith("data:image/png;base64,"))]
+    assert outside == []
+
+
+@pytest.fixture(scope="module")
+def result() -> run.Result:
+    return synthetic.result()
+
+
+@pytest.fixture(scope="module")
+def run_report(result: run.Result, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic run's report, written once for the tests that only read it."""
+    return report.write_run(result, tmp_path_factory.mktemp("run-report") / "report.html")
+
+
+# --- one run ---
+def test_run_report_has_every_plot_drawn_with_a_caption(run_report):
+    page = Page(run_report.read_text())
+    assert_plots_drawn(page, RUN_PLOTS)
+    assert "spread across nodes" in page.figures["plot-utilisation-ssd"].caption
+
+
+def test_run_report_needs_nothing_outside_its_file(run_report):
+    text = run_report.read_text()
+    assert_self_contained(Page(text))
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+
+
+def test_run_report_is_the_same_bytes_for_the_same_result(run_report, tmp_path):
+    first = run_report.read_bytes()
+    again = dataclasses.replace(synthetic.result(), wall_seconds=4321.987)  # built anew, run slower: same report
+    second = report.write_run(again, tmp_path / "b.html").read_bytes()
+    assert first == second
+    assert b"4321.98" not in second
+
+
+@pytest.mark.slow
+def test_run_report_does_not_depend_on_the_process(tmp_path):
+    """Hash randomisation differs between processes; the report must not (sets are sorted, SVG ids are salted)."""
+    script = (
+        "import sys; from pathlib import Path; from simulator import report; from tests.sim import synthetic; "
+        "report.write_run(synthetic.result(samples=12, nodes=3), Path(sys.argv[1]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{seed}.html")], cwd=root, env=env, check=True)
+    assert (tmp_path / "1.html").read_bytes() == (tmp_path / "2.html").read_bytes()
+    assert (tmp_path / "1.html").read_bytes() == report.run_html(synthetic.result(samples=12, nodes=3)).encode()
+
+
+def test_run_report_shows_the_summary_figures_of_the_terminal_table(result, run_report):
+    text = run_report.read_text()
+    page = Page(text)
+    s = result.summary
+    pods = s["pods"]
+    assert f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})" in page.cells
+    assert f"{s['scheduling']['attempts']} ({s['scheduling']['failed_attempts']})" in page.cells
+    assert "class thin: stranded free bytes" in page.cells
+    header = text.split("<h2>", 1)[0]
+    assert "extender mode, seed 1" in header and s["decisions_sha256"] in header
+
+
+def test_terminal_table_and_report_share_their_rows(result):
+    table = outputs.table(result)
+    measures, values = (list(column.cells) for column in table.columns)
+    assert list(zip(measures, values, strict=True)) == outputs.rows(result.summary)
+    assert table.title == outputs.title(result.summary)
+
+
+@pytest.mark.parametrize("device_class", ["ssd", "thin"])
+def test_heatmap_shows_each_nodes_share_as_the_series_measures_it(result, device_class):
+    """Per-node rows carry a thin class's pool size (lvmd's report) but its free bytes overprovisioned; the
+    heatmap still agrees with the observer's per-node figures."""
+    nodes, times, grid = plots.node_grid(result.per_node, result.series, device_class)
+    assert len(nodes) == 6 and times[-1] == result.series[-1]["t"]
+    last = result.series[-1]
+    assert np.nanmax(grid[:, -1]) == pytest.approx(last[f"{device_class}.node_max"] * 100, abs=1e-3)
+    shares = sorted(grid[:, -1])
+    assert shares[len(shares) // 2] == pytest.approx(last[f"{device_class}.node_p50"] * 100, abs=1e-3)
+    assert np.isnan(grid[-1, 0]) and not np.isnan(grid[-1, -1])  # the node that joined later
+
+
+def test_report_of_a_large_cluster_has_no_heatmaps():
+    large = dataclasses.replace(synthetic.result(), per_node=[])
+    page = Page(report.run_html(large))
+    assert not [f for f in page.figures if f.startswith("plot-per-node")]
+    assert "plot-utilisation-ssd" in page.figures
+
+
+def test_run_that_stopped_early_says_why():
+    failed = synthetic.result(samples=10, error="RuntimeError at t=3600.0s: lvmd exploded")
+    text = report.run_html(failed)
+    assert '<section id="error"' in text and "lvmd exploded" in text
+    assert_plots_drawn(Page(text), {f: "any" for f in RUN_PLOTS})
+
+
+def test_run_with_no_samples_still_has_every_figure():
+    empty = dataclasses.replace(synthetic.result(), series=[], per_node=[])
+    page = Page(report.run_html(empty))
+    assert set(page.figures) == {f for f in RUN_PLOTS if not f.startswith("plot-per-node")}
+
+
+def test_text_from_the_run_is_escaped_and_never_parsed_as_markup_or_math():
+    hostile = synthetic.result(name=HOSTILE, extra_reasons={HOSTILE: 3, r"quota $\frac$ exceeded": 2})
+    text = report.run_html(hostile)
+    page = Page(text)
+    assert "script" not in page.tags and "img" not in page.tags
+    assert_self_contained(page)
+    assert HOSTILE in page.cells  # shown as text, in the reasons table
+    assert r"quota $\frac$ exceeded" in page.cells
+
+
+def test_class_names_that_slug_alike_get_distinct_figure_ids():
+    odd = synthetic.result(classes=("fast.ssd", "fast-ssd"), per_node=False)
+    ids = set(Page(report.run_html(odd)).figures)
+    assert {"plot-utilisation-fast-ssd", "plot-utilisation-fast-ssd-2"} <= ids
+
+
+def test_svg_ids_are_unique_in_the_page(run_report):
+    ids = re.findall(r'\sid="([^"]+)"', run_report.read_text())
+    assert len(ids) == len(set(ids))
+
+
+def test_thinned_rates_keep_every_failed_attempt():
+    series = synthetic.result(samples=5000, nodes=2, classes=("ssd",), per_node=False).series
+    idx = plots._thin(len(series))
+    assert len(idx) <= plots.MAX_POINTS + 1
+    _, rates = plots._rates(series, "failed_attempts", idx)
+    dt = np.diff(np.array([series[i]["t"] for i in idx]))
+    assert float(np.sum(rates * dt / 3600.0)) == pytest.approx(
+        series[-1]["failed_attempts"] - series[0]["failed_attempts"]
+    )
+
+
+# --- comparison, plan, sweep ---
+def labelled() -> list[tuple[str, run.Result]]:
+    return [
+        ("spread", dataclasses.replace(synthetic.result(seed=1), name="spread seed=1")),  # as study jobs name them
+        (
+            "pack",
+            synthetic.result(seed=2, mode="capacity-tracking", extra_reasons={"volume node affinity conflict": 4}),
+        ),
+    ]
+
+
+def test_comparison_puts_runs_side_by_side_and_overlays_their_series(tmp_path):
+    runs = labelled()
+    page = Page(report.write_comparison(runs, tmp_path / "compare.html").read_text())
+    assert_plots_drawn(page, COMPARISON_PLOTS)
+    assert_self_contained(page)
+    assert page.headers[5:8] == ["measure", "spread", "pack"]
+    assert page.cells[:5] == ["spread", "default", "extender", "1", ""]  # label, then the run's scenario, mode, seed
+    failed = [
+        f"{r.summary['pods']['failed']} ({r.summary['pods']['failure_rate']:.2%} of {r.summary['pods']['judged']})"
+        for _, r in runs
+    ]
+    row = page.cells.index("pods failed (not bound within SLO)")
+    assert page.cells[row + 1 : row + 3] == failed
+    assert "volume node affinity conflict" in page.cells
+
+
+def test_comparison_of_many_runs_draws_one_line_per_run_and_measure():
+    runs = [(f"seed={seed}", synthetic.result(seed=seed, samples=40, per_node=False)) for seed in range(1, 6)]
+    page = Page(report.comparison_html(runs))
+    assert_plots_drawn(page, dict.fromkeys(COMPARISON_PLOTS, "any"))
+    assert page.figures["plot-utilisation-ssd"].caption.startswith("Class ssd: used bytes as a share")
+    assert "each run's cluster total." in page.figures["plot-utilisation-ssd"].caption
+    assert page.figures["plot-pods"].caption.startswith("Pods failed")
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        pytest.param([], id="none"),
+        pytest.param([("a", synthetic.result()), ("a", synthetic.result())], id="same-label"),
+    ],
+)
+def test_comparison_refuses_no_runs_or_repeated_labels(runs, tmp_path):
+    with pytest.raises(ValueError):
+        report.write_comparison(runs, tmp_path / "x.html")
+
+
+def plan_curve() -> list[report.PlanPoint]:
+    rates = {8: [0.2, 0.25, 0.3], 10: [0.05, 0.08, 0.06], 12: [0.004, 0.0, 0.008], 14: [0.0, 0.0, 0.001]}
+    return [
+        report.PlanPoint(
+            n, r, mean=sum(r) / len(r), upper=sum(r) / len(r) + 0.01, meets_target=sum(r) / len(r) + 0.01 <= 0.02
+        )
+        for n, r in rates.items()
+    ]
+
+
+def test_plan_shows_the_curve_the_target_and_the_chosen_size(tmp_path):
+    path = report.write_plan(plan_curve()[::-1], 0.02, 12, tmp_path / "plan.html", runs=labelled())
+    text = path.read_text()
+    page = Page(text)
+    assert_plots_drawn(page, {"plot-plan-curve": "any", **COMPARISON_PLOTS})
+    assert_self_contained(page)
+    assert "target: at most 2.00% of pods failed; chosen: 12 nodes." in text
+    chosen = re.search(r'<tr class="chosen">(.*?)</tr>', text)
+    assert chosen is not None and chosen.group(1).startswith("<td>12</td>")
+    assert page.cells[: 6 * 4 : 6] == ["8", "10", "12", "14"]  # sorted by node count
+
+
+def test_plan_without_a_size_that_meets_the_target_says_so():
+    text = report.plan_html([p for p in plan_curve() if not p.meets_target], 0.02, None)
+    assert "no size tested meets the target" in text and '<tr class="chosen">' not in text
+    assert set(Page(text).figures) == {"plot-plan-curve"}
+
+
+def test_sweep_lists_every_combination_with_its_headline_figures(tmp_path):
+    rows = [
+        {"nodes": 10, "extender mode": "spread", **report.headline(synthetic.result(seed=1))},
+        {"nodes": 12, "extender mode": "pack", "overprovision": 4.0, **report.headline(synthetic.result(seed=2))},
+    ]
+    page = Page(report.write_sweep(rows, tmp_path / "sweep.html").read_text())
+    assert page.headers[:3] == ["nodes", "extender mode", "pods failed"]
+    assert page.headers[-1] == "overprovision"
+    assert len(page.cells) == 2 * len(page.headers)
+    assert page.cells[len(page.headers) - 1] == "—" and page.cells[-1] == "4"
+    assert_self_contained(page)
+
+
+# --- rendered by headless Chromium ---
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    binary = browser.executable()
+    if binary is None:
+        message = "chromium is not installed (scripts/install-system-deps.sh installs Debian's chromium)"
+        if availability.in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+def render(chromium: str, page: Path, tmp: Path) -> tuple[Page, list[str], list[str]]:
+    """(the DOM Chromium built, the page's own requests, every request that reached the proxy)."""
+    with browser.recording_proxy() as proxy:
+        dom = browser.dump_dom(chromium, page, proxy, tmp / f"profile-{page.stem}", tmp / f"{page.stem}.netlog.json")
+        return Page(dom), browser.page_requests(tmp / f"{page.stem}.netlog.json"), list(proxy.requests)
+
+
+@pytest.mark.slow
+def test_offline_check_sees_a_page_that_fetches(chromium, tmp_path):
+    page = tmp_path / "fetches.html"
+    page.write_text(
+        '<!DOCTYPE html><html><head><link rel="stylesheet" href="https://cdn.example.com/plots.css"></head>'
+        '<body><img src="http://example.com/plot.png"></body></html>'
+    )
+    _, requests, proxied = render(chromium, page, tmp_path)
+    assert sorted(requests) == ["http://example.com/plot.png", "https://cdn.example.com/plots.css"]
+    assert {"GET http://example.com/plot.png", "CONNECT cdn.example.com:443"} <= set(proxied)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["run", "comparison", "plan"])
+def test_chromium_renders_every_plot_offline(chromium, kind, run_report, tmp_path):
+    if kind == "run":
+        path, expected = run_report, RUN_PLOTS
+    elif kind == "comparison":
+        path, expected = report.write_comparison(labelled(), tmp_path / "compare.html"), COMPARISON_PLOTS
+    else:
+        path = report.write_plan(plan_curve(), 0.02, 12, tmp_path / "plan.html", runs=labelled())
+        expected = {"plot-plan-curve": "any", **COMPARISON_PLOTS}
+    dom, requests, _ = render(chromium, path, tmp_path)
+    assert requests == []
+    assert_plots_drawn(dom, expected)
+    assert_self_contained(dom)
+
+
+@pytest.mark.slow
+def test_chromium_paints_the_plots(chromium, run_report, tmp_path):
+    with browser.recording_proxy() as proxy:
+        shot = browser.screenshot(
+            chromium, run_report, proxy, tmp_path / "profile", tmp_path / "shot.png", (1100, 6000)
+        )
+    pixels = (mpl_image.imread(shot)[:, :, :3] * 255).round()
+
+    def painted(rgb: tuple[int, int, int]) -> int:
+        return int(np.sum(np.all(np.abs(pixels - np.array(rgb)) <= 8, axis=2)))
+
+    assert painted((31, 119, 180)) > 2000  # C0: the utilisation totals and the running pods
+    assert painted((214, 39, 40)) > 2000  # C3: the failure-reason bars and failed attempts
+    assert painted((253, 231, 37)) + painted((68, 1, 84)) > 500  # viridis' ends: the per-node heatmaps
