@@ -46,8 +46,10 @@ if profile:
     stats = pstats.Stats(prof)
     by_module = {}
     for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
-        key = filename.split("/site-packages/")[-1] if "site-packages" in filename else filename.split("/work/main/")[-1]
-        key = key.rsplit("/", 1)[0] if "site-packages" in filename else key
+        if "site-packages" in filename:
+            key = filename.split("/site-packages/")[-1].rsplit("/", 1)[0]
+        else:
+            key = filename.split("/work/main/")[-1]
         by_module[key] = by_module.get(key, 0.0) + tottime
     out["profile"] = sorted(by_module.items(), key=lambda kv: -kv[1])[:20]
 print(json.dumps(out))
@@ -119,18 +121,18 @@ def main() -> int:
         r = measure(nodes, pvcs, args.profile)
         rows.append(r)
         rate = r["bound"] / r["wall"] if r["wall"] else 0.0
-        print(
-            f"{nodes:>7} {pvcs:>8} {r['created']:>8} {r['bound']:>8} {r['wall']:>8.1f} {r['rss'] / 2**20:>7.0f}Mi {rate:>12.0f}"
-        )
+        rss = r["rss"] / 2**20
+        print(f"{nodes:>7} {pvcs:>8} {r['created']:>8} {r['bound']:>8} {r['wall']:>8.1f} {rss:>7.0f}Mi {rate:>12.0f}")
         if r["error"]:
             print(f"        error: {r['error'].splitlines()[0]}")
         for module, seconds in r.get("profile", []):
             print(f"        {seconds:7.1f}s  {module}")
     target = next((r for r in rows if r["nodes"] == 5000 and r["pvcs"] == 100000), None)
     if target is not None:
+        wall, rss = target["wall"], target["rss"]
         print(
-            f"goal (5,000 nodes, 100,000 PVCs): wall {target['wall']:.1f}s = {target['wall'] / GOAL_WALL:.2f}x the 60 s goal; "
-            f"peak RSS {target['rss'] / 2**30:.2f} GiB = {target['rss'] / GOAL_RSS:.2f}x the 2 GiB goal"
+            f"goal (5,000 nodes, 100,000 PVCs): wall {wall:.1f}s = {wall / GOAL_WALL:.2f}x the 60 s goal; "
+            f"peak RSS {rss / 2**30:.2f} GiB = {rss / GOAL_RSS:.2f}x the 2 GiB goal"
         )
     by = {(r["nodes"], r["pvcs"]): r for r in rows}
     for (n, c), r in sorted(by.items()):
