@@ -221,8 +221,15 @@ class Observer:
         self.series.append(row)
         if len(self.world.nodes) <= PER_NODE_LIMIT:
             for name, capacity in self.latest.items():
+                sim_node = self.world.nodes.get(name)
+                ratios = self._ratios.get(sim_node.pool.name, {}) if sim_node is not None else {}
                 for stats in capacity.device_classes:
-                    self.per_node.append((now, name, stats.device_class, stats.size_bytes, stats.free_bytes))
+                    size = (
+                        int(stats.size_bytes * ratios[stats.device_class])
+                        if stats.device_class in ratios
+                        else stats.size_bytes
+                    )
+                    self.per_node.append((now, name, stats.device_class, size, stats.free_bytes))
 
     def _failed(self, record: PodRecord, now: float) -> bool:
         """Not bound within the SLO (measured up to ``now``, or to its deletion)."""
