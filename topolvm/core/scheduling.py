@@ -37,6 +37,11 @@ REASON_NO_SPACE = "out of VG free space"
 REASON_UNKNOWN_NODE = "node unknown to the extender (no capacity annotations seen yet)"
 REASON_AFTER_RESERVATIONS = " (after capacity reserved for pods being scheduled)"
 
+# A pod whose top score is shared by more nodes than this is held on the expected winner only: holding its request
+# on dozens of nodes would refuse other pods across the cluster, and with that many equal nodes a wrong guess
+# leaves plenty of room elsewhere (see docs/scheduler.md, "Ties").
+MAX_TIED_HOLDS = 16
+
 
 class Mode(enum.StrEnum):
     SPREAD = "spread"  # upstream: prefer the node with the most free space
@@ -153,6 +158,7 @@ class EndReason(enum.StrEnum):
     DELETED = "deleted"  # the pod was deleted before it was bound
     PROVISIONED = "provisioned"  # the node's annotation dropped by the reservation's size: it counts the volume
     REHOMED = "rehomed"  # moved to the node kube-scheduler chose (a claim's selected-node annotation)
+    NOT_CHOSEN = "not-chosen"  # held on one of several tied nodes; kube-scheduler chose another of them
     RESCHEDULED = "rescheduled"  # replaced by a new scheduling attempt of the same pod
     EXPIRED = "expired"  # the TTL passed without any of the above
     NODE_GONE = "node-gone"  # the node was deleted or left the extender's cache
@@ -183,11 +189,18 @@ EndListener = Callable[[Reservation, EndReason], None]
 class Ledger:
     """Capacity promised to pods not yet provisioned (upstream #117), as a plain data structure.
 
+    A pod holds its request on one node, or on each of several nodes that tied for the top score (kube-scheduler
+    may pick any of them) until its choice is known: ``keep_only`` then ends the others (``NOT_CHOSEN``). Each
+    (pod, node, class) is one ``Reservation``; the bytes held on a node count against every other pod there, so
+    a pod held on k nodes holds k times its request in all.
+
     A reservation ends when its TTL passes, when the pod is released (bound, deleted, re-homed or re-reserved;
     the caller says why), or when the node's annotation for that class drops by at least its size (the LV exists,
-    so the annotation already counts it); drops are credited to the oldest reservations first. A rise of the
-    annotation (a volume was deleted) only moves the baseline. Every end is reported to ``on_end`` with its
-    reason. Not thread-safe: one caller at a time.
+    so the annotation already counts it). Drops are credited to the oldest reservations first, those of pods held
+    on that node alone before those of pods held on several tied nodes (which may have gone elsewhere); a drop
+    credited to a pod shows where its volume is, so its reservations on other nodes end too (``NOT_CHOSEN``). A
+    rise of the annotation (a volume was deleted) only moves the baseline. Every end is reported to ``on_end``
+    with its reason. Not thread-safe: one caller at a time.
     """
 
     def __init__(self, ttl: float, on_end: EndListener | None = None) -> None:
@@ -196,7 +209,9 @@ class Ledger:
         self.ttl = ttl
         self.on_end = on_end
         self._slots: dict[tuple[str, str], _Slot] = {}
-        self._by_pod: dict[str, list[tuple[str, str]]] = {}
+        # pod -> node -> the classes it holds there, in the order taken. Invariant: (node, class) is listed here
+        # exactly when the slot (node, class) holds one reservation of the pod; no empty entries.
+        self._by_pod: dict[str, dict[str, list[str]]] = {}
         self._slots_per_node: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -213,20 +228,25 @@ class Ledger:
         return node in self._slots_per_node
 
     def reserved_bytes(self) -> int:
+        """Bytes held over all (node, class): a pod held on several tied nodes counts on each of them."""
         return sum(r.size for slot in self._slots.values() for r in slot.reservations)
 
-    def node_of(self, pod: str) -> str | None:
-        """The node ``pod`` holds reservations on, if any (a pod is only ever reserved on one node)."""
-        keys = self._by_pod.get(pod)
-        return keys[0][0] if keys else None
+    def pod_count(self) -> int:
+        """Pods holding at least one reservation."""
+        return len(self._by_pod)
+
+    def nodes_of(self, pod: str) -> tuple[str, ...]:
+        """The nodes ``pod`` holds reservations on: one, several that tied, or none."""
+        return tuple(self._by_pod.get(pod, ()))
 
     def requests_of(self, pod: str) -> dict[str, int]:
-        """What ``pod`` holds, per class (empty when it holds nothing)."""
+        """What ``pod`` holds per class on any one of its nodes (empty when it holds nothing)."""
         result: dict[str, int] = {}
-        for key in self._by_pod.get(pod, ()):
-            for r in self._slots[key].reservations:
-                if r.pod == pod:
-                    result[r.device_class] = result.get(r.device_class, 0) + r.size
+        for node, classes in self._by_pod.get(pod, {}).items():
+            for device_class in classes:
+                slot = self._slots.get((node, device_class))
+                sizes = [r.size for r in slot.reservations if r.pod == pod] if slot is not None else []
+                result[device_class] = max([result.get(device_class, 0), *sizes])
         return result
 
     def reserve(
@@ -239,54 +259,57 @@ class Ledger:
         *,
         replaced: EndReason = EndReason.RESCHEDULED,
     ) -> list[Reservation]:
-        """Hold ``requests`` for ``pod`` on ``node`` (``observed``: the node's annotation per class right now).
+        """Hold ``requests`` for ``pod`` on ``node`` alone (``observed``: the node's annotation per class now)."""
+        return self.reserve_on(pod, {node: observed}, requests, now, replaced=replaced)
 
-        A reservation the pod already holds ends first, with reason ``replaced``. Returns what was reserved.
+    def reserve_on(
+        self,
+        pod: str,
+        nodes: Mapping[str, Mapping[str, int | None]],
+        requests: Mapping[str, int],
+        now: float,
+        *,
+        replaced: EndReason = EndReason.RESCHEDULED,
+    ) -> list[Reservation]:
+        """Hold ``requests`` for ``pod`` on each of ``nodes`` (node -> its annotation per class right now).
+
+        Whatever the pod already holds ends first, with reason ``replaced``. Returns what was reserved.
         """
         self.release(pod, replaced)
         if self.ttl == 0:
             return []
-        keys: list[tuple[str, str]] = []
+        held: dict[str, list[str]] = {}
         made: list[Reservation] = []
-        for device_class, size in requests.items():
-            if size <= 0:
-                continue
-            key = (node, device_class)
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = self._slots[key] = _Slot(baseline=observed.get(device_class))
-                self._slots_per_node[node] = self._slots_per_node.get(node, 0) + 1
-            reservation = Reservation(pod, node, device_class, size, now + self.ttl)
-            slot.reservations.append(reservation)
-            made.append(reservation)
-            keys.append(key)
-        if keys:
-            self._by_pod[pod] = keys
+        for node, observed in nodes.items():
+            for device_class, size in requests.items():
+                if size <= 0:
+                    continue
+                key = (node, device_class)
+                slot = self._slots.get(key)
+                if slot is None:
+                    slot = self._slots[key] = _Slot(baseline=observed.get(device_class))
+                    self._slots_per_node[node] = self._slots_per_node.get(node, 0) + 1
+                reservation = Reservation(pod, node, device_class, size, now + self.ttl)
+                slot.reservations.append(reservation)
+                made.append(reservation)
+                held.setdefault(node, []).append(device_class)
+        if held:
+            self._by_pod[pod] = held
         return made
 
     def release(self, pod: str, reason: EndReason) -> int:
         """End every reservation of ``pod``; returns how many ended."""
-        ended = 0
-        for key in self._by_pod.pop(pod, ()):
-            slot = self._slots.get(key)
-            if slot is None:
-                continue
-            kept = []
-            for r in slot.reservations:
-                if r.pod == pod:
-                    ended += 1
-                    self._ended(r, reason)
-                else:
-                    kept.append(r)
-            slot.reservations = kept
-            if not kept:
-                self._drop_slot(key)
-        return ended
+        return self._end(pod, list(self._by_pod.get(pod, ())), reason)
+
+    def keep_only(self, pod: str, node: str, reason: EndReason = EndReason.NOT_CHOSEN) -> int:
+        """kube-scheduler chose ``node`` for ``pod``: end its reservations on every other node (those it held
+        there keep holding); returns how many ended."""
+        return self._end(pod, [name for name in self._by_pod.get(pod, ()) if name != node], reason)
 
     def release_node(self, node: str, reason: EndReason) -> int:
-        """End every reservation on ``node``; returns how many ended."""
+        """End every reservation on ``node`` (pods also held on other nodes keep those); returns how many ended."""
         pods = {r.pod for (name, _), slot in self._slots.items() if name == node for r in slot.reservations}
-        return sum(self.release(pod, reason) for pod in sorted(pods))
+        return sum(self._end(pod, [node], reason) for pod in sorted(pods))
 
     def held(self, node: str, device_class: str, observed: int | None, now: float, exclude: str = "") -> int:
         """Bytes held on (node, class) for pods other than ``exclude``, after crediting annotation drops."""
@@ -318,6 +341,27 @@ class Ledger:
         for slot in self._slots.values():
             yield from slot.reservations
 
+    def _end(self, pod: str, nodes: Iterable[str], reason: EndReason) -> int:
+        held = self._by_pod.get(pod)
+        if held is None:
+            return 0
+        ended: list[Reservation] = []
+        for node in nodes:
+            for device_class in held.pop(node, ()):
+                key = (node, device_class)
+                slot = self._slots.get(key)
+                if slot is None:
+                    continue
+                ended.extend(r for r in slot.reservations if r.pod == pod)
+                slot.reservations = [r for r in slot.reservations if r.pod != pod]
+                if not slot.reservations:
+                    self._drop_slot(key)
+        if not held:
+            del self._by_pod[pod]
+        for r in ended:
+            self._ended(r, reason)
+        return len(ended)
+
     def _settle(self, key: tuple[str, str], slot: _Slot, observed: int | None, now: float) -> None:
         ended: list[tuple[Reservation, EndReason]] = []
         kept: list[Reservation] = []
@@ -326,20 +370,37 @@ class Ledger:
                 kept.append(r)
             else:
                 ended.append((r, EndReason.EXPIRED))
+        credited: list[Reservation] = []
         if observed is not None and slot.baseline is not None and observed < slot.baseline:
-            drop = slot.baseline - observed
-            while kept and kept[0].size <= drop:
-                drop -= kept[0].size
-                ended.append((kept.pop(0), EndReason.PROVISIONED))
+            credited = self._credit(kept, slot.baseline - observed)
+            if credited:
+                gone = set(map(id, credited))
+                kept = [r for r in kept if id(r) not in gone]
+                ended.extend((r, EndReason.PROVISIONED) for r in credited)
         if observed is not None:
             slot.baseline = observed
         if ended:
             slot.reservations = kept
-            for r, reason in ended:
+            for r, _ in ended:
                 self._forget(r.pod, key)
+            for r, reason in ended:
                 self._ended(r, reason)
         if not kept:
             self._drop_slot(key)
+        for r in credited:  # the volume exists on this node: the pod's holds on tied nodes are spent
+            self.keep_only(r.pod, key[0])
+
+    def _credit(self, reservations: list[Reservation], drop: int) -> list[Reservation]:
+        """The reservations a drop of ``drop`` bytes is credited to: oldest first, pods held on this node alone
+        before pods also held on other nodes, as long as each fits in what is left of the drop."""
+        order = sorted(reservations, key=lambda r: len(self._by_pod.get(r.pod, ())) > 1)  # stable: oldest first
+        credited: list[Reservation] = []
+        for r in order:
+            if r.size > drop:
+                break
+            drop -= r.size
+            credited.append(r)
+        return credited
 
     def _drop_slot(self, key: tuple[str, str]) -> None:
         if self._slots.pop(key, None) is None:
@@ -356,14 +417,15 @@ class Ledger:
             self.on_end(reservation, reason)
 
     def _forget(self, pod: str, key: tuple[str, str]) -> None:
-        keys = self._by_pod.get(pod)
-        if keys is None:
+        held = self._by_pod.get(pod)
+        classes = held.get(key[0]) if held is not None else None
+        if held is None or classes is None or key[1] not in classes:
             return
-        remaining = [k for k in keys if k != key]
-        if remaining:
-            self._by_pod[pod] = remaining
-        else:
-            del self._by_pod[pod]
+        classes.remove(key[1])
+        if not classes:
+            del held[key[0]]
+            if not held:
+                del self._by_pod[pod]
 
 
 def usable(
@@ -398,3 +460,24 @@ def choose(scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode)
         if best is None or candidate[:2] > best[:2] or (candidate[:2] == best[:2] and name < best[2]):
             best = candidate
     return None if best is None else best[2]
+
+
+def contenders(
+    scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode, limit: int = MAX_TIED_HOLDS
+) -> list[str]:
+    """The nodes to hold a pod's request on after prioritize: the expected winner (``choose``) first, then the
+    other nodes with the same score in the order of ``scores``; only the winner when more than ``limit`` nodes
+    share the top score; empty when nothing scored.
+
+    kube-scheduler breaks a tie of our scores with its own plugins and then at random among equal totals
+    (``selectHost``), not by free bytes and name, and starts the next pod's cycle before the claim's
+    selected-node says which node it took; so every tied node may be the one.
+    """
+    chosen = choose(scores, free_total, mode)
+    if chosen is None:
+        return []
+    top = scores[chosen]
+    tied = [name for name, score in scores.items() if score == top]
+    if len(tied) > limit:
+        return [chosen]
+    return [chosen, *(name for name in tied if name != chosen)]
