@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.controlplane import ControlPlane
 from topolvm import clock
-from topolvm.core import scheduling
+from topolvm.core import reservations
 from topolvm.extender import config, holder, kube, metrics
 from topolvm.services import scheduler
 
@@ -86,7 +86,7 @@ def state(stats: metrics.Metrics) -> Iterator[holder.Holder]:
 
 def ends(stats: metrics.Metrics) -> dict[str, float]:
     result = {}
-    for reason in scheduling.EndReason:
+    for reason in reservations.EndReason:
         value = stats.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason.value})
         if value:
             result[reason.value] = value

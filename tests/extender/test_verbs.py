@@ -9,7 +9,7 @@ import pytest
 
 from tests.extender.helpers import GiB, args, node, pod
 from topolvm import clock
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
 from topolvm.extender import config, holder, metrics, verbs
 from topolvm.services import scheduler
 
@@ -240,12 +240,12 @@ def test_index_path_equals_item_by_item_path(mode: str) -> None:
         want = scheduler.Pod(f"p{i}", requested={"ssd": (3 + i) * GiB, "hdd": (i % 3) * GiB})
         assert service.filter(want, names) == service.filter_items(want, items)
         fast = service.prioritize(want, names)
-        reservations = [(r.pod, r.node, r.size) for r in service.ledger.reservations()]
-        service.ledger.release(want.key, scheduling.EndReason.RESCHEDULED)
+        held = [(r.pod, r.node, r.size) for r in service.ledger.reservations()]
+        service.ledger.release(want.key, reservations.EndReason.RESCHEDULED)
         slow = service.prioritize_items(want, items)
         assert dict(zip(fast.names, fast.scores, strict=True)) == dict(zip(slow.names, slow.scores, strict=True))
         assert fast.reserved == slow.reserved
-        assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == reservations
+        assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == held
         manual.advance(1)
 
 

@@ -8,12 +8,12 @@ import collections
 import pytest
 
 from topolvm import clock
-from topolvm.core import scheduling
+from topolvm.core import reservations, scheduling
 from topolvm.services import scheduler
 
 GiB = 1 << 30
 TTL = 60.0
-Reason = scheduling.EndReason
+Reason = reservations.EndReason
 
 
 class World:

@@ -1,4 +1,5 @@
-"""Scheduling policy: upstream's filter/score formulas, pack mode, and the over-commit reservation ledger."""
+"""Scheduling policy: upstream's filter/score formulas, pack mode, tied top scores, the ledger under the policy, and
+the node index that applies them to many nodes at once."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from topolvm import errors
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
 
 GiB = 1 << 30
 PREFIX = "capacity.topolvm.io/"
-Reason = scheduling.EndReason
 
 
 @pytest.mark.parametrize(
@@ -129,57 +129,11 @@ def test_choose_breaks_ties_by_free_then_name() -> None:
     assert scheduling.choose({"z": 0}, {}, scheduling.Mode.SPREAD) is None
 
 
-# --- the ledger -------------------------------------------------------------------------------------------
-
-
-def test_reservation_holds_until_ttl() -> None:
-    ledger = scheduling.Ledger(ttl=30)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    assert ledger.held("n1", "ssd", 100, now=29.9) == 10
-    assert ledger.held("n1", "ssd", 100, now=29.9, exclude="p1") == 0
-    assert ledger.held("n1", "ssd", 100, now=30) == 0
-    assert not ledger
-
-
-def test_annotation_drop_consumes_oldest_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=60)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    ledger.reserve("p2", "n1", {"ssd": 10}, {"ssd": 100}, now=1)
-    # The node agent saw p1's LV (rounded up to extents): only p2 is still outstanding.
-    assert ledger.held("n1", "ssd", 88, now=2) == 10
-    # A rise (some volume deleted) moves the baseline but proves nothing about p2.
-    assert ledger.held("n1", "ssd", 95, now=3) == 10
-    assert ledger.held("n1", "ssd", 85, now=4) == 0
-    assert len(ledger) == 0
-
-
-def test_rereserving_a_pod_replaces_its_reservation() -> None:
-    ledger = scheduling.Ledger(ttl=60)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    ledger.reserve("p1", "n2", {"ssd": 10}, {"ssd": 100}, now=1)
-    assert ledger.held("n1", "ssd", 100, now=2) == 0
-    assert ledger.held("n2", "ssd", 100, now=2) == 10
-    ledger.release("p1", scheduling.EndReason.DELETED)
-    assert len(ledger) == 0
-
-
-def test_expire_drops_old_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=5)
-    ledger.reserve("p1", "n1", {"ssd": 10, "hdd": 3}, {"ssd": 100, "hdd": None}, now=0)
-    ledger.reserve("p2", "n2", {"ssd": 10}, {}, now=4)
-    assert ledger.expire(now=6) == 2
-    assert {r.pod for r in ledger.reservations()} == {"p2"}
-    assert ledger.nodes() == {"n2"}
-
-
-def test_zero_ttl_disables_the_ledger() -> None:
-    ledger = scheduling.Ledger(ttl=0)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    assert not ledger
+# --- the ledger under the policy ---------------------------------------------------------------------------
 
 
 def test_usable_subtracts_other_pods_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     ledger.reserve("p1", "n1", {"ssd": 70}, {"ssd": 100}, now=0)
     raw = {"ssd": "100", "bad": "x"}
     assert scheduling.usable("n1", raw, ["ssd", "bad", "none"], ledger, now=1, pod="p2") == {
@@ -196,7 +150,7 @@ def test_usable_subtracts_other_pods_reservations() -> None:
 )
 def test_burst_never_overcommits(free: int, requests: list[int]) -> None:
     """A burst of pods placed through the ledger never promises more than the node's annotation."""
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     raw = {"ssd": str(free)}
     promised = 0
     for i, size in enumerate(requests):
@@ -220,155 +174,6 @@ def test_contenders_are_every_node_tied_for_the_top_score_winner_first() -> None
     assert len(scheduling.contenders(dict(list(many.items())[1:]), {}, scheduling.Mode.SPREAD)) == 16
 
 
-class Ends:
-    """An ``on_end`` listener that records (pod, node, reason)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, scheduling.EndReason]] = []
-
-    def __call__(self, reservation: scheduling.Reservation, reason: scheduling.EndReason) -> None:
-        self.seen.append((reservation.pod, reservation.node, reason))
-
-
-def _tied(ledger: scheduling.Ledger, pod: str, nodes: list[str], size: int, now: float, free: int = 100) -> None:
-    ledger.reserve_on(pod, {node: {"ssd": free} for node in nodes}, {"ssd": size}, now=now)
-
-
-def test_a_pod_held_on_tied_nodes_counts_on_each_until_one_is_chosen() -> None:
-    ends = Ends()
-    ledger = scheduling.Ledger(ttl=60, on_end=ends)
-    _tied(ledger, "p1", ["n1", "n2", "n3"], 30, now=0)
-    assert ledger.nodes_of("p1") == ("n1", "n2", "n3")
-    assert [ledger.held(n, "ssd", 100, now=1) for n in ("n1", "n2", "n3")] == [30, 30, 30]
-    assert (len(ledger), ledger.reserved_bytes(), ledger.pod_count()) == (3, 90, 1)
-    assert ledger.requests_of("p1") == {"ssd": 30}  # per node, not the sum over the tied nodes
-    assert ledger.keep_only("p1", "n2") == 2
-    assert ledger.nodes_of("p1") == ("n2",)
-    assert ledger.nodes() == {"n2"}
-    assert ends.seen == [("p1", "n1", Reason.NOT_CHOSEN), ("p1", "n3", Reason.NOT_CHOSEN)]
-    assert ledger.keep_only("p1", "n2") == 0  # a second claim of the same pod names the same node
-
-
-def test_a_tied_pod_ends_everywhere_on_release_and_each_at_its_ttl() -> None:
-    ends = Ends()
-    ledger = scheduling.Ledger(ttl=60, on_end=ends)
-    _tied(ledger, "p1", ["n1", "n2"], 30, now=0)
-    _tied(ledger, "p2", ["n1", "n2"], 30, now=1)
-    assert ledger.release("p1", Reason.DELETED) == 2
-    assert ledger.held("n1", "ssd", 100, now=60) == 30
-    assert ledger.held("n1", "ssd", 100, now=61) == 0  # the TTL ends p2 on n1 ...
-    assert ledger.nodes_of("p2") == ("n2",)  # ... and on n2 when that is looked at
-    ledger.expire(now=61)
-    assert not ledger
-    assert collections.Counter(reason for _, _, reason in ends.seen) == {Reason.DELETED: 2, Reason.EXPIRED: 2}
-
-
-def test_a_deleted_node_ends_only_the_holds_on_it() -> None:
-    ledger = scheduling.Ledger(ttl=60)
-    _tied(ledger, "p1", ["n1", "n2"], 30, now=0)
-    ledger.reserve("p2", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    assert ledger.release_node("n1", Reason.NODE_GONE) == 2
-    assert ledger.nodes_of("p1") == ("n2",) and ledger.nodes_of("p2") == ()
-
-
-def test_a_drop_credited_to_a_tied_pod_ends_its_holds_elsewhere() -> None:
-    """The drop shows where the volume is: the pod is on that node, so the other tied nodes are free again."""
-    ends = Ends()
-    ledger = scheduling.Ledger(ttl=60, on_end=ends)
-    _tied(ledger, "p1", ["n1", "n2"], 30, now=0)
-    assert ledger.held("n2", "ssd", 70, now=1) == 0
-    assert not ledger
-    assert ends.seen == [("p1", "n2", Reason.PROVISIONED), ("p1", "n1", Reason.NOT_CHOSEN)]
-
-
-def test_drops_are_credited_to_pods_held_on_that_node_alone_first() -> None:
-    """p1 tied on n1 and n2, then p2 could only go to n1. A drop of one volume on n1 is p2's: p1 may be on n2."""
-    ends = Ends()
-    ledger = scheduling.Ledger(ttl=60, on_end=ends)
-    _tied(ledger, "p1", ["n1", "n2"], 30, now=0)
-    ledger.reserve("p2", "n1", {"ssd": 30}, {"ssd": 100}, now=1)
-    assert ledger.held("n1", "ssd", 70, now=2) == 30
-    assert ends.seen == [("p2", "n1", Reason.PROVISIONED)]
-    assert ledger.nodes_of("p1") == ("n1", "n2")
-    # Then p1's volume appears on n2: its hold on n1 ends too.
-    assert ledger.held("n2", "ssd", 70, now=3) == 0
-    assert not ledger
-    # Among pods held on several nodes, and among pods held on one, the oldest still comes first.
-    _tied(ledger, "old", ["n1", "n2"], 10, now=4)
-    _tied(ledger, "new", ["n1", "n3"], 10, now=5)
-    assert ledger.held("n1", "ssd", 90, now=6) == 10
-    assert ledger.nodes_of("old") == () and ledger.nodes_of("new") == ("n1", "n3")
-
-
-_NAMES = [f"n{i}" for i in range(4)]
-_LEDGER_OPS = st.lists(
-    st.one_of(
-        st.tuples(
-            st.just("reserve"),
-            st.sampled_from(["p1", "p2", "p3", "p4"]),
-            st.lists(st.sampled_from(_NAMES), min_size=1, max_size=4, unique=True),
-            st.dictionaries(st.sampled_from(["ssd", "hdd"]), st.integers(0, 40), min_size=1, max_size=2),
-        ),
-        st.tuples(st.just("keep_only"), st.sampled_from(["p1", "p2", "p3", "p4"]), st.sampled_from(_NAMES)),
-        st.tuples(st.just("release"), st.sampled_from(["p1", "p2", "p3", "p4"])),
-        st.tuples(st.just("release_node"), st.sampled_from(_NAMES)),
-        st.tuples(st.just("settle"), st.sampled_from(_NAMES), st.sampled_from(["ssd", "hdd"]), st.integers(0, 120)),
-        st.tuples(st.just("expire")),
-    ),
-    max_size=25,
-)
-
-
-def _check_invariants(ledger: scheduling.Ledger) -> None:
-    """The ledger's index agrees with its slots; a pod holds the same bytes per class on each of its nodes."""
-    held: dict[str, dict[str, list[str]]] = {}
-    sizes: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
-    for (node, device_class), slot in ledger._slots.items():
-        assert slot.reservations, "no empty slots"
-        pods = [r.pod for r in slot.reservations]
-        assert len(pods) == len(set(pods)), "one reservation per pod and slot"
-        expires = [r.expires for r in slot.reservations]
-        assert expires == sorted(expires), "oldest first"
-        for r in slot.reservations:
-            assert (r.node, r.device_class) == (node, device_class)
-            held.setdefault(r.pod, {}).setdefault(node, []).append(device_class)
-            sizes[(r.pod, device_class)].add(r.size)
-    assert {p: {n: sorted(c) for n, c in nodes.items()} for p, nodes in ledger._by_pod.items()} == {
-        p: {n: sorted(c) for n, c in nodes.items()} for p, nodes in held.items()
-    }
-    assert ledger._slots_per_node == collections.Counter(node for node, _ in ledger._slots)
-    assert all(len(s) == 1 for s in sizes.values())
-    assert ledger.pod_count() == len(held)
-
-
-@given(ops=_LEDGER_OPS)
-def test_ledger_invariants_hold_under_any_sequence(ops: list[tuple[Any, ...]]) -> None:
-    ends = Ends()
-    ledger = scheduling.Ledger(ttl=5, on_end=ends)
-    started = 0
-    for now, op in enumerate(ops):
-        before = len(ends.seen)
-        match op:
-            case ("reserve", pod, nodes, requests):
-                observed = {node: {"ssd": 100, "hdd": 100} for node in nodes}
-                started += len(ledger.reserve_on(pod, observed, requests, now=now))
-            case ("keep_only", pod, node):
-                ledger.keep_only(pod, node)
-            case ("release", pod):
-                ledger.release(pod, Reason.DELETED)
-            case ("release_node", node):
-                ledger.release_node(node, Reason.NODE_GONE)
-            case ("settle", node, device_class, value):
-                ledger.settle(node, {device_class: value}, now=now)
-            case _:
-                ledger.expire(now=now)
-        _check_invariants(ledger)
-        assert started - len(ends.seen) == len(ledger)  # every reservation ends once, and is reported
-        for pod, node, reason in ends.seen[before:]:
-            if reason is Reason.PROVISIONED:
-                assert set(ledger.nodes_of(pod)) <= {node}  # its volume is there: no holds elsewhere
-
-
 @given(
     free=st.lists(st.integers(0, 1000), min_size=2, max_size=5),
     requests=st.lists(st.integers(1, 300), min_size=1, max_size=20),
@@ -381,7 +186,7 @@ def test_burst_with_tied_scores_never_overcommits(
     """kube-scheduler picks at random among the nodes tied for our top score, and the selected-node event of
     a pod comes only a few pods later: holding every tied node keeps each node's promises within its free bytes."""
     rng = random.Random(seed)
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     raws = {f"n{i}": {"ssd": str(f)} for i, f in enumerate(free)}
     policy = scheduling.Policy(default_divisor=1 / (1 << 30))  # one score step per doubling of bytes, not of GiB
     placed: dict[str, int] = collections.Counter()
@@ -482,11 +287,11 @@ def test_step_table_equals_the_reference(mode: scheduling.Mode, divisor: float, 
 Op = tuple[str, list[str], dict[str, int], float, int]  # pod, its nodes (tied when several), request, when, bump
 
 
-def _ledger(ops: list[Op], index: node_index.NodeIndex) -> scheduling.Ledger:
+def _ledger(ops: list[Op], index: node_index.NodeIndex) -> reservations.Ledger:
     """Reservations as ``ops`` take them; ``bump`` bytes are added to the first node's baselines, so that the
     index's annotations read as drops there (a volume provisioned since), which end reservations there and tied
     holds on the other nodes."""
-    ledger = scheduling.Ledger(ttl=10)
+    ledger = reservations.Ledger(ttl=10)
     for pod, nodes, requests, when, bump in ops:
         observed: dict[str, dict[str, int | None]] = {}
         for node in nodes:
@@ -498,12 +303,12 @@ def _ledger(ops: list[Op], index: node_index.NodeIndex) -> scheduling.Ledger:
     return ledger
 
 
-def _state(ledger: scheduling.Ledger) -> list[tuple[Any, ...]]:
+def _state(ledger: reservations.Ledger) -> list[tuple[Any, ...]]:
     return sorted(map(dataclasses.astuple, ledger.reservations()))
 
 
 def _reference_filter(
-    index: node_index.NodeIndex, names: list[str], requested: dict[str, int], ledger: scheduling.Ledger, now: float
+    index: node_index.NodeIndex, names: list[str], requested: dict[str, int], ledger: reservations.Ledger, now: float
 ) -> dict[str, str]:
     """The extender's per-node filter loop before the index existed."""
     failures: dict[str, str] = {}
@@ -513,11 +318,11 @@ def _reference_filter(
         if raw is None:
             failures[name] = scheduling.REASON_UNKNOWN_NODE
             continue
-        use = ledger if name in held else scheduling.Ledger(0)
+        use = ledger if name in held else reservations.Ledger(0)
         usable = scheduling.usable(name, raw, requested, use, now=now, pod="me")
         reason = scheduling.filter_reason(usable, raw, requested)
         if reason == scheduling.REASON_NO_SPACE and ledger and name in ledger.nodes():
-            plain = scheduling.usable(name, raw, requested, scheduling.Ledger(0), now=now)
+            plain = scheduling.usable(name, raw, requested, reservations.Ledger(0), now=now)
             if not scheduling.filter_reason(plain, raw, requested):
                 reason += scheduling.REASON_AFTER_RESERVATIONS
         if reason:
@@ -530,7 +335,7 @@ def _reference_scores(
     names: list[str],
     requested: dict[str, int],
     policy: scheduling.Policy,
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     now: float,
 ) -> tuple[dict[str, int], list[str]]:
     """The extender's per-node prioritize loop before the index existed; the nodes to hold as the reference
@@ -543,7 +348,7 @@ def _reference_scores(
         if raw is None:
             scores[name] = 0
             continue
-        use = ledger if name in held else scheduling.Ledger(0)
+        use = ledger if name in held else reservations.Ledger(0)
         usable = scheduling.usable(name, raw, requested, use, now=now, pod="me")
         fits = not scheduling.filter_reason(usable, raw, requested)
         scores[name] = scheduling.node_score(usable, requested, policy) if fits else 0
@@ -661,7 +466,7 @@ def test_score_nodes_sees_reservations_and_settles_the_ledger() -> None:
     index = node_index.NodeIndex()
     index.update("a", {"ssd": str(30 * GiB)})
     index.update("b", {"ssd": str(20 * GiB)})
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     ledger.reserve("other", "a", {"ssd": 25 * GiB}, {"ssd": 30 * GiB}, now=0)
     policy = scheduling.Policy()
     result = node_index.score_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, policy, ledger, now=1, pod="me")

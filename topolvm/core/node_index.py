@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 from topolvm import constants
-from topolvm.core import scheduling
+from topolvm.core import reservations, scheduling
 
 BAD = -1  # NodeIndex value of an annotation that is present but not a byte count
 MISSING = -2  # lookup default: the node has no annotation for the class (or is not in the index)
@@ -109,7 +109,7 @@ class NodeIndex:
         return list(map(self.free(device_class).get, names, itertools.repeat(MISSING)))
 
 
-def _held_among(ledger: scheduling.Ledger, names: Sequence[str]) -> list[str]:
+def _held_among(ledger: reservations.Ledger, names: Sequence[str]) -> list[str]:
     """The names with reservations, each once, in the order of ``names``: a drop credited on one node can end a
     pod's holds on its other tied nodes, so nodes are settled in the order the reference visits them."""
     if not ledger:
@@ -124,7 +124,7 @@ def filter_nodes(
     index: NodeIndex,
     names: Sequence[str],
     requested: Mapping[str, int],
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     *,
     now: float,
     pod: str = "",
@@ -197,7 +197,7 @@ def score_nodes(
     names: Sequence[str],
     requested: Mapping[str, int],
     policy: scheduling.Policy,
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     *,
     now: float,
     pod: str = "",
@@ -332,4 +332,4 @@ def _change_points(mode: scheduling.Mode, divisor: float) -> list[int]:
     return found
 
 
-_NO_LEDGER = scheduling.Ledger(ttl=0)
+_NO_LEDGER = reservations.Ledger(ttl=0)

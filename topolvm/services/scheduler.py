@@ -8,7 +8,7 @@ kube-scheduler's sequence for a pod that asks for TopoLVM capacity (pkg/schedule
 runs on the nodes its own plugins kept; prioritize follows *only when more than one node passed*; then the pod
 is assumed on the chosen node, the VolumeBinding plugin's PreBind writes ``volume.kubernetes.io/selected-node``
 on the pod's unbound claims and waits until they are provisioned, and only then is the pod bound
-(``spec.nodeName``). A pod whose PreBind fails goes back to the queue. So a reservation (``scheduling.Ledger``):
+(``spec.nodeName``). A pod whose PreBind fails goes back to the queue. So a reservation (``reservations.Ledger``):
 
 - starts in ``filter`` when exactly one node passes, else in ``prioritize`` on the node expected to win and on
   every other node with the same top score (kube-scheduler breaks such ties its own way; at most
@@ -34,13 +34,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from topolvm import ports
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
 from topolvm.services import node_recency, seen_pods
 
 log = logging.getLogger(__name__)
 
 _UNSEEN: object = object()
-_NO_LEDGER = scheduling.Ledger(ttl=0)
+_NO_LEDGER = reservations.Ledger(ttl=0)
 
 
 class Via(enum.StrEnum):
@@ -86,7 +86,7 @@ class Item(NamedTuple):
     capacities: dict[str, str] | None  # None: unknown to the extender
 
 
-StartListener = Callable[[scheduling.Reservation, Via], None]
+StartListener = Callable[[reservations.Reservation, Via], None]
 
 
 class SchedulerService:
@@ -99,7 +99,7 @@ class SchedulerService:
         limits: Limits = Limits(),
         watched_nodes: bool = False,
         on_start: StartListener | None = None,
-        on_end: scheduling.EndListener | None = None,
+        on_end: reservations.EndListener | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
@@ -108,7 +108,7 @@ class SchedulerService:
         self.on_start = on_start
         self.on_end = on_end
         self.index = node_index.NodeIndex()
-        self.ledger = scheduling.Ledger(reservation_ttl, on_end=self._ended)
+        self.ledger = reservations.Ledger(reservation_ttl, on_end=self._ended)
         # Full annotations of each node as last sent in a full-Node request: when a node arrives unchanged (the
         # common case) one dict comparison replaces extracting and comparing its capacity annotations.
         self._seen: dict[str, object] = {}
@@ -247,7 +247,7 @@ class SchedulerService:
     def node_removed(self, name: str) -> None:
         self._seen.pop(name, None)
         self.index.remove(name)
-        self.ledger.release_node(name, scheduling.EndReason.NODE_GONE)
+        self.ledger.release_node(name, reservations.EndReason.NODE_GONE)
 
     def nodes_listed(self, names: Sequence[str]) -> None:
         """A watch re-listed the nodes: the ones not listed were deleted meanwhile."""
@@ -276,11 +276,11 @@ class SchedulerService:
         """The pod was bound to ``node`` (spec.nodeName set): its volumes exist, its reservations end."""
         if node in self.ledger.nodes_of(key):
             self.ledger.keep_only(key, node)  # the tied nodes it did not go to end as not-chosen
-        self.ledger.release(key, scheduling.EndReason.BOUND)
+        self.ledger.release(key, reservations.EndReason.BOUND)
         self.pods.forget(key)
 
     def pod_deleted(self, key: str) -> None:
-        self.ledger.release(key, scheduling.EndReason.DELETED)
+        self.ledger.release(key, reservations.EndReason.DELETED)
         self.pods.forget(key)
 
     def pod_selected(self, key: str, node: str) -> None:
@@ -301,7 +301,7 @@ class SchedulerService:
         pod = tracked if tracked is not None else Pod(key, requested=requested)
         observed = self._observed(node, requested)
         made = self.ledger.reserve(
-            key, node, requested, observed, self.clock.now(), replaced=scheduling.EndReason.REHOMED
+            key, node, requested, observed, self.clock.now(), replaced=reservations.EndReason.REHOMED
         )  # fmt: skip
         self._started(pod, made, Via.SELECTED)
 
@@ -342,7 +342,7 @@ class SchedulerService:
             return
         self._started(pod, self.ledger.reserve_on(pod.key, nodes, pod.requested, now), via)
 
-    def _started(self, pod: Pod, made: Sequence[scheduling.Reservation], via: Via) -> None:
+    def _started(self, pod: Pod, made: Sequence[reservations.Reservation], via: Via) -> None:
         tied = len({r.node for r in made})  # > 1: held on every node tied for the top score
         for reservation in made:
             if log.isEnabledFor(logging.DEBUG):
@@ -354,8 +354,8 @@ class SchedulerService:
             if self.on_start is not None:
                 self.on_start(reservation, via)
 
-    def _ended(self, reservation: scheduling.Reservation, reason: scheduling.EndReason) -> None:
-        if reason is scheduling.EndReason.PROVISIONED:
+    def _ended(self, reservation: reservations.Reservation, reason: reservations.EndReason) -> None:
+        if reason is reservations.EndReason.PROVISIONED:
             self.pods.provisioned(reservation.pod)
         if log.isEnabledFor(logging.DEBUG):
             tracked = self.pods.get(reservation.pod)
