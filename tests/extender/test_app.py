@@ -179,6 +179,25 @@ def test_reservation_metrics_stay_exact_after_ends_and_expiry() -> None:
     assert _sample(application, "topolvm_extender_tracked_pods") == 1  # p2 is still pending
 
 
+def test_a_pod_held_on_tied_nodes_counts_on_each_in_the_gauges() -> None:
+    from topolvm import clock
+    from topolvm.extender import holder, metrics
+
+    cfg = config.Config(reservation_ttl=30)
+    stats = metrics.Metrics()
+    application = app.App(cfg, holder.build(cfg, stats, clock=clock.ManualClock(0.0)), stats)
+    nodes = [node("a", ssd=5 * GiB), node("b", ssd=5 * GiB)]
+    call(application, "POST", "/prioritize", args(pod("p1", ssd=2 * GiB), nodes))
+    call(application, "GET", "/metrics")
+    assert _sample(application, "topolvm_extender_reservations") == 2
+    assert _sample(application, "topolvm_extender_reserved_bytes") == 4 * GiB  # twice the pod's request
+    assert _sample(application, "topolvm_extender_reserving_pods") == 1
+    application.holder.service.pod_selected("p1", "b")
+    call(application, "GET", "/metrics")
+    assert _sample(application, "topolvm_extender_reserved_bytes") == 2 * GiB
+    assert _sample(application, "topolvm_extender_reservation_ends_total", reason="not-chosen") == 1
+
+
 def test_memo_reuse_is_counted() -> None:
     application = app.App(config.Config())
     nodes = [node(f"n{i}", ssd=GiB) for i in range(10)]

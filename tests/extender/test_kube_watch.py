@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.controlplane import ControlPlane
 from topolvm import clock
-from topolvm.core import scheduling
+from topolvm.core import reservations
 from topolvm.extender import config, holder, kube, metrics
 from topolvm.services import scheduler
 
@@ -86,7 +86,7 @@ def state(stats: metrics.Metrics) -> Iterator[holder.Holder]:
 
 def ends(stats: metrics.Metrics) -> dict[str, float]:
     result = {}
-    for reason in scheduling.EndReason:
+    for reason in reservations.EndReason:
         value = stats.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason.value})
         if value:
             result[reason.value] = value
@@ -131,16 +131,17 @@ def test_binding_through_the_api_ends_the_reservation(
     second = make_pod(kube_api, namespace, "second", "data-second")
     watches = kube.watch_pods(state, least_privileged)
     try:
-        with state.lock:
-            assert service.prioritize(first, ["n1", "n2"]).reserved == "n1"
-            assert service.prioritize(second, ["n1", "n2"]).reserved == "n2"
+        with state.lock:  # the scores tie: the first pod is held on both nodes
+            assert service.prioritize(first, ["n1", "n2"]).contenders == ("n1", "n2")
 
         # kube-scheduler chose n2 for the first pod: VolumeBinding's PreBind annotates its claim.
         patch = {"metadata": {"annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}}}
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-first"
         code, reply = _merge_patch(kube_api, path, patch)
         assert code == 200, reply
-        eventually(lambda: service.ledger.node_of(first.key) == "n2", "the reservation follows selected-node")
+        eventually(lambda: service.ledger.nodes_of(first.key) == ("n2",), "the reservation keeps to selected-node")
+        with state.lock:
+            assert service.prioritize(second, ["n1", "n2"]).contenders == ("n1",)
 
         # Then it binds the pod (the pods/binding subresource): the reservation ends.
         binding = {
@@ -150,14 +151,14 @@ def test_binding_through_the_api_ends_the_reservation(
             "target": {"apiVersion": "v1", "kind": "Node", "name": "n2"},
         }
         created(kube_api, f"/api/v1/namespaces/{namespace}/pods/first/binding", binding)
-        eventually(lambda: service.ledger.node_of(first.key) is None, "binding ends the reservation")
-        assert service.ledger.node_of(second.key) == "n2"
+        eventually(lambda: not service.ledger.nodes_of(first.key), "binding ends the reservation")
+        assert service.ledger.nodes_of(second.key) == ("n1",)
 
         code, _ = kube_api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/second")
         assert code == 200
         eventually(lambda: not service.ledger, "deleting the pod ends its reservation")
         assert service.tracked_pods() == 0
-        assert ends(stats) == {"rehomed": 1, "bound": 1, "deleted": 1}
+        assert ends(stats) == {"not-chosen": 1, "bound": 1, "deleted": 1}
     finally:
         for watch in watches:
             watch.close()

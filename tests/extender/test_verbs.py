@@ -9,7 +9,7 @@ import pytest
 
 from tests.extender.helpers import GiB, args, node, pod
 from topolvm import clock
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
 from topolvm.extender import config, holder, metrics, verbs
 from topolvm.services import scheduler
 
@@ -106,6 +106,8 @@ def test_burst_of_pods_does_not_overcommit(names: bool) -> None:
         scores = ok(ext.prioritize(args(request, [n for n in nodes if n["metadata"]["name"] in kept_names], names)))
         best = max(scores, key=lambda s: (s["Score"], -ord(s["Host"][-1])))
         placed[best["Host"]] += 10 * GiB
+        # The pod watch sees the claim's selected-node: kube-scheduler's pick when our scores tied.
+        ext.service.pod_selected(f"p{i}", best["Host"])
         manual.advance(0.1)
     assert placed == {"n1": 20 * GiB, "n2": 10 * GiB}
     # Once the TTL passes the node is offered again (its annotation never changed, so nothing is known).
@@ -238,12 +240,12 @@ def test_index_path_equals_item_by_item_path(mode: str) -> None:
         want = scheduler.Pod(f"p{i}", requested={"ssd": (3 + i) * GiB, "hdd": (i % 3) * GiB})
         assert service.filter(want, names) == service.filter_items(want, items)
         fast = service.prioritize(want, names)
-        reservations = [(r.pod, r.node, r.size) for r in service.ledger.reservations()]
-        service.ledger.release(want.key, scheduling.EndReason.RESCHEDULED)
+        held = [(r.pod, r.node, r.size) for r in service.ledger.reservations()]
+        service.ledger.release(want.key, reservations.EndReason.RESCHEDULED)
         slow = service.prioritize_items(want, items)
         assert dict(zip(fast.names, fast.scores, strict=True)) == dict(zip(slow.names, slow.scores, strict=True))
         assert fast.reserved == slow.reserved
-        assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == reservations
+        assert [(r.pod, r.node, r.size) for r in service.ledger.reservations()] == held
         manual.advance(1)
 
 
@@ -277,11 +279,11 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     ]
     request = pod("uid-1", volumes, ssd=3 * GiB)
     ok(ext.prioritize(args(request, nodes)))
-    assert ext.service.ledger.node_of("uid-1") == "n1"
+    assert ext.service.ledger.nodes_of("uid-1") == ("n1", "n2")  # tied: either may be kube-scheduler's pick
     selected = {kube.SELECTED_NODE_ANNOTATION: "n2"}
     kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1-scratch",
                                                             "annotations": selected}})  # fmt: skip
-    assert ext.service.ledger.node_of("uid-1") == "n2"
+    assert ext.service.ledger.nodes_of("uid-1") == ("n2",)
     kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
                                                             "annotations": selected}})  # fmt: skip
     kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"},
@@ -292,8 +294,8 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
                                                             "annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}},
                                                "spec": {"volumeName": "pv-1"}})  # fmt: skip
-    assert ext.service.ledger.node_of("uid-2") == "n1"
-    for reason in ("rehomed", "bound"):
+    assert ext.service.ledger.nodes_of("uid-2") == ("n1", "n2")
+    for reason in ("not-chosen", "bound"):
         assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
 
 

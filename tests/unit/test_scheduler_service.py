@@ -8,12 +8,12 @@ import collections
 import pytest
 
 from topolvm import clock
-from topolvm.core import scheduling
+from topolvm.core import reservations, scheduling
 from topolvm.services import scheduler
 
 GiB = 1 << 30
 TTL = 60.0
-Reason = scheduling.EndReason
+Reason = reservations.EndReason
 
 
 class World:
@@ -49,16 +49,18 @@ def pod(key: str, gib: float = 3, claims: tuple[str, ...] = ()) -> scheduler.Pod
 
 
 @pytest.mark.parametrize("reported", [True, False], ids=["binds-reported", "ttl-only"])
-def test_three_pods_of_3gib_on_two_4gib_nodes(reported: bool) -> None:
-    """The over-hold a new user met: the extender guessed n1 for p1, kube-scheduler put p1 on n2."""
+def test_three_pods_of_3gib_on_4_and_3_5_gib_nodes(reported: bool) -> None:
+    """The over-hold a new user met: the extender guessed n1 for p1 (a better score: 2 against 1), but with a
+    low extender weight kube-scheduler's other plugins put p1 on n2."""
     world = World()
     svc = world.service
-    world.nodes(n1=4, n2=4)
+    world.nodes(n1=4, n2=3.5)
     p1, p2, p3 = pod("p1"), pod("p2"), pod("p3")
     assert svc.filter(p1, ["n1", "n2"]).failures == {}
-    assert svc.prioritize(p1, ["n1", "n2"]).reserved == "n1"  # our guess; other plugins outweigh us
+    decision = svc.prioritize(p1, ["n1", "n2"])
+    assert (decision.scores, decision.reserved, decision.contenders) == ([2, 1], "n1", ("n1",))  # our guess
     world.clock.advance(1)
-    world.nodes(n1=4, n2=1)  # p1's volume was made on n2 and the node agent republished
+    world.nodes(n1=4, n2=0.5)  # p1's volume was made on n2 and the node agent republished
     if reported:
         svc.pod_bound("p1", "n2")
     assert world.held() == ({} if reported else {"p1": "n1"})
@@ -73,7 +75,7 @@ def test_three_pods_of_3gib_on_two_4gib_nodes(reported: bool) -> None:
         decision = svc.filter(p2, ["n1", "n2"])
     assert decision.failures == {"n2": scheduling.REASON_NO_SPACE}
     assert decision.reserved == "n1"  # only one node passed: no prioritize will come, so filter reserved
-    world.nodes(n1=1, n2=1)
+    world.nodes(n1=1, n2=0.5)
     svc.pod_bound("p2", "n1")
 
     # p3 is refused for the true reason only, nothing is held, and freed space is usable at once.
@@ -81,12 +83,123 @@ def test_three_pods_of_3gib_on_two_4gib_nodes(reported: bool) -> None:
     assert not svc.ledger
     svc.pod_deleted("p1")
     world.clock.advance(1)
-    world.nodes(n1=1, n2=4)  # p1's volume was deleted
+    world.nodes(n1=1, n2=3.5)  # p1's volume was deleted
     assert svc.filter(p3, ["n1", "n2"]).reserved == "n2"
     if reported:
         assert world.ends == {Reason.BOUND: 1, Reason.PROVISIONED: 1}
     else:
         assert world.ends == {Reason.EXPIRED: 1, Reason.PROVISIONED: 1}
+
+
+# --- ties: kube-scheduler, not the extender, decides between nodes with the same score -------------------------
+
+NODES = ["node-0", "node-1"]
+AFTER_RESERVATIONS = scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS
+
+
+def tied_world(ttl: float = TTL) -> World:
+    """Two 400 GiB nodes; pod a (300 GiB) ties on both (score 8) and is held on both."""
+    world = World(ttl=ttl)
+    world.service.nodes_observed(NODES, [{"capacity.topolvm.io/ssd": str(400 * GiB)}] * 2)
+    assert world.service.filter(pod("a", 300), NODES).failures == {}
+    decision = world.service.prioritize(pod("a", 300), NODES)
+    assert (decision.scores, decision.reserved, decision.contenders) == ([8, 8], "node-0", ("node-0", "node-1"))
+    assert world.starts == [("a", "node-0", scheduler.Via.PRIORITIZE), ("a", "node-1", scheduler.Via.PRIORITIZE)]
+    return world
+
+
+def held_on(world: World) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for r in world.service.ledger.reservations():
+        result.setdefault(r.pod, set()).add(r.node)
+    return result
+
+
+def test_three_300gib_pods_on_two_400gib_nodes_with_tied_scores() -> None:
+    """kube-scheduler breaks the tie with its own plugins and a random pick, and schedules b before a's claim
+    says where a went: b must not be promised node-0 while a may be there, nor node-1 (the simulator's
+    ``test_capacity_tracking_over_commits_a_node_where_the_extender_does_not``)."""
+    world = tied_world()
+    svc = world.service
+    b, c = pod("b", 300), pod("c", 300)
+    assert svc.filter(b, NODES) == scheduler.FilterDecision({n: AFTER_RESERVATIONS for n in NODES})
+    # kube-scheduler picked node-1 for a; its PreBind writes selected-node on a's claim.
+    assert svc.claim_selected("default", "data-a", "node-1")
+    assert held_on(world) == {"a": {"node-1"}}
+    assert world.ends == {Reason.NOT_CHOSEN: 1}
+    # b, retried after kube-scheduler's backoff, fits only on node-0: the filter holds it there.
+    assert svc.filter(b, NODES) == scheduler.FilterDecision({"node-1": AFTER_RESERVATIONS}, "node-0")
+    assert svc.filter(c, NODES).failures == {n: AFTER_RESERVATIONS for n in NODES}
+    svc.pod_bound("a", "node-1")
+    svc.pod_bound("b", "node-0")
+    assert not svc.ledger
+    assert world.ends == {Reason.NOT_CHOSEN: 1, Reason.BOUND: 2}
+
+
+def test_binding_before_the_selected_node_event_ends_the_tied_holds() -> None:
+    world = tied_world()
+    world.service.pod_bound("a", "node-1")  # the claim's event was missed or comes later
+    assert not world.service.ledger
+    assert world.ends == {Reason.BOUND: 1, Reason.NOT_CHOSEN: 1}
+    world.service.claim_selected("default", "data-a", "node-1")  # the late event holds nothing again
+    assert not world.service.ledger
+
+
+def test_deletion_ends_the_tied_holds() -> None:
+    world = tied_world()
+    world.service.pod_deleted("a")
+    assert not world.service.ledger
+    assert world.ends == {Reason.DELETED: 2}
+
+
+def test_tied_holds_expire_at_their_ttl() -> None:
+    world = tied_world(ttl=30)
+    world.clock.advance(30)
+    world.service.expire()
+    assert not world.service.ledger
+    assert world.ends == {Reason.EXPIRED: 2}
+    assert world.service.filter(pod("b", 300), NODES).failures == {}
+
+
+def test_a_volume_seen_on_a_tied_node_ends_the_hold_on_the_others() -> None:
+    """Without the pod watch, the node agent's new annotation is the first sign of kube-scheduler's choice."""
+    world = tied_world()
+    world.service.nodes_observed(
+        NODES, [{"capacity.topolvm.io/ssd": str(400 * GiB)}, {"capacity.topolvm.io/ssd": str(100 * GiB)}]
+    )
+    assert not world.service.ledger
+    assert world.ends == {Reason.PROVISIONED: 1, Reason.NOT_CHOSEN: 1}
+    assert world.service.filter(pod("b", 300), NODES).reserved == "node-0"
+
+
+def test_selected_node_outside_the_tied_nodes_moves_the_request_there() -> None:
+    world = tied_world()
+    world.service.claim_selected("default", "data-a", "node-2")  # another plugin outweighed our score
+    assert held_on(world) == {"a": {"node-2"}}
+    assert world.ends == {Reason.REHOMED: 2}
+    assert world.service.ledger.requests_of("a") == {"ssd": 300 * GiB}
+    assert world.starts[-1] == ("a", "node-2", scheduler.Via.SELECTED)
+
+
+def test_a_deleted_tied_node_ends_only_its_own_hold() -> None:
+    world = tied_world()
+    world.service.node_removed("node-0")
+    assert held_on(world) == {"a": {"node-1"}}
+    assert world.ends == {Reason.NODE_GONE: 1}
+
+
+def test_too_many_tied_nodes_hold_the_expected_winner_only() -> None:
+    """Beyond MAX_TIED_HOLDS equal nodes a wrong guess leaves plenty of room elsewhere, and holding the request
+    on all of them would refuse other pods across the cluster."""
+    world = World()
+    names = [f"n{i:02}" for i in range(scheduling.MAX_TIED_HOLDS + 1)]
+    world.service.nodes_observed(names, [{"capacity.topolvm.io/ssd": str(400 * GiB)}] * len(names))
+    decision = world.service.prioritize(pod("a", 300), names)
+    assert (decision.reserved, decision.contenders) == ("n00", ("n00",))
+    assert held_on(world) == {"a": {"n00"}}
+    fewer = names[1:]  # exactly MAX_TIED_HOLDS: all held
+    assert world.service.prioritize(pod("a", 300), fewer).contenders == tuple(fewer)
+    assert held_on(world) == {"a": set(fewer)}
 
 
 def test_only_one_node_passes_filter_reserves_and_excludes_it_for_the_next_pod() -> None:
@@ -126,7 +239,7 @@ def test_a_name_listed_twice_is_still_one_node() -> None:
 def test_selected_node_moves_the_reservation_to_where_kube_scheduler_put_the_pod() -> None:
     world = World()
     svc = world.service
-    world.nodes(n1=4, n2=4)
+    world.nodes(n1=8, n2=4)
     svc.prioritize(pod("p1"), ["n1", "n2"])
     assert world.held() == {"p1": "n1"}
     assert svc.claim_selected("default", "data-p1", "n2")
@@ -159,13 +272,13 @@ def test_selected_node_reserves_for_a_pod_that_held_nothing() -> None:
 def test_reservation_follows_its_pod_to_the_end() -> None:
     world = World()
     svc = world.service
-    world.nodes(n1=10, n2=10)
+    world.nodes(n1=100, n2=10)
     for key in ("bound", "deleted", "gone"):
         svc.prioritize(pod(key), ["n1", "n2"])
     assert len(svc.ledger) == 3
     svc.pod_bound("bound", "n2")
     svc.pod_deleted("deleted")
-    svc.node_removed(svc.ledger.node_of("gone") or "")
+    svc.node_removed(*svc.ledger.nodes_of("gone"))
     assert not svc.ledger
     assert world.ends == {Reason.BOUND: 1, Reason.DELETED: 1, Reason.NODE_GONE: 1}
     assert svc.tracked_pods() == 1  # "gone" is still pending; the others are forgotten with their claims

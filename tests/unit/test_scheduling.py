@@ -1,15 +1,20 @@
-"""Scheduling policy: upstream's filter/score formulas, pack mode, and the over-commit reservation ledger."""
+"""Scheduling policy: upstream's filter/score formulas, pack mode, tied top scores, the ledger under the policy, and
+the node index that applies them to many nodes at once."""
 
 from __future__ import annotations
 
 import bisect
+import collections
+import dataclasses
+import random
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from topolvm import errors
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
 
 GiB = 1 << 30
 PREFIX = "capacity.topolvm.io/"
@@ -124,57 +129,11 @@ def test_choose_breaks_ties_by_free_then_name() -> None:
     assert scheduling.choose({"z": 0}, {}, scheduling.Mode.SPREAD) is None
 
 
-# --- the ledger -------------------------------------------------------------------------------------------
-
-
-def test_reservation_holds_until_ttl() -> None:
-    ledger = scheduling.Ledger(ttl=30)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    assert ledger.held("n1", "ssd", 100, now=29.9) == 10
-    assert ledger.held("n1", "ssd", 100, now=29.9, exclude="p1") == 0
-    assert ledger.held("n1", "ssd", 100, now=30) == 0
-    assert not ledger
-
-
-def test_annotation_drop_consumes_oldest_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=60)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    ledger.reserve("p2", "n1", {"ssd": 10}, {"ssd": 100}, now=1)
-    # The node agent saw p1's LV (rounded up to extents): only p2 is still outstanding.
-    assert ledger.held("n1", "ssd", 88, now=2) == 10
-    # A rise (some volume deleted) moves the baseline but proves nothing about p2.
-    assert ledger.held("n1", "ssd", 95, now=3) == 10
-    assert ledger.held("n1", "ssd", 85, now=4) == 0
-    assert len(ledger) == 0
-
-
-def test_rereserving_a_pod_replaces_its_reservation() -> None:
-    ledger = scheduling.Ledger(ttl=60)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    ledger.reserve("p1", "n2", {"ssd": 10}, {"ssd": 100}, now=1)
-    assert ledger.held("n1", "ssd", 100, now=2) == 0
-    assert ledger.held("n2", "ssd", 100, now=2) == 10
-    ledger.release("p1", scheduling.EndReason.DELETED)
-    assert len(ledger) == 0
-
-
-def test_expire_drops_old_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=5)
-    ledger.reserve("p1", "n1", {"ssd": 10, "hdd": 3}, {"ssd": 100, "hdd": None}, now=0)
-    ledger.reserve("p2", "n2", {"ssd": 10}, {}, now=4)
-    assert ledger.expire(now=6) == 2
-    assert {r.pod for r in ledger.reservations()} == {"p2"}
-    assert ledger.nodes() == {"n2"}
-
-
-def test_zero_ttl_disables_the_ledger() -> None:
-    ledger = scheduling.Ledger(ttl=0)
-    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
-    assert not ledger
+# --- the ledger under the policy ---------------------------------------------------------------------------
 
 
 def test_usable_subtracts_other_pods_reservations() -> None:
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     ledger.reserve("p1", "n1", {"ssd": 70}, {"ssd": 100}, now=0)
     raw = {"ssd": "100", "bad": "x"}
     assert scheduling.usable("n1", raw, ["ssd", "bad", "none"], ledger, now=1, pod="p2") == {
@@ -191,7 +150,7 @@ def test_usable_subtracts_other_pods_reservations() -> None:
 )
 def test_burst_never_overcommits(free: int, requests: list[int]) -> None:
     """A burst of pods placed through the ledger never promises more than the node's annotation."""
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     raw = {"ssd": str(free)}
     promised = 0
     for i, size in enumerate(requests):
@@ -201,6 +160,59 @@ def test_burst_never_overcommits(free: int, requests: list[int]) -> None:
             ledger.reserve(pod, "n1", {"ssd": size}, {"ssd": free}, now=i)
             promised += size
     assert promised <= free
+
+
+def test_contenders_are_every_node_tied_for_the_top_score_winner_first() -> None:
+    scores = {"a": 5, "b": 5, "c": 5, "d": 4, "z": 0}
+    free = {"a": 10, "b": 30, "c": 20, "d": 90}
+    assert scheduling.contenders(scores, free, scheduling.Mode.SPREAD) == ["b", "a", "c"]
+    assert scheduling.contenders(scores, free, scheduling.Mode.PACK) == ["a", "b", "c"]
+    assert scheduling.contenders({"a": 5, "b": 4}, {"a": 1, "b": 9}, scheduling.Mode.SPREAD) == ["a"]
+    assert scheduling.contenders({"z": 0}, {}, scheduling.Mode.SPREAD) == []
+    many = {f"n{i:02}": 7 for i in range(scheduling.MAX_TIED_HOLDS + 1)}
+    assert scheduling.contenders(many, {}, scheduling.Mode.SPREAD) == ["n00"]  # too many: the winner only
+    assert len(scheduling.contenders(dict(list(many.items())[1:]), {}, scheduling.Mode.SPREAD)) == 16
+
+
+@given(
+    free=st.lists(st.integers(0, 1000), min_size=2, max_size=5),
+    requests=st.lists(st.integers(1, 300), min_size=1, max_size=20),
+    seed=st.integers(0, 2**32),
+    selected_every=st.integers(1, 4),
+)
+def test_burst_with_tied_scores_never_overcommits(
+    free: list[int], requests: list[int], seed: int, selected_every: int
+) -> None:
+    """kube-scheduler picks at random among the nodes tied for our top score, and the selected-node event of
+    a pod comes only a few pods later: holding every tied node keeps each node's promises within its free bytes."""
+    rng = random.Random(seed)
+    ledger = reservations.Ledger(ttl=60)
+    raws = {f"n{i}": {"ssd": str(f)} for i, f in enumerate(free)}
+    policy = scheduling.Policy(default_divisor=1 / (1 << 30))  # one score step per doubling of bytes, not of GiB
+    placed: dict[str, int] = collections.Counter()
+    unannounced: list[tuple[str, str]] = []
+    for i, size in enumerate(requests):
+        pod, request = f"p{i}", {"ssd": size}
+        usable = {n: scheduling.usable(n, raw, ["ssd"], ledger, now=i, pod=pod) for n, raw in raws.items()}
+        passed = [n for n in raws if not scheduling.filter_reason(usable[n], raws[n], request)]
+        if len(passed) == 1:
+            ledger.reserve(pod, passed[0], request, {"ssd": int(raws[passed[0]]["ssd"])}, now=i)
+            node = passed[0]
+        elif passed:
+            scores = {n: scheduling.node_score(usable[n], request, policy) for n in passed}
+            totals = {n: usable[n]["ssd"] or 0 for n in passed}
+            found = scheduling.contenders(scores, totals, policy.mode)
+            ledger.reserve_on(pod, {n: {"ssd": int(raws[n]["ssd"])} for n in found}, request, now=i)
+            node = rng.choice(found)  # other plugins, then a random pick among equal totals
+        else:
+            continue
+        placed[node] += size
+        unannounced.append((pod, node))
+        if i % selected_every == 0:  # the claims' selected-node events of the pods scheduled so far arrive
+            for key, chosen in unannounced:
+                ledger.keep_only(key, chosen)
+            unannounced.clear()
+    assert all(placed[n] <= int(raw["ssd"]) for n, raw in raws.items())
 
 
 # --- the node index and the request-sized fast path ------------------------------------------------------------
@@ -272,16 +284,31 @@ def test_step_table_equals_the_reference(mode: scheduling.Mode, divisor: float, 
             assert table[bisect.bisect_right(breaks, value)] == expected, value
 
 
-def _ledger(ops: list[tuple[str, str, dict[str, int], float]], index: node_index.NodeIndex) -> scheduling.Ledger:
-    ledger = scheduling.Ledger(ttl=10)
-    for pod, node, requests, when in ops:
-        raw = index.raw(node) or {}
-        ledger.reserve(pod, node, requests, {c: scheduling.parse_free(raw.get(c)) for c in requests}, now=when)
+Op = tuple[str, list[str], dict[str, int], float, int]  # pod, its nodes (tied when several), request, when, bump
+
+
+def _ledger(ops: list[Op], index: node_index.NodeIndex) -> reservations.Ledger:
+    """Reservations as ``ops`` take them; ``bump`` bytes are added to the first node's baselines, so that the
+    index's annotations read as drops there (a volume provisioned since), which end reservations there and tied
+    holds on the other nodes."""
+    ledger = reservations.Ledger(ttl=10)
+    for pod, nodes, requests, when, bump in ops:
+        observed: dict[str, dict[str, int | None]] = {}
+        for node in nodes:
+            raw = index.raw(node) or {}
+            extra = bump if node == nodes[0] else 0
+            values = {c: scheduling.parse_free(raw.get(c)) for c in requests}
+            observed[node] = {c: None if v is None else v + extra for c, v in values.items()}
+        ledger.reserve_on(pod, observed, requests, now=when)
     return ledger
 
 
+def _state(ledger: reservations.Ledger) -> list[tuple[Any, ...]]:
+    return sorted(map(dataclasses.astuple, ledger.reservations()))
+
+
 def _reference_filter(
-    index: node_index.NodeIndex, names: list[str], requested: dict[str, int], ledger: scheduling.Ledger, now: float
+    index: node_index.NodeIndex, names: list[str], requested: dict[str, int], ledger: reservations.Ledger, now: float
 ) -> dict[str, str]:
     """The extender's per-node filter loop before the index existed."""
     failures: dict[str, str] = {}
@@ -291,11 +318,11 @@ def _reference_filter(
         if raw is None:
             failures[name] = scheduling.REASON_UNKNOWN_NODE
             continue
-        use = ledger if name in held else scheduling.Ledger(0)
+        use = ledger if name in held else reservations.Ledger(0)
         usable = scheduling.usable(name, raw, requested, use, now=now, pod="me")
         reason = scheduling.filter_reason(usable, raw, requested)
         if reason == scheduling.REASON_NO_SPACE and ledger and name in ledger.nodes():
-            plain = scheduling.usable(name, raw, requested, scheduling.Ledger(0), now=now)
+            plain = scheduling.usable(name, raw, requested, reservations.Ledger(0), now=now)
             if not scheduling.filter_reason(plain, raw, requested):
                 reason += scheduling.REASON_AFTER_RESERVATIONS
         if reason:
@@ -308,10 +335,11 @@ def _reference_scores(
     names: list[str],
     requested: dict[str, int],
     policy: scheduling.Policy,
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     now: float,
-) -> tuple[dict[str, int], str | None]:
-    """The extender's per-node prioritize loop before the index existed."""
+) -> tuple[dict[str, int], list[str]]:
+    """The extender's per-node prioritize loop before the index existed; the nodes to hold as the reference
+    picks them."""
     scores: dict[str, int] = {}
     totals: dict[str, int] = {}
     held = ledger.nodes() if ledger else set()
@@ -320,12 +348,12 @@ def _reference_scores(
         if raw is None:
             scores[name] = 0
             continue
-        use = ledger if name in held else scheduling.Ledger(0)
+        use = ledger if name in held else reservations.Ledger(0)
         usable = scheduling.usable(name, raw, requested, use, now=now, pod="me")
         fits = not scheduling.filter_reason(usable, raw, requested)
         scores[name] = scheduling.node_score(usable, requested, policy) if fits else 0
         totals[name] = sum(v for v in usable.values() if v is not None)
-    return scores, scheduling.choose(scores, totals, policy.mode)
+    return scores, scheduling.contenders(scores, totals, policy.mode)
 
 
 _GIB_TEXT = st.integers(0, 300).map(lambda gib: str(gib * GiB))
@@ -349,9 +377,10 @@ _REQUESTED = st.dictionaries(
 _OPS = st.lists(
     st.tuples(
         st.sampled_from(["me", "p1", "p2", "p3"]),
-        st.sampled_from([f"n{i}" for i in range(6)]),
+        st.lists(st.sampled_from([f"n{i}" for i in range(6)]), min_size=1, max_size=3, unique=True),
         st.dictionaries(_CLASSES, st.integers(0, 100).map(lambda gib: gib * GiB + 1), min_size=1, max_size=2),
         st.floats(0, 9),
+        st.sampled_from([0, 0, 0, GiB, 40 * GiB + 1, 150 * GiB]),
     ),
     max_size=6,
 )
@@ -362,16 +391,40 @@ def test_filter_nodes_equals_the_per_node_reference(
     nodes: dict[str, dict[str, str]],
     extra: list[str],
     requested: dict[str, int],
-    ops: list[tuple[str, str, dict[str, int], float]],
+    ops: list[Op],
 ) -> None:
     index = node_index.NodeIndex()
     for name, capacities in nodes.items():
         index.update(name, capacities)
     names = [*nodes, *extra]
     now = 5.0
-    expected = _reference_filter(index, names, requested, _ledger(ops, index), now) if requested else {}
+    reference = _ledger(ops, index)
+    expected = _reference_filter(index, names, requested, reference, now) if requested else {}
     ledger = _ledger(ops, index)
     assert node_index.filter_nodes(index, names, requested, ledger, now=now, pod="me") == expected
+    if requested:
+        assert _state(ledger) == _state(reference)
+
+
+@pytest.mark.parametrize("names", [["n0", "n1"], ["n1", "n0"]], ids=["drop-first", "drop-last"])
+def test_tied_holds_are_settled_in_the_order_of_the_request(names: list[str]) -> None:
+    """p1 is held on n0 and n1; n0's annotation shows its volume, which ends its hold on n1 too. The fast path
+    visits held nodes in the request's order, as the per-node reference does. (The service settles an
+    annotation when it arrives, before any request judges the node, so requests never see this ordering.)"""
+    index = node_index.NodeIndex()
+    index.update("n0", {"ssd": str(100 * GiB)})
+    index.update("n1", {"ssd": str(100 * GiB)})
+    ops: list[Op] = [("p1", ["n0", "n1"], {"ssd": 50 * GiB}, 0.0, 50 * GiB)]
+    requested = {"ssd": 60 * GiB}
+    expected = _reference_filter(index, names, requested, _ledger(ops, index), now=1)
+    assert expected == (
+        {} if names[0] == "n0" else {"n1": scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS}
+    )
+    assert node_index.filter_nodes(index, names, requested, _ledger(ops, index), now=1, pod="me") == expected
+    policy = scheduling.Policy()
+    scores, contenders = _reference_scores(index, names, requested, policy, _ledger(ops, index), now=1)
+    result = node_index.score_nodes(index, names, requested, policy, _ledger(ops, index), now=1, pod="me")
+    assert (dict(zip(names, result.scores, strict=True)), list(result.contenders)) == (scores, contenders)
 
 
 @given(
@@ -386,7 +439,7 @@ def test_score_nodes_equals_the_per_node_reference(
     nodes: dict[str, dict[str, str]],
     extra: list[str],
     requested: dict[str, int],
-    ops: list[tuple[str, str, dict[str, int], float]],
+    ops: list[Op],
     mode: scheduling.Mode,
     divisor: float,
 ) -> None:
@@ -396,20 +449,24 @@ def test_score_nodes_equals_the_per_node_reference(
     names = [*nodes, *extra]
     policy = scheduling.Policy(divisors={"ssd": divisor}, mode=mode)
     now = 5.0
-    scores, chosen = _reference_scores(index, names, requested, policy, _ledger(ops, index), now)
-    result = node_index.score_nodes(index, names, requested, policy, _ledger(ops, index), now=now, pod="me")
+    reference = _ledger(ops, index)
+    scores, contenders = _reference_scores(index, names, requested, policy, reference, now)
+    ledger = _ledger(ops, index)
+    result = node_index.score_nodes(index, names, requested, policy, ledger, now=now, pod="me")
     assert dict(zip(names, result.scores, strict=True)) == scores
-    assert result.chosen == chosen
-    if chosen is not None:
-        raw = index.raw(chosen) or {}
-        assert result.observed == {c: scheduling.parse_free(raw.get(c)) for c in requested}
+    assert list(result.contenders) == contenders
+    assert result.chosen == (contenders[0] if contenders else None)
+    for name, observed in result.contenders.items():
+        raw = index.raw(name) or {}
+        assert observed == {c: scheduling.parse_free(raw.get(c)) for c in requested}
+    assert _state(ledger) == _state(reference)  # the same drops were settled in the same order
 
 
 def test_score_nodes_sees_reservations_and_settles_the_ledger() -> None:
     index = node_index.NodeIndex()
     index.update("a", {"ssd": str(30 * GiB)})
     index.update("b", {"ssd": str(20 * GiB)})
-    ledger = scheduling.Ledger(ttl=60)
+    ledger = reservations.Ledger(ttl=60)
     ledger.reserve("other", "a", {"ssd": 25 * GiB}, {"ssd": 30 * GiB}, now=0)
     policy = scheduling.Policy()
     result = node_index.score_nodes(index, ["a", "b"], {"ssd": 10 * GiB}, policy, ledger, now=1, pod="me")

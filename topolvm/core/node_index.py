@@ -3,8 +3,8 @@
 Applies the rules of ``topolvm.core.scheduling`` to thousands of nodes per request. The index parses each node's
 annotations once, when they change, into per-class maps; a request then costs a few C-level passes over the node
 names (no per-node objects), and scores come from a step table per (mode, divisor, request) derived from the
-reference functions. Nodes with reservations go through the reference functions one by one. Tests hold the two
-layers equal. Called by ``topolvm.extender``.
+reference functions. Nodes with reservations go through the reference functions one by one, in the order of the
+request. Tests hold the two layers equal. Called by ``topolvm.extender``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 from topolvm import constants
-from topolvm.core import scheduling
+from topolvm.core import reservations, scheduling
 
 BAD = -1  # NodeIndex value of an annotation that is present but not a byte count
 MISSING = -2  # lookup default: the node has no annotation for the class (or is not in the index)
@@ -109,17 +109,22 @@ class NodeIndex:
         return list(map(self.free(device_class).get, names, itertools.repeat(MISSING)))
 
 
-def _held_among(ledger: scheduling.Ledger, names: Sequence[str]) -> set[str]:
+def _held_among(ledger: reservations.Ledger, names: Sequence[str]) -> list[str]:
+    """The names with reservations, each once, in the order of ``names``: a drop credited on one node can end a
+    pod's holds on its other tied nodes, so nodes are settled in the order the reference visits them."""
     if not ledger:
-        return set()
-    return ledger.nodes().intersection(names)
+        return []
+    held = ledger.nodes().intersection(names)
+    if len(held) <= 1:
+        return list(held)
+    return list(dict.fromkeys(itertools.compress(names, map(held.__contains__, names))))
 
 
 def filter_nodes(
     index: NodeIndex,
     names: Sequence[str],
     requested: Mapping[str, int],
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     *,
     now: float,
     pod: str = "",
@@ -174,11 +179,17 @@ def filter_nodes(
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """``score_nodes``' answer: one score per name (in order) and the node expected to win (None if none fits)."""
+    """``score_nodes``' answer: one score per name (in order) and the nodes to hold the pod's request on."""
 
     scores: list[int]
-    chosen: str | None
-    observed: dict[str, int | None]  # the chosen node's annotation per requested class (for the ledger)
+    # ``scheduling.contenders`` (the node expected to win first), each with its annotation per requested class
+    # (for the ledger); empty when no node fits.
+    contenders: dict[str, dict[str, int | None]]
+
+    @property
+    def chosen(self) -> str | None:
+        """The node expected to win (None if none fits)."""
+        return next(iter(self.contenders), None)
 
 
 def score_nodes(
@@ -186,13 +197,13 @@ def score_nodes(
     names: Sequence[str],
     requested: Mapping[str, int],
     policy: scheduling.Policy,
-    ledger: scheduling.Ledger,
+    ledger: reservations.Ledger,
     *,
     now: float,
     pod: str = "",
 ) -> Scores:
-    """Score every name as ``scheduling.node_score`` would (0 when it does not fit or is unknown) and pick as
-    ``scheduling.choose`` does.
+    """Score every name as ``scheduling.node_score`` would (0 when it does not fit or is unknown) and pick the
+    nodes to hold as ``scheduling.contenders`` does.
 
     ``names`` should be free of duplicates (the reference scores each node once).
     """
@@ -200,7 +211,7 @@ def score_nodes(
     columns = {device_class: index.column(device_class, names) for device_class in requested}
     held = _held_among(ledger, names)
     if held:
-        positions = _positions(names, held)
+        positions = _positions(names, set(held))
         for name in held:
             raw = known.get(name)
             if raw is None:
@@ -220,13 +231,13 @@ def score_nodes(
         scores = per_class[0]
     else:
         scores = list(map(min, *per_class))
-    chosen = _choose_fast(names, scores, list(columns.values()), policy.mode)
-    observed: dict[str, int | None] = {}
-    if chosen is not None:
+    found: dict[str, dict[str, int | None]] = {}
+    for name in _contenders_fast(names, scores, list(columns.values()), policy.mode):
+        observed = found[name] = {}
         for device_class in requested:
-            value = index.free(device_class).get(chosen)
+            value = index.free(device_class).get(name)
             observed[device_class] = None if value is None or value < 0 else value
-    return Scores(scores, chosen, observed)
+    return Scores(scores, found)
 
 
 def _positions(names: Sequence[str], wanted: set[str]) -> dict[str, list[int]]:
@@ -243,22 +254,26 @@ def _step_scores(column: list[int], steps: tuple[list[int], list[int]]) -> list[
     return [table[find(breaks, have)] for have in column]
 
 
-def _choose_fast(
+def _contenders_fast(
     names: Sequence[str], scores: list[int], columns: list[list[int]], mode: scheduling.Mode
-) -> str | None:
-    """``scheduling.choose`` over parallel lists: the usable bytes of a node that scores > 0 are its columns' sum."""
+) -> list[str]:
+    """``scheduling.contenders`` over parallel lists: the usable bytes of a node that scores > 0 are its columns'
+    sum."""
     if not scores:
-        return None
+        return []
     best = max(scores)
     if best <= 0:
-        return None
+        return []
     tied = [i for i, score in enumerate(scores) if score == best]
     if len(columns) == 1:
         totals = list(map(columns[0].__getitem__, tied))
     else:
         totals = [sum(column[i] for column in columns) for i in tied]
     target = max(totals) if mode is scheduling.Mode.SPREAD else min(totals)
-    return min([names[i] for i, total in zip(tied, totals, strict=True) if total == target])
+    chosen = min([names[i] for i, total in zip(tied, totals, strict=True) if total == target])
+    if len(tied) > scheduling.MAX_TIED_HOLDS:
+        return [chosen]
+    return [chosen, *(names[i] for i in tied if names[i] != chosen)]
 
 
 @functools.lru_cache(maxsize=256)
@@ -317,4 +332,4 @@ def _change_points(mode: scheduling.Mode, divisor: float) -> list[int]:
     return found
 
 
-_NO_LEDGER = scheduling.Ledger(ttl=0)
+_NO_LEDGER = reservations.Ledger(ttl=0)

@@ -9,9 +9,10 @@ requested class is missing, unparsable or too small; the spread score is ``clamp
 (1 below a GiB, 0 when empty), minimum over the requested classes. Two additions beyond upstream:
 
 - pack mode (upstream #1049): prefer the node that is left with the least free space after placing the pod;
-- a reservation ledger (upstream #117): bytes promised to pods that are still being scheduled are subtracted
-  from a node's annotation until the pod is bound or deleted, the annotation drops by them (the node agent saw
-  the LV), or a TTL passes.
+- a reservation ledger (upstream #117, ``topolvm.core.reservations``): bytes promised to pods that are still
+  being scheduled are subtracted from a node's annotation (``usable``) until the pod is bound or deleted, the
+  annotation drops by them (the node agent saw the LV), or a TTL passes; a pod whose top score several nodes
+  share is held on each of them (``contenders``).
 
 These are the reference functions that state the rules one node at a time; ``topolvm.core.node_index`` applies
 them to thousands of nodes per request, and tests hold the two equal.
@@ -22,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from topolvm import constants, errors
+from topolvm.core import reservations
 
 MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
 UINT64_MAX = (1 << 64) - 1
@@ -36,6 +38,11 @@ REASON_BAD_ANNOTATION = "bad capacity annotation: "
 REASON_NO_SPACE = "out of VG free space"
 REASON_UNKNOWN_NODE = "node unknown to the extender (no capacity annotations seen yet)"
 REASON_AFTER_RESERVATIONS = " (after capacity reserved for pods being scheduled)"
+
+# A pod whose top score is shared by more nodes than this is held on the expected winner only: holding its request
+# on dozens of nodes would refuse other pods across the cluster, and with that many equal nodes a wrong guess
+# leaves plenty of room elsewhere (see docs/scheduler.md, "Ties").
+MAX_TIED_HOLDS = 16
 
 
 class Mode(enum.StrEnum):
@@ -146,231 +153,11 @@ def node_score(free: Mapping[str, int | None], requested: Mapping[str, int], pol
     return 0 if best > MAX_SCORE else best
 
 
-class EndReason(enum.StrEnum):
-    """Why a reservation ended (a label of the extender's ``reservation_ends_total`` metric)."""
-
-    BOUND = "bound"  # the pod was bound to a node: its volumes exist, wherever they are
-    DELETED = "deleted"  # the pod was deleted before it was bound
-    PROVISIONED = "provisioned"  # the node's annotation dropped by the reservation's size: it counts the volume
-    REHOMED = "rehomed"  # moved to the node kube-scheduler chose (a claim's selected-node annotation)
-    RESCHEDULED = "rescheduled"  # replaced by a new scheduling attempt of the same pod
-    EXPIRED = "expired"  # the TTL passed without any of the above
-    NODE_GONE = "node-gone"  # the node was deleted or left the extender's cache
-
-
-@dataclasses.dataclass(frozen=True)
-class Reservation:
-    """Bytes promised to one pod on one node and class, until ``expires`` (same clock as ``now``)."""
-
-    pod: str
-    node: str
-    device_class: str
-    size: int
-    expires: float
-
-
-@dataclasses.dataclass
-class _Slot:
-    """Outstanding reservations of one (node, class), oldest first, and the annotation value last seen."""
-
-    baseline: int | None
-    reservations: list[Reservation] = dataclasses.field(default_factory=list)
-
-
-EndListener = Callable[[Reservation, EndReason], None]
-
-
-class Ledger:
-    """Capacity promised to pods not yet provisioned (upstream #117), as a plain data structure.
-
-    A reservation ends when its TTL passes, when the pod is released (bound, deleted, re-homed or re-reserved;
-    the caller says why), or when the node's annotation for that class drops by at least its size (the LV exists,
-    so the annotation already counts it); drops are credited to the oldest reservations first. A rise of the
-    annotation (a volume was deleted) only moves the baseline. Every end is reported to ``on_end`` with its
-    reason. Not thread-safe: one caller at a time.
-    """
-
-    def __init__(self, ttl: float, on_end: EndListener | None = None) -> None:
-        if not math.isfinite(ttl) or ttl < 0:
-            raise errors.ConfigError(f"reservation TTL must be a non-negative number of seconds, got {ttl!r}")
-        self.ttl = ttl
-        self.on_end = on_end
-        self._slots: dict[tuple[str, str], _Slot] = {}
-        self._by_pod: dict[str, list[tuple[str, str]]] = {}
-        self._slots_per_node: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return sum(len(slot.reservations) for slot in self._slots.values())
-
-    def __bool__(self) -> bool:
-        return bool(self._slots)
-
-    def nodes(self) -> set[str]:
-        """Nodes with at least one outstanding reservation (a new set)."""
-        return set(self._slots_per_node)
-
-    def holds(self, node: str) -> bool:
-        return node in self._slots_per_node
-
-    def reserved_bytes(self) -> int:
-        return sum(r.size for slot in self._slots.values() for r in slot.reservations)
-
-    def node_of(self, pod: str) -> str | None:
-        """The node ``pod`` holds reservations on, if any (a pod is only ever reserved on one node)."""
-        keys = self._by_pod.get(pod)
-        return keys[0][0] if keys else None
-
-    def requests_of(self, pod: str) -> dict[str, int]:
-        """What ``pod`` holds, per class (empty when it holds nothing)."""
-        result: dict[str, int] = {}
-        for key in self._by_pod.get(pod, ()):
-            for r in self._slots[key].reservations:
-                if r.pod == pod:
-                    result[r.device_class] = result.get(r.device_class, 0) + r.size
-        return result
-
-    def reserve(
-        self,
-        pod: str,
-        node: str,
-        requests: Mapping[str, int],
-        observed: Mapping[str, int | None],
-        now: float,
-        *,
-        replaced: EndReason = EndReason.RESCHEDULED,
-    ) -> list[Reservation]:
-        """Hold ``requests`` for ``pod`` on ``node`` (``observed``: the node's annotation per class right now).
-
-        A reservation the pod already holds ends first, with reason ``replaced``. Returns what was reserved.
-        """
-        self.release(pod, replaced)
-        if self.ttl == 0:
-            return []
-        keys: list[tuple[str, str]] = []
-        made: list[Reservation] = []
-        for device_class, size in requests.items():
-            if size <= 0:
-                continue
-            key = (node, device_class)
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = self._slots[key] = _Slot(baseline=observed.get(device_class))
-                self._slots_per_node[node] = self._slots_per_node.get(node, 0) + 1
-            reservation = Reservation(pod, node, device_class, size, now + self.ttl)
-            slot.reservations.append(reservation)
-            made.append(reservation)
-            keys.append(key)
-        if keys:
-            self._by_pod[pod] = keys
-        return made
-
-    def release(self, pod: str, reason: EndReason) -> int:
-        """End every reservation of ``pod``; returns how many ended."""
-        ended = 0
-        for key in self._by_pod.pop(pod, ()):
-            slot = self._slots.get(key)
-            if slot is None:
-                continue
-            kept = []
-            for r in slot.reservations:
-                if r.pod == pod:
-                    ended += 1
-                    self._ended(r, reason)
-                else:
-                    kept.append(r)
-            slot.reservations = kept
-            if not kept:
-                self._drop_slot(key)
-        return ended
-
-    def release_node(self, node: str, reason: EndReason) -> int:
-        """End every reservation on ``node``; returns how many ended."""
-        pods = {r.pod for (name, _), slot in self._slots.items() if name == node for r in slot.reservations}
-        return sum(self.release(pod, reason) for pod in sorted(pods))
-
-    def held(self, node: str, device_class: str, observed: int | None, now: float, exclude: str = "") -> int:
-        """Bytes held on (node, class) for pods other than ``exclude``, after crediting annotation drops."""
-        key = (node, device_class)
-        slot = self._slots.get(key)
-        if slot is None:
-            return 0
-        self._settle(key, slot, observed, now)
-        return sum(r.size for r in slot.reservations if r.pod != exclude)
-
-    def settle(self, node: str, observed: Mapping[str, int | None], now: float) -> None:
-        """Credit a new annotation value of ``node`` (per class) to its reservations now, not at the next look."""
-        for device_class, value in observed.items():
-            key = (node, device_class)
-            slot = self._slots.get(key)
-            if slot is not None:
-                self._settle(key, slot, value, now)
-
-    def expire(self, now: float) -> int:
-        """Drop every reservation past its TTL; returns how many were dropped (for housekeeping and metrics)."""
-        dropped = 0
-        for key, slot in list(self._slots.items()):
-            before = len(slot.reservations)
-            self._settle(key, slot, slot.baseline, now)
-            dropped += before - len(slot.reservations)
-        return dropped
-
-    def reservations(self) -> Iterable[Reservation]:
-        for slot in self._slots.values():
-            yield from slot.reservations
-
-    def _settle(self, key: tuple[str, str], slot: _Slot, observed: int | None, now: float) -> None:
-        ended: list[tuple[Reservation, EndReason]] = []
-        kept: list[Reservation] = []
-        for r in slot.reservations:
-            if r.expires > now:
-                kept.append(r)
-            else:
-                ended.append((r, EndReason.EXPIRED))
-        if observed is not None and slot.baseline is not None and observed < slot.baseline:
-            drop = slot.baseline - observed
-            while kept and kept[0].size <= drop:
-                drop -= kept[0].size
-                ended.append((kept.pop(0), EndReason.PROVISIONED))
-        if observed is not None:
-            slot.baseline = observed
-        if ended:
-            slot.reservations = kept
-            for r, reason in ended:
-                self._forget(r.pod, key)
-                self._ended(r, reason)
-        if not kept:
-            self._drop_slot(key)
-
-    def _drop_slot(self, key: tuple[str, str]) -> None:
-        if self._slots.pop(key, None) is None:
-            return
-        node = key[0]
-        left = self._slots_per_node[node] - 1
-        if left:
-            self._slots_per_node[node] = left
-        else:
-            del self._slots_per_node[node]
-
-    def _ended(self, reservation: Reservation, reason: EndReason) -> None:
-        if self.on_end is not None:
-            self.on_end(reservation, reason)
-
-    def _forget(self, pod: str, key: tuple[str, str]) -> None:
-        keys = self._by_pod.get(pod)
-        if keys is None:
-            return
-        remaining = [k for k in keys if k != key]
-        if remaining:
-            self._by_pod[pod] = remaining
-        else:
-            del self._by_pod[pod]
-
-
 def usable(
     node: str,
     raw: Mapping[str, str],
     classes: Iterable[str],
-    ledger: Ledger,
+    ledger: reservations.Ledger,
     *,
     now: float,
     pod: str = "",
@@ -398,3 +185,24 @@ def choose(scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode)
         if best is None or candidate[:2] > best[:2] or (candidate[:2] == best[:2] and name < best[2]):
             best = candidate
     return None if best is None else best[2]
+
+
+def contenders(
+    scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode, limit: int = MAX_TIED_HOLDS
+) -> list[str]:
+    """The nodes to hold a pod's request on after prioritize: the expected winner (``choose``) first, then the
+    other nodes with the same score in the order of ``scores``; only the winner when more than ``limit`` nodes
+    share the top score; empty when nothing scored.
+
+    kube-scheduler breaks a tie of our scores with its own plugins and then at random among equal totals
+    (``selectHost``), not by free bytes and name, and starts the next pod's cycle before the claim's
+    selected-node says which node it took; so every tied node may be the one.
+    """
+    chosen = choose(scores, free_total, mode)
+    if chosen is None:
+        return []
+    top = scores[chosen]
+    tied = [name for name, score in scores.items() if score == top]
+    if len(tied) > limit:
+        return [chosen]
+    return [chosen, *(name for name in tied if name != chosen)]

@@ -11,7 +11,7 @@ import threading
 import time
 
 from topolvm import ports
-from topolvm.core import scheduling
+from topolvm.core import reservations
 from topolvm.extender import config, metrics
 from topolvm.services import scheduler
 
@@ -39,12 +39,12 @@ def build(
 ) -> Holder:
     """A holder whose service reports reservation starts and ends to ``stats``."""
     starts = {via: stats.reservation_starts.labels(via.value) for via in scheduler.Via}
-    ends = {reason: stats.reservation_ends.labels(reason.value) for reason in scheduling.EndReason}
+    ends = {reason: stats.reservation_ends.labels(reason.value) for reason in reservations.EndReason}
 
-    def started(reservation: scheduling.Reservation, via: scheduler.Via) -> None:
+    def started(reservation: reservations.Reservation, via: scheduler.Via) -> None:
         starts[via].inc()
 
-    def ended(reservation: scheduling.Reservation, reason: scheduling.EndReason) -> None:
+    def ended(reservation: reservations.Reservation, reason: reservations.EndReason) -> None:
         ends[reason].inc()
 
     service = scheduler.SchedulerService(

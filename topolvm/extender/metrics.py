@@ -44,12 +44,19 @@ class Metrics:
         )
         self.reservations = prometheus_client.Gauge(
             "topolvm_extender_reservations",
-            "Capacity reservations held for pods being scheduled (upstream #117).",
+            "Capacity reservations held for pods being scheduled (upstream #117), one per pod, node and device "
+            "class: a pod whose top score several nodes share is held on each of them.",
             registry=self.registry,
         )
         self.reserved_bytes = prometheus_client.Gauge(
             "topolvm_extender_reserved_bytes",
-            "Bytes held back by reservations.",
+            "Bytes held back on nodes by reservations, summed over nodes: a pod held on several tied nodes counts "
+            "on each, so this can exceed what the pods request.",
+            registry=self.registry,
+        )
+        self.reserving_pods = prometheus_client.Gauge(
+            "topolvm_extender_reserving_pods",
+            "Pods holding at least one reservation.",
             registry=self.registry,
         )
         self.reservation_starts = prometheus_client.Counter(
@@ -61,7 +68,8 @@ class Metrics:
         )
         self.reservation_ends = prometheus_client.Counter(
             "topolvm_extender_reservation_ends_total",
-            "Reservations ended, by reason (bound, deleted, provisioned, rehomed, rescheduled, expired, node-gone).",
+            "Reservations ended, by reason (bound, deleted, provisioned, rehomed, not-chosen: on a tied node "
+            "kube-scheduler did not pick, rescheduled, expired, node-gone).",
             ["reason"],
             registry=self.registry,
         )
@@ -87,6 +95,7 @@ class Metrics:
         """Set the gauges from the service (the caller holds its lock)."""
         self.reservations.set(len(service.ledger))
         self.reserved_bytes.set(service.ledger.reserved_bytes())
+        self.reserving_pods.set(service.ledger.pod_count())
         self.cached_nodes.set(len(service.index))
         self.tracked_pods.set(service.tracked_pods())
 

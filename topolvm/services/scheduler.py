@@ -8,11 +8,13 @@ kube-scheduler's sequence for a pod that asks for TopoLVM capacity (pkg/schedule
 runs on the nodes its own plugins kept; prioritize follows *only when more than one node passed*; then the pod
 is assumed on the chosen node, the VolumeBinding plugin's PreBind writes ``volume.kubernetes.io/selected-node``
 on the pod's unbound claims and waits until they are provisioned, and only then is the pod bound
-(``spec.nodeName``). A pod whose PreBind fails goes back to the queue. So a reservation (``scheduling.Ledger``):
+(``spec.nodeName``). A pod whose PreBind fails goes back to the queue. So a reservation (``reservations.Ledger``):
 
-- starts in ``filter`` when exactly one node passes, else in ``prioritize`` on the node expected to win;
-- moves to the node a claim's selected-node names when that differs (kube-scheduler's other plugins outweighed
-  our score), or starts there when the pod held nothing;
+- starts in ``filter`` when exactly one node passes, else in ``prioritize`` on the node expected to win and on
+  every other node with the same top score (kube-scheduler breaks such ties its own way; at most
+  ``scheduling.MAX_TIED_HOLDS`` nodes);
+- is kept only on the node a claim's selected-node names when that is one of them, moves there when it is not
+  (kube-scheduler's other plugins outweighed our score), or starts there when the pod held nothing;
 - ends when the pod is bound (wherever: its volumes then exist and the node's annotation counts them) or
   deleted, when the node's annotation drops by its size, or at its TTL, checked by ``expire`` on a timer.
 
@@ -32,12 +34,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from topolvm import ports
-from topolvm.core import node_index, scheduling
+from topolvm.core import node_index, reservations, scheduling
+from topolvm.services import node_recency, seen_pods
 
 log = logging.getLogger(__name__)
 
 _UNSEEN: object = object()
-_NO_LEDGER = scheduling.Ledger(ttl=0)
+_NO_LEDGER = reservations.Ledger(ttl=0)
 
 
 class Via(enum.StrEnum):
@@ -48,20 +51,8 @@ class Via(enum.StrEnum):
     SELECTED = "selected"  # a claim of the pod names the node kube-scheduler chose
 
 
-@dataclasses.dataclass(frozen=True)
-class Pod:
-    """A pod as the extender sees it in a request: identity, requested bytes per class, claims it mounts."""
-
-    key: str  # the UID, else namespace/name (see ``pod_key``)
-    namespace: str = ""
-    name: str = ""
-    requested: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    claims: tuple[str, ...] = ()  # PersistentVolumeClaim names in ``namespace``, generic ephemeral ones included
-
-
-def pod_key(namespace: str, name: str, uid: str) -> str:
-    """Identity a reservation is held under: the pod UID, else namespace/name (a pod being created may lack one)."""
-    return uid or f"{namespace}/{name}"
+Pod = seen_pods.Pod  # the service's callers build these
+pod_key = seen_pods.pod_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +75,8 @@ class FilterDecision:
 class ScoreDecision:
     names: Sequence[str]  # the request's names, each once
     scores: list[int]  # one per name
-    reserved: str | None = None
+    reserved: str | None = None  # the node expected to win
+    contenders: tuple[str, ...] = ()  # the nodes the request is held on: ``reserved`` and any tied with it
 
 
 class Item(NamedTuple):
@@ -94,7 +86,7 @@ class Item(NamedTuple):
     capacities: dict[str, str] | None  # None: unknown to the extender
 
 
-StartListener = Callable[[scheduling.Reservation, Via], None]
+StartListener = Callable[[reservations.Reservation, Via], None]
 
 
 class SchedulerService:
@@ -107,7 +99,7 @@ class SchedulerService:
         limits: Limits = Limits(),
         watched_nodes: bool = False,
         on_start: StartListener | None = None,
-        on_end: scheduling.EndListener | None = None,
+        on_end: reservations.EndListener | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
@@ -116,18 +108,12 @@ class SchedulerService:
         self.on_start = on_start
         self.on_end = on_end
         self.index = node_index.NodeIndex()
-        self.ledger = scheduling.Ledger(reservation_ttl, on_end=self._ended)
+        self.ledger = reservations.Ledger(reservation_ttl, on_end=self._ended)
         # Full annotations of each node as last sent in a full-Node request: when a node arrives unchanged (the
         # common case) one dict comparison replaces extracting and comparing its capacity annotations.
         self._seen: dict[str, object] = {}
-        # Nodes seen in requests in this and the previous half of ``node_ttl``; the rest are evicted.
-        self._fresh: set[str] = set()
-        self._older: set[str] = set()
-        self._marked: Sequence[str] | None = None
-        self._generation_start = clock.now()
-        self._pods: dict[str, tuple[Pod, float]] = {}  # key -> (pod, last seen), oldest first
-        self._claims: dict[tuple[str, str], str] = {}  # (namespace, claim) -> pod key
-        self._provisioned: set[str] = set()  # tracked pods whose reservation ended because the volume exists
+        self._recency = node_recency.Recency(clock.now(), limits.node_ttl / 2)  # used without a Node watch
+        self.pods = seen_pods.SeenPods(max_pods=limits.max_pods, pod_ttl=limits.pod_ttl)
 
     # --- verbs ----------------------------------------------------------------------------------------------
 
@@ -136,7 +122,7 @@ class SchedulerService:
         if not pod.requested:
             return FilterDecision({})
         now = self.clock.now()
-        self._track(pod, now)
+        self.pods.seen(pod, now)
         failures = node_index.filter_nodes(
             self.index, names, pod.requested, self.ledger, now=now, pod=pod.key
         )  # fmt: skip
@@ -148,7 +134,7 @@ class SchedulerService:
             kept = {name for name in names if name not in failures}
             single = kept.pop() if len(kept) == 1 else None
         if single is not None:
-            self._reserve(pod, single, self._observed(single, pod.requested), now, Via.FILTER)
+            self._reserve(pod, {single: self._observed(single, pod.requested)}, now, Via.FILTER)
         return FilterDecision(failures, single)
 
     def filter_items(self, pod: Pod, items: Sequence[Item]) -> FilterDecision:
@@ -156,7 +142,7 @@ class SchedulerService:
         if not pod.requested:
             return FilterDecision({})
         now = self.clock.now()
-        self._track(pod, now)
+        self.pods.seen(pod, now)
         failures: dict[str, str] = {}
         passed: dict[str, dict[str, str]] = {}
         for item in items:
@@ -170,23 +156,22 @@ class SchedulerService:
         single = next(iter(passed)) if len(passed) == 1 else None
         if single is not None:
             observed = {c: scheduling.parse_free(passed[single].get(c)) for c in pod.requested}
-            self._reserve(pod, single, observed, now, Via.FILTER)
+            self._reserve(pod, {single: observed}, now, Via.FILTER)
         return FilterDecision(failures, single)
 
     def prioritize(self, pod: Pod, names: Sequence[str]) -> ScoreDecision:
-        """Scores of ``names`` (each once) and a reservation on the node expected to win."""
+        """Scores of ``names`` (each once) and a reservation on the node expected to win and on those tied with it."""
         if len(set(names)) != len(names):
             names = list(dict.fromkeys(names))  # the cache gives every copy the same answer
         if not pod.requested:
             return ScoreDecision(names, [0] * len(names))
         now = self.clock.now()
-        self._track(pod, now)
+        self.pods.seen(pod, now)
         result = node_index.score_nodes(
             self.index, names, pod.requested, self.policy, self.ledger, now=now, pod=pod.key
         )  # fmt: skip
-        if result.chosen is not None:
-            self._reserve(pod, result.chosen, result.observed, now, Via.PRIORITIZE)
-        return ScoreDecision(names, result.scores, result.chosen)
+        self._reserve(pod, result.contenders, now, Via.PRIORITIZE)
+        return ScoreDecision(names, result.scores, result.chosen, tuple(result.contenders))
 
     def prioritize_items(self, pod: Pod, items: Sequence[Item]) -> ScoreDecision:
         """``prioritize`` judging each item on its own annotations; a name listed twice keeps its last score."""
@@ -194,7 +179,7 @@ class SchedulerService:
             names = list(dict.fromkeys(item.name for item in items))
             return ScoreDecision(names, [0] * len(names))
         now = self.clock.now()
-        self._track(pod, now)
+        self.pods.seen(pod, now)
         scores: dict[str, int] = {}
         totals: dict[str, int] = {}
         raws: dict[str, dict[str, str]] = {}
@@ -207,11 +192,10 @@ class SchedulerService:
             scores[item.name] = scheduling.node_score(usable, pod.requested, self.policy) if fits else 0
             totals[item.name] = sum(v for v in usable.values() if v is not None)
             raws[item.name] = item.capacities
-        chosen = scheduling.choose(scores, totals, self.policy.mode)
-        if chosen is not None:
-            observed = {c: scheduling.parse_free(raws[chosen].get(c)) for c in pod.requested}
-            self._reserve(pod, chosen, observed, now, Via.PRIORITIZE)
-        return ScoreDecision(list(scores), list(scores.values()), chosen)
+        found = scheduling.contenders(scores, totals, self.policy.mode)
+        observed = {n: {c: scheduling.parse_free(raws[n].get(c)) for c in pod.requested} for n in found}
+        self._reserve(pod, observed, now, Via.PRIORITIZE)
+        return ScoreDecision(list(scores), list(scores.values()), found[0] if found else None, tuple(found))
 
     def _usable(self, item: Item, pod: Pod, now: float) -> dict[str, int | None]:
         ledger = self.ledger if self.ledger.holds(item.name) else _NO_LEDGER
@@ -250,11 +234,9 @@ class SchedulerService:
                 self._settle(name, now)
         if self.watched_nodes:
             return
-        if names != self._marked:  # kube-scheduler mostly sends the same list (same objects) again
-            self._fresh.update(names)
-            self._marked = names
-        if len(self.index) > self.limits.max_nodes:
-            self._evict_oldest()
+        self._recency.mark(names)
+        if len(self.index) > self.limits.max_nodes:  # down to 90 % of the limit
+            self._evict(self._recency.oldest(self.index.nodes(), len(self.index) - self.limits.max_nodes * 9 // 10))
 
     def node_updated(self, name: str, capacities: Mapping[str, str]) -> None:
         """A node's capacity annotations (class -> value) as the API server has them now (a watch event)."""
@@ -265,7 +247,7 @@ class SchedulerService:
     def node_removed(self, name: str) -> None:
         self._seen.pop(name, None)
         self.index.remove(name)
-        self.ledger.release_node(name, scheduling.EndReason.NODE_GONE)
+        self.ledger.release_node(name, reservations.EndReason.NODE_GONE)
 
     def nodes_listed(self, names: Sequence[str]) -> None:
         """A watch re-listed the nodes: the ones not listed were deleted meanwhile."""
@@ -284,79 +266,52 @@ class SchedulerService:
     def _evict(self, names: Sequence[str]) -> None:
         for name in names:
             self.node_removed(name)
-            self._fresh.discard(name)
-            self._older.discard(name)
+            self._recency.forget(name)
         if names:
             log.debug("node cache: evicted %d nodes, %d left", len(names), len(self.index))
-
-    def _evict_oldest(self) -> None:
-        """Over ``max_nodes``: drop nodes not seen lately, then the oldest entries, down to 90 % of the limit."""
-        target = self.limits.max_nodes * 9 // 10
-        recent = self._fresh | self._older
-        stale = [name for name in self.index.nodes() if name not in recent]
-        excess = len(self.index) - target
-        if len(stale) < excess:
-            stale += list(itertools.islice((n for n in self.index.nodes() if n in recent), excess - len(stale)))
-        self._evict(stale[:excess])
 
     # --- pods -----------------------------------------------------------------------------------------------
 
     def pod_bound(self, key: str, node: str) -> None:
-        """The pod was bound to ``node`` (spec.nodeName set): its volumes exist, its reservation ends."""
-        self.ledger.release(key, scheduling.EndReason.BOUND)
-        self._untrack(key)
+        """The pod was bound to ``node`` (spec.nodeName set): its volumes exist, its reservations end."""
+        if node in self.ledger.nodes_of(key):
+            self.ledger.keep_only(key, node)  # the tied nodes it did not go to end as not-chosen
+        self.ledger.release(key, reservations.EndReason.BOUND)
+        self.pods.forget(key)
 
     def pod_deleted(self, key: str) -> None:
-        self.ledger.release(key, scheduling.EndReason.DELETED)
-        self._untrack(key)
+        self.ledger.release(key, reservations.EndReason.DELETED)
+        self.pods.forget(key)
 
     def pod_selected(self, key: str, node: str) -> None:
-        """kube-scheduler chose ``node`` for the pod: hold its request there (moving it if held elsewhere)."""
-        held = self.ledger.node_of(key)
-        if held == node:
+        """kube-scheduler chose ``node`` for the pod: hold its request there only (moving it if held elsewhere)."""
+        held = self.ledger.nodes_of(key)
+        if node in held:
+            self.ledger.keep_only(key, node)  # the other tied nodes, if any
             return
-        tracked = self._pods.get(key)
-        if held is not None:
+        tracked = self.pods.get(key)
+        if held:
             requested = self.ledger.requests_of(key)
-        elif key in self._provisioned:
+        elif self.pods.is_provisioned(key):
             return  # a late event (e.g. the claim became Bound): the volume already counts in the annotation
         elif tracked is not None:
-            requested = dict(tracked[0].requested)
+            requested = dict(tracked.requested)
         else:
             return  # neither held nor seen in a request: nothing known to hold
-        pod = tracked[0] if tracked is not None else Pod(key, requested=requested)
+        pod = tracked if tracked is not None else Pod(key, requested=requested)
         observed = self._observed(node, requested)
         made = self.ledger.reserve(
-            key, node, requested, observed, self.clock.now(), replaced=scheduling.EndReason.REHOMED
+            key, node, requested, observed, self.clock.now(), replaced=reservations.EndReason.REHOMED
         )  # fmt: skip
         self._started(pod, made, Via.SELECTED)
 
     def claim_selected(self, namespace: str, claim: str, node: str) -> bool:
         """A claim got ``volume.kubernetes.io/selected-node``; False when no pod seen in a request mounts it."""
-        key = self._claims.get((namespace, claim))
+        key = self.pods.by_claim(namespace, claim)
         if key is None:
             return False
         self.pod_selected(key, node)
         return True
-
-    def _track(self, pod: Pod, now: float) -> None:
-        self._provisioned.discard(pod.key)  # scheduled again: a new selected-node may follow
-        self._pods.pop(pod.key, None)
-        self._pods[pod.key] = (pod, now)
-        for claim in pod.claims:
-            self._claims[(pod.namespace, claim)] = pod.key
-        while len(self._pods) > self.limits.max_pods:
-            self._untrack(next(iter(self._pods)))
-
-    def _untrack(self, key: str) -> None:
-        tracked = self._pods.pop(key, None)
-        self._provisioned.discard(key)
-        if tracked is None:
-            return
-        pod = tracked[0]
-        for claim in pod.claims:
-            if self._claims.get((pod.namespace, claim)) == key:
-                del self._claims[(pod.namespace, claim)]
 
     # --- housekeeping ---------------------------------------------------------------------------------------
 
@@ -367,50 +322,44 @@ class SchedulerService:
         now = self.clock.now()
         if self.ledger:
             self.ledger.expire(now)
-        horizon = now - self.limits.pod_ttl
-        while self._pods:
-            key, (_, seen) = next(iter(self._pods.items()))
-            if seen > horizon:
-                break
-            self._untrack(key)
-        if not self.watched_nodes and now - self._generation_start >= self.limits.node_ttl / 2:
-            recent = self._fresh | self._older
-            self._evict([name for name in self.index.nodes() if name not in recent])
-            self._older, self._fresh, self._marked = self._fresh, set(), None
-            self._generation_start = now
+        self.pods.expire(now)
+        if not self.watched_nodes:
+            self._evict(self._recency.turn(self.index.nodes(), now))
 
     def tracked_pods(self) -> int:
-        return len(self._pods)
+        return len(self.pods)
 
     def node_cache_sizes(self) -> dict[str, int]:
         """Entries of every per-node structure: the index, the remembered annotations of full-Node requests, and
         the nodes marked as seen lately (all bounded together)."""
-        return {"index": len(self.index), "annotations": len(self._seen), "recent": len(self._fresh | self._older)}
+        return {"index": len(self.index), "annotations": len(self._seen), "recent": len(self._recency.recent())}
 
     # --- reservations ---------------------------------------------------------------------------------------
 
-    def _reserve(self, pod: Pod, node: str, observed: Mapping[str, int | None], now: float, via: Via) -> None:
-        if self.ledger.ttl <= 0:
+    def _reserve(self, pod: Pod, nodes: Mapping[str, Mapping[str, int | None]], now: float, via: Via) -> None:
+        """Hold ``pod``'s request on each of ``nodes`` (node -> its annotation per class now), if any."""
+        if self.ledger.ttl <= 0 or not nodes:
             return
-        self._started(pod, self.ledger.reserve(pod.key, node, pod.requested, observed, now), via)
+        self._started(pod, self.ledger.reserve_on(pod.key, nodes, pod.requested, now), via)
 
-    def _started(self, pod: Pod, made: Sequence[scheduling.Reservation], via: Via) -> None:
+    def _started(self, pod: Pod, made: Sequence[reservations.Reservation], via: Via) -> None:
+        tied = len({r.node for r in made})  # > 1: held on every node tied for the top score
         for reservation in made:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "reservation start pod=%s/%s uid=%s node=%s class=%s bytes=%d via=%s",
+                    "reservation start pod=%s/%s uid=%s node=%s class=%s bytes=%d via=%s tied=%d",
                     pod.namespace, pod.name, pod.key, reservation.node, reservation.device_class,
-                    reservation.size, via.value,
+                    reservation.size, via.value, tied,
                 )  # fmt: skip
             if self.on_start is not None:
                 self.on_start(reservation, via)
 
-    def _ended(self, reservation: scheduling.Reservation, reason: scheduling.EndReason) -> None:
-        if reason is scheduling.EndReason.PROVISIONED and reservation.pod in self._pods:
-            self._provisioned.add(reservation.pod)
+    def _ended(self, reservation: reservations.Reservation, reason: reservations.EndReason) -> None:
+        if reason is reservations.EndReason.PROVISIONED:
+            self.pods.provisioned(reservation.pod)
         if log.isEnabledFor(logging.DEBUG):
-            tracked = self._pods.get(reservation.pod)
-            name = f"{tracked[0].namespace}/{tracked[0].name}" if tracked else "?"
+            tracked = self.pods.get(reservation.pod)
+            name = f"{tracked.namespace}/{tracked.name}" if tracked else "?"
             log.debug(
                 "reservation end pod=%s uid=%s node=%s class=%s bytes=%d reason=%s",
                 name, reservation.pod, reservation.node, reservation.device_class, reservation.size, reason.value,
