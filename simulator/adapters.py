@@ -38,12 +38,21 @@ class SimExtender:
         )
         self.filter_calls = 0
         self.prioritize_calls = 0
+        self._most: dict[str, int | None] = {}  # device class annotation name -> the most any node offers
         cluster = w.cluster
         cluster.watch(resources.NODE, self._on_node)
         cluster.watch(workloads.POD, self._on_pod)
         cluster.watch(workloads.PVC, self._on_claim)
 
+    def most_free(self, device_class: str) -> int | None:
+        """The largest capacity annotation of the class over every node (cached until a Node changes)."""
+        if device_class not in self._most:
+            values = self.service.index.free(device_class).values()
+            self._most[device_class] = max(values, default=None)
+        return self._most[device_class]
+
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
+        self._most.clear()
         if event.type is resources.EventType.DELETED:
             self.service.node_removed(event.object.name)
         else:

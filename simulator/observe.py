@@ -22,19 +22,7 @@ from simulator import engine, scheduling, units, world
 from topolvm.core import model, workloads
 
 Key = tuple[str, str]
-STORAGE_HINTS = (
-    "VG free space",
-    "free storage",
-    "storage capacity",
-    "failed to provision volume",
-    "insufficient capacity",
-)
 PER_NODE_LIMIT = 200  # clusters up to this size also get a per-node time series
-
-
-def is_storage_reason(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(hint.lower() in lowered for hint in STORAGE_HINTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +131,7 @@ class Observer:
         storage = False
         for reason, count in attempt.failures.items():
             self.reasons[reason] += count
-            storage = storage or is_storage_reason(reason)
+            storage = storage or scheduling.is_storage_reason(reason)
         if record is not None:
             record.last_message = attempt.message
             record.storage_failures += storage

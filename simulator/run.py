@@ -102,6 +102,7 @@ def simulate(
         on_attempt=observer.attempt,
         on_bound=bound,
         capacity_tracking=spec.scheduler.mode == "capacity-tracking",
+        most_free=extender.most_free if extender is not None else None,
     )
     w.cluster.watch(
         workloads.POD,

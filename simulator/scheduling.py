@@ -25,6 +25,7 @@ from simulator.kube_scheduler import api as ks_api
 from simulator.kube_scheduler import model as ks_model
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
+from topolvm.core import scheduling as scheduling_policy
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -33,6 +34,21 @@ MAX_BACKOFF = 10.0
 UNSCHEDULABLE_FLUSH = 300.0  # podMaxInUnschedulablePodsDuration
 BIND_TIMEOUT = 600.0  # VolumeBinding's bindTimeoutSeconds
 PROVISIONING_FAILED = 'running PreBind plugin "VolumeBinding": failed to provision volume'
+# Words of the failure reasons that are about storage: the extender's, VolumeBinding's and the provisioner's.
+STORAGE_HINTS = (
+    "vg free space",
+    "free storage",
+    "storage capacity",
+    "failed to provision volume",
+    "insufficient capacity",
+)
+# The most any node offers for a device class (extender mode), or None when no node offers it.
+MostFree = Callable[[str], int | None]
+
+
+def is_storage_reason(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(hint in lowered for hint in STORAGE_HINTS)
 
 
 @dataclasses.dataclass
@@ -57,6 +73,7 @@ class SchedulerDriver:
         on_attempt: Callable[[Attempt], None],
         on_bound: Callable[[Key, str], None],
         capacity_tracking: bool,
+        most_free: MostFree | None = None,
     ) -> None:
         self.world = w
         self.env: simpy.Environment = w.env
@@ -67,6 +84,10 @@ class SchedulerDriver:
         self.on_bound = on_bound
         # whether TopoLVM's CSIDriver has storageCapacity: true (kube-scheduler then needs CSIStorageCapacity room)
         self.capacity_tracking = capacity_tracking
+        self.most_free = most_free
+        self.last_failed: dict[Key, tuple[Attempt, int]] = {}  # the pod's last failed attempt, and the node count
+        self.settled = 0  # retries answered without a cycle (see _cannot_fit)
+        self._capacity: dict[str, dict[str, int]] = {}  # storage class -> node -> CSIStorageCapacity bytes
         self.active: collections.deque[Key] = collections.deque()
         self._queued: set[Key] = set()
         self.backoff: dict[Key, float] = {}  # key -> when it may be tried again
@@ -118,8 +139,10 @@ class SchedulerDriver:
         node = c.node_labels.get(constants.TOPOLOGY_NODE_KEY, "")
         if event.type is resources.EventType.DELETED:
             self.model.set_capacity(node, c.storage_class_name, None, None)
+            self._capacity.get(c.storage_class_name, {}).pop(node, None)
         else:
             self.model.set_capacity(node, c.storage_class_name, c.capacity_bytes, c.maximum_volume_size)
+            self._capacity.setdefault(c.storage_class_name, {})[node] = c.capacity_bytes or 0
         self._request_move()
 
     # --- the queue ---
@@ -132,6 +155,7 @@ class SchedulerDriver:
             self._wake.succeed()
 
     def _forget(self, key: Key) -> None:
+        self.last_failed.pop(key, None)
         self.unschedulable.pop(key, None)
         self.backoff.pop(key, None)
         self.binding.discard(key)
@@ -194,6 +218,11 @@ class SchedulerDriver:
                 continue
             if self.cycle_latency > 0:
                 yield self.env.timeout(self.cycle_latency)
+            last = self.last_failed.get(key)
+            if last is not None and self._cannot_fit(pod, *last):
+                self.settled += 1
+                self._failed(key, pod, dataclasses.replace(last[0], time=float(self.env.now)))
+                continue
             self._schedule(key, pod)
 
     def _schedule(self, key: Key, pod: workloads.Pod) -> None:
@@ -215,7 +244,33 @@ class SchedulerDriver:
         self.binding.add(key)
         self.env.process(self._bind(key, pod, result.node, claims))
 
+    def _cannot_fit(self, pod: workloads.Pod, last: Attempt, nodes: int) -> bool:  # noqa: PLR0911
+        """Whether a retry is bound to fail as the last attempt did, without running the cycle: every node was
+        turned down for storage, the nodes are the same, and still no node offers as much as the pod asks for
+        (a necessary condition of the real filters, so the cycle's answer could not differ). kube-scheduler
+        would run it — and fail the same way; the attempt is counted either way."""
+        storage_only = bool(last.failures) and all(is_storage_reason(reason) for reason in last.failures)
+        if not storage_only or len(self.world.nodes) != nodes or sum(last.failures.values()) < nodes:
+            return False
+        if self.capacity_tracking:
+            claims, missing = self._claims(pod)
+            for claim in claims:
+                if missing or claim.bound_node is not None:
+                    return False
+                if max(self._capacity.get(claim.storage_class, {}).values(), default=0) >= claim.request_bytes:
+                    return False
+            return bool(claims)
+        if self.most_free is None:
+            return False
+        wanted = scheduling_policy.requested_bytes(pod.meta.annotations)
+        for device_class, size in wanted.items():
+            most = self.most_free(device_class)
+            if most is None or most >= size:
+                return False
+        return bool(wanted)
+
     def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt) -> None:
+        self.last_failed[key] = (attempt, len(self.world.nodes))
         self.on_attempt(attempt)
         self._park(key)
         status = workloads.PodStatus("Pending", "Unschedulable", attempt.message)
