@@ -45,6 +45,7 @@ def estimate(loaded: scenario.Loaded, replay: list[trace.Op] | None = None) -> E
     if replay is not None:
         pods = sum(1 for op in replay if isinstance(op, trace.CreatePod))
         live = sum(len(op.claims) for op in replay if isinstance(op, trace.CreatePod))
+        live += sum(1 for op in replay if isinstance(op, trace.PlaceClaim))
         nodes += sum(1 for op in replay if isinstance(op, trace.AddNode))
     for w in spec.workloads:
         start = units.duration(w.start)

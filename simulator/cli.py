@@ -5,6 +5,8 @@ topolvm-sim run [SCENARIO.yaml]     one run (no file: the embedded default scena
 topolvm-sim plan SCENARIO --pool P  the smallest count of pool P keeping failures below --target
 topolvm-sim compare SCENARIO --variant LABEL:key=value ...   variants side by side, same seeds
 topolvm-sim sweep SCENARIO --grid key=v1,v2 ...              a parameter grid (local processes or --dask)
+topolvm-sim snapshot --kubeconfig FILE [--lvmd-config [POOL=]lvmd.yaml] --out S.yaml   a scenario and trace
+                                    that start from a live cluster's nodes, volumes and pending pods
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib import resources as package_files
 from pathlib import Path
@@ -80,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--variant", action="append", required=True, metavar="LABEL:KEY=VALUE[,KEY=VALUE]")
     sw = many("sweep", "a grid of parameters")
     sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
+    sn = sub.add_parser("snapshot", help="a scenario and trace starting from a live cluster's state")
+    sn.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="the cluster (default: $KUBECONFIG)")
+    sn.add_argument(
+        "--lvmd-config", action="append", default=[], metavar="[POOL=]PATH",
+        help="the nodes' lvmd.yaml; POOL=PATH: for nodes whose --pool-label is POOL (repeatable; default: one thick "
+        "class per capacity annotation, spare 0)",
+    )  # fmt: skip
+    sn.add_argument("--pool-label", help="node label whose values name node pools (default: one per node shape)")
+    sn.add_argument("--selector", default="", metavar="KEY=VALUE,...", help="only nodes with these labels")
+    sn.add_argument("--namespace", action="append", default=[], help="pending pods only from here (repeatable)")
+    sn.add_argument("--name", default="snapshot", help="the scenario's name (default: %(default)s)")
+    sn.add_argument("--out", help="the scenario YAML (default: stdout)")
+    sn.add_argument("--trace-out", help="the trace JSONL (default: next to --out, as <stem>.trace.jsonl)")
     return p
 
 
@@ -99,7 +115,8 @@ def _with_overrides(loaded: scenario.Loaded, args: argparse.Namespace) -> scenar
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     loaded = _with_overrides(load(args.scenario), args)
     replay = list(trace.read(args.trace)) if args.trace else None
-    estimate = budget.estimate(loaded, replay)
+    own = list(trace.read(loaded.spec.trace)) if replay is None and loaded.spec.trace else None  # read it early
+    estimate = budget.estimate(loaded, replay if replay is not None else own)
     budget.check(estimate, units.size(args.max_memory) if args.max_memory else None)
     out = Path(args.out)
     if args.no_progress or not console.is_terminal:
@@ -138,6 +155,8 @@ def _data(args: argparse.Namespace) -> dict[str, Any]:
         raise errors.ConfigError(f"{args.scenario or 'default scenario'}: the top level must be a mapping")
     for assignment in args.set:
         data = study.override(data, assignment)
+    if args.scenario is not None and isinstance(data.get("trace"), str):  # workers may run elsewhere
+        data["trace"] = scenario.trace_path(data["trace"], Path(args.scenario).parent)
     scenario.parse(data, args.scenario or "default scenario")  # refuse bad input before any run starts
     return data
 
@@ -269,6 +288,37 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
+    from simulator import snapshot
+
+    options = snapshot.Options(
+        lvmd=snapshot.lvmd_configs(args.lvmd_config, args.pool_label), pool_label=args.pool_label,
+        selector=snapshot.selector(args.selector), namespaces=tuple(args.namespace), name=args.name,
+    )  # fmt: skip
+    if not args.kubeconfig:
+        raise errors.ConfigError("--kubeconfig: give the cluster's kubeconfig (or set KUBECONFIG)")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retry per refused connection; the error says it once
+    cluster, close, source = snapshot.connect(args.kubeconfig)
+    try:
+        live = snapshot.read(cluster, options)
+    except errors.ConfigError:
+        raise
+    except errors.TopoLVMError as exc:  # unreachable, access denied...: the user's to fix, not a crash
+        raise errors.ConfigError(f"reading the cluster at {source}: {exc}") from None
+    finally:
+        close()
+    snap = snapshot.build(live, options)
+    out = Path(args.out) if args.out and args.out != "-" else None
+    text, trace_file = snapshot.write(snap, out, Path(args.trace_out) if args.trace_out else None, source)
+    report = console if out is not None else Console(stderr=True)
+    if out is None:
+        sys.stdout.write(text)
+    for line in snapshot.summary(snap, source):
+        report.print(line, highlight=False)
+    report.print(f"wrote {out or 'the scenario to stdout'}, {trace_file}", highlight=False)
+    return 0
+
+
 def _chunks(items: list[run.Result], size: int) -> list[list[run.Result]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -279,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         commands = {"run": cmd_run, "plan": cmd_plan, "compare": cmd_compare, "sweep": cmd_sweep}
+        commands["snapshot"] = cmd_snapshot
         return commands[args.command](args, console)
     except errors.ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)

@@ -67,6 +67,8 @@ def simulate(
     replay: list[trace.Op] | None = None,
     chunks: int = 100,
 ) -> Result:
+    """One run. ``replay``: a trace applied instead of the scenario's workloads and of its own ``trace`` (which,
+    without ``replay``, is applied beside the workloads)."""
     spec = loaded.spec
     started = time.perf_counter()
     env = simpy.Environment()
@@ -122,6 +124,8 @@ def simulate(
         if replay is not None:
             workload.replay(env, replay, executor)
         else:
+            if spec.trace is not None:  # the scenario's own trace (a snapshot's state), beside its workloads
+                workload.replay(env, list(trace.read(spec.trace)), executor)
             workload.Generators(env, loaded, executor, _rng(spec.seed, "workload")).start()
         for i in range(1, chunks + 1):
             env.run(until=end * i / chunks)

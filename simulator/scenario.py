@@ -69,6 +69,9 @@ class NodePool(_Strict):
     max_pods: Positive = 110
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     taints: list[TaintSpec] = msgspec.field(default_factory=list)
+    # Names of the pool's first nodes, in order (a snapshot of a live cluster keeps its nodes' names, so its
+    # trace can place volumes on them); nodes beyond these are named <pool>-00000, <pool>-00001...
+    node_names: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(_cpu, self.cpu, "cpu")
@@ -99,6 +102,7 @@ class ClusterSpec(_Strict):
         for kind, seen in (
             ("node pool", [p.name for p in self.node_pools]),
             ("storage class", [s.name for s in self.storage_classes]),
+            ("node", [n for p in self.node_pools for n in p.node_names]),
         ):
             dupes = {n for n in seen if seen.count(n) > 1}
             if dupes:
@@ -265,7 +269,7 @@ class Scenario(_Strict):
     workloads: list[WorkloadSpec] = msgspec.field(default_factory=list)
     node_events: list[NodeEvent] = msgspec.field(default_factory=list)
     disk_events: list[DiskEvent] = msgspec.field(default_factory=list)
-    trace: str | None = None  # a JSONL trace replayed instead of (or beside) the workloads
+    trace: str | None = None  # a JSONL trace replayed beside the workloads (the state a snapshot starts from)
 
     def __post_init__(self) -> None:
         _check(units.duration, self.duration, "duration")
@@ -372,12 +376,24 @@ def loads(text: str, source: str = "scenario") -> Loaded:
 
 
 def load(path: str | Path) -> Loaded:
+    """A scenario file; its ``trace``, when relative, is taken relative to the file's directory."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise errors.ConfigError(f"{p}: cannot read: {exc.strerror}") from None
-    return loads(text, str(p))
+    loaded = loads(text, str(p))
+    if loaded.spec.trace is None:
+        return loaded
+    spec = msgspec.structs.replace(loaded.spec, trace=trace_path(loaded.spec.trace, p.parent))
+    return Loaded(spec, loaded.lvmd)
+
+
+def trace_path(trace: str, base: Path) -> str:
+    """Where a scenario's ``trace`` is, as an absolute path: a relative one is relative to ``base`` (the scenario
+    file's directory), not to wherever the run happens."""
+    path = Path(trace).expanduser()
+    return str(path if path.is_absolute() else base.resolve() / path)
 
 
 def taints(pool: NodePool) -> tuple[resources.Taint, ...]:

@@ -11,6 +11,11 @@ quantity strings with a unit. Operations:
     snapshot       namespace, claim, name             delete-snapshot   name
     add-node       pool, name (optional)              fail-node / drain-node   name
     add-disk       node, volume-group, size
+    place-claim    namespace, name, storage-class, size, node: a claim whose volume already exists on that node
+                   (``topolvm-sim snapshot`` writes one per LogicalVolume of a live cluster). The claim is created
+                   with kube-scheduler's selected-node annotation already set (once the node has published its
+                   capacity), so the provisioner model puts its volume there; no pod uses it. A placement that
+                   fails (no room on the node) is recorded as a workload error, like any other failed operation.
 
 Generated workloads are recorded in this format (``topolvm-sim run --record-trace``), so a generated run can be
 replayed exactly, here or against a real cluster.
@@ -95,7 +100,26 @@ class AddDisk(_Op, tag="add-disk"):
     size: Size
 
 
-Op = CreatePod | DeletePod | ExpandClaim | Snapshot | DeleteSnapshot | AddNode | FailNode | DrainNode | AddDisk
+class PlaceClaim(_Op, tag="place-claim"):
+    namespace: str
+    name: str
+    storage_class: str
+    size: Size
+    node: str
+
+
+Op = (
+    CreatePod
+    | DeletePod
+    | ExpandClaim
+    | Snapshot
+    | DeleteSnapshot
+    | AddNode
+    | FailNode
+    | DrainNode
+    | AddDisk
+    | PlaceClaim
+)
 _decoder = msgspec.json.Decoder(Op)
 _encoder = msgspec.json.Encoder()
 
@@ -130,7 +154,7 @@ def decode_line(line: bytes | str, where: str) -> Op:
 def _sizes(op: Op) -> Iterable[Size]:
     if isinstance(op, CreatePod):
         return [c.size for c in op.claims]
-    if isinstance(op, ExpandClaim | AddDisk):
+    if isinstance(op, ExpandClaim | AddDisk | PlaceClaim):
         return [op.size]
     return []
 

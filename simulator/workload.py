@@ -20,7 +20,7 @@ import msgspec
 import simpy
 
 from simulator import engine, provisioner, scenario, trace, units, world
-from topolvm import errors
+from topolvm import constants, errors
 from topolvm.core import quantity, resources, workloads
 
 Admit = Callable[[workloads.Pod], workloads.Pod]
@@ -50,7 +50,11 @@ class Executor:
         self._members: dict[tuple[str, str], trace.CreatePod] = {}
         self._retiring: set[tuple[str, str]] = set()
         self.recreated = 0
+        self._placed: dict[tuple[str, str], str] = {}  # claims of place-claim operations -> their node
+        self._unpublished: dict[str, list[trace.PlaceClaim]] = {}  # by node: waiting for its first capacity
+        w.capacity_listeners.append(self._published)
         self.cluster.watch(workloads.POD, self._on_pod)
+        prov.on_failure.append(self._placement_failed)
 
     def apply(self, op: trace.Op) -> None:
         if self.record:
@@ -75,8 +79,41 @@ class Executor:
                 if o.node in self.world.nodes
                 else None
             ),
+            trace.PlaceClaim: self._place_claim,
         }
         handlers[type(op)](op)
+
+    def _place_claim(self, op: trace.PlaceClaim) -> None:
+        """A claim whose volume exists on ``op.node``: kube-scheduler's choice is already made, so the provisioner
+        model provisions it there once it sees the claim. A node added at the same time has not published its
+        capacity yet (TopoLVM's controller would refuse it), so the claim waits for that."""
+        if op.node not in self.world.nodes:
+            raise errors.NotFound(f"claim {op.namespace}/{op.name}: node {op.node!r} does not exist")
+        if self.cluster.get(workloads.STORAGE_CLASS, op.storage_class) is None:
+            raise errors.NotFound(f"claim {op.namespace}/{op.name}: storage class {op.storage_class!r} does not exist")
+        node = self.cluster.get(resources.NODE, op.node)
+        if node is not None and not any(k.startswith(constants.CAPACITY_KEY_PREFIX) for k in node.meta.annotations):
+            self._unpublished.setdefault(op.node, []).append(op)
+            return
+        meta = resources.Meta(
+            name=op.name, namespace=op.namespace, annotations={workloads.SELECTED_NODE_ANNOTATION: op.node}
+        )
+        spec = workloads.ClaimSpec(storage_class_name=op.storage_class, request_bytes=trace.size_of(op.size))
+        self.cluster.create(workloads.PersistentVolumeClaim(meta, spec))
+        self._placed[(op.namespace, op.name)] = op.node
+
+    def _published(self, node: world.SimNode, _capacity: object) -> None:
+        for op in self._unpublished.pop(node.name, ()):
+            try:
+                self._place_claim(op)
+            except errors.TopoLVMError as exc:
+                self.errors.append(f"t={self.env.now:.1f}s PlaceClaim: {exc}")
+
+    def _placement_failed(self, pvc: workloads.PersistentVolumeClaim, exc: errors.TopoLVMError) -> None:
+        node = self._placed.pop((pvc.meta.namespace, pvc.meta.name), None)
+        if node is not None and not pvc.spec.volume_name:  # a bound claim failed later (expansion): not this
+            where = f"{pvc.meta.namespace}/{pvc.meta.name}"
+            self.errors.append(f"t={self.env.now:.1f}s PlaceClaim: claim {where} not placed on node {node}: {exc}")
 
     def _expand(self, op: trace.ExpandClaim) -> None:
         pvc = self.cluster.get(workloads.PVC, op.name, namespace=op.namespace)

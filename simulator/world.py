@@ -130,8 +130,10 @@ class World:
     def add_node(self, pool_name: str, name: str | None = None) -> SimNode:
         pool = self.pools[pool_name]
         if name is None:
-            name = f"{pool.name}-{self._serial[pool_name]:05d}"
+            serial = self._serial[pool_name]
             self._serial[pool_name] += 1
+            named = len(pool.node_names)
+            name = pool.node_names[serial] if serial < named else f"{pool.name}-{serial - named:05d}"
         labels = {**pool.labels, "kubernetes.io/hostname": name, "node.kubernetes.io/pool": pool.name}
         allocatable = {
             workloads.CPU: quantity.to_milli(pool.cpu),
