@@ -38,18 +38,30 @@ class SimExtender:
         )
         self.filter_calls = 0
         self.prioritize_calls = 0
-        self._most: dict[str, int | None] = {}  # device class annotation name -> the most any node offers
+        self._most: dict[str, list[tuple[str, int]]] = {}  # class -> (node, annotation bytes), largest first
         cluster = w.cluster
         cluster.watch(resources.NODE, self._on_node)
         cluster.watch(workloads.POD, self._on_pod)
         cluster.watch(workloads.PVC, self._on_claim)
 
-    def most_free(self, device_class: str) -> int | None:
-        """The largest capacity annotation of the class over every node (cached until a Node changes)."""
-        if device_class not in self._most:
-            values = self.service.index.free(device_class).values()
-            self._most[device_class] = max(values, default=None)
-        return self._most[device_class]
+    def most_free(self, device_class: str, pod: workloads.Pod) -> int | None:
+        """At least as much as any node could give ``pod`` of the class now: its capacity annotation less what is
+        held for other pods. Nodes are ranked by annotation once per Node change; the first that holds nothing
+        for others bounds every node after it."""
+        ranked = self._most.get(device_class)
+        if ranked is None:
+            free = self.service.index.free(device_class)
+            ranked = self._most[device_class] = sorted(free.items(), key=lambda item: (-item[1], item[0]))
+        ledger = self.service.ledger
+        key = scheduler_service.pod_key(pod.meta.namespace, pod.meta.name, pod.meta.uid)
+        best: int | None = None
+        now = self.service.clock.now()
+        for name, value in ranked:
+            if best is not None and value <= best:
+                break  # sorted: nothing further can beat it
+            usable = value - ledger.held(name, device_class, value, now, exclude=key) if ledger else value
+            best = usable if best is None else max(best, usable)
+        return best
 
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
         self._most.clear()

@@ -326,6 +326,9 @@ def _chunks(items: list[run.Result], size: int) -> list[list[run.Result]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.log_level == "warning":
+        # TopoLVM's services warn on every volume that does not fit; in a simulation that is the point, not news.
+        logging.getLogger("topolvm").setLevel(logging.ERROR)
     console = Console()
     try:
         commands = {"run": cmd_run, "plan": cmd_plan, "compare": cmd_compare, "sweep": cmd_sweep}

@@ -52,6 +52,14 @@ class LvEvents:
         return waiter
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stuck:
+    node: str
+    node_capacity: dict[str, str]  # the node's capacity annotations when the expansion failed
+    size: int
+    failures: int
+
+
 @dataclasses.dataclass
 class ProvisionStats:
     provisioned: int = 0
@@ -82,7 +90,9 @@ class Provisioner:
         self.stats = ProvisionStats()
         self._busy: set[tuple[str, str]] = set()  # claims being provisioned, resized or deleted
         self.on_failure: list[Callable[[workloads.PersistentVolumeClaim, errors.TopoLVMError], None]] = []
+        self._stuck: dict[tuple[str, str], _Stuck] = {}  # expansions that failed for want of room
         cluster.watch(PVC, self._on_claim)
+        cluster.watch(resources.NODE, self._on_node)
 
     # --- claims ---
     def _storage_class(self, pvc: workloads.PersistentVolumeClaim) -> workloads.StorageClass | None:
@@ -108,7 +118,32 @@ class Provisioner:
             if immediate or pvc.selected_node:
                 self._start(key, self._provision(pvc, sc))
         elif pvc.status.phase == "Bound" and pvc.spec.request_bytes > (pvc.status.capacity_bytes or 0):
+            held = self._stuck.get(key)
+            if (
+                held is not None
+                and held.node_capacity == self._node_capacity(held.node)
+                and held.size == pvc.spec.request_bytes
+            ):
+                return  # failed before, and nothing on its node changed since: it would fail again
             self._start(key, self._expand(pvc, sc))
+
+    def _node_capacity(self, name: str) -> dict[str, str]:
+        node = self.cluster.get(resources.NODE, name)
+        if node is None:
+            return {}
+        prefix = constants.CAPACITY_KEY_PREFIX
+        return {k: v for k, v in node.meta.annotations.items() if k.startswith(prefix)}
+
+    def _on_node(self, event: resources.Event[resources.Node]) -> None:
+        """A node's capacity changed: expansions that failed there for want of room may fit now."""
+        name = event.object.name
+        for key, held in list(self._stuck.items()):
+            if held.node == name:
+                current = self.cluster.get(PVC, key[1], namespace=key[0])
+                if current is None:
+                    del self._stuck[key]
+                elif key not in self._busy:
+                    self._on_claim(resources.Event(resources.EventType.MODIFIED, current))
 
     def _start(self, key: tuple[str, str], process: engine.Process) -> None:
         self._busy.add(key)
@@ -247,8 +282,14 @@ class Provisioner:
             self.stats.expansion_failures += 1
             for listener in self.on_failure:
                 listener(pvc, exc)
-            # external-resizer retries with backoff; the claim keeps asking. Retrying is left to the next change.
+            # external-resizer retries with backoff (1 s doubling, at most 5 min); a retry while nothing on the
+            # node changed fails the same way, so the next one waits for a change of the node's capacity.
+            key = (pvc.meta.namespace, pvc.meta.name)
+            failures = self._stuck[key].failures + 1 if key in self._stuck else 1
+            self._stuck[key] = _Stuck(pv.spec.node_name, self._node_capacity(pv.spec.node_name), want, failures)
+            yield self.env.timeout(min(300.0, 2.0 ** (failures - 1)))
             return
+        self._stuck.pop((pvc.meta.namespace, pvc.meta.name), None)
         current = self.cluster.get(PVC, pvc.meta.name, namespace=pvc.meta.namespace)
         if current is not None:
             self.cluster.update_status(

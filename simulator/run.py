@@ -66,6 +66,7 @@ def simulate(
     record_trace: bool = False,
     replay: list[trace.Op] | None = None,
     chunks: int = 100,
+    settle_hopeless: bool = True,
 ) -> Result:
     """One run. ``replay``: a trace applied instead of the scenario's workloads and of its own ``trace`` (which,
     without ``replay``, is applied beside the workloads)."""
@@ -97,7 +98,7 @@ def simulate(
         decisions.update(f"{key[0]}/{key[1]}={node};".encode())
         observer.bound(key, node)
 
-    scheduling.SchedulerDriver(
+    driver = scheduling.SchedulerDriver(
         w,
         model,
         cycle_latency=w.latencies.scheduling_cycle,
@@ -106,6 +107,7 @@ def simulate(
         capacity_tracking=spec.scheduler.mode == "capacity-tracking",
         most_free=extender.most_free if extender is not None else None,
     )
+    driver.settle_hopeless = settle_hopeless
     w.cluster.watch(
         workloads.POD,
         lambda e: (
@@ -136,6 +138,7 @@ def simulate(
         error = f"{type(exc).__name__} at t={float(env.now):.1f}s: {exc}\n{traceback.format_exc(limit=8)}"
     observer.sample()
     summary = observer.summary(float(env.now))
+    summary["scheduling"]["settled_without_cycle"] = driver.settled
     summary.update(
         scenario=spec.name,
         seed=spec.seed,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 
@@ -42,13 +43,23 @@ STORAGE_HINTS = (
     "failed to provision volume",
     "insufficient capacity",
 )
-# The most any node offers for a device class (extender mode), or None when no node offers it.
-MostFree = Callable[[str], int | None]
+RESOURCE_REASONS = frozenset({ks_api.REASON_CPU, ks_api.REASON_MEMORY, ks_api.REASON_TOO_MANY_PODS})
+# At least as much as any node could give the pod of a device class (extender mode); None: no node offers it.
+MostFree = Callable[[str, workloads.Pod], int | None]
 
 
+@functools.lru_cache(maxsize=1024)
 def is_storage_reason(reason: str) -> bool:
     lowered = reason.lower()
     return any(hint in lowered for hint in STORAGE_HINTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    attempt: Attempt
+    nodes: int  # how many nodes there were
+    settleable: bool  # every node turned it down for resources or storage (see ``_cannot_fit``)
+    wanted: dict[str, int]  # bytes per device class (annotation name) the pod asks for
 
 
 @dataclasses.dataclass
@@ -85,8 +96,9 @@ class SchedulerDriver:
         # whether TopoLVM's CSIDriver has storageCapacity: true (kube-scheduler then needs CSIStorageCapacity room)
         self.capacity_tracking = capacity_tracking
         self.most_free = most_free
-        self.last_failed: dict[Key, tuple[Attempt, int]] = {}  # the pod's last failed attempt, and the node count
+        self.last_failed: dict[Key, _Failure] = {}  # the pod's last failed attempt
         self.settled = 0  # retries answered without a cycle (see _cannot_fit)
+        self.settle_hopeless = True  # tests turn it off to show it changes no outcome
         self._capacity: dict[str, dict[str, int]] = {}  # storage class -> node -> CSIStorageCapacity bytes
         self.active: collections.deque[Key] = collections.deque()
         self._queued: set[Key] = set()
@@ -219,9 +231,9 @@ class SchedulerDriver:
             if self.cycle_latency > 0:
                 yield self.env.timeout(self.cycle_latency)
             last = self.last_failed.get(key)
-            if last is not None and self._cannot_fit(pod, *last):
+            if last is not None and self.settle_hopeless and self._cannot_fit(pod, last):
                 self.settled += 1
-                self._failed(key, pod, dataclasses.replace(last[0], time=float(self.env.now)))
+                self._failed(key, pod, dataclasses.replace(last.attempt, time=float(self.env.now)), last)
                 continue
             self._schedule(key, pod)
 
@@ -244,33 +256,37 @@ class SchedulerDriver:
         self.binding.add(key)
         self.env.process(self._bind(key, pod, result.node, claims))
 
-    def _cannot_fit(self, pod: workloads.Pod, last: Attempt, nodes: int) -> bool:  # noqa: PLR0911
-        """Whether a retry is bound to fail as the last attempt did, without running the cycle: every node was
-        turned down for storage, the nodes are the same, and still no node offers as much as the pod asks for
-        (a necessary condition of the real filters, so the cycle's answer could not differ). kube-scheduler
-        would run it — and fail the same way; the attempt is counted either way."""
-        storage_only = bool(last.failures) and all(is_storage_reason(reason) for reason in last.failures)
-        if not storage_only or len(self.world.nodes) != nodes or sum(last.failures.values()) < nodes:
+    def _cannot_fit(self, pod: workloads.Pod, last: _Failure) -> bool:
+        """Whether a retry is bound to fail as the last attempt did, so the cycle need not run: the same nodes all
+        turned the pod down for want of resources (cpu, memory, pod room) or storage, and still no node offers as
+        much as the pod needs in one of those — a necessary condition of the real filters, so the cycle could not
+        answer otherwise. kube-scheduler would run it, and fail the same way; the attempt is counted either way.
+        Other failures (taints, affinity, volume binding) always run the cycle."""
+        if not last.settleable or len(self.world.nodes) != last.nodes:
             return False
+        if self.model.cannot_fit_resources(pod):
+            return True
         if self.capacity_tracking:
             claims, missing = self._claims(pod)
-            for claim in claims:
-                if missing or claim.bound_node is not None:
-                    return False
-                if max(self._capacity.get(claim.storage_class, {}).values(), default=0) >= claim.request_bytes:
-                    return False
-            return bool(claims)
+            if missing or not claims or any(c.bound_node is not None for c in claims):
+                return False
+            return any(
+                max(self._capacity.get(c.storage_class, {}).values(), default=0) < c.request_bytes for c in claims
+            )
         if self.most_free is None:
             return False
-        wanted = scheduling_policy.requested_bytes(pod.meta.annotations)
-        for device_class, size in wanted.items():
-            most = self.most_free(device_class)
-            if most is None or most >= size:
-                return False
-        return bool(wanted)
+        return any((self.most_free(c, pod) or 0) < size for c, size in last.wanted.items())
 
-    def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt) -> None:
-        self.last_failed[key] = (attempt, len(self.world.nodes))
+    def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt, again: _Failure | None = None) -> None:
+        if again is None:
+            reasons = attempt.failures
+            settleable = (
+                bool(reasons)
+                and sum(reasons.values()) >= len(self.world.nodes)
+                and all(r in RESOURCE_REASONS or is_storage_reason(r) for r in reasons)
+            )
+            wanted = scheduling_policy.requested_bytes(pod.meta.annotations) if settleable else {}
+            self.last_failed[key] = _Failure(attempt, len(self.world.nodes), settleable, wanted)
         self.on_attempt(attempt)
         self._park(key)
         status = workloads.PodStatus("Pending", "Unschedulable", attempt.message)

@@ -42,6 +42,7 @@ class KubeScheduler:
         self.capacity = nodes.CapacityStore(self.table)
         self.static = filters.StaticCache(self.table)
         self.next_start_index = 0
+        self._requests_of: dict[str, podinfo.Requests] = {}  # pod UID -> its requests, parsed once
 
     # --- the cache -------------------------------------------------------------------------------------------
 
@@ -66,6 +67,27 @@ class KubeScheduler:
     ) -> None:
         """The CSIStorageCapacity of ``storage_class`` on ``node`` (both None: no such object)."""
         self.capacity.set(node, storage_class, capacity_bytes, maximum_volume_size)
+
+    def cannot_fit_resources(self, pod: workloads.Pod) -> bool:
+        """True when no node has as much free cpu, memory or pod room as ``pod`` needs (NodeResourcesFit could
+        pass nowhere): a necessary condition checked in O(1) between changes, for callers that skip retries."""
+        need = self._requests(pod)
+        return (
+            self.table.most_free("free_cpu") < need.cpu
+            or self.table.most_free("free_memory") < need.memory
+            or self.table.most_free("free_pods") < 1
+        )
+
+    def _requests(self, pod: workloads.Pod) -> podinfo.Requests:
+        """A pod's requests, parsed once per pod (a pod's spec does not change)."""
+        found = self._requests_of.get(pod.meta.uid) if pod.meta.uid else None
+        if found is None:
+            found = podinfo.pod_requests(pod)
+            if pod.meta.uid:
+                if len(self._requests_of) > 200_000:
+                    self._requests_of.clear()
+                self._requests_of[pod.meta.uid] = found
+        return found
 
     def node_order(self) -> list[str]:
         """The snapshot's node list, as cycles walk it."""

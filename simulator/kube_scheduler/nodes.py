@@ -73,6 +73,9 @@ class NodeTable:
         self._pods: dict[tuple[str, str], _PodRecord] = {}
         self._name_array: npt.NDArray[np.object_] | None = None
         self._all_allocatable: bool | None = None
+        self.version = 0  # bumped on every change of a node or of the pods counted on it
+        self._most: dict[str, int] = {}  # free column -> its largest value, at ``version``
+        self._most_version = -1
 
     @property
     def name_array(self) -> npt.NDArray[np.object_]:
@@ -114,8 +117,19 @@ class NodeTable:
 
     # --- nodes ------------------------------------------------------------------------------------------------
 
+    def most_free(self, column: str) -> int:
+        """The largest value of a free column over all nodes (0 without nodes), cached until something changes."""
+        if self._most_version != self.version:
+            self._most.clear()
+            self._most_version = self.version
+        if column not in self._most:
+            values = self.ints(column)
+            self._most[column] = int(values.max()) if len(values) else 0
+        return self._most[column]
+
     def set_node(self, node: resources.Node) -> int:
         """Add or update a node (labels, taints, allocatable, unschedulable); returns its slot."""
+        self.version += 1
         name = node.meta.name
         slot = self.slot.get(name)
         if slot is None:
@@ -151,6 +165,7 @@ class NodeTable:
         return slot
 
     def remove_node(self, name: str) -> bool:
+        self.version += 1
         slot = self.slot.pop(name, None)
         if slot is None:
             return False
@@ -230,6 +245,7 @@ class NodeTable:
             self._account(record.node, record.requests, -1)
 
     def _account(self, node: str, r: podinfo.Requests, sign: int) -> None:
+        self.version += 1
         usage = self._usage.setdefault(node, [0, 0, 0, 0, 0])
         deltas = (r.cpu, r.memory, r.nonzero_cpu, r.nonzero_memory, 1)
         slot = self.slot.get(node)

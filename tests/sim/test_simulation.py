@@ -265,3 +265,32 @@ def test_a_statefulset_pod_on_a_failed_node_comes_back_to_a_claim_whose_volume_i
     assert (s["volumes_lost_with_nodes"], s["pods_recreated"], s["pods"]["pending_at_end"]) == (1, 1, 1)
     assert s["pods"]["created"] == 2 and s["pods"]["bound"] == 1
     assert list(s["scheduling"]["reasons"]) == ["node(s) didn't match PersistentVolume's node affinity"]
+
+
+@pytest.mark.parametrize("mode", ["extender", "capacity-tracking"])
+def test_answering_hopeless_retries_without_a_cycle_changes_no_outcome(mode: str) -> None:
+    """A full cluster keeps pods pending and retried on every event; retries that cannot succeed (no node offers
+    enough) are answered without running the cycle. The run must come out the same as one that runs them all."""
+    data = copy.deepcopy(FIVE)
+    data["duration"] = "4d"
+    data["scheduler"] = {"mode": mode, "extender": {"weight": 200}}
+    data["workloads"] = [
+        {
+            "name": "w",
+            "rate": "60/d",
+            "lifetime": {"exponential-mean": "2d"},
+            "cpu": "2",
+            "claims": [{"storage-class": "sc", "size": {"lognormal-median": "60Gi", "sigma": 0.8, "max": "390Gi"}}],
+        }
+    ]
+    fast = simulate(data)
+    slow = simulate(data, settle_hopeless=False)
+    assert fast.summary["pods"]["failed"] > 0 and fast.summary["scheduling"]["settled_without_cycle"] > 100
+    assert slow.summary["scheduling"]["settled_without_cycle"] == 0
+    assert fast.decisions == slow.decisions
+    # A settled retry repeats its last real attempt's reasons, so only their mix may differ, not their total.
+    a, b = copy.deepcopy(fast.summary), copy.deepcopy(slow.summary)
+    reasons_a, reasons_b = a["scheduling"].pop("reasons"), b["scheduling"].pop("reasons")
+    a["scheduling"].pop("settled_without_cycle"), b["scheduling"].pop("settled_without_cycle")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert sum(reasons_a.values()) == sum(reasons_b.values())
