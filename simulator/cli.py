@@ -326,18 +326,27 @@ def _chunks(items: list[run.Result], size: int) -> list[list[run.Result]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    services = logging.getLogger("topolvm")
+    previous = {name: logging.getLogger(name).level for name in ("topolvm", "urllib3")}
     if args.log_level == "warning":
         # TopoLVM's services warn on every volume that does not fit; in a simulation that is the point, not news.
-        logging.getLogger("topolvm").setLevel(logging.ERROR)
+        services.setLevel(logging.ERROR)
     console = Console()
     try:
-        commands = {"run": cmd_run, "plan": cmd_plan, "compare": cmd_compare, "sweep": cmd_sweep}
-        commands["snapshot"] = cmd_snapshot
+        commands = {
+            "run": cmd_run,
+            "plan": cmd_plan,
+            "compare": cmd_compare,
+            "sweep": cmd_sweep,
+            "snapshot": cmd_snapshot,
+        }
         return commands[args.command](args, console)
     except errors.ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    return 2
+    finally:
+        for name, level in previous.items():  # main() may run inside another program (the tests)
+            logging.getLogger(name).setLevel(level)
 
 
 if __name__ == "__main__":
