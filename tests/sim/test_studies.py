@@ -103,3 +103,22 @@ def test_a_sweep_runs_on_a_dask_cluster_of_worker_processes(tmp_path: Path) -> N
                      "--grid", "scheduler.extender.mode=spread,pack"]) == 0  # fmt: skip
     # the same runs, wherever they ran
     assert (out / "sweep.csv").read_text() == (local / "sweep.csv").read_text()
+
+
+def test_a_plan_with_too_few_pods_says_so_instead_of_blaming_the_node_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = small(tmp_path, duration="1d", workloads=[stream("4/d", "10Gi")])
+    code = cli.main(["plan", str(path), "--pool", "big", "--max", "2", "--seeds", "1", "--workers", "1",
+                     "--target", "0.01", "--out", str(tmp_path / "plan")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1 and "too few pods to tell" in out and f"needs at least {study.judged_needed(0.01, 0.9)}" in out
+    assert study.wilson_upper(0, study.judged_needed(0.01, 0.9), 0.9) <= 0.01
+
+
+def test_compare_refuses_a_label_used_twice_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = small(tmp_path)
+    code = cli.main(
+        ["compare", str(path), "--variant", "a:seed=1", "--variant", "a:seed=2", "--out", str(tmp_path / "c")]
+    )
+    assert code == 2 and "used twice" in capsys.readouterr().out and not (tmp_path / "c").exists()
