@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # applying deploy/. Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
 PEERS := csi-sanity etcd kube-apiserver kube-scheduler crds
 
-.PHONY: install system-deps peers run test lint unit hil bench proto clean
+.PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,10 +26,14 @@ system-deps:
 peers:
 	ci/peers/build.sh $(PEERS)
 
-# The main job on an embedded default: a capacity-planning simulation of the default cluster (no Kubernetes,
-# no root). Outputs (summary.json, series.csv, report.html) go to sim-out/.
-run: install
+# The main job on an embedded default: a capacity-planning simulation of the default cluster (no Kubernetes;
+# root only if Debian's python3-venv must be installed first). Outputs (summary.json, series.csv,
+# per-node.csv, report.html) go to sim-out/.
+run: python $(STAMP)
 	$(BIN)/topolvm-sim run --out sim-out
+
+python:
+	PY=$(PY) scripts/install-system-deps.sh --python
 
 # lvmd on a loop-device demo VG (needs root).
 demo-lvmd: install

@@ -8,10 +8,20 @@
 #   openssl                           keys for the local kube-apiserver the Cluster contract suite starts
 #   chromium                          renders the simulator's HTML report headless (tests/sim/test_report.py)
 # Go (>= 1.26, preinstalled on this machine kind; Debian's golang-go is too old) builds the upstream peers.
+#
+# With --python only what `make run` needs: a Python able to make a virtualenv (python3-venv), and only when
+# the interpreter cannot do it already (e.g. a pyenv or distribution Python that can).
 set -euo pipefail
-pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
-      qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates
-      chromium)
+if [ "${1:-}" = "--python" ]; then
+  if "${PY:-python3}" -c 'import venv, ensurepip' 2>/dev/null; then
+    exit 0
+  fi
+  pkgs=(python3 python3-venv)
+else
+  pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
+        qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates
+        chromium)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

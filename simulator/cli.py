@@ -12,6 +12,7 @@ topolvm-sim snapshot --kubeconfig FILE [--lvmd-config [POOL=]lvmd.yaml] --out S.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import os
@@ -116,6 +117,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     loaded = _with_overrides(load(args.scenario), args)
     replay = list(trace.read(args.trace)) if args.trace else None
     own = list(trace.read(loaded.spec.trace)) if replay is None and loaded.spec.trace else None  # read it early
+    if replay is not None:
+        scenario.check_trace(loaded, replay, args.trace)
+    if own is not None and loaded.spec.trace is not None:
+        scenario.check_trace(loaded, own, loaded.spec.trace)
     estimate = budget.estimate(loaded, replay if replay is not None else own)
     budget.check(estimate, units.size(args.max_memory) if args.max_memory else None)
     out = Path(args.out)
@@ -206,7 +211,21 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     shown = [(f"{found.pool}={n}", rs[0]) for n, rs in sorted(found.results.items()) if n == found.chosen]
     path = report.write_plan(curve, found.target, found.chosen, out / "report.html", shown)
     if found.chosen is None:
-        console.print(f"[red]even {args.high} nodes do not meet the target[/red]; wrote {path}")
+        top = max(found.points, key=lambda p: p.node_count)
+        needed = study.judged_needed(found.target, found.confidence)
+        if top.failed == 0 and top.judged < needed:
+            console.print(
+                f"[red]too few pods to tell[/red]: {top.judged} pods judged over {len(found.seeds)} seeds, none "
+                f"failed, but a bound of {found.target:.2%} at {found.confidence:.0%} needs at least {needed}: "
+                f"run longer, with more seeds or more workload; wrote {path}"
+            )
+            return 1
+        reasons = collections.Counter[str]()
+        for result in found.results.get(top.node_count, []):
+            reasons.update(result.summary["scheduling"]["reasons"])
+        common = ", ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
+        console.print(f"[red]even {args.high} nodes do not meet the target[/red] (most nodes turned pods down for: "
+                      f"{common or 'nothing recorded'}); wrote {path}")  # fmt: skip
         return 1
     console.print(f"smallest count of pool {found.pool} meeting the target: [bold]{found.chosen}[/bold]; wrote {path}")
     return 0
@@ -326,18 +345,27 @@ def _chunks(items: list[run.Result], size: int) -> list[list[run.Result]]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    services = logging.getLogger("topolvm")
+    previous = {name: logging.getLogger(name).level for name in ("topolvm", "urllib3")}
     if args.log_level == "warning":
         # TopoLVM's services warn on every volume that does not fit; in a simulation that is the point, not news.
-        logging.getLogger("topolvm").setLevel(logging.ERROR)
+        services.setLevel(logging.ERROR)
     console = Console()
     try:
-        commands = {"run": cmd_run, "plan": cmd_plan, "compare": cmd_compare, "sweep": cmd_sweep}
-        commands["snapshot"] = cmd_snapshot
+        commands = {
+            "run": cmd_run,
+            "plan": cmd_plan,
+            "compare": cmd_compare,
+            "sweep": cmd_sweep,
+            "snapshot": cmd_snapshot,
+        }
         return commands[args.command](args, console)
     except errors.ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    return 2
+    finally:
+        for name, level in previous.items():  # main() may run inside another program (the tests)
+            logging.getLogger(name).setLevel(level)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def write_series(rows: Sequence[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+TEN_YEARS = 10 * 365 * 86400.0
+
+
 def title(summary: dict[str, Any]) -> str:
     simulated = units.text_of_seconds(summary["simulated_seconds"])
     return f"{summary['scenario']} — {summary['mode']} mode, seed {summary['seed']}, {simulated} simulated"
@@ -56,7 +59,10 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("wait to bind p50 / p99", f"{pods['wait_p50_s']:.2f}s / {pods['wait_p99_s']:.2f}s"),
         ("scheduling attempts (failed)", f"{sched['attempts']} ({sched['failed_attempts']})"),
     ]
-    out += [(f"  {reason[:70]}", str(count)) for reason, count in list(sched["reasons"].items())[:4]]
+    top = list(sched["reasons"].items())[:4]
+    if top:
+        out.append(("nodes turning a pod down, by reason (over all failed attempts):", ""))
+        out += [(f"  {reason}", str(count)) for reason, count in top]
     for name, c in s["capacity"].items():
         out.append(
             (
@@ -67,8 +73,11 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         )
         stranded = f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)"
         out.append((f"class {name}: stranded free bytes", stranded))
-        if c["projected_full_s"] is not None:
-            out.append((f"class {name}: full at current trend", f"t={units.text_of_seconds(c['projected_full_s'])}"))
+        projected = c["projected_full_s"]
+        if projected is not None:
+            horizon = projected - s["simulated_seconds"]
+            when = f"t={units.text_of_seconds(projected)}" if horizon < TEN_YEARS else "not within ten years"
+            out.append((f"class {name}: full at current trend", when))
     first = s["time_to_exhaustion_s"]
     out.append(("first storage-related failure", "none" if first is None else f"t={units.text_of_seconds(first)}"))
     return out

@@ -126,10 +126,13 @@ def simulate(
             for pool in spec.cluster.node_pools:
                 w.add_nodes(pool.name, pool.count)
             if replay is not None:
+                scenario.check_trace(loaded, replay, "the replayed trace")
                 workload.replay(env, replay, executor)
             else:
                 if spec.trace is not None:  # the scenario's own trace (a snapshot's state), beside its workloads
-                    workload.replay(env, list(trace.read(spec.trace)), executor)
+                    own = list(trace.read(spec.trace))
+                    scenario.check_trace(loaded, own, spec.trace)
+                    workload.replay(env, own, executor)
                 workload.Generators(env, loaded, executor, _rng(spec.seed, "workload")).start()
             settle()
             for i in range(1, chunks + 1):

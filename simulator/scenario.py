@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
-from simulator import units
+from simulator import checks, trace, units
 from topolvm import errors
-from topolvm.core import model, names, quantity, resources
+from topolvm.core import model, resources
 from topolvm.lvmd import config as lvmd_config
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -35,12 +35,16 @@ class VolumeGroupSpec(_Strict):
     extent_size: str = "4Mi"
 
     def __post_init__(self) -> None:
-        _check(_vg_name, self.name, "name")
+        checks.check(checks.vg_name, self.name, "name")
         if not self.disks:
             raise ValueError(f"volume group {self.name!r}: disks: at least one disk is needed")
         for disk in self.disks:
-            _check(units.size, disk, "disks")
-        _check(units.size, self.extent_size, "extent-size")
+            checks.check(checks.positive_size, disk, "disks")
+        extent = units.size(self.extent_size) if checks.ok(units.size, self.extent_size) else 0
+        if extent < 4096 or extent & (extent - 1):
+            raise ValueError(f"extent-size: {self.extent_size!r} must be a power of two of at least 4Ki (as lvm2's)")
+        if any(units.size(d) < extent for d in self.disks):
+            raise ValueError(f"disks: every disk must hold at least one extent ({self.extent_size})")
 
 
 class ThinPoolSpec(_Strict):
@@ -49,13 +53,18 @@ class ThinPoolSpec(_Strict):
     size: str
 
     def __post_init__(self) -> None:
-        _check(units.size, self.size, "size")
+        checks.check(checks.positive_size, self.size, "size")
 
 
 class TaintSpec(_Strict):
     key: str
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
     value: str = ""
+
+    def __post_init__(self) -> None:
+        checks.check(checks.label_key, self.key, "key")
+        if not checks.LABEL_VALUE.match(self.value):
+            raise ValueError(f"value: {self.value!r} is not a valid taint value")
 
 
 class NodePool(_Strict):
@@ -74,12 +83,28 @@ class NodePool(_Strict):
     node_names: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check(_cpu, self.cpu, "cpu")
-        _check(units.size, self.memory, "memory")
-        vgs = {vg.name for vg in self.volume_groups}
+        if not checks.DNS_LABEL.match(self.name) or len(self.name) > 56:
+            raise ValueError(
+                f"name: {self.name!r}: a lower-case DNS label of at most 56 characters (nodes are named after it)"
+            )
+        checks.check(checks.cpu, self.cpu, "cpu")
+        checks.check(checks.positive_size, self.memory, "memory")
+        for key, value in self.labels.items():
+            checks.check(checks.label_key, key, "labels")
+            if not checks.LABEL_VALUE.match(value):
+                raise ValueError(f"labels: {value!r} (of {key!r}) is not a valid label value")
+        for name in self.node_names:
+            if not checks.DNS_SUBDOMAIN.match(name):
+                raise ValueError(f"node-names: {name!r} is not a valid node name")
+        sizes = {vg.name: sum(units.size(d) for d in vg.disks) for vg in self.volume_groups}
         for pool in self.thin_pools:
-            if pool.volume_group not in vgs:
+            if pool.volume_group not in sizes:
                 raise ValueError(f"thin-pools: volume group {pool.volume_group!r} is not in volume-groups")
+            sizes[pool.volume_group] -= units.size(pool.size)
+            if sizes[pool.volume_group] < 0:
+                raise ValueError(
+                    f"thin-pools: {pool.name!r} does not fit volume group {pool.volume_group!r} (its disks are smaller)"
+                )
 
 
 class StorageClassSpec(_Strict):
@@ -87,7 +112,7 @@ class StorageClassSpec(_Strict):
     device_class: str = ""
     binding_mode: Literal["WaitForFirstConsumer", "Immediate"] = "WaitForFirstConsumer"
     allow_expansion: bool = True
-    fstype: str = "ext4"
+    fstype: Literal["ext4", "xfs", "btrfs"] = "ext4"  # what TopoLVM's CSI driver accepts
 
 
 class ClusterSpec(_Strict):
@@ -117,7 +142,7 @@ class ExtenderSpec(_Strict):
     weight: Positive = 200
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.reservation_ttl, "reservation-ttl")
+        checks.check(units.duration, self.reservation_ttl, "reservation-ttl")
 
 
 class SchedulerSpec(_Strict):
@@ -129,8 +154,8 @@ class SchedulerSpec(_Strict):
     scheduling_slo: str = "5m"  # a pod not running this long after creation counts as failed
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.capacity_poll_interval, "capacity-poll-interval")
-        _check(units.duration, self.scheduling_slo, "scheduling-slo")
+        checks.check(checks.positive_duration, self.capacity_poll_interval, "capacity-poll-interval")
+        checks.check(checks.positive_duration, self.scheduling_slo, "scheduling-slo")
 
 
 class LatencySpec(_Strict):
@@ -144,7 +169,7 @@ class LatencySpec(_Strict):
 
     def __post_init__(self) -> None:
         for key in ("watch", "reconcile", "lvm_command", "scheduling_cycle", "provisioner"):
-            _check(units.duration, getattr(self, key), key.replace("_", "-"))
+            checks.check(units.duration, getattr(self, key), key.replace("_", "-"))
 
 
 class SizeSpec(_Strict):
@@ -164,11 +189,19 @@ class SizeSpec(_Strict):
             raise ValueError("a size needs exactly one of fixed, choice, lognormal-median, or both min and max")
         for key in ("fixed", "lognormal_median", "min", "max"):
             if getattr(self, key) is not None:
-                _check(units.size, getattr(self, key), key.replace("_", "-"))
+                checks.check(units.size, getattr(self, key), key.replace("_", "-"))
         for item in self.choice or ():
-            _check(units.size, item, "choice")
+            checks.check(units.size, item, "choice")
         if self.weights is not None and len(self.weights) != len(self.choice or ()):
             raise ValueError("weights: one weight per choice")
+        for key in ("fixed", "lognormal_median"):
+            value = getattr(self, key)
+            if value is not None and units.size(value) <= 0:
+                raise ValueError(f"{key.replace('_', '-')}: a size must be more than 0")
+        if self.min is not None and self.max is not None and units.size(self.min) > units.size(self.max):
+            raise ValueError(f"min {self.min!r} is more than max {self.max!r}")
+        if self.max is not None and units.size(self.max) <= 0:
+            raise ValueError("max: a size must be more than 0")
 
 
 class DurationDist(_Strict):
@@ -186,7 +219,7 @@ class DurationDist(_Strict):
             raise ValueError("a lifetime needs exactly one of fixed, exponential-mean, forever")
         for key in ("fixed", "exponential_mean"):
             if getattr(self, key) is not None:
-                _check(units.duration, getattr(self, key), key.replace("_", "-"))
+                checks.check(units.duration, getattr(self, key), key.replace("_", "-"))
 
 
 class ClaimTemplate(_Strict):
@@ -205,7 +238,7 @@ class SnapshotSpec(_Strict):
     keep: Positive = 1
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.every, "every")
+        checks.check(checks.positive_duration, self.every, "every")
 
 
 class WorkloadSpec(_Strict):
@@ -227,12 +260,12 @@ class WorkloadSpec(_Strict):
         if (self.rate is None) == (self.replicas is None):
             raise ValueError(f"workload {self.name!r}: give either rate (a stream) or replicas (a StatefulSet)")
         if self.rate is not None:
-            _check(units.rate, self.rate, "rate")
-        _check(units.duration, self.start, "start")
+            checks.check(checks.positive_rate, self.rate, "rate")
+        checks.check(units.duration, self.start, "start")
         if self.stop is not None:
-            _check(units.duration, self.stop, "stop")
-        _check(_cpu, self.cpu, "cpu")
-        _check(units.size, self.memory, "memory")
+            checks.check(units.duration, self.stop, "stop")
+        checks.check(checks.cpu, self.cpu, "cpu")
+        checks.check(units.size, self.memory, "memory")
         if not self.claims:
             raise ValueError(f"workload {self.name!r}: claims: at least one claim per pod")
 
@@ -244,7 +277,7 @@ class NodeEvent(_Strict):
     count: Positive = 1
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.at, "at")
+        checks.check(units.duration, self.at, "at")
 
 
 class DiskEvent(_Strict):
@@ -254,8 +287,8 @@ class DiskEvent(_Strict):
     size: str
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.at, "at")
-        _check(units.size, self.size, "size")
+        checks.check(units.duration, self.at, "at")
+        checks.check(units.size, self.size, "size")
 
 
 class Scenario(_Strict):
@@ -272,33 +305,10 @@ class Scenario(_Strict):
     trace: str | None = None  # a JSONL trace replayed beside the workloads (the state a snapshot starts from)
 
     def __post_init__(self) -> None:
-        _check(units.duration, self.duration, "duration")
-        _check(units.duration, self.sample_interval, "sample-interval")
+        checks.check(checks.positive_duration, self.duration, "duration")
+        checks.check(units.duration, self.sample_interval, "sample-interval")
         if units.duration(self.sample_interval) <= 0:
             raise ValueError("sample-interval: must be positive")
-
-
-def _vg_name(name: str) -> None:
-    try:
-        names.check_vg_name(name)
-    except errors.InvalidArgument as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _cpu(text: object) -> int:
-    if not isinstance(text, str):
-        raise ValueError(f"cpu {text!r} must be a quantity string like '500m' or '4'")
-    try:
-        return quantity.to_milli(text)
-    except errors.InvalidArgument as exc:
-        raise ValueError(f"cpu {text!r}: {exc}") from None
-
-
-def _check(parse: Any, value: object, key: str) -> None:
-    try:
-        parse(value)
-    except ValueError as exc:
-        raise ValueError(f"{key}: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,3 +408,24 @@ def trace_path(trace: str, base: Path) -> str:
 
 def taints(pool: NodePool) -> tuple[resources.Taint, ...]:
     return tuple(resources.Taint(t.key, resources.TaintEffect(t.effect), t.value) for t in pool.taints)
+
+
+def check_trace(loaded: Loaded, ops: list[trace.Op], source: str) -> None:
+    """A trace's operations must name what the scenario has: pools, volume groups, storage classes. Checked before
+    the run starts, so a typo is a clear error instead of a failure half-way through."""
+    spec = loaded.spec
+    pools = {p.name: {vg.name for vg in p.volume_groups} for p in spec.cluster.node_pools}
+    all_vgs = set().union(*pools.values()) if pools else set()
+    classes = {sc.name for sc in spec.cluster.storage_classes}
+    for number, op in enumerate(ops, 1):
+        where = f"{source}: operation {number} (t={op.t:g}, {type(op).__name__})"
+        if isinstance(op, trace.AddNode) and op.pool not in pools:
+            raise errors.ConfigError(f"{where}: no node pool named {op.pool!r}")
+        if isinstance(op, trace.AddDisk) and op.volume_group not in all_vgs:
+            raise errors.ConfigError(f"{where}: no node pool has a volume group {op.volume_group!r}")
+        wanted = [c.storage_class for c in op.claims] if isinstance(op, trace.CreatePod) else []
+        if isinstance(op, trace.PlaceClaim):
+            wanted.append(op.storage_class)
+        for name in wanted:
+            if name not in classes:
+                raise errors.ConfigError(f"{where}: no storage class named {name!r}")

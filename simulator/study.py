@@ -104,10 +104,14 @@ def dask_runner(address: str) -> Runner:
 def variants(data: Mapping[str, Any], specs: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
     """``label:key=value[,key=value...]`` -> (label, data with the overrides)."""
     out = []
+    seen: set[str] = set()
     for spec in specs:
         label, sep, assignments = spec.partition(":")
-        if not sep:
+        if not sep or not label:
             raise errors.ConfigError(f"variant {spec!r}: expected label:key.path=value[,key.path=value]")
+        if label in seen:
+            raise errors.ConfigError(f"variant {spec!r}: the label {label!r} is used twice")
+        seen.add(label)
         changed = dict(data)
         for assignment in filter(None, assignments.split(",")):
             changed = override(changed, assignment)
@@ -163,6 +167,19 @@ def wilson_upper(failed: int, total: int, confidence: float) -> float:
     centre = p + z * z / (2 * total)
     margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
     return min(1.0, (centre + margin) / denominator)
+
+
+def judged_needed(target: float, confidence: float, limit: int = 10_000_000) -> int:
+    """The fewest judged pods with which a run free of failures can show ``target`` at ``confidence`` (the
+    Wilson bound of 0 failures falls with the number of pods)."""
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high) // 2
+        if wilson_upper(0, middle, confidence) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _normal_quantile(q: float) -> float:

@@ -315,6 +315,10 @@ class Generators:
                 self.executor.apply(trace.AddNode(t=now, pool=event.pool))
             return
         alive = sorted(self.executor.world.pool_nodes(event.pool))
+        if event.count > len(alive):
+            self.executor.errors.append(
+                f"t={now:.1f}s: asked to {event.action} {event.count} nodes of pool {event.pool!r}; {len(alive)} exist"
+            )
         chosen = sorted(self.rng.sample(alive, min(event.count, len(alive))))
         for name in chosen:
             op: trace.Op = (

@@ -110,7 +110,7 @@ class World:
         self.cluster.watch(resources.NODE, lambda e: self._janitor.add(e.object.name))
         self.cluster.create(resources.Namespace(resources.Meta(name=NAMESPACE)))
         for sc in spec.cluster.storage_classes:
-            params = {constants.FSTYPE_PARAMETER: sc.fstype}
+            params: dict[str, str] = {constants.FSTYPE_PARAMETER: sc.fstype}
             if sc.device_class:
                 params[constants.DEVICE_CLASS_PARAMETER] = sc.device_class
             self.cluster.create(

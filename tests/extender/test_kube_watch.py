@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from tests.support.controlplane import ControlPlane
-from topolvm import clock
-from topolvm.core import reservations
+from topolvm import clock, errors
+from topolvm.core import reservations, workloads
 from topolvm.extender import config, holder, kube, metrics
+from topolvm.kube import client as kube_client
 from topolvm.services import scheduler
 
 GiB = 1 << 30
@@ -44,7 +45,7 @@ def created(kube_api: ControlPlane, path: str, body: dict[str, Any]) -> dict[str
 
 @pytest.fixture(scope="module")
 def least_privileged(kube_api: ControlPlane) -> Any:
-    """A CoreV1Api acting as a user bound to RULES only (the admin impersonates it)."""
+    """A KubeCluster acting as a user bound to RULES only (the admin impersonates it)."""
     from kubernetes import client
     from kubernetes import config as kube_config
 
@@ -60,15 +61,16 @@ def least_privileged(kube_api: ControlPlane) -> Any:
     kube_api.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
     configuration = client.Configuration()
     kube_config.load_kube_config(config_file=kube_api.kubeconfig, client_configuration=configuration)
-    core = client.CoreV1Api(client.ApiClient(configuration, header_name="Impersonate-User", header_value=USER))
-    eventually(lambda: _allowed(core), "RBAC grants the test user list on pods")
-    return core
+    api = client.ApiClient(configuration, header_name="Impersonate-User", header_value=USER)
+    cluster = kube_client.KubeCluster(api)
+    eventually(lambda: _allowed(cluster), "RBAC grants the test user list on pods")
+    return cluster
 
 
-def _allowed(core: Any) -> bool:
+def _allowed(cluster: kube_client.KubeCluster) -> bool:
     try:
-        core.list_pod_for_all_namespaces(limit=1, _preload_content=False)
-    except Exception:
+        cluster.list_of(workloads.POD, namespace="default")
+    except errors.TopoLVMError:
         return False
     return True
 

@@ -9,8 +9,9 @@ import pytest
 
 from tests.extender.helpers import GiB, args, node, pod
 from topolvm import clock
-from topolvm.core import node_index, reservations, scheduling
+from topolvm.core import node_index, reservations, resources, scheduling
 from topolvm.extender import config, holder, metrics, verbs
+from topolvm.kube import codec, codec_workloads
 from topolvm.services import scheduler
 
 
@@ -152,9 +153,9 @@ def test_node_watch_events_feed_the_cache() -> None:
 
     ext, _ = make()
     obj: kube.Object = {"metadata": {"name": "w1", "annotations": {"capacity.topolvm.io/ssd": str(GiB), "x": "y"}}}
-    kube.apply_node(ext.holder, "ADDED", obj)
+    kube.apply_node(ext.holder, node_event("ADDED", obj))
     assert ext.service.index.raw("w1") == {"ssd": str(GiB)}
-    kube.apply_node(ext.holder, "DELETED", obj)
+    kube.apply_node(ext.holder, node_event("DELETED", obj))
     assert ext.service.index.raw("w1") is None
 
 
@@ -281,19 +282,19 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     ok(ext.prioritize(args(request, nodes)))
     assert ext.service.ledger.nodes_of("uid-1") == ("n1", "n2")  # tied: either may be kube-scheduler's pick
     selected = {kube.SELECTED_NODE_ANNOTATION: "n2"}
-    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1-scratch",
-                                                            "annotations": selected}})  # fmt: skip
+    scratch = {"metadata": {"namespace": "default", "name": "p-uid-1-scratch", "annotations": selected}}
+    kube.apply_claim(ext.holder, claim_event("MODIFIED", scratch))
     assert ext.service.ledger.nodes_of("uid-1") == ("n2",)
-    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
-                                                            "annotations": selected}})  # fmt: skip
-    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"},
-                                            "spec": {"nodeName": "n2"}})  # fmt: skip
+    kube.apply_claim(ext.holder, claim_event("MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+                                                            "annotations": selected}}))  # fmt: skip
+    bound = {"metadata": {"namespace": "default", "name": "p-uid-1", "uid": "uid-1"}, "spec": {"nodeName": "n2"}}
+    kube.apply_pod(ext.holder, pod_event("MODIFIED", bound))
     assert not ext.service.ledger
     # A bound claim's selected-node is history, even for a pod still pending here.
     ok(ext.prioritize(args(pod("uid-2", volumes, ssd=3 * GiB), nodes)))
-    kube.apply_claim(ext.holder, "MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
+    kube.apply_claim(ext.holder, claim_event("MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
                                                             "annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}},
-                                               "spec": {"volumeName": "pv-1"}})  # fmt: skip
+                                               "spec": {"volumeName": "pv-1"}}))  # fmt: skip
     assert ext.service.ledger.nodes_of("uid-2") == ("n1", "n2")
     for reason in ("not-chosen", "bound"):
         assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
@@ -307,11 +308,28 @@ def test_pod_watch_events() -> None:
     for uid in ("a", "b", "c"):
         ok(ext.prioritize(args(pod(uid, ssd=GiB), nodes)))
     meta = {"namespace": "default"}
-    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-a", "uid": "a"}})
+    kube.apply_pod(ext.holder, pod_event("DELETED", {"metadata": {**meta, "name": "p-a", "uid": "a"}}))
     # A nomination (preemption, or a PreBind about to wait) says where the pod goes.
-    kube.apply_pod(ext.holder, "MODIFIED", {"metadata": {**meta, "name": "p-b", "uid": "b"},
-                                            "status": {"nominatedNodeName": "n2"}})  # fmt: skip
+    kube.apply_pod(ext.holder, pod_event("MODIFIED", {"metadata": {**meta, "name": "p-b", "uid": "b"},
+                                            "status": {"nominatedNodeName": "n2"}}))  # fmt: skip
     # Leaving the Pending selection shows the last Pending state: bound there already.
-    kube.apply_pod(ext.holder, "DELETED", {"metadata": {**meta, "name": "p-c", "uid": "c"},
-                                           "spec": {"nodeName": "n1"}})  # fmt: skip
+    kube.apply_pod(ext.holder, pod_event("DELETED", {"metadata": {**meta, "name": "p-c", "uid": "c"},
+                                           "spec": {"nodeName": "n1"}}))  # fmt: skip
     assert {r.pod: r.node for r in ext.service.ledger.reservations()} == {"b": "n2"}
+
+
+def event(kind: str, decode: Any, raw: Any) -> Any:
+    """A watch event as topolvm.kube.client delivers it: the type and the decoded object."""
+    return resources.Event(resources.EventType(kind), decode(raw))
+
+
+def node_event(kind: str, raw: Any) -> Any:
+    return event(kind, codec.node_from_json, raw)
+
+
+def claim_event(kind: str, raw: Any) -> Any:
+    return event(kind, codec_workloads.pvc_from_json, raw)
+
+
+def pod_event(kind: str, raw: Any) -> Any:
+    return event(kind, codec_workloads.pod_from_json, raw)

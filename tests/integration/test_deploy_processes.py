@@ -3,6 +3,8 @@ do their job against a real kube-apiserver and log no refusal.
 
 - topolvm-controller + topolvm-node (lvmd embedded, a loop-device VG): CreateVolume through the CSI socket
   makes a LogicalVolume, the node agent creates the LV and reports it, DeleteVolume removes both.
+- topolvm-controller, when a Node with the topolvm.io/node finalizer is deleted: deletes that node's claims of
+  TopoLVM StorageClasses, releases its LogicalVolumes and removes the finalizer; other claims and volumes stay.
 - topolvm-scheduler --watch-nodes --watch-pods: learns a node's capacity from the API and filters with it.
 The webhook under its ServiceAccount: tests/integration/test_deploy_webhook.py.
 """
@@ -16,16 +18,20 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
-from tests.integration.conftest import Deployed, logs_without_403
+from tests.integration.conftest import Deployed, logs_without_403, new_namespace
 from tests.support import deployment, driver, loopvg
 from tests.support.driver import Env, GiB, Processes
 from topolvm import constants
+from topolvm.core import workloads
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+
+SELECTED_NODE = workloads.SELECTED_NODE_ANNOTATION
 
 
 @pytest.fixture
@@ -65,6 +71,86 @@ def test_controller_and_node_provision_and_delete_under_their_service_accounts(
         finally:
             env.stop_all()
     logs_without_403(env.logs())
+
+
+def claim(namespace: str, name: str, storage_class: str, node: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "annotations": {SELECTED_NODE: node}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def logical_volume(name: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "topolvm.io/v1",
+        "kind": "LogicalVolume",
+        "metadata": {"name": name, "finalizers": [constants.LOGICAL_VOLUME_FINALIZER]},
+        "spec": {"name": name, "nodeName": node, "size": "1Gi", "deviceClass": "ssd"},
+    }
+
+
+def test_controller_cleans_up_a_deleted_node_under_its_service_account(deployed: Deployed, work: Path) -> None:
+    plane, suffix = deployed.plane, uuid.uuid4().hex[:6]
+    dead, alive = f"dead-{suffix}", f"alive-{suffix}"
+    for node in (dead, alive):  # as their node agents registered them
+        body = {"metadata": {"name": node, "finalizers": [constants.NODE_FINALIZER]}}
+        code, reply = plane.request("POST", "/api/v1/nodes", body)
+        assert code == 201, reply
+    namespace = new_namespace(plane, f"app-{suffix}")
+    code, reply = plane.request(
+        "POST", "/apis/storage.k8s.io/v1/storageclasses",
+        {"metadata": {"name": f"nfs-{suffix}"}, "provisioner": "nfs.csi.k8s.io"},
+    )  # fmt: skip
+    assert code == 201, reply
+    claims = {  # name -> (StorageClass, selected node); deploy/'s classes are TopoLVM's
+        "thick": ("topolvm-provisioner", dead),
+        "thin": ("topolvm-provisioner-thin", dead),
+        "share": (f"nfs-{suffix}", dead),
+        "elsewhere": ("topolvm-provisioner", alive),
+    }
+    pvcs = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+    for name, (storage_class, node) in claims.items():
+        code, reply = plane.request("POST", pvcs, claim(namespace, name, storage_class, node))
+        assert code == 201, reply
+    volumes = {f"pvc-dead-{suffix}": dead, f"pvc-alive-{suffix}": alive}
+    for name, node in volumes.items():
+        code, reply = plane.request("POST", "/apis/topolvm.io/v1/logicalvolumes", logical_volume(name, node))
+        assert code == 201, reply
+    procs = Processes(work)
+    try:
+        procs.start(
+            "topolvm.cmd.controller", f"--csi-socket={work / 'ctl.sock'}",
+            f"--kubeconfig={deployed.kubeconfigs['topolvm-controller']}", wait_for=work / "ctl.sock",
+        )  # fmt: skip
+        code, reply = plane.request("DELETE", f"/api/v1/nodes/{dead}")
+        assert code == 200, reply
+        deployment.wait_for(lambda: plane.request("GET", f"/api/v1/nodes/{dead}")[0] == 404, "the dead Node to go")
+    finally:
+        procs.stop_all()
+    logs_without_403(procs.logs())
+
+    def deleted(path: str) -> bool:
+        code, obj = plane.request("GET", path)
+        # gone, or held by kubernetes.io/pvc-protection (no controller-manager here removes it)
+        return code == 404 or (code == 200 and "deletionTimestamp" in obj["metadata"])
+
+    assert {name: deleted(f"{pvcs}/{name}") for name in claims} == {
+        "thick": True,
+        "thin": True,
+        "share": False,
+        "elsewhere": False,
+    }
+    lvs = "/apis/topolvm.io/v1/logicalvolumes"
+    assert plane.request("GET", f"{lvs}/pvc-dead-{suffix}")[0] == 404  # deleted, finalizer dropped
+    code, kept = plane.request("GET", f"{lvs}/pvc-alive-{suffix}")
+    assert code == 200 and "deletionTimestamp" not in kept["metadata"]
+    assert kept["metadata"]["finalizers"] == [constants.LOGICAL_VOLUME_FINALIZER]
+    code, node = plane.request("GET", f"/api/v1/nodes/{alive}")
+    assert code == 200 and node["metadata"]["finalizers"] == [constants.NODE_FINALIZER]
 
 
 def post(url: str, body: object) -> object:

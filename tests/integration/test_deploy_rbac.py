@@ -1,11 +1,13 @@
 """deploy/'s RBAC, checked by the real authorizer: each ServiceAccount, acting with its own bound token, may do
-everything its containers do, and is refused a sample of what none of them needs.
+everything its containers do, and is refused a sample of what none of them needs; and the roles of our own
+components grant exactly what their code calls, nothing more.
 
-The needs below are written out here, not read from the manifests, so that a manifest missing a rule fails. They
-come from each program: our components' API calls (docs/deploy.md), and for the CSI sidecars their upstream
-deploy/kubernetes/rbac.yaml (external-provisioner v6 with --enable-capacity and --capacity-ownerref-level=2,
-external-resizer v2, external-snapshotter v8 without group snapshots). livenessprobe and
-csi-node-driver-registrar make no API calls.
+The needs below are written out here, not read from the manifests, so that a manifest missing a rule fails.
+Each names where it comes from: for our components the code path that makes the call (every read of an informed
+kind is a list and a watch, never a get; every write is a PUT, never a patch), for the CSI sidecars their
+upstream deploy/kubernetes/rbac.yaml (external-provisioner v6 with --enable-capacity and
+--capacity-ownerref-level=2, external-resizer v2, external-snapshotter v8 without group snapshots).
+livenessprobe and csi-node-driver-registrar make no API calls.
 """
 
 from __future__ import annotations
@@ -33,56 +35,77 @@ def leader_election() -> list[Access]:
     return each(("get", "list", "watch", "create", "update"), "leases", group=LEASES, namespace=NAMESPACE)
 
 
+# topolvm-controller (topolvm.cmd.controller)
 TOPOLVM_CONTROLLER = [
-    *each((*READ, "create", "update", "patch", "delete"), "logicalvolumes", group=TOPOLVM),
-    Access("get", "logicalvolumes", group=TOPOLVM, subresource="status"),
-    *each((*READ, "update", "patch"), "nodes"),
-    *each((*READ, "delete"), "persistentvolumeclaims", namespace="app"),
-    *each(READ, "persistentvolumes"),
-    *each(("create", "patch"), "events", namespace="default"),
-    *each(("get", "list", "watch", "create", "update", "patch"), "leases", group=LEASES, namespace=NAMESPACE),
+    # kube.cache.CachedCluster informs LogicalVolumes: CreateVolume's waits, find_by_volume_id, NodeCleanup
+    *each(("list", "watch"), "logicalvolumes", group=TOPOLVM),
+    Access("create", "logicalvolumes", group=TOPOLVM),  # services.controller: CreateVolume, CreateSnapshot
+    # services.controller: ControllerExpandVolume (size, resize-requested-at); services.cleanup: a dead node's
+    # volume loses its finalizer
+    Access("update", "logicalvolumes", group=TOPOLVM),
+    # services.controller: DeleteVolume, DeleteSnapshot, a failed create; services.cleanup: a dead node's volumes
+    Access("delete", "logicalvolumes", group=TOPOLVM),
+    *each(("list", "watch"), "nodes"),  # CachedCluster informs Nodes: placement, GetCapacity, NodeCleanup's trigger
+    Access("update", "nodes"),  # services.cleanup.NodeCleanup: removes the topolvm.io/node finalizer
+    Access("list", "storageclasses", group=STORAGE),  # NodeCleanup: which classes are TopoLVM's
+    Access("list", "persistentvolumeclaims"),  # NodeCleanup: the claims whose selected-node is the dead node
+    Access("delete", "persistentvolumeclaims", namespace="app"),  # NodeCleanup: deletes them
 ]
+# external-provisioner's deploy/kubernetes/rbac.yaml, with --enable-capacity and --capacity-ownerref-level=2
 CSI_PROVISIONER = [
-    *each((*READ, "create", "patch", "delete"), "persistentvolumes"),
-    *each((*READ, "update"), "persistentvolumeclaims", namespace="app"),
-    *each(READ, "storageclasses", group=STORAGE),
-    *each(("create", "update", "patch"), "events", namespace="app"),
-    *each((*READ, "update"), "volumesnapshots", group=SNAP, namespace="app"),
-    *each(("get", "list"), "volumesnapshotcontents", group=SNAP),
-    *each(READ, "csinodes", group=STORAGE),
-    *each(READ, "nodes"),
-    *leader_election(),
+    *each((*READ, "create", "patch", "delete"), "persistentvolumes"),  # a PV per volume, deleted after DeleteVolume
+    *each((*READ, "update"), "persistentvolumeclaims", namespace="app"),  # the claims it provisions for
+    *each(READ, "storageclasses", group=STORAGE),  # each claim's class: parameters, binding mode
+    *each(("create", "update", "patch"), "events", namespace="app"),  # events on the claims
+    *each((*READ, "update"), "volumesnapshots", group=SNAP, namespace="app"),  # restore sources (their finalizer)
+    *each(("get", "list"), "volumesnapshotcontents", group=SNAP),  # a restore source's snapshot handle
+    *each(READ, "csinodes", group=STORAGE),  # topology: the driver's node IDs and keys
+    *each(READ, "nodes"),  # topology: the nodes' labels
+    *leader_election(),  # --leader-election
+    # --enable-capacity: CSIStorageCapacity objects from GetCapacity, in its own namespace
     *each((*READ, "create", "update", "patch", "delete"), "csistoragecapacities", group=STORAGE, namespace=NAMESPACE),
     Access("get", "pods", namespace=NAMESPACE),  # --capacity-ownerref-level=2: pod, then ...
     Access("get", "replicasets", group="apps", namespace=NAMESPACE),  # ... its ReplicaSet, then the Deployment
 ]
+# external-resizer's deploy/kubernetes/rbac.yaml
 CSI_RESIZER = [
-    *each((*READ, "patch"), "persistentvolumes"),
-    *each(READ, "persistentvolumeclaims", namespace="app"),
-    Access("patch", "persistentvolumeclaims", namespace="app", subresource="status"),
-    *each(READ, "pods", namespace="app"),
-    *each(("create", "update", "patch"), "events", namespace="app"),
-    *each(READ, "volumeattributesclasses", group=STORAGE),
-    *leader_election(),
+    *each((*READ, "patch"), "persistentvolumes"),  # the PV's new size
+    *each(READ, "persistentvolumeclaims", namespace="app"),  # claims whose request grew
+    Access("patch", "persistentvolumeclaims", namespace="app", subresource="status"),  # their size and conditions
+    *each(READ, "pods", namespace="app"),  # whether a claim is in use (online expansion)
+    *each(("create", "update", "patch"), "events", namespace="app"),  # events on the claims
+    *each(READ, "volumeattributesclasses", group=STORAGE),  # claims' VolumeAttributesClass (modify-volume)
+    *leader_election(),  # --leader-election
 ]
+# external-snapshotter's deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml, without group snapshots
 CSI_SNAPSHOTTER = [
-    *each(("create", "update", "patch"), "events", namespace="app"),
-    *each(READ, "volumesnapshotclasses", group=SNAP),
-    *each((*READ, "update", "patch"), "volumesnapshotcontents", group=SNAP),
-    *each(("update", "patch"), "volumesnapshotcontents", group=SNAP, subresource="status"),
-    *leader_election(),
+    *each(("create", "update", "patch"), "events", namespace="app"),  # events on the snapshots
+    *each(READ, "volumesnapshotclasses", group=SNAP),  # each content's class: parameters
+    *each((*READ, "update", "patch"), "volumesnapshotcontents", group=SNAP),  # the contents it serves (finalizers)
+    *each(("update", "patch"), "volumesnapshotcontents", group=SNAP, subresource="status"),  # handle, readiness
+    *leader_election(),  # --leader-election
 ]
+# topolvm-node (topolvm.cmd.node)
 TOPOLVM_NODE = [
-    *each((*READ, "update", "patch"), "logicalvolumes", group=TOPOLVM),
-    *each(("get", "update", "patch"), "logicalvolumes", group=TOPOLVM, subresource="status"),
-    *each((*READ, "update", "patch"), "nodes"),
-    *each(("create", "patch"), "events", namespace="default"),
+    # CachedCluster informs its node's LogicalVolumes (spec.nodeName field selector): LogicalVolumeReconciler,
+    # the orphan collector
+    *each(("list", "watch"), "logicalvolumes", group=TOPOLVM),
+    Access("update", "logicalvolumes", group=TOPOLVM),  # services.node.LogicalVolumeReconciler: its finalizer
+    Access("update", "logicalvolumes", group=TOPOLVM, subresource="status"),  # the reconciler: volumeID, code, size
+    Access("get", "nodes"),  # services.cleanup.register_node, services.node.CapacityPublisher (Node not informed)
+    Access("update", "nodes"),  # register_node: the topolvm.io/node finalizer; CapacityPublisher: annotations
 ]
-TOPOLVM_SCHEDULER = [*each(READ, "nodes"), *each(READ, "pods"), *each(READ, "persistentvolumeclaims")]
+# topolvm-scheduler (topolvm.extender.kube: KubeCluster.watch lists, then watches)
+TOPOLVM_SCHEDULER = [
+    *each(("list", "watch"), "nodes"),  # watch_nodes (--watch-nodes): capacity annotations
+    *each(("list", "watch"), "pods"),  # watch_pods (--watch-pods): pending pods, status.phase field selector
+    *each(("list", "watch"), "persistentvolumeclaims"),  # watch_pods: claims' selected-node
+]
+# topolvm-webhook (topolvm.webhook.kube.ReadThroughCache: informers, one get on a miss)
 TOPOLVM_WEBHOOK = [
-    *each(READ, "persistentvolumeclaims"),
-    *each(READ, "storageclasses", group=STORAGE),
-    *each(READ, "namespaces"),
+    *each(READ, "persistentvolumeclaims"),  # services.admission: the pod's claims
+    *each(READ, "storageclasses", group=STORAGE),  # services.admission: their classes (device class, provisioner)
+    *each(READ, "namespaces"),  # services.admission: the topolvm.io/webhook=ignore label
 ]
 
 NEEDS = {
@@ -107,6 +130,8 @@ FORBIDDEN = {
         Access("create", "csistoragecapacities", group=STORAGE, namespace="default"),
         Access("update", "leases", group=LEASES, namespace="kube-system"),
         Access("delete", "nodes"),
+        Access("patch", "nodes"),  # its writes are PUTs
+        Access("patch", "logicalvolumes", group=TOPOLVM),
         Access("delete", "pods", namespace="app"),
         Access("update", "pods", namespace="app"),
         Access("list", "volumeattachments", group=STORAGE),  # no PUBLISH_UNPUBLISH_VOLUME: not watched
@@ -124,6 +149,9 @@ FORBIDDEN = {
         Access("list", "pods"),
         Access("create", "persistentvolumes"),
         Access("update", "leases", group=LEASES, namespace=NAMESPACE),
+        Access("list", "nodes"),  # it reads its own Node only
+        Access("patch", "logicalvolumes", group=TOPOLVM),  # its writes are PUTs
+        Access("create", "events", namespace="default"),  # it records no events
     ],
     "topolvm-scheduler": [
         *SECRETS,
@@ -146,6 +174,39 @@ FORBIDDEN = {
         Access("update", "mutatingwebhookconfigurations", group="admissionregistration.k8s.io"),
     ],
 }
+
+
+# The ClusterRole of each of our own containers; the sidecars' roles are upstream's, checked by NEEDS above.
+OWN_ROLES = {
+    ("topolvm-controller", "topolvm-controller"): "topolvm-system:controller",
+    ("topolvm-node", "topolvm-node"): "topolvm-system:node",
+    ("topolvm-scheduler", "topolvm-scheduler"): "topolvm-system:scheduler",
+    ("topolvm-webhook", "topolvm-webhook"): "topolvm-system:webhook",
+}
+
+
+def granted_by(role: str) -> set[tuple[str, str, str]]:
+    """(verb, group, resource[/subresource]) of every rule of ``role`` in deploy/."""
+    rules = [
+        rule
+        for path in deployment.manifest_files()
+        for doc in deployment.documents(path)
+        if doc["kind"] in ("ClusterRole", "Role") and doc["metadata"]["name"] == role
+        for rule in doc.get("rules", [])
+    ]
+    assert rules, f"no role {role} in deploy/"
+    return {(v, g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+@pytest.mark.parametrize(("service_account", "container"), list(OWN_ROLES), ids=[c for _, c in OWN_ROLES])
+def test_our_roles_grant_exactly_what_our_code_calls(service_account: str, container: str) -> None:
+    needed = {
+        (a.verb, a.group, f"{a.resource}/{a.subresource}" if a.subresource else a.resource)
+        for a in NEEDS[service_account][container]
+    }
+    granted = granted_by(OWN_ROLES[service_account, container])
+    assert sorted(granted - needed) == []  # granted, but nothing calls it
+    assert sorted(needed - granted) == []
 
 
 def cases(table: dict[str, dict[str, list[Access]]]) -> list[Any]:

@@ -4,6 +4,7 @@ runs."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -79,6 +80,16 @@ DELETE = object()
             id="lvmd-own-validation",
         ),
         pytest.param("workloads.0.expansion.factor", 0.5, "factor", id="shrinking-expansion"),
+        pytest.param("duration", "0s", "duration: duration '0s' must be more than 0", id="zero-duration"),
+        pytest.param("workloads.0.rate", "0/d", "rate: rate '0/d' must be more than 0", id="zero-rate"),
+        pytest.param("cluster.node-pools.0.thin-pools.0.size", "50Ti", "does not fit volume group", id="pool-too-big"),
+        pytest.param("cluster.node-pools.0.volume-groups.0.disks", ["0Gi"], "more than 0", id="empty-disk"),
+        pytest.param("cluster.storage-classes.0.fstype", "ntfs", "$.cluster.storage-classes[0].fstype", id="fstype"),
+        pytest.param("workloads.0.claims.0.size", {"min": "100Gi", "max": "10Gi"}, "is more than max", id="min-max"),
+        pytest.param("cluster.node-pools.0.name", "Bad Pool!", "DNS label", id="pool-name"),
+        pytest.param("cluster.node-pools.0.labels", {"UPPER case": "x"}, "label key", id="label-key"),
+        pytest.param("cluster.node-pools.0.volume-groups.0.extent-size", "3Mi", "power of two", id="extent"),
+        pytest.param("scheduler.capacity-poll-interval", "0s", "capacity-poll-interval", id="zero-poll"),
     ],
 )
 def test_bad_input_names_the_key(path: str, value: Any, message: str) -> None:
@@ -115,3 +126,21 @@ def test_the_cli_reports_bad_input_without_a_traceback(tmp_path: Any, capsys: py
     missing = tmp_path / "missing.yaml"
     assert cli.main(["run", str(missing), "--no-progress"]) == 2
     assert "cannot read" in capsys.readouterr().out
+
+
+def test_a_trace_naming_what_the_scenario_lacks_is_refused_before_the_run(tmp_path: Any) -> None:
+    from simulator import trace
+
+    loaded = scenario.parse(default())
+    good = trace.CreatePod(
+        t=0, namespace="a", name="p", claims=[trace.Claim(name="c", storage_class="topolvm-provisioner", size="1Gi")]
+    )
+    scenario.check_trace(loaded, [good], "t.jsonl")
+    for op, message in (
+        (trace.AddNode(t=5, pool="gpu"), "operation 2 (t=5, AddNode): no node pool named 'gpu'"),
+        (trace.CreatePod(t=5, namespace="a", name="q", claims=[trace.Claim(name="d", storage_class="nfs", size="1Gi")]),
+         "no storage class named 'nfs'"),
+        (trace.AddDisk(t=5, node="n", volume_group="vgX", size="1Ti"), "no node pool has a volume group 'vgX'"),
+    ):  # fmt: skip
+        with pytest.raises(errors.ConfigError, match=re.escape(message)):
+            scenario.check_trace(loaded, [good, op], "t.jsonl")

@@ -237,8 +237,10 @@ def fleet_running(kubeconfig: str, nodes: list[str], mode: str) -> Iterator[Flee
 
 
 def check_no_failures(fleet: Fleet) -> None:
-    """Every LogicalVolume is gone (the run cleaned up after itself)."""
-    left = fleet.service.cluster.list_of(resources.LOGICAL_VOLUME)
+    """Every LogicalVolume of the fleet's nodes is gone (the run cleaned up after itself; the API server may be
+    shared with other tests, whose objects are not this run's business)."""
+    nodes = set(fleet.nodes)
+    left = [lv for lv in fleet.service.cluster.list_of(resources.LOGICAL_VOLUME) if lv.spec.node_name in nodes]
     if left:
         raise errors.FailedPrecondition(f"{len(left)} LogicalVolumes left after the run: {[lv.name for lv in left]}")
 

@@ -1,7 +1,10 @@
 """The CI rule of tests/conftest.py: with CI set, a skip whose reason is not in the allow-list is reported as a
-failure; allowed skips, xfails, and every skip outside CI are left alone."""
+failure; allowed skips, xfails, and every skip outside CI are left alone; README names every allowed skip."""
 
 from __future__ import annotations
+
+import pathlib
+import re
 
 import pytest
 
@@ -49,3 +52,11 @@ def test_an_xfail_is_not_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
     report.wasxfail = "known bug"  # type: ignore[attr-defined]
     conftest.pytest_runtest_logreport(report)
     assert report.outcome == "skipped"
+
+
+@pytest.mark.parametrize("reason", conftest.CI_ALLOWED_SKIPS)
+def test_the_readme_names_every_allowed_skip(reason: str) -> None:
+    """README says which skips CI accepts; each reason's cause (before "; runs in"/": runs in") is quoted there."""
+    cause = re.split(r"[:;] runs in", reason)[0]
+    readme = " ".join((pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f'"{cause}"' in readme

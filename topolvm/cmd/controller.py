@@ -1,7 +1,12 @@
 """``topolvm-controller``: the CSI Identity and Controller services, and node-deletion cleanup.
 
 CreateVolume records LogicalVolumes in the Kubernetes API and waits on a watch for the node agent's answer;
-a second watch, on Nodes, releases the LogicalVolumes of deleted nodes (the ``topolvm.io/node`` finalizer).
+a second watch, on Nodes, deletes the TopoLVM claims and releases the LogicalVolumes of deleted nodes (the
+``topolvm.io/node`` finalizer; ``topolvm.services.cleanup``).
+
+Two replicas may run at once (deploy/manifests/controller.yaml): there is no leader election. Both serve CSI
+calls, which reach them only from the sidecars' elected leaders, and both run node cleanup, which is idempotent
+and tolerates the other replica's writes.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     process.setup_logging(args.log_level)
     api = kube_client.api_client(args.kubeconfig)
     try:
-        # One LIST and one WATCH each for LogicalVolumes and Nodes; every read below is served from them.
+        # One LIST and one WATCH each for LogicalVolumes and Nodes; every read of them is served from the cache.
+        # PVCs and StorageClasses are read from the API server only when a Node is deleted (a rare event): an
+        # informer would hold every claim of the cluster in memory for it.
         cluster = kube_cache.CachedCluster(
             kube_client.KubeCluster(api), {resources.LOGICAL_VOLUME: None, resources.NODE: None}
         ).start()

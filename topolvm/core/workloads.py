@@ -18,6 +18,8 @@ from topolvm.core.resources import Kind, Meta, Object
 SELECTED_NODE_ANNOTATION = "volume.kubernetes.io/selected-node"
 STORAGE_PROVISIONER_ANNOTATION = "volume.kubernetes.io/storage-provisioner"
 BY_CLAIM = "claim"  # "<namespace>/<claim name>"
+BY_PHASE = "phase"  # a pod's status.phase
+PENDING = "Pending"
 BY_VOLUME_HANDLE = "volumeHandle"
 
 CPU = "cpu"
@@ -104,6 +106,7 @@ class PodSpec:
 @dataclass(frozen=True)
 class PodStatus:
     phase: str = "Pending"
+    nominated_node_name: str = ""  # where preemption (or a waiting PreBind) means the pod to go
     # the PodScheduled condition when it is False: why the scheduler could not place the pod
     unschedulable_reason: str = ""
     unschedulable_message: str = ""
@@ -134,6 +137,7 @@ POD: Kind[Pod] = Kind(
     indexes={
         resources.BY_NODE: lambda pod: (pod.spec.node_name,),
         BY_CLAIM: lambda pod: tuple(claim_key(pod.meta.namespace, c) for c in pod.claim_names()),
+        BY_PHASE: lambda pod: (pod.status.phase,),
     },
 )
 

@@ -1,5 +1,8 @@
 """CSI Node service over ``topolvm.services.publish``: publish/unpublish (no staging, as upstream), volume
-stats with VolumeCondition from lv_attr, online expansion, and node info with the topology key."""
+stats with VolumeCondition from lv_attr, online expansion, and node info with the topology key.
+
+Publish, unpublish and expansion answer by the caller's deadline while their work goes on, one at a time per
+volume (``topolvm.csi.volume_work``)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import grpc
 
 from topolvm import constants, errors, grpc_status
 from topolvm.csi import controller as csi_controller
-from topolvm.csi import locks
+from topolvm.csi import volume_work
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.services import publish
@@ -21,7 +24,7 @@ _Usage = csi.VolumeUsage
 class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
     def __init__(self, service: publish.NodeVolumeService) -> None:
         self._service = service
-        self._locks = locks.KeyedLock()
+        self._work = volume_work.VolumeWork()
 
     @grpc_status.handler
     def NodePublishVolume(
@@ -42,16 +45,18 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
             read_only=request.readonly,
             volume_context=dict(request.volume_context),
         )
-        with self._locks.hold(request.volume_id):
-            self._service.publish(req)
+        self._work.run(request.volume_id, lambda: self._service.publish(req), remaining=context.time_remaining())
         return csi.NodePublishVolumeResponse()
 
     @grpc_status.handler
     def NodeUnpublishVolume(
         self, request: csi.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi.NodeUnpublishVolumeResponse:
-        with self._locks.hold(request.volume_id):
-            self._service.unpublish(request.volume_id, request.target_path)
+        self._work.run(
+            request.volume_id,
+            lambda: self._service.unpublish(request.volume_id, request.target_path),
+            remaining=context.time_remaining(),
+        )
         return csi.NodeUnpublishVolumeResponse()
 
     @grpc_status.handler
@@ -80,8 +85,11 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
         self, request: csi.NodeExpandVolumeRequest, context: grpc.ServicerContext
     ) -> csi.NodeExpandVolumeResponse:
         block = request.HasField("volume_capability") and request.volume_capability.HasField("block")
-        with self._locks.hold(request.volume_id):
-            size = self._service.expand(request.volume_id, request.volume_path, block)
+        size = self._work.run(
+            request.volume_id,
+            lambda: self._service.expand(request.volume_id, request.volume_path, block),
+            remaining=context.time_remaining(),
+        )
         return csi.NodeExpandVolumeResponse(capacity_bytes=size)
 
     @grpc_status.handler

@@ -54,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     application = app.App(cfg, watched_nodes=args.watch_nodes)
     if args.watch_nodes or args.watch_pods:
         from topolvm.extender import kube
+        from topolvm.kube import client as kube_client
 
-        core = kube.api(args.kubeconfig or None)
-        if args.watch_nodes:
-            kube.watch_nodes(application.holder, core)
-        if args.watch_pods:
-            kube.watch_pods(application.holder, core)
+        try:
+            cluster = kube_client.KubeCluster(kube_client.api_client(args.kubeconfig or None))
+            if args.watch_nodes:
+                kube.watch_nodes(application.holder, cluster)
+            if args.watch_pods:
+                kube.watch_pods(application.holder, cluster)
+        except errors.TopoLVMError as exc:
+            log.error("cannot watch the Kubernetes API: %s", exc)
+            return 2
     log.info(
         "topolvm-scheduler listening on %s (mode=%s, default-divisor=%g, divisors=%s, reservation-ttl=%gs, "
         "watch-nodes=%s, watch-pods=%s)",

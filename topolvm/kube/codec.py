@@ -143,7 +143,11 @@ CODECS: dict[resources.Kind[Any], Codec] = {
     resources.NODE: Codec(Route("v1", "nodes"), node_from_json, node_to_json, node_to_json),
     resources.NAMESPACE: Codec(Route("v1", "namespaces"), namespace_from_json, namespace_to_json),
     workloads.POD: Codec(
-        Route("v1", "pods"), cw.pod_from_json, cw.pod_to_json, cw.pod_status_json, {resources.BY_NODE: "spec.nodeName"}
+        Route("v1", "pods"),
+        cw.pod_from_json,
+        cw.pod_to_json,
+        cw.pod_status_json,
+        {resources.BY_NODE: "spec.nodeName", workloads.BY_PHASE: "status.phase"},
     ),
     workloads.PVC: Codec(Route("v1", "persistentvolumeclaims"), cw.pvc_from_json, cw.pvc_to_json, cw.pvc_status_json),
     workloads.PV: Codec(Route("v1", "persistentvolumes"), cw.pv_from_json, cw.pv_to_json, cw.pv_status_json),

@@ -118,6 +118,7 @@ def pod_from_json(raw: Mapping[str, Any]) -> workloads.Pod:
         ),
         workloads.PodStatus(
             phase=status.get("phase") or "Pending",
+            nominated_node_name=text(status, "nominatedNodeName"),
             unschedulable_reason=scheduled.get("reason", "") if unschedulable else "",
             unschedulable_message=scheduled.get("message", "") if unschedulable else "",
         ),
@@ -170,6 +171,8 @@ def pod_status_json(pod: workloads.Pod) -> JsonDict:
     out = start(pod, "v1", "Pod")
     status = out.setdefault("status", {})
     status["phase"] = pod.status.phase
+    if pod.status.nominated_node_name:
+        status["nominatedNodeName"] = pod.status.nominated_node_name
     conditions = [c for c in status.get("conditions") or () if c.get("type") != "PodScheduled"]
     if pod.status.unschedulable_reason:
         conditions.append(

@@ -1,8 +1,23 @@
 """Cleaning up after what disappears: Nodes that are deleted, and LVs whose LogicalVolume is gone.
 
 ``NodeCleanup`` (controller side): a Node carrying the ``topolvm.io/node`` finalizer that is deleted takes its
-LogicalVolumes with it — their CRs are deleted and, since the node agent and its disks are gone, their
-finalizers dropped — before the Node's finalizer is removed (upstream #868/#715).
+volumes with it, by upstream's rule (internal/controller/node_controller.go; upstream #868/#715), in its order:
+1. its claims are deleted — every PVC whose ``volume.kubernetes.io/selected-node`` annotation names the Node and
+   whose StorageClass is TopoLVM's (provisioner ``topolvm.io``), so a StatefulSet can make new ones and its pods
+   be scheduled elsewhere; other claims are left alone (another driver's, or a claim without a class);
+2. its LogicalVolumes are released: each is deleted and, since the node agent and its disks are gone, its
+   finalizer dropped;
+3. the Node's finalizer is removed.
+A LogicalVolume is marked deleted *before* its finalizer is dropped (upstream does the reverse, with a
+``topolvm.io/pendingdeletion`` annotation so that its node agent does not add the finalizer back): the API server
+refuses new finalizers on an object being deleted, so no annotation is needed, and an agent that is still alive
+removes the LV itself.
+
+Two controller replicas may run this at once (topolvm-controller has no leader election): every step is
+idempotent and tolerates the other replica's — a claim or volume already deleted (NotFound) or already being
+deleted is done, a write that lost a race (Conflict) is retried from a fresh read. Claims and StorageClasses are
+read from the API server at the time (the controller does not inform them: a Node deletion is rare, and an
+informer would hold every claim of the cluster in memory and keep a watch open for it).
 
 ``find_orphans``/``OrphanCollector`` (node side, opt-in): LVs tagged by TopoLVM with an owner whose LogicalVolume
 no longer exists (upstream #1104/#1213: a PVC deleted before its PV was bound). A dry run reports; only an
@@ -12,12 +27,13 @@ already exists, so this order cannot mistake a volume being created for an orpha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from topolvm import constants, errors, ports
-from topolvm.core import model, resources
+from topolvm.core import model, resources, workloads
 from topolvm.services import node as node_service
 
 log = logging.getLogger(__name__)
@@ -48,26 +64,55 @@ class NodeCleanup:
         if node is None or not node.meta.deleting or constants.NODE_FINALIZER not in node.meta.finalizers:
             return node_service.Outcome.DONE
         try:
-            for lv in self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_NODE: node_name}):
+            claims = self._delete_claims(node_name)
+            volumes = self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_NODE: node_name})
+            for lv in volumes:
                 self._release(lv)
-            meta = node.meta.without_finalizer(constants.NODE_FINALIZER)
-            self.cluster.update(replace(node, meta=meta))
+            with contextlib.suppress(errors.NotFound):  # the other replica finished first: the Node is gone
+                self.cluster.update(replace(node, meta=node.meta.without_finalizer(constants.NODE_FINALIZER)))
         except (errors.Conflict, errors.Unavailable) as exc:
-            log.info("node %s cleanup: will retry: %s", node_name, exc)
+            log.info("node=%s cleanup: will retry: %s", node_name, exc)
             return node_service.Outcome.RETRY
-        log.info("node %s deleted: its LogicalVolumes released", node_name)
+        log.info("node=%s deleted: %d claims deleted, %d LogicalVolumes released", node_name, claims, len(volumes))
         return node_service.Outcome.DONE
 
+    def _delete_claims(self, node_name: str) -> int:
+        """Delete the node's TopoLVM claims; how many this call deleted."""
+        ours = {
+            sc.meta.name
+            for sc in self.cluster.list_of(workloads.STORAGE_CLASS)
+            if sc.provisioner == constants.PLUGIN_NAME
+        }
+        deleted = 0
+        for claim in self.cluster.list_of(workloads.PVC, match={resources.BY_NODE: node_name}):
+            if claim.spec.storage_class_name not in ours or claim.meta.deleting:
+                continue
+            try:
+                self.cluster.delete(workloads.PVC, claim.meta.name, namespace=claim.meta.namespace)
+            except errors.NotFound:
+                continue  # deleted meanwhile (by the other replica, or its user)
+            deleted += 1
+            log.info(
+                "node=%s deleted: deleted pvc=%s/%s (storageClass=%s)",
+                node_name,
+                claim.meta.namespace,
+                claim.meta.name,
+                claim.spec.storage_class_name,
+            )
+        return deleted
+
     def _release(self, lv: resources.LogicalVolume) -> None:
-        if not lv.meta.deleting:
-            self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
-            current = self.cluster.get(resources.LOGICAL_VOLUME, lv.name)
-            if current is None:
-                return
-            lv = current
-        if constants.LOGICAL_VOLUME_FINALIZER in lv.meta.finalizers:
-            meta = lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-            self.cluster.update(replace(lv, meta=meta))
+        try:
+            if not lv.meta.deleting:
+                self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
+                current = self.cluster.get(resources.LOGICAL_VOLUME, lv.name)
+                if current is None:
+                    return
+                lv = current
+            if constants.LOGICAL_VOLUME_FINALIZER in lv.meta.finalizers:
+                self.cluster.update(replace(lv, meta=lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
+        except errors.NotFound:
+            return  # gone already: the other replica released it
 
 
 @dataclass(frozen=True)

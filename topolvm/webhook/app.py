@@ -38,6 +38,18 @@ class Metrics:
             "Time to answer a pod admission, lookups included.",
             registry=self.registry,
         )
+        # Set by topolvm.webhook.tls: the serving certificate in use, and its reloads.
+        self.certificate_expiry = prometheus_client.Gauge(
+            "topolvm_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, in seconds since the epoch.",
+            registry=self.registry,
+        )
+        self.certificate_reloads = prometheus_client.Counter(
+            "topolvm_webhook_certificate_reloads_total",
+            "Changes of the certificate files by result: loaded (now served) or failed (the previous one kept).",
+            ["result"],
+            registry=self.registry,
+        )
 
 
 class App:
