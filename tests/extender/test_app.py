@@ -181,9 +181,10 @@ def test_reservation_metrics_stay_exact_after_ends_and_expiry() -> None:
 
 def test_a_pod_held_on_tied_nodes_counts_on_each_in_the_gauges() -> None:
     from topolvm import clock
+    from topolvm.core import scheduling
     from topolvm.extender import holder, metrics
 
-    cfg = config.Config(reservation_ttl=30)
+    cfg = config.Config(policy=scheduling.Policy(tie_break=scheduling.TieBreak.SCHEDULER), reservation_ttl=30)
     stats = metrics.Metrics()
     application = app.App(cfg, holder.build(cfg, stats, clock=clock.ManualClock(0.0)), stats)
     nodes = [node("a", ssd=5 * GiB), node("b", ssd=5 * GiB)]

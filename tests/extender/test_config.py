@@ -35,9 +35,31 @@ def test_defaults_match_upstream() -> None:
 
 
 def test_additions() -> None:
-    cfg = config.loads("mode: pack\nreservation-ttl: 0\nmax-body-bytes: 1024\n")
+    cfg = config.loads("mode: pack\nreservation-ttl: 0\nmax-body-bytes: 1024\ntie-break: scheduler\n")
     assert cfg.policy.mode is scheduling.Mode.PACK
     assert (cfg.reservation_ttl, cfg.max_body_bytes) == (0, 1024)
+    assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.SCHEDULER, None)
+
+
+def test_extender_tie_break_is_the_default_and_wants_the_weight_stated(caplog: pytest.LogCaptureFixture) -> None:
+    """The extender cannot read kube-scheduler's configuration: without extender-weight it says what it assumes."""
+    assert config.loads("").policy.tie_break is scheduling.TieBreak.EXTENDER
+    assert f"at least {config.MIN_EXTENDER_WEIGHT}" in caplog.text
+    caplog.clear()
+    cfg = config.loads("tie-break: extender\nextender-weight: 200\n")
+    assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.EXTENDER, 200)
+    assert not caplog.text
+    assert config.loads("tie-break: scheduler\nextender-weight: 1\n").extender_weight == 1  # any weight will do
+    assert not caplog.text
+
+
+def test_minimum_weight_outweighs_the_default_plugins() -> None:
+    """One step of our score (weight x 10) must beat every default plugin at its best against its worst."""
+    assert config.MIN_EXTENDER_WEIGHT * 10 > config.DEFAULT_PLUGIN_WEIGHTS * 100
+    assert (config.MIN_EXTENDER_WEIGHT - 1) * 10 <= config.DEFAULT_PLUGIN_WEIGHTS * 100
+    with pytest.raises(errors.ConfigError, match="at least 161"):
+        config.loads(f"extender-weight: {config.MIN_EXTENDER_WEIGHT - 1}\n")
+    assert config.loads(f"extender-weight: {config.MIN_EXTENDER_WEIGHT}\n").extender_weight == 161
 
 
 def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
@@ -54,6 +76,10 @@ def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
         ("divisors: {ssd: 1.0e-300}", "ssd"),  # would overflow log2 in scoring
         ("divisors: [1]", "divisors"),
         ("mode: fast", "mode"),
+        ("tie-break: random", "tie-break"),
+        ("extender-weight: 0", "extender-weight"),
+        ("extender-weight: 2.5e2", "extender-weight"),
+        ("extender-weight: true", "extender-weight"),
         ("reservation-ttl: -3", "reservation-ttl"),
         ("reservation-ttl: .inf", "reservation-ttl"),
         ("max-body-bytes: 0", "max-body-bytes"),

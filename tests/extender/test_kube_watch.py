@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.controlplane import ControlPlane
 from topolvm import clock, errors
-from topolvm.core import reservations, workloads
+from topolvm.core import reservations, scheduling, workloads
 from topolvm.extender import config, holder, kube, metrics
 from topolvm.kube import client as kube_client
 from topolvm.services import scheduler
@@ -124,8 +124,12 @@ def make_pod(kube_api: ControlPlane, namespace: str, name: str, claim: str) -> s
 
 
 def test_binding_through_the_api_ends_the_reservation(
-    kube_api: ControlPlane, least_privileged: Any, state: holder.Holder, stats: metrics.Metrics, namespace: str
+    kube_api: ControlPlane, least_privileged: Any, stats: metrics.Metrics, namespace: str
 ) -> None:
+    # With kube-scheduler breaking ties: the first pod is held on both nodes.
+    policy = scheduling.Policy(tie_break=scheduling.TieBreak.SCHEDULER)
+    cfg = config.Config(policy=policy, reservation_ttl=600)  # long: only events may end the reservations here
+    state = holder.build(cfg, stats, clock=clock.ManualClock(0.0), watched_nodes=True)
     service = state.service
     for name in ("n1", "n2"):
         service.node_updated(name, {"ssd": str(4 * GiB)})

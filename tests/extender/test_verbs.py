@@ -15,9 +15,12 @@ from topolvm.kube import codec, codec_workloads
 from topolvm.services import scheduler
 
 
-def make(mode: str = "spread", ttl: float = 60.0, **divisors: float) -> tuple[verbs.Extender, clock.ManualClock]:
+def make(
+    mode: str = "spread", ttl: float = 60.0, tie_break: str = "extender", **divisors: float
+) -> tuple[verbs.Extender, clock.ManualClock]:
     manual = clock.ManualClock(1000.0)
-    cfg = config.Config(policy=scheduling.Policy(divisors=divisors, mode=scheduling.Mode(mode)), reservation_ttl=ttl)
+    policy = scheduling.Policy(divisors=divisors, mode=scheduling.Mode(mode), tie_break=scheduling.TieBreak(tie_break))
+    cfg = config.Config(policy=policy, reservation_ttl=ttl)
     stats = metrics.Metrics()
     return verbs.Extender(cfg, holder.build(cfg, stats, clock=manual), stats), manual
 
@@ -215,7 +218,8 @@ def test_duplicate_nodes_in_a_full_request_are_judged_item_by_item() -> None:
     assert _kept(result) == ["b"]
     assert result["FailedAndUnresolvableNodes"] == {"a": "out of VG free space"}
     scores = ok(ext.prioritize(args(want, nodes)))
-    assert scores == [{"Host": "a", "Score": 5}, {"Host": "b", "Score": 5}]  # one entry per name, last copy wins
+    # One entry per name, the last copy wins; a and b tie, and the expected winner (same bytes: by name) keeps 5.
+    assert scores == [{"Host": "a", "Score": 5}, {"Host": "b", "Score": 4}]
 
 
 def test_duplicate_names_are_scored_once() -> None:
@@ -271,7 +275,7 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     """A PVC's selected-node moves the reservation; the pod's binding ends it (the watches' events)."""
     from topolvm.extender import kube
 
-    ext, _ = make()
+    ext, _ = make(tie_break="scheduler")
     nodes = [node("n1", ssd=4 * GiB), node("n2", ssd=4 * GiB)]
     volumes = [
         {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}},

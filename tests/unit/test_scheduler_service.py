@@ -3,49 +3,11 @@ selected-node on the claims -> provisioned -> bound; plus expiry on a timer and 
 
 from __future__ import annotations
 
-import collections
-
 import pytest
 
-from topolvm import clock
-from topolvm.core import reservations, scheduling
+from tests.unit.scheduler_world import TTL, GiB, Reason, World, pod
+from topolvm.core import scheduling
 from topolvm.services import scheduler
-
-GiB = 1 << 30
-TTL = 60.0
-Reason = reservations.EndReason
-
-
-class World:
-    """A service with a manual clock that records every reservation start and end."""
-
-    def __init__(self, ttl: float = TTL, limits: scheduler.Limits | None = None, watched: bool = False) -> None:
-        self.clock = clock.ManualClock(1000.0)
-        self.starts: list[tuple[str, str, scheduler.Via]] = []
-        self.ends: collections.Counter[Reason] = collections.Counter()
-        self.service = scheduler.SchedulerService(
-            scheduling.Policy(),
-            ttl,
-            self.clock,
-            limits=limits or scheduler.Limits(),
-            watched_nodes=watched,
-            on_start=lambda r, via: self.starts.append((r.pod, r.node, via)),
-            on_end=lambda r, reason: self.ends.update([reason]),
-        )
-
-    def nodes(self, **gib: float) -> None:
-        """kube-scheduler sends these nodes with these annotations (a full-Node request)."""
-        names = list(gib)
-        self.service.nodes_observed(
-            names, [{"capacity.topolvm.io/ssd": str(int(size * GiB))} for size in gib.values()]
-        )  # fmt: skip
-
-    def held(self) -> dict[str, str | None]:
-        return {r.pod: r.node for r in self.service.ledger.reservations()}
-
-
-def pod(key: str, gib: float = 3, claims: tuple[str, ...] = ()) -> scheduler.Pod:
-    return scheduler.Pod(key, "default", key, {"ssd": int(gib * GiB)}, claims or (f"data-{key}",))
 
 
 @pytest.mark.parametrize("reported", [True, False], ids=["binds-reported", "ttl-only"])
@@ -89,117 +51,6 @@ def test_three_pods_of_3gib_on_4_and_3_5_gib_nodes(reported: bool) -> None:
         assert world.ends == {Reason.BOUND: 1, Reason.PROVISIONED: 1}
     else:
         assert world.ends == {Reason.EXPIRED: 1, Reason.PROVISIONED: 1}
-
-
-# --- ties: kube-scheduler, not the extender, decides between nodes with the same score -------------------------
-
-NODES = ["node-0", "node-1"]
-AFTER_RESERVATIONS = scheduling.REASON_NO_SPACE + scheduling.REASON_AFTER_RESERVATIONS
-
-
-def tied_world(ttl: float = TTL) -> World:
-    """Two 400 GiB nodes; pod a (300 GiB) ties on both (score 8) and is held on both."""
-    world = World(ttl=ttl)
-    world.service.nodes_observed(NODES, [{"capacity.topolvm.io/ssd": str(400 * GiB)}] * 2)
-    assert world.service.filter(pod("a", 300), NODES).failures == {}
-    decision = world.service.prioritize(pod("a", 300), NODES)
-    assert (decision.scores, decision.reserved, decision.contenders) == ([8, 8], "node-0", ("node-0", "node-1"))
-    assert world.starts == [("a", "node-0", scheduler.Via.PRIORITIZE), ("a", "node-1", scheduler.Via.PRIORITIZE)]
-    return world
-
-
-def held_on(world: World) -> dict[str, set[str]]:
-    result: dict[str, set[str]] = {}
-    for r in world.service.ledger.reservations():
-        result.setdefault(r.pod, set()).add(r.node)
-    return result
-
-
-def test_three_300gib_pods_on_two_400gib_nodes_with_tied_scores() -> None:
-    """kube-scheduler breaks the tie with its own plugins and a random pick, and schedules b before a's claim
-    says where a went: b must not be promised node-0 while a may be there, nor node-1 (the simulator's
-    ``test_capacity_tracking_over_commits_a_node_where_the_extender_does_not``)."""
-    world = tied_world()
-    svc = world.service
-    b, c = pod("b", 300), pod("c", 300)
-    assert svc.filter(b, NODES) == scheduler.FilterDecision({n: AFTER_RESERVATIONS for n in NODES})
-    # kube-scheduler picked node-1 for a; its PreBind writes selected-node on a's claim.
-    assert svc.claim_selected("default", "data-a", "node-1")
-    assert held_on(world) == {"a": {"node-1"}}
-    assert world.ends == {Reason.NOT_CHOSEN: 1}
-    # b, retried after kube-scheduler's backoff, fits only on node-0: the filter holds it there.
-    assert svc.filter(b, NODES) == scheduler.FilterDecision({"node-1": AFTER_RESERVATIONS}, "node-0")
-    assert svc.filter(c, NODES).failures == {n: AFTER_RESERVATIONS for n in NODES}
-    svc.pod_bound("a", "node-1")
-    svc.pod_bound("b", "node-0")
-    assert not svc.ledger
-    assert world.ends == {Reason.NOT_CHOSEN: 1, Reason.BOUND: 2}
-
-
-def test_binding_before_the_selected_node_event_ends_the_tied_holds() -> None:
-    world = tied_world()
-    world.service.pod_bound("a", "node-1")  # the claim's event was missed or comes later
-    assert not world.service.ledger
-    assert world.ends == {Reason.BOUND: 1, Reason.NOT_CHOSEN: 1}
-    world.service.claim_selected("default", "data-a", "node-1")  # the late event holds nothing again
-    assert not world.service.ledger
-
-
-def test_deletion_ends_the_tied_holds() -> None:
-    world = tied_world()
-    world.service.pod_deleted("a")
-    assert not world.service.ledger
-    assert world.ends == {Reason.DELETED: 2}
-
-
-def test_tied_holds_expire_at_their_ttl() -> None:
-    world = tied_world(ttl=30)
-    world.clock.advance(30)
-    world.service.expire()
-    assert not world.service.ledger
-    assert world.ends == {Reason.EXPIRED: 2}
-    assert world.service.filter(pod("b", 300), NODES).failures == {}
-
-
-def test_a_volume_seen_on_a_tied_node_ends_the_hold_on_the_others() -> None:
-    """Without the pod watch, the node agent's new annotation is the first sign of kube-scheduler's choice."""
-    world = tied_world()
-    world.service.nodes_observed(
-        NODES, [{"capacity.topolvm.io/ssd": str(400 * GiB)}, {"capacity.topolvm.io/ssd": str(100 * GiB)}]
-    )
-    assert not world.service.ledger
-    assert world.ends == {Reason.PROVISIONED: 1, Reason.NOT_CHOSEN: 1}
-    assert world.service.filter(pod("b", 300), NODES).reserved == "node-0"
-
-
-def test_selected_node_outside_the_tied_nodes_moves_the_request_there() -> None:
-    world = tied_world()
-    world.service.claim_selected("default", "data-a", "node-2")  # another plugin outweighed our score
-    assert held_on(world) == {"a": {"node-2"}}
-    assert world.ends == {Reason.REHOMED: 2}
-    assert world.service.ledger.requests_of("a") == {"ssd": 300 * GiB}
-    assert world.starts[-1] == ("a", "node-2", scheduler.Via.SELECTED)
-
-
-def test_a_deleted_tied_node_ends_only_its_own_hold() -> None:
-    world = tied_world()
-    world.service.node_removed("node-0")
-    assert held_on(world) == {"a": {"node-1"}}
-    assert world.ends == {Reason.NODE_GONE: 1}
-
-
-def test_too_many_tied_nodes_hold_the_expected_winner_only() -> None:
-    """Beyond MAX_TIED_HOLDS equal nodes a wrong guess leaves plenty of room elsewhere, and holding the request
-    on all of them would refuse other pods across the cluster."""
-    world = World()
-    names = [f"n{i:02}" for i in range(scheduling.MAX_TIED_HOLDS + 1)]
-    world.service.nodes_observed(names, [{"capacity.topolvm.io/ssd": str(400 * GiB)}] * len(names))
-    decision = world.service.prioritize(pod("a", 300), names)
-    assert (decision.reserved, decision.contenders) == ("n00", ("n00",))
-    assert held_on(world) == {"a": {"n00"}}
-    fewer = names[1:]  # exactly MAX_TIED_HOLDS: all held
-    assert world.service.prioritize(pod("a", 300), fewer).contenders == tuple(fewer)
-    assert held_on(world) == {"a": set(fewer)}
 
 
 def test_only_one_node_passes_filter_reserves_and_excludes_it_for_the_next_pod() -> None:

@@ -162,16 +162,38 @@ def test_burst_never_overcommits(free: int, requests: list[int]) -> None:
     assert promised <= free
 
 
-def test_contenders_are_every_node_tied_for_the_top_score_winner_first() -> None:
+SPREAD_EXTENDER = scheduling.Policy()
+SPREAD_SCHEDULER = scheduling.Policy(tie_break=scheduling.TieBreak.SCHEDULER)
+PACK_SCHEDULER = scheduling.Policy(mode=scheduling.Mode.PACK, tie_break=scheduling.TieBreak.SCHEDULER)
+
+
+def test_extender_tie_break_lowers_the_other_tied_nodes_and_holds_the_winner_only() -> None:
     scores = {"a": 5, "b": 5, "c": 5, "d": 4, "z": 0}
     free = {"a": 10, "b": 30, "c": 20, "d": 90}
-    assert scheduling.contenders(scores, free, scheduling.Mode.SPREAD) == ["b", "a", "c"]
-    assert scheduling.contenders(scores, free, scheduling.Mode.PACK) == ["a", "b", "c"]
-    assert scheduling.contenders({"a": 5, "b": 4}, {"a": 1, "b": 9}, scheduling.Mode.SPREAD) == ["a"]
-    assert scheduling.contenders({"z": 0}, {}, scheduling.Mode.SPREAD) == []
-    many = {f"n{i:02}": 7 for i in range(scheduling.MAX_TIED_HOLDS + 1)}
-    assert scheduling.contenders(many, {}, scheduling.Mode.SPREAD) == ["n00"]  # too many: the winner only
-    assert len(scheduling.contenders(dict(list(many.items())[1:]), {}, scheduling.Mode.SPREAD)) == 16
+    assert scheduling.rank(scores, free, SPREAD_EXTENDER) == scheduling.Ranking(
+        {"a": 4, "b": 5, "c": 4, "d": 4, "z": 0}, ["b"]
+    )
+    pack = scheduling.Policy(mode=scheduling.Mode.PACK)
+    assert scheduling.rank(scores, free, pack).holds == ["a"]
+    assert scheduling.rank({"a": 1, "b": 1}, {"a": 5, "b": 9}, SPREAD_EXTENDER).scores == {"a": 0, "b": 1}
+    unique = {"a": 5, "b": 4}  # upstream's scores where the top is unique
+    assert scheduling.rank(unique, {"a": 1, "b": 9}, SPREAD_EXTENDER) == scheduling.Ranking(unique, ["a"])
+    assert scheduling.rank({"z": 0}, {}, SPREAD_EXTENDER) == scheduling.Ranking({"z": 0}, [])
+
+
+def test_scheduler_tie_break_keeps_the_scores_and_holds_every_tied_node() -> None:
+    scores = {"a": 5, "b": 5, "c": 5, "d": 4, "z": 0}
+    free = {"a": 10, "b": 30, "c": 20, "d": 90}
+    assert scheduling.rank(scores, free, SPREAD_SCHEDULER) == scheduling.Ranking(scores, ["b", "a", "c"])
+    assert scheduling.rank(scores, free, PACK_SCHEDULER).holds == ["a", "b", "c"]
+    many = {f"n{i:04}": 7 for i in range(2000)}  # no cap: every tied node may be kube-scheduler's pick
+    assert scheduling.rank(many, {}, SPREAD_SCHEDULER).holds == list(many)
+
+
+# kube-scheduler v1.37's default score plugins add at most 100 x (3+2+2+2+2+1+1+1+1+1) = 1600 to a node
+# (tests/integration/test_manifests.py); deploy/'s extender weight 200 makes one of our steps worth 2000.
+PLUGINS_AT_MOST = 1600
+STEP = 200 * 10
 
 
 @given(
@@ -179,16 +201,20 @@ def test_contenders_are_every_node_tied_for_the_top_score_winner_first() -> None
     requests=st.lists(st.integers(1, 300), min_size=1, max_size=20),
     seed=st.integers(0, 2**32),
     selected_every=st.integers(1, 4),
+    tie_break=st.sampled_from(list(scheduling.TieBreak)),
 )
 def test_burst_with_tied_scores_never_overcommits(
-    free: list[int], requests: list[int], seed: int, selected_every: int
+    free: list[int], requests: list[int], seed: int, selected_every: int, tie_break: scheduling.TieBreak
 ) -> None:
-    """kube-scheduler picks at random among the nodes tied for our top score, and the selected-node event of
-    a pod comes only a few pods later: holding every tied node keeps each node's promises within its free bytes."""
+    """kube-scheduler adds its plugins' scores (up to 1600, modelled as random) to ours times 2000 and takes the
+    best total, and the selected-node event of a pod comes only a few pods later. With the extender's tie-break
+    its total always names the node the pod is held on; with kube-scheduler's, the pod is held on every tied node.
+    Either way each node's promises stay within its free bytes."""
     rng = random.Random(seed)
     ledger = reservations.Ledger(ttl=60)
     raws = {f"n{i}": {"ssd": str(f)} for i, f in enumerate(free)}
-    policy = scheduling.Policy(default_divisor=1 / (1 << 30))  # one score step per doubling of bytes, not of GiB
+    # One score step per doubling of bytes, not of GiB.
+    policy = scheduling.Policy(default_divisor=1 / (1 << 30), tie_break=tie_break)
     placed: dict[str, int] = collections.Counter()
     unannounced: list[tuple[str, str]] = []
     for i, size in enumerate(requests):
@@ -201,9 +227,12 @@ def test_burst_with_tied_scores_never_overcommits(
         elif passed:
             scores = {n: scheduling.node_score(usable[n], request, policy) for n in passed}
             totals = {n: usable[n]["ssd"] or 0 for n in passed}
-            found = scheduling.contenders(scores, totals, policy.mode)
-            ledger.reserve_on(pod, {n: {"ssd": int(raws[n]["ssd"])} for n in found}, request, now=i)
-            node = rng.choice(found)  # other plugins, then a random pick among equal totals
+            ranking = scheduling.rank(scores, totals, policy)
+            ledger.reserve_on(pod, {n: {"ssd": int(raws[n]["ssd"])} for n in ranking.holds}, request, now=i)
+            node = max(passed, key=lambda n: ranking.scores[n] * STEP + rng.randint(0, PLUGINS_AT_MOST))
+            assert node in ranking.holds
+            if tie_break is scheduling.TieBreak.EXTENDER:
+                assert node == ranking.holds[0]
         else:
             continue
         placed[node] += size
@@ -371,7 +400,8 @@ def _reference_scores(
         fits = not scheduling.filter_reason(usable, raw, requested)
         scores[name] = scheduling.node_score(usable, requested, policy) if fits else 0
         totals[name] = sum(v for v in usable.values() if v is not None)
-    return scores, scheduling.contenders(scores, totals, policy.mode)
+    ranking = scheduling.rank(scores, totals, policy)
+    return ranking.scores, ranking.holds
 
 
 _GIB_TEXT = st.integers(0, 300).map(lambda gib: str(gib * GiB))
@@ -452,6 +482,7 @@ def test_tied_holds_are_settled_in_the_order_of_the_request(names: list[str]) ->
     ops=_OPS,
     mode=st.sampled_from(list(scheduling.Mode)),
     divisor=st.sampled_from([1.0, 0.5, 4.0]),
+    tie_break=st.sampled_from(list(scheduling.TieBreak)),
 )
 def test_score_nodes_equals_the_per_node_reference(
     nodes: dict[str, dict[str, str]],
@@ -460,12 +491,13 @@ def test_score_nodes_equals_the_per_node_reference(
     ops: list[Op],
     mode: scheduling.Mode,
     divisor: float,
+    tie_break: scheduling.TieBreak,
 ) -> None:
     index = node_index.NodeIndex()
     for name, capacities in nodes.items():
         index.update(name, capacities)
     names = [*nodes, *extra]
-    policy = scheduling.Policy(divisors={"ssd": divisor}, mode=mode)
+    policy = scheduling.Policy(divisors={"ssd": divisor}, mode=mode, tie_break=tie_break)
     now = 5.0
     reference = _ledger(ops, index)
     scores, contenders = _reference_scores(index, names, requested, policy, reference, now)

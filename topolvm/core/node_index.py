@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import operator
 from collections.abc import Callable, Mapping, Sequence
 
 from topolvm import constants
@@ -204,10 +205,11 @@ def filter_nodes(
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """``score_nodes``' answer: one score per name (in order) and the nodes to hold the pod's request on."""
+    """``score_nodes``' answer: one score per name (in order, ties broken as the policy says) and the nodes to
+    hold the pod's request on."""
 
     scores: list[int]
-    # ``scheduling.contenders`` (the node expected to win first), each with its annotation per requested class
+    # ``scheduling.rank``'s holds (the node expected to win first), each with its annotation per requested class
     # (for the ledger); empty when no node fits.
     contenders: dict[str, dict[str, int | None]]
 
@@ -227,8 +229,8 @@ def score_nodes(
     now: float,
     pod: str = "",
 ) -> Scores:
-    """Score every name as ``scheduling.node_score`` would (0 when it does not fit or is unknown) and pick the
-    nodes to hold as ``scheduling.contenders`` does.
+    """Score every name as ``scheduling.node_score`` would (0 when it does not fit or is unknown), then break or
+    keep a tie of the top score and pick the nodes to hold as ``scheduling.rank`` does.
 
     ``names`` should be free of duplicates (the reference scores each node once).
     """
@@ -257,7 +259,7 @@ def score_nodes(
     else:
         scores = list(map(min, *per_class))
     found: dict[str, dict[str, int | None]] = {}
-    for name in _contenders_fast(names, scores, list(columns.values()), policy.mode):
+    for name in _rank_fast(names, scores, list(columns.values()), policy):
         observed = found[name] = {}
         for device_class in requested:
             value = index.free(device_class).get(name)
@@ -287,26 +289,30 @@ def _step_scores(column: list[int], steps: tuple[list[int], list[int]]) -> list[
     return list(map(table.__getitem__, map(functools.partial(bisect.bisect_right, breaks), column)))
 
 
-def _contenders_fast(
-    names: Sequence[str], scores: list[int], columns: list[list[int]], mode: scheduling.Mode
+def _rank_fast(
+    names: Sequence[str], scores: list[int], columns: list[list[int]], policy: scheduling.Policy
 ) -> list[str]:
-    """``scheduling.contenders`` over parallel lists: the usable bytes of a node that scores > 0 are its columns'
-    sum."""
+    """``scheduling.rank`` over parallel lists, lowering the tied scores in ``scores`` in place; returns the nodes to
+    hold. The usable bytes of a node that scores > 0 are its columns' sum."""
     if not scores:
         return []
     best = max(scores)
     if best <= 0:
         return []
     tied = list(itertools.compress(range(len(scores)), map(best.__eq__, scores)))
+    if len(tied) == 1:
+        return [names[tied[0]]]
     if len(columns) == 1:
         totals = list(map(columns[0].__getitem__, tied))
     else:
         totals = [sum(column[i] for column in columns) for i in tied]
-    target = max(totals) if mode is scheduling.Mode.SPREAD else min(totals)
-    chosen = min(map(names.__getitem__, itertools.compress(tied, map(target.__eq__, totals))))
-    if len(tied) > scheduling.MAX_TIED_HOLDS:
-        return [chosen]
-    return [chosen, *(names[i] for i in tied if names[i] != chosen)]
+    target = max(totals) if policy.mode is scheduling.Mode.SPREAD else min(totals)
+    winner = min(itertools.compress(tied, map(target.__eq__, totals)), key=names.__getitem__)
+    if policy.tie_break is scheduling.TieBreak.SCHEDULER:
+        return [names[winner], *(names[i] for i in tied if i != winner)]
+    scores[:] = map(operator.sub, scores, map(best.__eq__, scores))  # a bool is 0 or 1: every tied node, one less
+    scores[winner] = best
+    return [names[winner]]
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,8 +11,10 @@ requested class is missing, unparsable or too small; the spread score is ``clamp
 - pack mode (upstream #1049): prefer the node that is left with the least free space after placing the pod;
 - a reservation ledger (upstream #117, ``topolvm.core.reservations``): bytes promised to pods that are still
   being scheduled are subtracted from a node's annotation (``usable``) until the pod is bound or deleted, the
-  annotation drops by them (the node agent saw the LV), or a TTL passes; a pod whose top score several nodes
-  share is held on each of them (``contenders``).
+  annotation drops by them (the node agent saw the LV), or a TTL passes;
+- ties of the top score (``rank``): either the extender breaks them (its expected winner keeps the top score,
+  the other tied nodes get one less, and the pod is held on the winner) or kube-scheduler does (upstream's
+  scores, and the pod is held on every tied node until its choice is known).
 
 These are the reference functions that state the rules one node at a time; ``topolvm.core.node_index`` applies
 them to thousands of nodes per request, and tests hold the two equal.
@@ -39,15 +41,20 @@ REASON_NO_SPACE = "out of VG free space"
 REASON_UNKNOWN_NODE = "node unknown to the extender (no capacity annotations seen yet)"
 REASON_AFTER_RESERVATIONS = " (after capacity reserved for pods being scheduled)"
 
-# A pod whose top score is shared by more nodes than this is held on the expected winner only: holding its request
-# on dozens of nodes would refuse other pods across the cluster, and with that many equal nodes a wrong guess
-# leaves plenty of room elsewhere (see docs/scheduler.md, "Ties").
-MAX_TIED_HOLDS = 16
-
 
 class Mode(enum.StrEnum):
     SPREAD = "spread"  # upstream: prefer the node with the most free space
     PACK = "pack"  # prefer the node left with the least free space (bin packing)
+
+
+class TieBreak(enum.StrEnum):
+    """Who decides between nodes that share the top score (docs/scheduler.md, "Ties")."""
+
+    # The expected winner (``choose``) keeps the top score and the other tied nodes get one less, so with an
+    # extender weight above what kube-scheduler's plugins can add, kube-scheduler takes the node the pod is held on.
+    EXTENDER = "extender"
+    # Upstream's scores; kube-scheduler's plugins break the tie, so the pod is held on every tied node.
+    SCHEDULER = "scheduler"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Policy:
     default_divisor: float = 1.0
     divisors: Mapping[str, float] = dataclasses.field(default_factory=dict)
     mode: Mode = Mode.SPREAD
+    tie_break: TieBreak = TieBreak.EXTENDER
 
     def __post_init__(self) -> None:
         for name, value in {"default-divisor": self.default_divisor, **self.divisors}.items():
@@ -187,22 +195,33 @@ def choose(scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode)
     return None if best is None else best[2]
 
 
-def contenders(
-    scores: Mapping[str, int], free_total: Mapping[str, int], mode: Mode, limit: int = MAX_TIED_HOLDS
-) -> list[str]:
-    """The nodes to hold a pod's request on after prioritize: the expected winner (``choose``) first, then the
-    other nodes with the same score in the order of ``scores``; only the winner when more than ``limit`` nodes
-    share the top score; empty when nothing scored.
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """What prioritize answers and holds: the scores sent to kube-scheduler (one per node scored) and the nodes
+    the pod's request is held on, the expected winner first (empty when no node fits)."""
 
-    kube-scheduler breaks a tie of our scores with its own plugins and then at random among equal totals
-    (``selectHost``), not by free bytes and name, and starts the next pod's cycle before the claim's
-    selected-node says which node it took; so every tied node may be the one.
+    scores: dict[str, int]
+    holds: list[str]
+
+
+def rank(scores: Mapping[str, int], free_total: Mapping[str, int], policy: Policy) -> Ranking:
+    """Break or keep a tie of the top score, as ``policy.tie_break`` says.
+
+    ``EXTENDER``: the expected winner (``choose``) keeps its score and every other node with the same score gets
+    one less (0 when the top is 1); the pod is held on the winner alone. Where the top is unique nothing changes.
+    ``SCHEDULER``: the scores are left as they are and the pod is held on every node with the top score, the
+    winner first and the others in the order of ``scores``: kube-scheduler breaks such a tie with its own plugins
+    and then at random (``selectHost``), and starts the next pod's cycle before the claim's selected-node says
+    which node it took, so every tied node may be the one.
     """
-    chosen = choose(scores, free_total, mode)
+    chosen = choose(scores, free_total, policy.mode)
     if chosen is None:
-        return []
+        return Ranking(dict(scores), [])
     top = scores[chosen]
-    tied = [name for name, score in scores.items() if score == top]
-    if len(tied) > limit:
-        return [chosen]
-    return [chosen, *(name for name in tied if name != chosen)]
+    tied = [name for name, score in scores.items() if score == top and name != chosen]
+    if policy.tie_break is TieBreak.SCHEDULER:
+        return Ranking(dict(scores), [chosen, *tied])
+    lowered = dict(scores)
+    for name in tied:
+        lowered[name] = top - 1
+    return Ranking(lowered, [chosen])

@@ -66,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             log.error("cannot watch the Kubernetes API: %s", exc)
             return 2
     log.info(
-        "topolvm-scheduler listening on %s (mode=%s, default-divisor=%g, divisors=%s, reservation-ttl=%gs, "
-        "watch-nodes=%s, watch-pods=%s)",
+        "topolvm-scheduler listening on %s (mode=%s, tie-break=%s, extender-weight=%s, default-divisor=%g, "
+        "divisors=%s, reservation-ttl=%gs, watch-nodes=%s, watch-pods=%s)",
         listen,
         cfg.policy.mode.value,
+        cfg.policy.tie_break.value,
+        cfg.extender_weight if cfg.extender_weight is not None else "unstated",
         cfg.policy.default_divisor,
         dict(cfg.policy.divisors),
         cfg.reservation_ttl,

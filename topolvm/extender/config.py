@@ -4,8 +4,15 @@ Read by ``topolvm.extender.cli``. An upstream file loads unchanged and behaves a
 except that over-commit protection is on by default. Additions:
 
     mode: spread | pack            # pack prefers the least free node that fits (upstream #1049)
+    tie-break: extender | scheduler  # who decides between nodes that share the top score (docs/scheduler.md)
+    extender-weight: 200           # the weight kube-scheduler's configuration gives this extender, if known
     reservation-ttl: 60            # seconds capacity promised to a pod is held back (upstream #117); 0 = off
     max-body-bytes: 67108864       # request body limit (upstream: 10 MiB)
+
+``tie-break: extender`` (the default) works only when kube-scheduler gives the extender a weight above what its
+score plugins can add to a node (``MIN_EXTENDER_WEIGHT``). The extender cannot read kube-scheduler's
+configuration, so ``extender-weight`` states it: a lower value is refused, and without it a warning says what
+is assumed.
 """
 
 from __future__ import annotations
@@ -26,7 +33,20 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = ":8000"
 DEFAULT_RESERVATION_TTL = 60.0
 DEFAULT_MAX_BODY_BYTES = 64 << 20
-_KNOWN = {"listen", "default-divisor", "divisors", "mode", "reservation-ttl", "max-body-bytes"}
+_KNOWN = {
+    "listen", "default-divisor", "divisors", "mode", "tie-break", "extender-weight", "reservation-ttl",
+    "max-body-bytes",
+}  # fmt: skip
+
+# kube-scheduler adds an extender's score x weight x (MaxNodeScore 100 / MaxExtenderPriority 10) to the sum of
+# its score plugins' weighted scores, each plugin's score within 0..100 (the framework rejects others). The
+# default plugins of v1.37 (pkg/scheduler/apis/config/v1/default_plugins.go) weigh TaintToleration 3,
+# NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2, DynamicResources 2, NodeResourcesFit 1,
+# NodeResourcesBalancedAllocation 1, ImageLocality 1, VolumeBinding 1 and PodGroupPodsCount 1 (the last three
+# score only with their features on): together they move two nodes apart by at most 16 x 100 = 1600. So one step
+# of our score outweighs them all when weight x 10 > 1600. Custom plugins or weights raise the bound.
+DEFAULT_PLUGIN_WEIGHTS = 16
+MIN_EXTENDER_WEIGHT = DEFAULT_PLUGIN_WEIGHTS * 100 // 10 + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +55,7 @@ class Config:
     policy: scheduling.Policy = dataclasses.field(default_factory=scheduling.Policy)
     reservation_ttl: float = DEFAULT_RESERVATION_TTL
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    extender_weight: int | None = None  # as stated in the file; None: not stated
 
 
 def _number(field: str, value: object) -> float:
@@ -76,10 +97,17 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         mode = scheduling.Mode(mode_raw)
     except ValueError:
         raise errors.ConfigError(f"mode: must be 'spread' or 'pack', got {mode_raw!r}") from None
+    tie_break_raw = data.get("tie-break", scheduling.TieBreak.EXTENDER.value)
+    try:
+        tie_break = scheduling.TieBreak(tie_break_raw)
+    except ValueError:
+        raise errors.ConfigError(f"tie-break: must be 'extender' or 'scheduler', got {tie_break_raw!r}") from None
+    weight = _weight(data.get("extender-weight"), tie_break)
     policy = scheduling.Policy(
         default_divisor=_divisor("default-divisor", data.get("default-divisor", 1)),
         divisors=divisors,
         mode=mode,
+        tie_break=tie_break,
     )
     ttl = _number("reservation-ttl", data.get("reservation-ttl", DEFAULT_RESERVATION_TTL))
     if ttl < 0:
@@ -87,7 +115,32 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     max_body = data.get("max-body-bytes", DEFAULT_MAX_BODY_BYTES)
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body <= 0:
         raise errors.ConfigError(f"max-body-bytes: must be a positive integer, got {max_body!r}")
-    return Config(listen=listen, policy=policy, reservation_ttl=ttl, max_body_bytes=max_body)
+    return Config(
+        listen=listen, policy=policy, reservation_ttl=ttl, max_body_bytes=max_body, extender_weight=weight
+    )  # fmt: skip
+
+
+def _weight(value: object, tie_break: scheduling.TieBreak) -> int | None:
+    """``extender-weight``, checked against what ``tie-break: extender`` needs."""
+    if value is None:
+        if tie_break is scheduling.TieBreak.EXTENDER:
+            log.warning(
+                "scheduler config: tie-break: extender assumes kube-scheduler gives this extender a weight of at "
+                "least %d (extenders[].weight; deploy/ ships 200); the extender cannot read kube-scheduler's "
+                "configuration, so state it as extender-weight, or use tie-break: scheduler",
+                MIN_EXTENDER_WEIGHT,
+            )
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise errors.ConfigError(f"extender-weight: must be a positive integer, got {value!r}")
+    if tie_break is scheduling.TieBreak.EXTENDER and value < MIN_EXTENDER_WEIGHT:
+        raise errors.ConfigError(
+            f"extender-weight: {value} lets kube-scheduler's default score plugins (up to "
+            f"{DEFAULT_PLUGIN_WEIGHTS * 100} points) outvote one step of the extender's score ({value * 10}), so "
+            f"tie-break: extender would not decide ties; use a weight of at least {MIN_EXTENDER_WEIGHT} in "
+            "kube-scheduler's configuration and here, or tie-break: scheduler"
+        )
+    return value
 
 
 def loads(text: str) -> Config:

@@ -10,9 +10,9 @@ is assumed on the chosen node, the VolumeBinding plugin's PreBind writes ``volum
 on the pod's unbound claims and waits until they are provisioned, and only then is the pod bound
 (``spec.nodeName``). A pod whose PreBind fails goes back to the queue. So a reservation (``reservations.Ledger``):
 
-- starts in ``filter`` when exactly one node passes, else in ``prioritize`` on the node expected to win and on
-  every other node with the same top score (kube-scheduler breaks such ties its own way; at most
-  ``scheduling.MAX_TIED_HOLDS`` nodes);
+- starts in ``filter`` when exactly one node passes, else in ``prioritize`` on the node expected to win (with
+  ``TieBreak.EXTENDER`` our scores make it kube-scheduler's pick) or, with ``TieBreak.SCHEDULER``, on it and on
+  every other node with the same top score (kube-scheduler breaks such ties its own way);
 - is kept only on the node a claim's selected-node names when that is one of them, moves there when it is not
   (kube-scheduler's other plugins outweighed our score), or starts there when the pod held nothing;
 - ends when the pod is bound (wherever: its volumes then exist and the node's annotation counts them) or
@@ -195,10 +195,13 @@ class SchedulerService:
             scores[item.name] = scheduling.node_score(usable, pod.requested, self.policy) if fits else 0
             totals[item.name] = sum(v for v in usable.values() if v is not None)
             raws[item.name] = item.capacities
-        found = scheduling.contenders(scores, totals, self.policy.mode)
+        ranking = scheduling.rank(scores, totals, self.policy)
+        found = ranking.holds
         observed = {n: {c: scheduling.parse_free(raws[n].get(c)) for c in pod.requested} for n in found}
         self._reserve(pod, observed, now, Via.PRIORITIZE)
-        return ScoreDecision(list(scores), list(scores.values()), found[0] if found else None, tuple(found))
+        return ScoreDecision(
+            list(ranking.scores), list(ranking.scores.values()), found[0] if found else None, tuple(found)
+        )  # fmt: skip
 
     def _usable(self, item: Item, pod: Pod, now: float) -> dict[str, int | None]:
         ledger = self.ledger if self.ledger.holds(item.name) else _NO_LEDGER
@@ -293,6 +296,13 @@ class SchedulerService:
             self.ledger.keep_only(key, node)  # the other tied nodes, if any
             return
         tracked = self.pods.get(key)
+        if held and self.policy.tie_break is scheduling.TieBreak.EXTENDER:
+            # Our scores named a node kube-scheduler did not take: its extender weight does not outweigh its
+            # plugins (docs/scheduler.md, "Ties"), or our prioritize reply did not reach it.
+            log.warning(
+                "kube-scheduler chose another node than the extender's pod=%s node=%s held=%s",
+                key, node, ",".join(held),
+            )  # fmt: skip
         if held:
             requested = self.ledger.requests_of(key)
         elif self.pods.is_provisioned(key):
