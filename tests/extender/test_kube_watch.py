@@ -2,7 +2,8 @@
 that has only what docs/scheduler.md asks for: get/list/watch on nodes, pods and persistentvolumeclaims.
 
 A pod the extender was asked about gets a reservation; a selected-node annotation on its claim moves it; the
-pods/binding subresource (what kube-scheduler calls) ends it; Node objects feed and shrink the node cache.
+pods/binding subresource (what kube-scheduler calls) or a volume for its claim ends it; Node objects feed and
+shrink the node cache.
 Needs etcd and kube-apiserver (ci/peers/build.sh etcd kube-apiserver); skips without them, fails in CI.
 """
 
@@ -126,10 +127,10 @@ def make_pod(kube_api: ControlPlane, namespace: str, name: str, claim: str) -> s
 def test_binding_through_the_api_ends_the_reservation(
     kube_api: ControlPlane, least_privileged: Any, stats: metrics.Metrics, namespace: str
 ) -> None:
-    # With kube-scheduler breaking ties: the first pod is held on both nodes.
+    # As --watch-nodes --watch-pods run it, with kube-scheduler breaking ties: the first pod is held on both.
     policy = scheduling.Policy(tie_break=scheduling.TieBreak.SCHEDULER)
     cfg = config.Config(policy=policy, reservation_ttl=600)  # long: only events may end the reservations here
-    state = holder.build(cfg, stats, clock=clock.ManualClock(0.0), watched_nodes=True)
+    state = holder.build(cfg, stats, clock=clock.ManualClock(0.0), watched_nodes=True, watched_pods=True)
     service = state.service
     for name in ("n1", "n2"):
         service.node_updated(name, {"ssd": str(4 * GiB)})
@@ -160,11 +161,15 @@ def test_binding_through_the_api_ends_the_reservation(
         eventually(lambda: not service.ledger.nodes_of(first.key), "binding ends the reservation")
         assert service.ledger.nodes_of(second.key) == ("n1",)
 
+        # The second pod's claim gets its volume (the PV controller binds it): its capacity is spent.
+        path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-second"
+        code, reply = _merge_patch(kube_api, path, {"spec": {"volumeName": "pv-second"}})
+        assert code == 200, reply
+        eventually(lambda: not service.ledger, "a volume for every claim of the pod ends its reservation")
         code, _ = kube_api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/second")
         assert code == 200
-        eventually(lambda: not service.ledger, "deleting the pod ends its reservation")
-        assert service.tracked_pods() == 0
-        assert ends(stats) == {"not-chosen": 1, "bound": 1, "deleted": 1}
+        eventually(lambda: service.tracked_pods() == 0, "the deleted pod is forgotten")
+        assert ends(stats) == {"not-chosen": 1, "bound": 1, "claims-bound": 1}
     finally:
         for watch in watches:
             watch.close()

@@ -299,9 +299,13 @@ def test_claims_of_the_request_pod_steer_and_end_its_reservation() -> None:
     kube.apply_claim(ext.holder, claim_event("MODIFIED", {"metadata": {"namespace": "default", "name": "data-0",
                                                             "annotations": {kube.SELECTED_NODE_ANNOTATION: "n2"}},
                                                "spec": {"volumeName": "pv-1"}}))  # fmt: skip
-    assert ext.service.ledger.nodes_of("uid-2") == ("n1", "n2")
-    for reason in ("not-chosen", "bound"):
-        assert ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason}) == 1
+    assert ext.service.ledger.nodes_of("uid-2") == ("n1", "n2")  # its other claim has no volume yet
+    scratch_2 = {"metadata": {"namespace": "default", "name": "p-uid-2-scratch"}, "spec": {"volumeName": "pv-2"}}
+    kube.apply_claim(ext.holder, claim_event("MODIFIED", scratch_2))
+    assert not ext.service.ledger  # every claim of uid-2 has a volume: both its tied holds end
+    for reason, count in (("not-chosen", 1), ("bound", 1), ("claims-bound", 2)):
+        sample = ext.metrics.registry.get_sample_value("topolvm_extender_reservation_ends_total", {"reason": reason})
+        assert sample == count, reason
 
 
 def test_pod_watch_events() -> None:

@@ -1,5 +1,5 @@
 """A ``SchedulerService`` with a manual clock that records every reservation start and end, for the service's
-tests (test_scheduler_service.py, test_scheduler_ties.py)."""
+tests (test_scheduler_service.py, test_scheduler_ties.py, test_scheduler_evidence.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class World:
         watched: bool = False,
         *,
         tie_break: scheduling.TieBreak = scheduling.TieBreak.EXTENDER,
+        watched_pods: bool = False,
     ) -> None:
         self.clock = clock.ManualClock(1000.0)
         self.starts: list[tuple[str, str, scheduler.Via]] = []
@@ -32,6 +33,7 @@ class World:
             self.clock,
             limits=limits or scheduler.Limits(),
             watched_nodes=watched,
+            watched_pods=watched_pods,
             on_start=lambda r, via: self.starts.append((r.pod, r.node, via)),
             on_end=lambda r, reason: self.ends.update([reason]),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,6 +33,38 @@ def test_annotation_drop_consumes_oldest_reservations() -> None:
     assert ledger.held("n1", "ssd", 95, now=3) == 10
     assert ledger.held("n1", "ssd", 85, now=4) == 0
     assert len(ledger) == 0
+
+
+def test_without_credit_drops_an_annotation_drop_ends_nothing() -> None:
+    """With pod and claim events, only evidence about a pod ends its reservation: a drop may be anyone's volume."""
+    ledger = reservations.Ledger(ttl=60, credit_drops=False)
+    ledger.reserve("p1", "n1", {"ssd": 10}, {"ssd": 100}, now=0)
+    ledger.reserve_on("p2", {"n1": {"ssd": 100}, "n2": {"ssd": 100}}, {"ssd": 10}, now=1)
+    assert ledger.held("n1", "ssd", 70, now=2) == 20
+    ledger.settle("n2", {"ssd": 50}, now=3)
+    assert ledger.nodes_of("p2") == ("n1", "n2")  # no drop is taken to show where p2 went
+    assert ledger.held("n1", "ssd", 70, now=60) == 10  # the TTL still applies
+    assert ledger.expire(now=61) == 2
+
+
+@pytest.mark.parametrize("credit_drops", [True, False], ids=["drops-credited", "evidence-only"])
+def test_an_expansion_on_the_node_ends_a_pending_hold_only_when_drops_are_credited(credit_drops: bool) -> None:
+    """a (300) is held on n1 (700 free); another volume there grows by 300, so the annotation reads 400. The
+    heuristic takes that for a's volume; the ledger fed pod and claim events keeps holding a's 300, the old
+    baseline replaced, until the caller releases a on evidence about a."""
+    ended: list[tuple[str, str, Reason]] = []
+    ledger = reservations.Ledger(
+        ttl=60, on_end=lambda r, reason: ended.append((r.pod, r.node, reason)), credit_drops=credit_drops
+    )
+    ledger.reserve("a", "n1", {"ssd": 300}, {"ssd": 700}, now=0)
+    held = ledger.held("n1", "ssd", 400, now=1)
+    if credit_drops:
+        assert (held, ended) == (0, [("a", "n1", Reason.PROVISIONED)])
+        return
+    assert (held, ended, ledger.nodes_of("a")) == (300, [], ("n1",))
+    assert ledger.held("n1", "ssd", 100, now=2) == 300  # a's own volume: still only the caller can say
+    ledger.release("a", Reason.CLAIMS_BOUND)
+    assert not ledger and ended == [("a", "n1", Reason.CLAIMS_BOUND)]
 
 
 def test_rereserving_a_pod_replaces_its_reservation() -> None:

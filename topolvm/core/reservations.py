@@ -20,8 +20,9 @@ class EndReason(enum.StrEnum):
     """Why a reservation ended (a label of the extender's ``reservation_ends_total`` metric)."""
 
     BOUND = "bound"  # the pod was bound to a node: its volumes exist, wherever they are
+    CLAIMS_BOUND = "claims-bound"  # every claim of the pod has a volume (spec.volumeName): they exist
     DELETED = "deleted"  # the pod was deleted before it was bound
-    PROVISIONED = "provisioned"  # the node's annotation dropped by the reservation's size: it counts the volume
+    PROVISIONED = "provisioned"  # without pod events: the node's annotation dropped by the reservation's size
     REHOMED = "rehomed"  # moved to the node kube-scheduler chose (a claim's selected-node annotation)
     NOT_CHOSEN = "not-chosen"  # held on one of several tied nodes; kube-scheduler chose another of them
     RESCHEDULED = "rescheduled"  # replaced by a new scheduling attempt of the same pod
@@ -59,20 +60,24 @@ class Ledger:
     (pod, node, class) is one ``Reservation``; the bytes held on a node count against every other pod there, so
     a pod held on k nodes holds k times its request in all.
 
-    A reservation ends when its TTL passes, when the pod is released (bound, deleted, re-homed or re-reserved;
-    the caller says why), or when the node's annotation for that class drops by at least its size (the LV exists,
-    so the annotation already counts it). Drops are credited to the oldest reservations first, those of pods held
-    on that node alone before those of pods held on several tied nodes (which may have gone elsewhere); a drop
-    credited to a pod shows where its volume is, so its reservations on other nodes end too (``NOT_CHOSEN``). A
-    rise of the annotation (a volume was deleted) only moves the baseline. Every end is reported to ``on_end``
-    with its reason. Not thread-safe: one caller at a time.
+    A reservation ends when its TTL passes or when the pod is released (its volumes exist, it was deleted,
+    re-homed or re-reserved; the caller says why, from evidence about that pod). With ``credit_drops`` (for
+    callers that see no pod or claim events) it also ends when the node's annotation for that class drops by at
+    least its size, a heuristic: the drop is credited to the oldest reservations first, those of pods held on
+    that node alone before those of pods held on several tied nodes (which may have gone elsewhere), and a drop
+    credited to a pod is taken to show where its volume is, so its reservations on other nodes end too
+    (``NOT_CHOSEN``). Any drop is credited, also one made by something else (an expansion, a thin snapshot, an LV
+    made outside TopoLVM), which then ends a pending pod's hold too early. Without ``credit_drops`` the
+    annotation only moves the baseline. Every end is reported to ``on_end`` with its reason. Not thread-safe: one
+    caller at a time.
     """
 
-    def __init__(self, ttl: float, on_end: EndListener | None = None) -> None:
+    def __init__(self, ttl: float, on_end: EndListener | None = None, *, credit_drops: bool = True) -> None:
         if not math.isfinite(ttl) or ttl < 0:
             raise errors.ConfigError(f"reservation TTL must be a non-negative number of seconds, got {ttl!r}")
         self.ttl = ttl
         self.on_end = on_end
+        self.credit_drops = credit_drops
         self._slots: dict[tuple[str, str], _Slot] = {}
         # pod -> node -> the classes it holds there, in the order taken. Invariant: (node, class) is listed here
         # exactly when the slot (node, class) holds one reservation of the pod; no empty entries.
@@ -236,7 +241,7 @@ class Ledger:
             else:
                 ended.append((r, EndReason.EXPIRED))
         credited: list[Reservation] = []
-        if observed is not None and slot.baseline is not None and observed < slot.baseline:
+        if self.credit_drops and observed is not None and slot.baseline is not None and observed < slot.baseline:
             credited = self._credit(kept, slot.baseline - observed)
             if credited:
                 gone = set(map(id, credited))

@@ -10,8 +10,8 @@ requested class is missing, unparsable or too small; the spread score is ``clamp
 
 - pack mode (upstream #1049): prefer the node that is left with the least free space after placing the pod;
 - a reservation ledger (upstream #117, ``topolvm.core.reservations``): bytes promised to pods that are still
-  being scheduled are subtracted from a node's annotation (``usable``) until the pod is bound or deleted, the
-  annotation drops by them (the node agent saw the LV), or a TTL passes;
+  being scheduled are subtracted from a node's annotation (``usable``) until the pod's volumes exist, it is
+  deleted, or a TTL passes;
 - ties of the top score (``rank``): either the extender breaks them (its expected winner keeps the top score,
   the other tied nodes get one less, and the pod is held on the winner) or kube-scheduler does (upstream's
   scores, and the pod is held on every tied node until its choice is known).

@@ -44,10 +44,13 @@ class App:
         stats: metrics.Metrics | None = None,
         *,
         watched_nodes: bool = False,
+        watched_pods: bool = False,
     ) -> None:
         self.config = cfg
         self.metrics = stats or metrics.Metrics()
-        self.holder = state or holder.build(cfg, self.metrics, watched_nodes=watched_nodes)
+        self.holder = state or holder.build(
+            cfg, self.metrics, watched_nodes=watched_nodes, watched_pods=watched_pods
+        )  # fmt: skip
         self.extender = verbs.Extender(cfg, self.holder, self.metrics)
         self._verbs: dict[str, Callable[[bytes | bytearray], verbs.Reply]] = {
             "/predicate": self.extender.predicate,

@@ -4,8 +4,9 @@ Usage: topolvm-scheduler [--config /etc/topolvm/scheduler.yaml] [--listen :8000]
 
 ``--watch-nodes`` keeps node annotations fresh from the API server; needed when kube-scheduler is configured
 with ``nodeCacheCapable: true`` (it then sends node names only). ``--watch-pods`` watches pending Pods and
-PersistentVolumeClaims so that a reservation ends when its pod is bound or deleted and follows the node
-kube-scheduler really chose; without it reservations end only when annotations drop or at their TTL. One worker
+PersistentVolumeClaims so that a reservation ends when its pod is bound or deleted or its claims have volumes,
+and follows the node kube-scheduler really chose; without it reservations end only when annotations drop (a
+heuristic: any drop counts) or at their TTL. One worker
 process: reservations are in memory (run one extender next to each kube-scheduler; only the leader's is used).
 """
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as exc:
         log.error("%s", exc)
         return 2
-    application = app.App(cfg, watched_nodes=args.watch_nodes)
+    application = app.App(cfg, watched_nodes=args.watch_nodes, watched_pods=args.watch_pods)
     if args.watch_nodes or args.watch_pods:
         from topolvm.extender import kube
         from topolvm.kube import client as kube_client

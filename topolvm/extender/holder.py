@@ -35,6 +35,7 @@ def build(
     *,
     clock: ports.Clock | None = None,
     watched_nodes: bool = False,
+    watched_pods: bool = False,
     limits: scheduler.Limits | None = None,
 ) -> Holder:
     """A holder whose service reports reservation starts and ends to ``stats``."""
@@ -53,6 +54,7 @@ def build(
         clock or MonotonicClock(),
         limits=limits or scheduler.Limits(),
         watched_nodes=watched_nodes,
+        watched_pods=watched_pods,
         on_start=started,
         on_end=ended,
     )

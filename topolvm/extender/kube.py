@@ -5,9 +5,11 @@
   deletions (also those seen only by a re-list) remove nodes, and the first listing drops nodes the service knew
   from elsewhere that no longer exist, so the watch is the cache's source of truth.
 - Pending Pods and PersistentVolumeClaims (``--watch-pods``): a pod bound (``spec.nodeName``) or deleted ends its
-  reservation; a claim annotated ``volume.kubernetes.io/selected-node`` (written by kube-scheduler's
-  VolumeBinding PreBind) moves its pod's reservation to the node kube-scheduler really chose. Claims map to pods
-  through the Pod objects seen in requests, so only pods the extender was asked about are acted on.
+  reservation, and so does a volume for every claim it mounts (``spec.volumeName``); a claim annotated
+  ``volume.kubernetes.io/selected-node`` (written by kube-scheduler's VolumeBinding PreBind) moves its pod's
+  reservation to the node kube-scheduler really chose. Claims map to pods through the Pod objects seen in
+  requests, so only pods the extender was asked about are acted on. With these events the service ends
+  reservations on them alone, not on node annotation drops (``SchedulerService(watched_pods=True)``).
 
 Least privilege: get/list/watch on nodes, pods and persistentvolumeclaims (cluster-wide); nothing is written.
 Every call into the service holds the holder's lock (events arrive on the watches' threads).
@@ -52,12 +54,19 @@ def apply_pod(state: holder.Holder, event: resources.Event[workloads.Pod]) -> No
 
 
 def apply_claim(state: holder.Holder, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
-    """A claim's selected-node tells where kube-scheduler put its pod (a bound claim's is history)."""
+    """A claim's volume says its capacity is spent; its selected-node, before that, where kube-scheduler put its
+    pod (a bound claim's selected-node is history)."""
     claim = event.object
-    if event.type is resources.EventType.DELETED or claim.spec.volume_name or not claim.selected_node:
-        return
-    with state.lock:
-        state.service.claim_selected(claim.meta.namespace, claim.meta.name, claim.selected_node)
+    namespace, name = claim.meta.namespace, claim.meta.name
+    if event.type is resources.EventType.DELETED:
+        with state.lock:
+            state.service.claim_deleted(namespace, name)
+    elif claim.spec.volume_name:
+        with state.lock:
+            state.service.claim_bound(namespace, name)
+    elif claim.selected_node:
+        with state.lock:
+            state.service.claim_selected(namespace, name, claim.selected_node)
 
 
 def watch_nodes(state: holder.Holder, cluster: ports.Cluster) -> ports.Subscription:

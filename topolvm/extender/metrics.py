@@ -68,7 +68,8 @@ class Metrics:
         )
         self.reservation_ends = prometheus_client.Counter(
             "topolvm_extender_reservation_ends_total",
-            "Reservations ended, by reason (bound, deleted, provisioned, rehomed, not-chosen: on a tied node "
+            "Reservations ended, by reason (bound, claims-bound: every claim of the pod has a volume, deleted, "
+            "provisioned: an annotation drop without --watch-pods, rehomed, not-chosen: on a tied node "
             "kube-scheduler did not pick, rescheduled, expired, node-gone).",
             ["reason"],
             registry=self.registry,

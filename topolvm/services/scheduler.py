@@ -15,8 +15,10 @@ on the pod's unbound claims and waits until they are provisioned, and only then 
   every other node with the same top score (kube-scheduler breaks such ties its own way);
 - is kept only on the node a claim's selected-node names when that is one of them, moves there when it is not
   (kube-scheduler's other plugins outweighed our score), or starts there when the pod held nothing;
-- ends when the pod is bound (wherever: its volumes then exist and the node's annotation counts them) or
-  deleted, when the node's annotation drops by its size, or at its TTL, checked by ``expire`` on a timer.
+- ends on evidence about its pod: the pod is bound (wherever: its volumes then exist and the node's annotation
+  counts them), every claim it mounts has a volume, or it is deleted; or when its node is deleted, or at its
+  TTL, checked by ``expire`` on a timer. Only a caller that sees no pod events (``watched_pods`` False) also
+  ends reservations when a node's annotation drops by their size (``reservations.Ledger.credit_drops``).
 
 The node cache (``node_index.NodeIndex``) is fed by full-Node requests or by a Node watch. Without a watch it is
 bounded: nodes absent from requests for ``Limits.node_ttl`` are evicted, and it never holds much more than
@@ -98,17 +100,21 @@ class SchedulerService:
         *,
         limits: Limits = Limits(),
         watched_nodes: bool = False,
+        watched_pods: bool = False,
         on_start: StartListener | None = None,
         on_end: reservations.EndListener | None = None,
     ) -> None:
+        """``watched_pods``: the caller reports pods bound or deleted and claims selected, bound or deleted, so a
+        reservation ends only on evidence about its pod; without those reports annotation drops end them too."""
         self.policy = policy
         self.clock = clock
         self.limits = limits
         self.watched_nodes = watched_nodes
+        self.watched_pods = watched_pods
         self.on_start = on_start
         self.on_end = on_end
         self.index = node_index.NodeIndex()
-        self.ledger = reservations.Ledger(reservation_ttl, on_end=self._ended)
+        self.ledger = reservations.Ledger(reservation_ttl, on_end=self._ended, credit_drops=not watched_pods)
         # Full annotations of each node as last sent in a full-Node request: when a node arrives unchanged (the
         # common case) one dict comparison replaces extracting and comparing its capacity annotations.
         self._seen: dict[str, object] = {}
@@ -326,6 +332,19 @@ class SchedulerService:
         self.pod_selected(key, node)
         return True
 
+    def claim_bound(self, namespace: str, claim: str) -> bool:
+        """A claim has a volume (``spec.volumeName``): once every claim of its pod has one, the pod's volumes exist
+        and its reservations end. False when no pod seen in a request mounts the claim."""
+        key = self.pods.claim_bound(namespace, claim)
+        if key is None:
+            return False
+        if self.pods.volumes_exist(key):
+            self.ledger.release(key, reservations.EndReason.CLAIMS_BOUND)
+        return True
+
+    def claim_deleted(self, namespace: str, claim: str) -> None:
+        self.pods.claim_gone(namespace, claim)
+
     # --- housekeeping ---------------------------------------------------------------------------------------
 
     def expire(self) -> None:
@@ -351,8 +370,8 @@ class SchedulerService:
 
     def _reserve(self, pod: Pod, nodes: Mapping[str, Mapping[str, int | None]], now: float, via: Via) -> None:
         """Hold ``pod``'s request on each of ``nodes`` (node -> its annotation per class now), if any."""
-        if self.ledger.ttl <= 0 or not nodes:
-            return
+        if self.ledger.ttl <= 0 or not nodes or self.pods.volumes_exist(pod.key):
+            return  # (a pod tried again after its volumes were made: the annotations count them)
         self._started(pod, self.ledger.reserve_on(pod.key, nodes, pod.requested, now), via)
 
     def _started(self, pod: Pod, made: Sequence[reservations.Reservation], via: Via) -> None:
