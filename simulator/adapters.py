@@ -102,16 +102,14 @@ class SimExtender:
         self.service.expire()
         decision = self.service.filter(self._pod(pod), nodes)
         failures = decision.failures
+        passed = [n for n in nodes if n not in failures] if failures else list(nodes)
         # Neither missing capacity nor a full VG is fixed by preemption: all go to FailedAndUnresolvableNodes.
-        return ks_api.FilterResult(
-            passed=[n for n in nodes if n not in failures], failed={}, unresolvable=dict(failures)
-        )
+        return ks_api.FilterResult(passed=passed, failed={}, unresolvable=dict(failures))
 
     def prioritize(self, pod: workloads.Pod, nodes: Sequence[str]) -> list[int]:
         self.prioritize_calls += 1
-        decision = self.service.prioritize(self._pod(pod), nodes)
-        by_name = dict(zip(decision.names, decision.scores, strict=True))
-        return [by_name.get(n, 0) for n in nodes]
+        # The model's node list names every node once, as kube-scheduler's does: the scores come in its order.
+        return self.service.prioritize(self._pod(pod), nodes, distinct=True).scores
 
 
 def admission(cluster: kube_memory.InMemoryCluster) -> Callable[[workloads.Pod], workloads.Pod]:

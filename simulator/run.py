@@ -18,10 +18,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import simpy
-
 from simulator import (
     adapters,
+    engine,
     observe,
     provisioner,
     scenario,
@@ -72,7 +71,7 @@ def simulate(
     without ``replay``, is applied beside the workloads)."""
     spec = loaded.spec
     started = time.perf_counter()
-    env = simpy.Environment()
+    env = engine.SimEnvironment()
     w = world.World(loaded, env)
     extender = None
     if spec.scheduler.mode == "extender":
@@ -120,25 +119,28 @@ def simulate(
     executor.pod_listeners.append(observer.pod_created)
     end = units.duration(spec.duration)
     error = None
-    try:
-        for pool in spec.cluster.node_pools:
-            w.add_nodes(pool.name, pool.count)
-        if replay is not None:
-            scenario.check_trace(loaded, replay, "the replayed trace")
-            workload.replay(env, replay, executor)
-        else:
-            if spec.trace is not None:  # the scenario's own trace (a snapshot's state), beside its workloads
-                own = list(trace.read(spec.trace))
-                scenario.check_trace(loaded, own, spec.trace)
-                workload.replay(env, own, executor)
-            workload.Generators(env, loaded, executor, _rng(spec.seed, "workload")).start()
-        for i in range(1, chunks + 1):
-            env.run(until=end * i / chunks)
-            if progress is not None:
-                progress(float(env.now), end)
-    except Exception as exc:
-        log.exception("simulation %s failed at t=%.1fs", spec.name, env.now)
-        error = f"{type(exc).__name__} at t={float(env.now):.1f}s: {exc}\n{traceback.format_exc(limit=8)}"
+    with engine.quiet_collector() as settle:
+        try:
+            for pool in spec.cluster.node_pools:
+                w.add_nodes(pool.name, pool.count)
+            if replay is not None:
+                scenario.check_trace(loaded, replay, "the replayed trace")
+                workload.replay(env, replay, executor)
+            else:
+                if spec.trace is not None:  # the scenario's own trace (a snapshot's state), beside its workloads
+                    own = list(trace.read(spec.trace))
+                    scenario.check_trace(loaded, own, spec.trace)
+                    workload.replay(env, own, executor)
+                workload.Generators(env, loaded, executor, _rng(spec.seed, "workload")).start()
+            settle()
+            for i in range(1, chunks + 1):
+                env.run(until=end * i / chunks)
+                settle()
+                if progress is not None:
+                    progress(float(env.now), end)
+        except Exception as exc:
+            log.exception("simulation %s failed at t=%.1fs", spec.name, env.now)
+            error = f"{type(exc).__name__} at t={float(env.now):.1f}s: {exc}\n{traceback.format_exc(limit=8)}"
     observer.sample()
     summary = observer.summary(float(env.now))
     summary["scheduling"]["settled_without_cycle"] = driver.settled

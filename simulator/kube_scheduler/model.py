@@ -125,13 +125,15 @@ class KubeScheduler:
         interested = self.extender is not None and podinfo.requests_resource(
             pod, self.config.extender_managed_resources
         )
+        names: list[str] | None = None
         if interested and len(found):
-            found, failed = self._extender_filter(pod, found)
+            found, failed, names = self._extender_filter(pod, found)
             explicit += sum(failed.values())
             histogram.update(failed)
         if len(found) == 0:
             return _unschedulable(n, explicit, histogram)
-        names: list[str] = table.name_array[found].tolist()
+        if names is None:
+            names = table.name_array[found].tolist()
         if len(found) == 1:
             return api.ScheduleResult(names[0], 1 + explicit, 1, {}, (names[0],), "", dict(histogram))
 
@@ -187,7 +189,9 @@ class KubeScheduler:
             position, chunk = end, 2 * chunk
         return np.concatenate(found), np.concatenate(rejected), processed
 
-    def _extender_filter(self, pod: workloads.Pod, found: Slots) -> tuple[Slots, Counter[str]]:
+    def _extender_filter(self, pod: workloads.Pod, found: Slots) -> tuple[Slots, Counter[str], list[str] | None]:
+        """The nodes the extender passed, its failure reasons, and the passed nodes' names when they are all of
+        ``found`` (the usual answer; None otherwise)."""
         assert self.extender is not None
         table = self.table
         names = table.name_array[found].tolist()
@@ -199,13 +203,13 @@ class KubeScheduler:
         for message in result.unresolvable.values():
             failed[message] += 1
         if result.passed == names:  # the usual answer: everything passed, in the order given
-            return found, failed
+            return found, failed, names
         given = set(names)
         for name in result.passed:
             if name not in given:
                 raise ValueError(f"extender claims a filtered node {name!r} which is not found in the input node list")
         passed = np.fromiter((table.slot[name] for name in result.passed), dtype=np.intp, count=len(result.passed))
-        return passed, failed
+        return passed, failed, None
 
     def _score(
         self,

@@ -232,6 +232,24 @@ def test_index_parses_once_and_keeps_per_class_maps() -> None:
     assert index.raw("n1") == {"ssd": "100", "hdd": "x"}
 
 
+def test_index_column_is_remembered_only_while_nothing_changes() -> None:
+    index = node_index.NodeIndex()
+    index.update("n1", {"ssd": "100", "hdd": "5"})
+    index.update("n2", {"ssd": "7"})
+    names = ["n1", "n2"]
+    first = index.column("ssd", names)
+    first[0] = -99  # callers may overwrite their copy (score_nodes writes usable bytes into it)
+    assert index.column("ssd", ["n1", "n2"]) == [100, 7]
+    assert index.column("hdd", names) == [5, node_index.MISSING]
+    names.reverse()  # the same list, changed: asked again
+    assert index.column("ssd", names) == [7, 100]
+    index.update("n2", {"ssd": "8"})
+    assert index.column("ssd", names) == [8, 100]
+    index.remove("n1")
+    assert index.column("ssd", names) == [8, node_index.MISSING]
+    assert index.column("ssd", ("n2",)) == [8]
+
+
 def test_index_invalidates_a_node_when_its_annotations_change() -> None:
     index = node_index.NodeIndex()
     index.update("n1", {"ssd": "100", "hdd": "x"})

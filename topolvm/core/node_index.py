@@ -10,6 +10,7 @@ request. Tests hold the two layers equal. Called by ``topolvm.extender``.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -21,6 +22,8 @@ from topolvm.core import reservations, scheduling
 BAD = -1  # NodeIndex value of an annotation that is present but not a byte count
 MISSING = -2  # lookup default: the node has no annotation for the class (or is not in the index)
 _MAX_GIB = scheduling.UINT64_MAX >> 30
+_REMEMBERED_CLASSES = 16
+_FEW_HELD = 8  # up to this many nodes with reservations are looked for in a request's names one by one
 
 
 def capacities(annotations: Mapping[str, str] | None) -> dict[str, str]:
@@ -46,6 +49,10 @@ class NodeIndex:
         self._bad: dict[str, dict[str, str]] = {}  # class -> node -> filter reason of a BAD value
         self._empty_free: dict[str, int] = {}
         self._empty_bad: dict[str, str] = {}
+        # The last column asked for per class, while no node changed: kube-scheduler sends the names it filtered
+        # to prioritize, so the second lookup of every name is spared. class -> (names, version, values)
+        self._version = 0
+        self._last: dict[str, tuple[list[str], int, list[int]]] = {}
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -71,6 +78,7 @@ class NodeIndex:
         old = self._raw.get(node)
         if old is not None and old == capacities:
             return False
+        self._version += 1
         if old is not None:
             self._drop(node, old)
         fresh = dict(capacities)
@@ -88,6 +96,7 @@ class NodeIndex:
         old = self._raw.pop(node, None)
         if old is None:
             return False
+        self._version += 1
         self._drop(node, old)
         return True
 
@@ -105,8 +114,17 @@ class NodeIndex:
                     del self._bad[device_class]
 
     def column(self, device_class: str, names: Sequence[str]) -> list[int]:
-        """Each name's value for ``device_class`` (bytes, ``BAD`` or ``MISSING``), in order."""
-        return list(map(self.free(device_class).get, names, itertools.repeat(MISSING)))
+        """Each name's value for ``device_class`` (bytes, ``BAD`` or ``MISSING``), in order (a new list)."""
+        last = self._last.get(device_class)
+        asked = names if isinstance(names, list) else list(names)
+        # Comparing the names is a pass over pointers; looking them up again would hash every one.
+        if last is not None and last[1] == self._version and last[0] == asked:
+            return list(last[2])
+        values = list(map(self.free(device_class).get, asked, itertools.repeat(MISSING)))
+        if len(self._last) >= _REMEMBERED_CLASSES and device_class not in self._last:
+            self._last.clear()  # pods may name any class: keep this small
+        self._last[device_class] = (list(asked), self._version, values)
+        return list(values)
 
 
 def _held_among(ledger: reservations.Ledger, names: Sequence[str]) -> list[str]:
@@ -114,7 +132,14 @@ def _held_among(ledger: reservations.Ledger, names: Sequence[str]) -> list[str]:
     pod's holds on its other tied nodes, so nodes are settled in the order the reference visits them."""
     if not ledger:
         return []
-    held = ledger.nodes().intersection(names)
+    holding = ledger.nodes()
+    if len(holding) <= _FEW_HELD:
+        # A scan of the names per held node compares pointers first; hashing every name costs more.
+        present = [name for name in holding if name in names]
+        if len(present) > 1:
+            present.sort(key=names.index)
+        return present
+    held = holding.intersection(names)
     if len(held) <= 1:
         return list(held)
     return list(dict.fromkeys(itertools.compress(names, map(held.__contains__, names))))
@@ -143,22 +168,22 @@ def filter_nodes(
     # scheduling.filter_reason does.
     for device_class, want in reversed(list(requested.items())):
         column = index.column(device_class, names)
+        short = list(itertools.compress(range(len(column)), map(want.__gt__, column)))  # have < want
+        if not short:
+            continue
         bad = index.bad_reasons(device_class)
-        failures.update(
-            {
-                name: (
-                    scheduling.REASON_NO_SPACE
-                    if have >= 0
-                    else bad[name]
-                    if have == BAD
-                    else scheduling.REASON_NO_ANNOTATION
-                    if name in known
-                    else scheduling.REASON_UNKNOWN_NODE
-                )
-                for name, have in zip(names, column, strict=True)
-                if have < want
-            }
-        )
+        for i in short:
+            have = column[i]
+            name = names[i]
+            failures[name] = (
+                scheduling.REASON_NO_SPACE
+                if have >= 0
+                else bad[name]
+                if have == BAD
+                else scheduling.REASON_NO_ANNOTATION
+                if name in known
+                else scheduling.REASON_UNKNOWN_NODE
+            )
     for name in _held_among(ledger, names):
         raw = known.get(name)
         if raw is None:
@@ -241,8 +266,17 @@ def score_nodes(
 
 
 def _positions(names: Sequence[str], wanted: set[str]) -> dict[str, list[int]]:
-    """Where each of ``wanted`` appears in ``names``: one C-level membership pass, then only the hits in Python."""
+    """Where each of ``wanted`` appears in ``names``: a few are found by scanning for each (pointer comparisons
+    first), more in one C-level membership pass, then only the hits in Python."""
     result: dict[str, list[int]] = {name: [] for name in wanted}
+    if len(wanted) <= _FEW_HELD:
+        for name, found in result.items():
+            start = 0
+            with contextlib.suppress(ValueError):
+                while True:
+                    start = names.index(name, start) + 1
+                    found.append(start - 1)
+        return result
     for i in itertools.compress(range(len(names)), map(wanted.__contains__, names)):
         result[names[i]].append(i)
     return result
@@ -250,8 +284,7 @@ def _positions(names: Sequence[str], wanted: set[str]) -> dict[str, list[int]]:
 
 def _step_scores(column: list[int], steps: tuple[list[int], list[int]]) -> list[int]:
     breaks, table = steps
-    find = bisect.bisect_right
-    return [table[find(breaks, have)] for have in column]
+    return list(map(table.__getitem__, map(functools.partial(bisect.bisect_right, breaks), column)))
 
 
 def _contenders_fast(
@@ -264,13 +297,13 @@ def _contenders_fast(
     best = max(scores)
     if best <= 0:
         return []
-    tied = [i for i, score in enumerate(scores) if score == best]
+    tied = list(itertools.compress(range(len(scores)), map(best.__eq__, scores)))
     if len(columns) == 1:
         totals = list(map(columns[0].__getitem__, tied))
     else:
         totals = [sum(column[i] for column in columns) for i in tied]
     target = max(totals) if mode is scheduling.Mode.SPREAD else min(totals)
-    chosen = min([names[i] for i, total in zip(tied, totals, strict=True) if total == target])
+    chosen = min(map(names.__getitem__, itertools.compress(tied, map(target.__eq__, totals))))
     if len(tied) > scheduling.MAX_TIED_HOLDS:
         return [chosen]
     return [chosen, *(names[i] for i in tied if names[i] != chosen)]

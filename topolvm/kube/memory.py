@@ -43,11 +43,14 @@ class InMemoryCluster:
         self._stores: dict[resources.Kind[Any], store_.Store[Any]] = {}
         self._pending: list[store_.Delivery] = []
         self._dispatch = dispatcher or store_.Deliveries()
+        self._text: tuple[float, str] = (float("nan"), "")  # the last time formatted, and its text
 
     # --- helpers used by tests and the simulator ---
     def now_text(self) -> str:
         seconds = self.clock.now() if self.clock is not None else datetime.datetime.now(datetime.UTC).timestamp()
-        return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
+        if self._text[0] != seconds:  # writes come in bursts at one instant of a (simulated) clock
+            self._text = (seconds, datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat())
+        return self._text[1]
 
     def add_node(
         self,
@@ -82,9 +85,18 @@ class InMemoryCluster:
         if batch:
             self._dispatch(batch)
 
-    def _save(self, store: store_.Store[T], obj: T, event_type: resources.EventType) -> T:
-        meta = resources.evolve(obj.meta, resource_version=str(next(self._versions)))
-        saved: T = resources.evolve(obj, meta=meta)
+    def _save(
+        self,
+        store: store_.Store[T],
+        obj: T,
+        event_type: resources.EventType,
+        meta: Mapping[str, Any],
+        **changes: Any,
+    ) -> T:
+        """Store ``obj`` with these ``meta`` fields and other ``changes`` (one copy of each), at a new
+        resourceVersion."""
+        fresh_meta = resources.evolve(obj.meta, resource_version=str(next(self._versions)), **meta)
+        saved: T = resources.evolve(obj, meta=fresh_meta, **changes)
         store.put(saved, event_type)
         return saved
 
@@ -118,13 +130,10 @@ class InMemoryCluster:
             if (obj.meta.namespace, obj.meta.name) in store.objects:
                 raise errors.AlreadyExists(f"{kind.name} {store_.describe(obj.meta)} already exists")
             uid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-            meta = resources.evolve(
-                obj.meta, uid=uid, deletion_timestamp=None, creation_timestamp=self.now_text(), wire=None
-            )
-            fresh: Any = resources.evolve(obj, meta=meta)
-            if kind.status:  # with a status subresource, what a create sends as status is dropped
-                fresh = resources.evolve(fresh, status=type(fresh.status)())
-            created: T = self._save(store, fresh, resources.EventType.ADDED)
+            meta = {"uid": uid, "deletion_timestamp": None, "creation_timestamp": self.now_text(), "wire": None}
+            # with a status subresource, what a create sends as status is dropped
+            changes = {"status": type(obj.status)()} if kind.status else {}  # type: ignore[attr-defined]
+            created: T = self._save(store, obj, resources.EventType.ADDED, meta, **changes)
         self._flush()
         return created
 
@@ -138,16 +147,13 @@ class InMemoryCluster:
                     f"{kind.name} {store_.describe(obj.meta)}: no new finalizers can be added while it is deleted"
                 )
             # metadata and spec come from the caller; uid, timestamps and status stay the server's
-            meta = resources.evolve(
-                obj.meta,
-                uid=current.meta.uid,
-                deletion_timestamp=current.meta.deletion_timestamp,
-                creation_timestamp=current.meta.creation_timestamp,
-            )
-            fresh: Any = resources.evolve(obj, meta=meta)
-            if kind.status:
-                fresh = resources.evolve(fresh, status=current.status)  # type: ignore[attr-defined]
-            updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
+            meta = {
+                "uid": current.meta.uid,
+                "deletion_timestamp": current.meta.deletion_timestamp,
+                "creation_timestamp": current.meta.creation_timestamp,
+            }
+            changes = {"status": current.status} if kind.status else {}  # type: ignore[attr-defined]
+            updated: T = self._save(store, obj, resources.EventType.MODIFIED, meta, **changes)
         self._flush()
         return updated
 
@@ -158,8 +164,8 @@ class InMemoryCluster:
         with self.lock:
             store = self._store(kind)
             current = self._current(store, obj)
-            fresh: Any = resources.evolve(current, status=obj.status)  # type: ignore[attr-defined]
-            updated: T = self._save(store, fresh, resources.EventType.MODIFIED)
+            status = obj.status  # type: ignore[attr-defined]
+            updated: T = self._save(store, current, resources.EventType.MODIFIED, {}, status=status)
         self._flush()
         return updated
 
@@ -170,8 +176,7 @@ class InMemoryCluster:
             if current is None:
                 raise errors.NotFound(f"{kind.name} {store_.describe(resources.Meta(name, namespace))} not found")
             if not current.meta.deleting:
-                meta = resources.evolve(current.meta, deletion_timestamp=self.now_text())
-                self._save(store, resources.evolve(current, meta=meta), resources.EventType.MODIFIED)
+                self._save(store, current, resources.EventType.MODIFIED, {"deletion_timestamp": self.now_text()})
         self._flush()
 
     def watch(
@@ -190,6 +195,5 @@ class InMemoryCluster:
                 raise errors.NotFound(f"Pod {namespace}/{name} not found")
             if pod.spec.node_name:
                 raise errors.Conflict(f"pod {namespace}/{name} is already assigned to node {pod.spec.node_name!r}")
-            bound = resources.evolve(pod, spec=resources.evolve(pod.spec, node_name=node))
-            self._save(store, bound, resources.EventType.MODIFIED)
+            self._save(store, pod, resources.EventType.MODIFIED, {}, spec=resources.evolve(pod.spec, node_name=node))
         self._flush()

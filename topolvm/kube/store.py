@@ -9,6 +9,7 @@ cause more events (they queue behind the ones being delivered instead of overtak
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +23,7 @@ Delivery = tuple[ports.EventListener[Any], resources.Event[Any]]
 Dispatcher = Callable[[list[Delivery]], None]
 Key = tuple[str, str]
 Match = tuple[tuple[str, str], ...]
+Keys = tuple[tuple[str, ...], ...]  # an object's keys under each index of its kind, in the kind's index order
 
 
 def describe(meta: resources.Meta) -> str:
@@ -60,6 +62,13 @@ class Store(Generic[T]):
         self.watchers: list[Watcher] = []  # without ``match``
         self.matched: dict[tuple[str, str], list[Watcher]] = {}  # by the first (index, key) of their match
         self._matched_indexes: dict[str, int] = {}  # index -> how many watchers match on it first
+        # Each stored object's index keys as indexed, so a write computes only the new object's; the index
+        # functions and maps in the kind's index order, and each index's position in it.
+        self._keys: dict[Key, Keys] = {}
+        self._indexers = tuple(kind.indexes.values())
+        self._maps = tuple(self.index.values())
+        self._position = {name: i for i, name in enumerate(kind.indexes)}
+        self._listeners: list[ports.EventListener[Any]] = []  # of ``watchers``, in order
 
     # --- reads ---
     def check_match(self, match: Mapping[str, str] | None) -> Match:
@@ -89,17 +98,23 @@ class Store(Generic[T]):
         """Store ``obj`` (or drop it, if it is being deleted with no finalizers left) and queue its events."""
         key = (obj.meta.namespace, obj.meta.name)
         old = self.objects.get(key)
-        if old is not None:
-            self._unindex(key, old)
+        old_keys = self._keys.pop(key, None) if old is not None else None
+        if old_keys is not None:
+            self._unindex(key, old_keys)
         if obj.meta.deleting and not obj.meta.finalizers:
             self.objects.pop(key, None)
-            self._queue(obj, None, old, resources.EventType.DELETED)
+            self._queue(obj, None, old, resources.EventType.DELETED, keys=(), old_keys=old_keys)
             return
         self.objects[key] = obj
-        for name in self.index:
-            for value in self.kind.keys(obj, name):
-                self.index[name].setdefault(value, {})[key] = None
-        self._queue(obj, obj, old, event_type)
+        keys = tuple([index(obj) for index in self._indexers])
+        for values, holders_by_value in zip(keys, self._maps, strict=True):
+            for value in values:
+                holders = holders_by_value.get(value)
+                if holders is None:
+                    holders = holders_by_value[value] = {}
+                holders[key] = None
+        self._keys[key] = keys
+        self._queue(obj, obj, old, event_type, keys=keys, old_keys=old_keys)
 
     def remove(self, obj: T) -> None:
         """The object is gone (a watch said DELETED)."""
@@ -107,17 +122,18 @@ class Store(Generic[T]):
         old = self.objects.pop(key, None)
         if old is None:
             return
-        self._unindex(key, old)
-        self._queue(obj, None, old, resources.EventType.DELETED)
+        old_keys = self._keys.pop(key)
+        self._unindex(key, old_keys)
+        self._queue(obj, None, old, resources.EventType.DELETED, keys=(), old_keys=old_keys)
 
-    def _unindex(self, key: Key, old: T) -> None:
-        for name in self.index:
-            for value in self.kind.keys(old, name):
-                holders = self.index[name].get(value)
+    def _unindex(self, key: Key, old_keys: Keys) -> None:
+        for values, holders_by_value in zip(old_keys, self._maps, strict=True):
+            for value in values:
+                holders = holders_by_value.get(value)
                 if holders is not None:
                     holders.pop(key, None)
                     if not holders:
-                        del self.index[name][value]
+                        del holders_by_value[value]
 
     # --- watches ---
     def subscribe(self, listener: ports.EventListener[T], match: Mapping[str, str] | None) -> Watcher:
@@ -130,6 +146,7 @@ class Store(Generic[T]):
             self._matched_indexes[index] = self._matched_indexes.get(index, 0) + 1
         else:
             self.watchers.append(watcher)
+            self._listeners = [w.listener for w in self.watchers]
         self.pending.extend((listener, resources.Event(resources.EventType.ADDED, o)) for o in existing)
         return watcher
 
@@ -139,6 +156,8 @@ class Store(Generic[T]):
             if watcher not in group:
                 return
             group.remove(watcher)
+            if not watcher.match:
+                self._listeners = [w.listener for w in self.watchers]
             if watcher.match:
                 if not group:
                     del self.matched[watcher.match[0]]
@@ -147,16 +166,27 @@ class Store(Generic[T]):
                 if not self._matched_indexes[index]:
                     del self._matched_indexes[index]
 
-    def _queue(self, obj: T, stored: T | None, old: T | None, event_type: resources.EventType) -> None:
+    def _queue(
+        self,
+        obj: T,
+        stored: T | None,
+        old: T | None,
+        event_type: resources.EventType,
+        *,
+        keys: Keys,
+        old_keys: Keys | None,
+    ) -> None:
+        """Queue the events of a write: ``keys`` are the stored object's index keys (empty when it is gone),
+        ``old_keys`` the previous one's (None when there was none)."""
         event = resources.Event(event_type, obj)
-        self.pending.extend((w.listener, event) for w in self.watchers)
+        self.pending.extend(zip(self._listeners, itertools.repeat(event)))
         if not self.matched:
             return
         # A watch with a match hears about an object while it matches; one that stops matching is DELETED to it
         # and one that starts is ADDED, as with field selectors on the API server.
-        for watcher in self._interested(obj, old):
-            before = old is not None and self.selects(watcher.match, old)
-            after = stored is not None and self.selects(watcher.match, obj)
+        for watcher in self._interested(keys if stored is not None else None, old_keys):
+            before = old_keys is not None and self._selects(watcher.match, old_keys)
+            after = stored is not None and self._selects(watcher.match, keys)
             if after:
                 kind = event_type if before else resources.EventType.ADDED
             elif before:
@@ -165,13 +195,18 @@ class Store(Generic[T]):
                 continue
             self.pending.append((watcher.listener, event if kind is event_type else resources.Event(kind, obj)))
 
-    def _interested(self, obj: T, old: T | None) -> Iterable[Watcher]:
+    def _selects(self, match: Match, keys: Keys) -> bool:
+        position = self._position
+        return all(value in keys[position[name]] for name, value in match)
+
+    def _interested(self, keys: Keys | None, old_keys: Keys | None) -> Iterable[Watcher]:
         found: dict[int, Watcher] = {}
-        for candidate in (obj, old):
+        position = self._position
+        for candidate in (keys, old_keys):
             if candidate is None:
                 continue
             for name in self._matched_indexes:
-                for value in self.kind.keys(candidate, name):
+                for value in candidate[position[name]]:
                     for watcher in self.matched.get((name, value), ()):
                         found.setdefault(id(watcher), watcher)
         return found.values()

@@ -159,9 +159,12 @@ class SchedulerService:
             self._reserve(pod, {single: observed}, now, Via.FILTER)
         return FilterDecision(failures, single)
 
-    def prioritize(self, pod: Pod, names: Sequence[str]) -> ScoreDecision:
-        """Scores of ``names`` (each once) and a reservation on the node expected to win and on those tied with it."""
-        if len(set(names)) != len(names):
+    def prioritize(self, pod: Pod, names: Sequence[str], *, distinct: bool = False) -> ScoreDecision:
+        """Scores of ``names`` (each once) and a reservation on the node expected to win and on those tied with it.
+
+        ``distinct``: the caller knows no name is listed twice (kube-scheduler's own node list), so ``names`` is
+        not checked and the decision's ``names`` is ``names`` itself."""
+        if not distinct and len(set(names)) != len(names):
             names = list(dict.fromkeys(names))  # the cache gives every copy the same answer
         if not pod.requested:
             return ScoreDecision(names, [0] * len(names))
