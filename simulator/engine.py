@@ -12,11 +12,14 @@ import collections
 import contextlib
 import functools
 import gc
+import heapq
 import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import simpy
+import simpy.core
+import simpy.events
 
 from topolvm.kube import store
 from topolvm.services import node
@@ -36,23 +39,90 @@ class SimClock:
         return self.epoch + float(self.env.now)
 
 
+class SimEnvironment(simpy.Environment):
+    """simpy's environment that remembers the event it scheduled last, so a watch delivery can join the
+    deliveries of an earlier write of the same instant when nothing was scheduled in between (see
+    ``WatchDispatcher``)."""
+
+    last_scheduled: simpy.Event | None = None
+
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        # simpy binds its event constructors (timeout, event, process...) to the instance for speed, but only
+        # those of the instance's own class: bind the base class's too.
+        for name, attribute in vars(simpy.Environment).items():
+            if isinstance(attribute, simpy.core.BoundClass):
+                setattr(self, name, getattr(self, name))
+
+    def schedule(
+        self, event: simpy.Event, priority: simpy.events.EventPriority = simpy.events.NORMAL, delay: float = 0
+    ) -> None:
+        # simpy's own body, inlined: every event passes here, and a call to super() would cost more than the
+        # timers this saves (tests/sim/test_engine.py holds it to simpy's order)
+        heapq.heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
+        self.last_scheduled = event
+
+
+class InOrder:
+    """Delivers events to their listeners in order, also when a listener's own writes cause more (they queue
+    behind the ones being delivered): ``store.Deliveries`` for one thread, without its locks."""
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[store.Delivery] = collections.deque()
+        self._busy = False
+
+    def __call__(self, batch: list[store.Delivery]) -> None:
+        queue = self._queue
+        queue.extend(batch)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while queue:
+                listener, event = queue.popleft()
+                listener(event)
+        finally:
+            self._busy = False
+
+
 class WatchDispatcher:
     """``InMemoryCluster`` dispatcher: every event reaches its watchers ``latency`` seconds after the write, in
-    order. With no latency, events are delivered at once (in order), as by the default dispatcher."""
+    order. With no latency, events are delivered at once (in order), as by the default dispatcher.
+
+    Writes of one instant share one timer while nothing else is scheduled between them (on a
+    ``SimEnvironment``): their deliveries then happen exactly where separate timers would have put them, one
+    after the other at the same time and before anything scheduled later, for a fraction of the events."""
 
     def __init__(self, env: simpy.Environment, latency: float) -> None:
         self.env = env
         self.latency = latency
-        self._now = store.Deliveries()
+        self._now = InOrder()
         self.delivered = 0
+        self._timer: simpy.Event | None = None
+        self._timer_batches: list[list[store.Delivery]] = []
+        self._timer_set_at = -1.0
 
     def __call__(self, batch: list[store.Delivery]) -> None:
         self.delivered += len(batch)
         if self.latency <= 0:
             self._now(batch)
             return
-        timer = self.env.timeout(self.latency)
-        timer.callbacks.append(lambda _event: self._now(batch))
+        env = self.env
+        if (
+            self._timer is not None
+            and getattr(env, "last_scheduled", None) is self._timer
+            and self._timer_set_at == env.now
+        ):
+            self._timer_batches.append(batch)
+            return
+        batches = self._timer_batches = [batch]
+        self._timer = timer = env.timeout(self.latency)
+        self._timer_set_at = env.now
+        timer.callbacks.append(lambda _event: self._deliver(batches))
+
+    def _deliver(self, batches: list[list[store.Delivery]]) -> None:
+        for batch in batches:
+            self._now(batch)
 
 
 def later(env: simpy.Environment, delay: float, action: Callable[[], None]) -> None:

@@ -18,8 +18,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import simpy
-
 from simulator import (
     adapters,
     engine,
@@ -73,7 +71,7 @@ def simulate(
     without ``replay``, is applied beside the workloads)."""
     spec = loaded.spec
     started = time.perf_counter()
-    env = simpy.Environment()
+    env = engine.SimEnvironment()
     w = world.World(loaded, env)
     extender = None
     if spec.scheduler.mode == "extender":

@@ -289,7 +289,9 @@ class SchedulerDriver:
             self.last_failed[key] = _Failure(attempt, len(self.world.nodes), settleable, wanted)
         self.on_attempt(attempt)
         self._park(key)
-        status = workloads.PodStatus("Pending", "Unschedulable", attempt.message)
+        status = workloads.PodStatus(
+            phase="Pending", unschedulable_reason="Unschedulable", unschedulable_message=attempt.message
+        )
         if pod.status != status:
             # changed or gone meanwhile: the next attempt writes it again
             with contextlib.suppress(errors.Conflict, errors.NotFound):

@@ -71,7 +71,11 @@ def test_pods_round_trip_bind_once_and_are_indexed_by_node_and_claim(world: Clus
 def test_pod_status_records_why_it_is_unschedulable(world: ClusterWorld) -> None:
     c = world.cluster
     pod = c.create(new_pod(world, "p3"))
-    status = workloads.PodStatus("Pending", "Unschedulable", "0/3 nodes are available: out of VG free space")
+    status = workloads.PodStatus(
+        phase="Pending",
+        unschedulable_reason="Unschedulable",
+        unschedulable_message="0/3 nodes are available: out of VG free space",
+    )
     updated = c.update_status(replace(pod, status=status))
     assert updated.status == status and updated.spec == pod.spec
     annotated = c.update(replace(updated, meta=updated.meta.annotated({"capacity.topolvm.io/ssd": "1"})))

@@ -31,6 +31,22 @@ def test_events_arrive_after_the_watch_latency_in_write_order() -> None:
     assert clock.now() == engine.EPOCH + 2
 
 
+def test_writes_of_an_instant_share_a_timer_only_while_nothing_comes_between() -> None:
+    env = engine.SimEnvironment()
+    cluster = memory.InMemoryCluster(engine.SimClock(env), dispatcher=engine.WatchDispatcher(env, 0.5))
+    heard: list[str] = []
+    cluster.watch(resources.LOGICAL_VOLUME, lambda e: heard.append(f"{e.type.value} {e.object.name}"))
+    env.run(until=1)
+    events_before = len(env._queue)  # how many timers the writes take
+    cluster.create(lv("a"))
+    cluster.create(lv("b"))  # joins a's timer
+    engine.later(env, 0.5, lambda: heard.append("something else"))  # due at the same time, scheduled after b
+    cluster.create(lv("c"))  # so c needs a timer of its own, after it
+    assert len(env._queue) - events_before == 3
+    env.run(until=2)
+    assert heard == ["ADDED a", "ADDED b", "something else", "ADDED c"]
+
+
 def test_work_queue_dedupes_takes_its_time_and_retries_with_backoff() -> None:
     env = simpy.Environment()
     calls: list[tuple[float, str]] = []

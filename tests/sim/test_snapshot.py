@@ -362,7 +362,6 @@ def test_place_claim_provisions_on_its_node_and_records_what_does_not_fit() -> N
         place("b", "p-00000", 60 * GiB),  # the pool's second node, named by the simulator
         place("big", "p-00000", 60 * GiB),  # 40 GiB left there
         place("ghost", "elsewhere", GiB),
-        place("nosc", "real-1", GiB, storage_class="missing"),
     ]
     assert [trace.decode_line(trace.encode(op), "x") for op in ops] == ops
     result = run.simulate(scenario.parse(copy.deepcopy(SMALL)), replay=ops)
@@ -370,10 +369,18 @@ def test_place_claim_provisions_on_its_node_and_records_what_does_not_fit() -> N
     free = {node: f for t, node, _dc, _size, f in result.per_node if t == 60.0}
     assert free == {"real-1": 70 * GiB, "p-00000": 40 * GiB}
     errors = result.summary["workload_errors"]
-    assert len(errors) == 3, errors
-    assert "node 'elsewhere' does not exist" in errors[0] and "storage class 'missing'" in errors[1]
-    assert "ns/big not placed on node p-00000" in errors[2]
+    assert len(errors) == 2, errors
+    assert "node 'elsewhere' does not exist" in errors[0]
+    assert "ns/big not placed on node p-00000" in errors[1]
     assert result.summary["provisioner"]["provisioned"] == 2
+
+
+def test_place_claim_of_a_storage_class_the_scenario_lacks_is_refused_before_the_run() -> None:
+    ops: list[trace.Op] = [place("a", "real-1", GiB), place("nosc", "real-1", GiB, storage_class="missing")]
+    result = run.simulate(scenario.parse(copy.deepcopy(SMALL)), replay=ops)
+    assert result.error is not None and "operation 2" in result.error
+    assert "no storage class named 'missing'" in result.error
+    assert result.summary["provisioner"]["provisioned"] == 0  # nothing ran
 
 
 def test_a_scenario_trace_is_found_beside_the_scenario_and_replayed_beside_its_workloads(

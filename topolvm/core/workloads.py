@@ -103,7 +103,7 @@ class PodSpec:
     scheduler_name: str = "default-scheduler"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PodStatus:
     phase: str = "Pending"
     nominated_node_name: str = ""  # where preemption (or a waiting PreBind) means the pod to go
