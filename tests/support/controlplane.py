@@ -118,8 +118,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: SIGKILL the child when the parent dies, so a killed test run leaves no servers behind."""
+def die_with_parent() -> None:
+    """preexec_fn: SIGKILL the child when the parent dies, so a killed test run leaves no servers behind. Only
+    from the main thread (PDEATHSIG fires when the spawning *thread* exits)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -247,7 +248,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 # PDEATHSIG fires when the spawning *thread* exits: only safe from the main thread.
-                preexec_fn=_die_with_parent if main_thread else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent if main_thread else None,  # noqa: PLW1509
             )
 
     def _start_etcd(self) -> None:
@@ -447,6 +448,16 @@ else:
         """
         with ControlPlane(binaries_or_skip()) as cp:
             yield cp
+
+    def binary_or_skip(name: str) -> Path:
+        """Another peer binary (kube-scheduler…) by ``find_binary``; else skip with the reason, or fail with it in
+        CI."""
+        found = find_binary(name)
+        if isinstance(found, str):
+            if in_ci():
+                pytest.fail(f"{name} is needed in CI: {found}", pytrace=False)
+            pytest.skip(f"{name} unavailable: {found}")
+        return found
 
     def binaries_or_skip() -> Binaries:
         """The control plane's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
