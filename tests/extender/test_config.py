@@ -44,7 +44,7 @@ def test_additions() -> None:
 def test_extender_tie_break_is_the_default_and_wants_the_weight_stated(caplog: pytest.LogCaptureFixture) -> None:
     """The extender cannot read kube-scheduler's configuration: without extender-weight it says what it assumes."""
     assert config.loads("").policy.tie_break is scheduling.TieBreak.EXTENDER
-    assert f"at least {config.MIN_EXTENDER_WEIGHT}" in caplog.text
+    assert f"at least {scheduling.MIN_EXTENDER_WEIGHT}" in caplog.text
     caplog.clear()
     cfg = config.loads("tie-break: extender\nextender-weight: 200\n")
     assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.EXTENDER, 200)
@@ -55,11 +55,11 @@ def test_extender_tie_break_is_the_default_and_wants_the_weight_stated(caplog: p
 
 def test_minimum_weight_outweighs_the_default_plugins() -> None:
     """One step of our score (weight x 10) must beat every default plugin at its best against its worst."""
-    assert config.MIN_EXTENDER_WEIGHT * 10 > config.DEFAULT_PLUGIN_WEIGHTS * 100
-    assert (config.MIN_EXTENDER_WEIGHT - 1) * 10 <= config.DEFAULT_PLUGIN_WEIGHTS * 100
+    assert scheduling.MIN_EXTENDER_WEIGHT * 10 > scheduling.DEFAULT_PLUGIN_WEIGHTS * 100
+    assert (scheduling.MIN_EXTENDER_WEIGHT - 1) * 10 <= scheduling.DEFAULT_PLUGIN_WEIGHTS * 100
     with pytest.raises(errors.ConfigError, match="at least 161"):
-        config.loads(f"extender-weight: {config.MIN_EXTENDER_WEIGHT - 1}\n")
-    assert config.loads(f"extender-weight: {config.MIN_EXTENDER_WEIGHT}\n").extender_weight == 161
+        config.loads(f"extender-weight: {scheduling.MIN_EXTENDER_WEIGHT - 1}\n")
+    assert config.loads(f"extender-weight: {scheduling.MIN_EXTENDER_WEIGHT}\n").extender_weight == 161
 
 
 def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:

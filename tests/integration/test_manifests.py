@@ -132,13 +132,13 @@ def test_extender_weight_makes_one_capacity_step_outweigh_every_default_plugin()
     max_node_score, max_extender_priority = 100, 10
     one_step = extender["weight"] * max_node_score // max_extender_priority
     assert one_step > max_node_score * sum(DEFAULT_SCORE_WEIGHTS.values())
-    assert sum(DEFAULT_SCORE_WEIGHTS.values()) == extender_config.DEFAULT_PLUGIN_WEIGHTS
+    assert sum(DEFAULT_SCORE_WEIGHTS.values()) == scheduling.DEFAULT_PLUGIN_WEIGHTS
     # The extender breaks ties itself, and states the weight it relies on, equal to kube-scheduler's.
     options = extender_config.from_mapping(
         yaml.safe_load(one("ConfigMap", "topolvm-scheduler-options")["data"]["scheduler-options.yaml"])
     )
     assert options.policy.tie_break is scheduling.TieBreak.EXTENDER
-    assert options.extender_weight == extender["weight"] >= extender_config.MIN_EXTENDER_WEIGHT
+    assert options.extender_weight == extender["weight"] >= scheduling.MIN_EXTENDER_WEIGHT
     assert extender["managedResources"] == [{"name": "topolvm.io/capacity", "ignoredByScheduler": True}]
     assert extender["filterVerb"] == "predicate" and extender["prioritizeVerb"] == "prioritize"
 

@@ -57,6 +57,29 @@ class TieBreak(enum.StrEnum):
     SCHEDULER = "scheduler"
 
 
+# kube-scheduler adds an extender's score x weight x (MaxNodeScore 100 / MaxExtenderPriority 10) to the sum of
+# its score plugins' weighted scores, each plugin's score within 0..100 (the framework rejects others). The
+# default plugins of v1.37 (pkg/scheduler/apis/config/v1/default_plugins.go) weigh TaintToleration 3,
+# NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2, DynamicResources 2, NodeResourcesFit 1,
+# NodeResourcesBalancedAllocation 1, ImageLocality 1, VolumeBinding 1 and PodGroupPodsCount 1 (the last three
+# score only with their features on): together they move two nodes apart by at most 16 x 100 = 1600. So one step
+# of our score outweighs them all when weight x 10 > 1600, as ``TieBreak.EXTENDER`` needs. Custom plugins or
+# weights raise the bound.
+DEFAULT_PLUGIN_WEIGHTS = 16
+MIN_EXTENDER_WEIGHT = DEFAULT_PLUGIN_WEIGHTS * 100 // 10 + 1
+
+
+def weight_problem(weight: int, tie_break: TieBreak) -> str | None:
+    """Why kube-scheduler's extender ``weight`` does not suit ``tie_break``, or None when it does."""
+    if tie_break is not TieBreak.EXTENDER or weight >= MIN_EXTENDER_WEIGHT:
+        return None
+    return (
+        f"{weight} lets kube-scheduler's default score plugins (up to {DEFAULT_PLUGIN_WEIGHTS * 100} points) outvote "
+        f"one step of the extender's score ({weight * 10}), so tie-break: extender would not decide ties; it needs a "
+        f"weight of at least {MIN_EXTENDER_WEIGHT}"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     """Scoring configuration; ``divisors`` maps a class's annotation name (``00default`` for "") to its divisor."""

@@ -10,7 +10,7 @@ except that over-commit protection is on by default. Additions:
     max-body-bytes: 67108864       # request body limit (upstream: 10 MiB)
 
 ``tie-break: extender`` (the default) works only when kube-scheduler gives the extender a weight above what its
-score plugins can add to a node (``MIN_EXTENDER_WEIGHT``). The extender cannot read kube-scheduler's
+score plugins can add to a node (``scheduling.weight_problem``). The extender cannot read kube-scheduler's
 configuration, so ``extender-weight`` states it: a lower value is refused, and without it a warning says what
 is assumed.
 """
@@ -37,16 +37,6 @@ _KNOWN = {
     "listen", "default-divisor", "divisors", "mode", "tie-break", "extender-weight", "reservation-ttl",
     "max-body-bytes",
 }  # fmt: skip
-
-# kube-scheduler adds an extender's score x weight x (MaxNodeScore 100 / MaxExtenderPriority 10) to the sum of
-# its score plugins' weighted scores, each plugin's score within 0..100 (the framework rejects others). The
-# default plugins of v1.37 (pkg/scheduler/apis/config/v1/default_plugins.go) weigh TaintToleration 3,
-# NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2, DynamicResources 2, NodeResourcesFit 1,
-# NodeResourcesBalancedAllocation 1, ImageLocality 1, VolumeBinding 1 and PodGroupPodsCount 1 (the last three
-# score only with their features on): together they move two nodes apart by at most 16 x 100 = 1600. So one step
-# of our score outweighs them all when weight x 10 > 1600. Custom plugins or weights raise the bound.
-DEFAULT_PLUGIN_WEIGHTS = 16
-MIN_EXTENDER_WEIGHT = DEFAULT_PLUGIN_WEIGHTS * 100 // 10 + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,17 +118,15 @@ def _weight(value: object, tie_break: scheduling.TieBreak) -> int | None:
                 "scheduler config: tie-break: extender assumes kube-scheduler gives this extender a weight of at "
                 "least %d (extenders[].weight; deploy/ ships 200); the extender cannot read kube-scheduler's "
                 "configuration, so state it as extender-weight, or use tie-break: scheduler",
-                MIN_EXTENDER_WEIGHT,
+                scheduling.MIN_EXTENDER_WEIGHT,
             )
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise errors.ConfigError(f"extender-weight: must be a positive integer, got {value!r}")
-    if tie_break is scheduling.TieBreak.EXTENDER and value < MIN_EXTENDER_WEIGHT:
+    problem = scheduling.weight_problem(value, tie_break)
+    if problem:
         raise errors.ConfigError(
-            f"extender-weight: {value} lets kube-scheduler's default score plugins (up to "
-            f"{DEFAULT_PLUGIN_WEIGHTS * 100} points) outvote one step of the extender's score ({value * 10}), so "
-            f"tie-break: extender would not decide ties; use a weight of at least {MIN_EXTENDER_WEIGHT} in "
-            "kube-scheduler's configuration and here, or tie-break: scheduler"
+            f"extender-weight: {problem}; use it in kube-scheduler's configuration and here, or tie-break: scheduler"
         )
     return value
 
