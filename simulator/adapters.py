@@ -23,18 +23,20 @@ def capacities(annotations: dict[str, str] | None) -> dict[str, str]:
 
 class SimExtender:
     """kube_scheduler.Extender over ``SchedulerService``, with nodeCacheCapable's Node watch and the extender's
-    Pod and PVC watches (bindings and selected nodes end or move reservations)."""
+    Pod and PVC watches (``--watch-pods``: bindings, selected nodes and claims' volumes end or move reservations,
+    annotation drops do not)."""
 
     def __init__(self, w: world.World, spec: scenario.ExtenderSpec) -> None:
         policy = scheduling.Policy(
             default_divisor=spec.default_divisor,
             divisors={(k or constants.DEFAULT_DEVICE_CLASS_ANNOTATION_NAME): v for k, v in spec.divisors.items()},
             mode=scheduling.Mode(spec.mode),
+            tie_break=scheduling.TieBreak(spec.tie_break),
         )
         self.weight = spec.weight
         self.managed_resource = constants.CAPACITY_RESOURCE
         self.service = scheduler_service.SchedulerService(
-            policy, units.duration(spec.reservation_ttl), w.clock, watched_nodes=True
+            policy, units.duration(spec.reservation_ttl), w.clock, watched_nodes=True, watched_pods=True
         )
         self.filter_calls = 0
         self.prioritize_calls = 0
@@ -79,9 +81,16 @@ class SimExtender:
             self.service.pod_bound(key, pod.spec.node_name)
 
     def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
+        """As topolvm-scheduler's ``kube.apply_claim``: a volume ends the pod's holds once all its claims have one,
+        a selected-node before that moves them."""
         pvc = event.object
-        if event.type is not resources.EventType.DELETED and pvc.selected_node and not pvc.spec.volume_name:
-            self.service.claim_selected(pvc.meta.namespace, pvc.meta.name, pvc.selected_node)
+        namespace, name = pvc.meta.namespace, pvc.meta.name
+        if event.type is resources.EventType.DELETED:
+            self.service.claim_deleted(namespace, name)
+        elif pvc.spec.volume_name:
+            self.service.claim_bound(namespace, name)
+        elif pvc.selected_node:
+            self.service.claim_selected(namespace, name, pvc.selected_node)
 
     def _pod(self, pod: workloads.Pod) -> scheduler_service.Pod:
         return scheduler_service.Pod(

@@ -17,7 +17,7 @@ import yaml
 
 from simulator import checks, trace, units
 from topolvm import errors
-from topolvm.core import model, resources
+from topolvm.core import model, resources, scheduling
 from topolvm.lvmd import config as lvmd_config
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -140,9 +140,14 @@ class ExtenderSpec(_Strict):
     divisors: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=dict)
     reservation_ttl: str = "60s"
     weight: Positive = 200
+    tie_break: Literal["extender", "scheduler"] = "extender"
 
     def __post_init__(self) -> None:
         checks.check(units.duration, self.reservation_ttl, "reservation-ttl")
+        # topolvm-scheduler refuses the same pair (its extender-weight is this weight)
+        problem = scheduling.weight_problem(self.weight, scheduling.TieBreak(self.tie_break))
+        if problem:
+            raise ValueError(f"weight: {problem}; or tie-break: scheduler")
 
 
 class SchedulerSpec(_Strict):

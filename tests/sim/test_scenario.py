@@ -90,6 +90,9 @@ DELETE = object()
         pytest.param("cluster.node-pools.0.labels", {"UPPER case": "x"}, "label key", id="label-key"),
         pytest.param("cluster.node-pools.0.volume-groups.0.extent-size", "3Mi", "power of two", id="extent"),
         pytest.param("scheduler.capacity-poll-interval", "0s", "capacity-poll-interval", id="zero-poll"),
+        pytest.param("scheduler.extender.tie-break", "coin", "$.scheduler.extender.tie-break", id="tie-break"),
+        # topolvm-scheduler refuses tie-break: extender at this weight too
+        pytest.param("scheduler.extender.weight", 160, "weight: 160 lets kube-scheduler's", id="weight-for-ties"),
     ],
 )
 def test_bad_input_names_the_key(path: str, value: Any, message: str) -> None:

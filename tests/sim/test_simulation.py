@@ -4,7 +4,9 @@ Five nodes of equal CPU and memory with one VG each — two of 400 GiB, one of 2
 and the extender in spread mode (divisor 1, weight 200): a node's extender score is
 ``clamp(int(log2(free GiB)), 1, 10)``: 8 for 390..400 GiB, 7 for 200, 6 for 100, 5 for 50. kube-scheduler's own
 plugins tie on empty, identical nodes; once a node runs a pod, LeastAllocated and BalancedAllocation prefer
-the other.
+the other. Ties of the extender's score: with ``tie-break: extender`` (the default) the node with the most free
+bytes, then the first by name, keeps the top score and kube-scheduler takes it; with ``tie-break: scheduler``
+kube-scheduler picks among the tied nodes at random.
 """
 
 from __future__ import annotations
@@ -81,13 +83,25 @@ def by_pod(result: run.Result) -> dict[str, Any]:
     return {d.pod[1]: d for d in result.decisions}
 
 
-def test_decisions_on_five_nodes_match_the_hand_computed_ones() -> None:
-    result = simulate(FIVE, OPS)
+def with_tie_break(tie_break: str) -> dict[str, Any]:
+    data = copy.deepcopy(FIVE)
+    data["scheduler"]["extender"]["tie-break"] = tie_break
+    return data
+
+
+@pytest.mark.parametrize("tie_break", ["extender", "scheduler"])
+def test_decisions_on_five_nodes_match_the_hand_computed_ones(tie_break: str) -> None:
+    result = simulate(with_tie_break(tie_break), OPS)
     d = by_pod(result)
-    assert set(d["p1"].tied) == set(BIG) and d["p1"].node in BIG
-    other = BIG[1] if d["p1"].node == BIG[0] else BIG[0]
-    assert (d["p2"].node, d["p2"].tied) == (other, (other,))
-    assert set(d["p3"].tied) == set(BIG)
+    if tie_break == "extender":
+        # p1 and p3 tie on the big nodes (same free bytes: the first by name); p2 goes where more is free.
+        placed = [(d[p].node, d[p].tied) for p in ("p1", "p2", "p3")]
+        assert placed == [(BIG[0], (BIG[0],)), (BIG[1], (BIG[1],)), (BIG[0], (BIG[0],))]
+    else:
+        assert set(d["p1"].tied) == set(BIG) and d["p1"].node in BIG
+        other = BIG[1] if d["p1"].node == BIG[0] else BIG[0]
+        assert (d["p2"].node, d["p2"].tied) == (other, (other,))
+        assert set(d["p3"].tied) == set(BIG)
     assert d["p4"].node != d["p3"].node and d["p4"].node in BIG  # the lone survivor of the filter
     assert d["p5"].node == "mid-00000"
     assert "p6" not in d
@@ -104,9 +118,13 @@ def test_the_unschedulable_pod_says_why_as_kube_scheduler_does() -> None:
     assert result.summary["time_to_exhaustion_s"] == pytest.approx(360, abs=1)
 
 
-def test_ties_are_broken_at_random_by_the_seed() -> None:
-    chosen = {by_pod(simulate(dict(FIVE, seed=seed), OPS[:1]))["p1"].node for seed in range(12)}
-    assert chosen == set(BIG)
+@pytest.mark.parametrize(("tie_break", "expected"), [("scheduler", set(BIG)), ("extender", {BIG[0]})])
+def test_ties_are_broken_at_random_by_the_seed_unless_the_extender_breaks_them(
+    tie_break: str, expected: set[str]
+) -> None:
+    data = with_tie_break(tie_break)
+    chosen = {by_pod(simulate(dict(data, seed=seed), OPS[:1]))["p1"].node for seed in range(12)}
+    assert chosen == expected
 
 
 def test_the_same_seed_gives_the_same_run() -> None:
