@@ -78,7 +78,7 @@ class ScoreDecision:
     names: Sequence[str]  # the request's names, each once
     scores: list[int]  # one per name
     reserved: str | None = None  # the node expected to win
-    contenders: tuple[str, ...] = ()  # the nodes the request is held on: ``reserved`` and any tied with it
+    contenders: tuple[str, ...] = ()  # the nodes the request is held on: ``reserved`` (and tied ones: SCHEDULER)
 
 
 class Item(NamedTuple):
@@ -166,7 +166,8 @@ class SchedulerService:
         return FilterDecision(failures, single)
 
     def prioritize(self, pod: Pod, names: Sequence[str], *, distinct: bool = False) -> ScoreDecision:
-        """Scores of ``names`` (each once) and a reservation on the node expected to win and on those tied with it.
+        """Scores of ``names`` (each once, ties broken as the policy says) and a reservation on the node expected to
+        win, and with ``TieBreak.SCHEDULER`` on those tied with it.
 
         ``distinct``: the caller knows no name is listed twice (kube-scheduler's own node list), so ``names`` is
         not checked and the decision's ``names`` is ``names`` itself."""
