@@ -30,6 +30,20 @@ def code_for(exc: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# A call without a deadline reports one centuries away (gRPC's "infinite future"); no wait here can take that.
+NO_DEADLINE_BEYOND = 7 * 24 * 3600.0
+
+
+def time_left(context: grpc.ServicerContext | None) -> float | None:
+    """Seconds left before the caller's deadline, or None when the call has none (or there is no call)."""
+    if context is None:
+        return None
+    remaining: float | None = context.time_remaining()
+    if remaining is None or remaining > NO_DEADLINE_BEYOND:
+        return None
+    return max(0.0, remaining)
+
+
 def to_domain(err: grpc.RpcError) -> errors.TopoLVMError:
     code = err.code() if isinstance(err, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (err.details() if isinstance(err, grpc.Call) else None) or str(err)

@@ -107,7 +107,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
 
     def _wait(self, check: Callable[[], T | None], context: grpc.ServicerContext | None, *, node: str, what: str) -> T:
         """``waiter.wait`` for at most our timeout and never past the caller's deadline (see the module doc)."""
-        remaining = context.time_remaining() if context is not None else None
+        remaining = grpc_status.time_left(context)
         by_deadline = remaining is not None and remaining - self._margin < self._timeout
         budget = max(0.0, remaining - self._margin) if remaining is not None and by_deadline else self._timeout
         try:

@@ -45,7 +45,7 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
             read_only=request.readonly,
             volume_context=dict(request.volume_context),
         )
-        self._work.run(request.volume_id, lambda: self._service.publish(req), remaining=context.time_remaining())
+        self._work.run(request.volume_id, lambda: self._service.publish(req), remaining=grpc_status.time_left(context))
         return csi.NodePublishVolumeResponse()
 
     @grpc_status.handler
@@ -55,7 +55,7 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
         self._work.run(
             request.volume_id,
             lambda: self._service.unpublish(request.volume_id, request.target_path),
-            remaining=context.time_remaining(),
+            remaining=grpc_status.time_left(context),
         )
         return csi.NodeUnpublishVolumeResponse()
 
@@ -88,7 +88,7 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
         size = self._work.run(
             request.volume_id,
             lambda: self._service.expand(request.volume_id, request.volume_path, block),
-            remaining=context.time_remaining(),
+            remaining=grpc_status.time_left(context),
         )
         return csi.NodeExpandVolumeResponse(capacity_bytes=size)
 
