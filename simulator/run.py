@@ -154,6 +154,7 @@ def simulate(
         provisioner=dataclasses.asdict(prov.stats),
         volumes_lost_with_nodes=w.lost_volumes,
         pods_recreated=executor.recreated,
+        expansions_deferred=executor.expansions_deferred,
         workload_errors=executor.errors[:50],
         error=error,
     )

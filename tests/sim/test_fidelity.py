@@ -1,0 +1,79 @@
+"""The simulated cluster does what a real one would around TopoLVM: the API server's rules for claims, the
+node-deletion cleanup, when external-resizer acts.
+
+Runs on the five-node cluster of test_simulation.py (two 400 GiB nodes, then 200, 100 and 50 GiB; no latencies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from simulator import trace, world
+from tests.sim.test_simulation import BIG, FIVE, pod, simulate
+from topolvm.core import resources, workloads
+
+GiB = 1 << 30
+
+
+@pytest.fixture
+def worlds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[world.World]]:
+    """The worlds of the runs made in the test, to look at the cluster they end with."""
+    made: list[world.World] = []
+    original = world.World.__init__
+
+    def capture(self: world.World, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(world.World, "__init__", capture)
+    yield made
+
+
+def claim(w: world.World, name: str) -> workloads.PersistentVolumeClaim | None:
+    return w.cluster.get(workloads.PVC, name, namespace="default")
+
+
+def test_an_expansion_of_a_claim_not_bound_yet_waits_until_it_is(worlds: list[world.World]) -> None:
+    """The API server refuses a request change before the claim is Bound, and external-resizer acts only on bound
+    claims: the expansion is applied once the claim is bound, so the pod is placed, and its volume created, at the
+    size it asked for (its webhook-stamped capacity request), and then grown."""
+    ops: list[trace.Op] = [
+        pod(60, "p1", 10 * GiB),
+        trace.ExpandClaim(t=60, namespace="default", name="p1-data", size=15 * GiB),  # while it is Pending
+        pod(60, "p6", 500 * GiB),  # fits nowhere: never bound
+        trace.ExpandClaim(t=60, namespace="default", name="p6-data", size=600 * GiB),
+    ]
+    result = simulate(FIVE, ops)
+    s = result.summary
+    assert s["expansions_deferred"] == 2
+    assert (s["provisioner"]["provisioned"], s["provisioner"]["expanded"], s["provisioner"]["rescheduled"]) == (1, 1, 0)
+    assert s["workload_errors"] == []
+    (w,) = worlds
+    p1, p6 = claim(w, "p1-data"), claim(w, "p6-data")
+    assert p1 is not None and p6 is not None
+    assert (p1.spec.request_bytes, p1.status.phase, p1.status.capacity_bytes) == (15 * GiB, "Bound", 15 * GiB)
+    lv = w.cluster.get(resources.LOGICAL_VOLUME, p1.spec.volume_name)
+    assert lv is not None and lv.status.current_size == 15 * GiB
+    assert (p6.spec.request_bytes, p6.status.phase) == (500 * GiB, "Pending")  # still waiting to be bound
+
+
+def test_a_failed_nodes_claims_are_deleted_by_topolvms_node_cleanup(worlds: list[world.World]) -> None:
+    """topolvm-controller's NodeCleanup deletes the claims of a deleted Node (selected-node annotation, TopoLVM's
+    StorageClass) and releases its LogicalVolumes; a pod that is not a StatefulSet's is not created again."""
+    ops: list[trace.Op] = [
+        pod(60, "p1", 10 * GiB),
+        pod(60, "p2", 10 * GiB),
+        trace.FailNode(t=120, name=BIG[0]),
+        trace.FailNode(t=120, name=BIG[1]),
+    ]
+    result = simulate(FIVE, ops)
+    assert {d.node for d in result.decisions} == set(BIG)
+    (w,) = worlds
+    assert claim(w, "p1-data") is None and claim(w, "p2-data") is None
+    assert w.cluster.list_of(workloads.PVC) == []
+    assert w.cluster.list_of(resources.LOGICAL_VOLUME) == []
+    s = result.summary
+    assert (s["volumes_lost_with_nodes"], s["pods_recreated"], s["pods"]["bound"]) == (2, 0, 2)
