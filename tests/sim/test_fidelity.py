@@ -6,13 +6,14 @@ Runs on the five-node cluster of test_simulation.py (two 400 GiB nodes, then 200
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from simulator import trace, world
-from tests.sim.test_simulation import BIG, FIVE, pod, simulate
+from tests.sim.test_simulation import BIG, FIVE, pod, pool, simulate
 from topolvm.core import resources, workloads
 
 GiB = 1 << 30
@@ -77,3 +78,18 @@ def test_a_failed_nodes_claims_are_deleted_by_topolvms_node_cleanup(worlds: list
     assert w.cluster.list_of(resources.LOGICAL_VOLUME) == []
     s = result.summary
     assert (s["volumes_lost_with_nodes"], s["pods_recreated"], s["pods"]["bound"]) == (2, 0, 2)
+
+
+def test_a_volume_shows_in_its_nodes_annotation_before_its_pod_is_bound() -> None:
+    """With the default latencies. Pod a's 300 GiB volume is created on the only node; the extender holds a's
+    request there until the node's annotation drops by it, or a is bound. The annotation changes with the same lvm
+    command that makes the volume Ready, so it drops before a is bound: b, 80 ms after a, is refused by the
+    extender (out of VG free space) instead of being sent to the node, failing there and being rescheduled."""
+    data = copy.deepcopy(FIVE)
+    del data["latencies"]
+    data["cluster"]["node-pools"] = [pool("one", 1, "400Gi")]
+    result = simulate(data, [pod(60, "a", 300 * GiB), pod(60.08, "b", 300 * GiB)])
+    s = result.summary
+    assert [d.pod[1] for d in result.decisions] == ["a"]
+    assert s["provisioner"]["rescheduled"] == 0
+    assert set(s["scheduling"]["reasons"]) == {"out of VG free space"}
