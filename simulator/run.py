@@ -20,6 +20,7 @@ from typing import Any
 
 from simulator import (
     adapters,
+    capacity_tracking,
     engine,
     observe,
     provisioner,
@@ -81,7 +82,7 @@ def simulate(
     )
     prov = provisioner.Provisioner(env, w.cluster, w.controller, latency=w.latencies.provisioner)
     if spec.scheduler.mode == "capacity-tracking":
-        provisioner.CapacityPublisher(
+        capacity_tracking.CapacityPublisher(
             env,
             w.cluster,
             w.controller,
