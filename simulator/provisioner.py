@@ -53,12 +53,27 @@ class LvEvents:
         return waiter
 
 
+def resizer_backoff(failures: int) -> float:
+    """external-resizer's delay before its next attempt after ``failures`` failures in a row (1 s doubling,
+    at most 5 min: --retry-interval-start, --retry-interval-max)."""
+    return min(300.0, 2.0 ** min(failures - 1, 16))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Stuck:
     node: str
     node_capacity: dict[str, str]  # the node's capacity annotations when the expansion failed
     size: int
-    failures: int
+    failures: int  # attempts in a row that failed, or would have (see ``Provisioner._on_node``)
+    failed_at: float
+
+    def next_attempt(self, now: float) -> tuple[float, int]:
+        """When external-resizer tries next, at ``now`` or later, and how many attempts will have failed by then."""
+        at, failures = self.failed_at + resizer_backoff(self.failures), self.failures
+        while at < now:
+            failures += 1
+            at += resizer_backoff(failures)
+        return at, failures
 
 
 @dataclasses.dataclass
@@ -92,6 +107,7 @@ class Provisioner:
         self._busy: set[tuple[str, str]] = set()  # claims being provisioned, resized or deleted
         self.on_failure: list[Callable[[workloads.PersistentVolumeClaim, errors.TopoLVMError], None]] = []
         self._stuck: dict[tuple[str, str], _Stuck] = {}  # expansions that failed for want of room
+        self._retrying: set[tuple[str, str]] = set()  # of those, the ones with an attempt due
         cluster.watch(PVC, self._on_claim)
         cluster.watch(resources.NODE, self._on_node)
 
@@ -136,15 +152,33 @@ class Provisioner:
         return {k: v for k, v in node.meta.annotations.items() if k.startswith(prefix)}
 
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
-        """A node's capacity changed: expansions that failed there for want of room may fit now."""
+        """A node's capacity changed: expansions that failed there for want of room may fit now. external-resizer
+        tries again at its next backoff step, not at the change: its attempts while nothing changed would have
+        failed the same way, so they are only counted towards the backoff (not run, not in the stats)."""
         name = event.object.name
         for key, held in list(self._stuck.items()):
-            if held.node == name:
-                current = self.cluster.get(PVC, key[1], namespace=key[0])
-                if current is None:
-                    del self._stuck[key]
-                elif key not in self._busy:
-                    self._on_claim(resources.Event(resources.EventType.MODIFIED, current))
+            if held.node != name or key in self._busy or key in self._retrying:
+                continue
+            at, failures = held.next_attempt(float(self.env.now))
+            self._retrying.add(key)
+            engine.later(self.env, at - self.env.now, functools.partial(self._retry_expansion, key, failures))
+
+    def _retry_expansion(self, key: tuple[str, str], failures: int) -> None:
+        """external-resizer's attempt, ``failures`` failed ones after the last that ran."""
+        self._retrying.discard(key)
+        held = self._stuck.get(key)
+        current = self.cluster.get(PVC, key[1], namespace=key[0])
+        if current is None:
+            self._stuck.pop(key, None)
+            return
+        if held is None or key in self._busy:
+            return
+        if held.node_capacity == self._node_capacity(held.node) and held.size == current.spec.request_bytes:
+            # changed and changed back: this attempt fails as the last one did
+            self._stuck[key] = dataclasses.replace(held, failures=failures + 1, failed_at=float(self.env.now))
+            return
+        self._stuck[key] = dataclasses.replace(held, failures=failures)
+        self._on_claim(resources.Event(resources.EventType.MODIFIED, current))
 
     def _start(self, key: tuple[str, str], process: engine.Process) -> None:
         self._busy.add(key)
@@ -283,12 +317,13 @@ class Provisioner:
             self.stats.expansion_failures += 1
             for listener in self.on_failure:
                 listener(pvc, exc)
-            # external-resizer retries with backoff (1 s doubling, at most 5 min); a retry while nothing on the
-            # node changed fails the same way, so the next one waits for a change of the node's capacity.
+            # external-resizer retries with backoff; a retry while nothing on the node changed fails the same way,
+            # so after this one the next waits for a change of the node's capacity (``_on_node``).
             key = (pvc.meta.namespace, pvc.meta.name)
             failures = self._stuck[key].failures + 1 if key in self._stuck else 1
-            self._stuck[key] = _Stuck(pv.spec.node_name, self._node_capacity(pv.spec.node_name), want, failures)
-            yield self.env.timeout(min(300.0, 2.0 ** (failures - 1)))
+            node_capacity = self._node_capacity(pv.spec.node_name)
+            self._stuck[key] = _Stuck(pv.spec.node_name, node_capacity, want, failures, float(self.env.now))
+            yield self.env.timeout(resizer_backoff(failures))
             return
         self._stuck.pop((pvc.meta.namespace, pvc.meta.name), None)
         current = self.cluster.get(PVC, pvc.meta.name, namespace=pvc.meta.namespace)

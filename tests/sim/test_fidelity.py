@@ -93,3 +93,26 @@ def test_a_volume_shows_in_its_nodes_annotation_before_its_pod_is_bound() -> Non
     assert [d.pod[1] for d in result.decisions] == ["a"]
     assert s["provisioner"]["rescheduled"] == 0
     assert set(s["scheduling"]["reasons"]) == {"out of VG free space"}
+
+
+def test_a_failed_expansion_is_tried_again_at_external_resizers_next_backoff_step(worlds: list[world.World]) -> None:
+    """a's expansion fails for want of room (t=120) and external-resizer backs off (1 s doubling, at most 5 min).
+    b's deletion at t=1000 frees room; the resizer tries again at its next step (t≈1231), not at the deletion, so
+    c, created a second after the deletion, gets the room first — and the expansion fails again."""
+    data = copy.deepcopy(FIVE)
+    del data["latencies"]
+    data["cluster"]["node-pools"] = [pool("one", 1, "400Gi")]
+    ops: list[trace.Op] = [
+        pod(60, "a", 200 * GiB),
+        pod(61, "b", 150 * GiB),
+        trace.ExpandClaim(t=120, namespace="default", name="a-data", size=300 * GiB),
+        trace.DeletePod(t=1000, namespace="default", name="b"),
+        pod(1001, "c", 120 * GiB),
+    ]
+    result = simulate(data, ops)
+    assert [d.pod[1] for d in result.decisions if d.bound_at is not None] == ["a", "b", "c"]
+    stats = result.summary["provisioner"]
+    assert stats["expanded"] == 0 and stats["expansion_failures"] >= 2
+    (w,) = worlds
+    a = claim(w, "a-data")
+    assert a is not None and (a.spec.request_bytes, a.status.capacity_bytes) == (300 * GiB, 200 * GiB)
