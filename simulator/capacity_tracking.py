@@ -15,7 +15,7 @@ from topolvm.services import controller
 
 class CapacityPublisher:
     """external-provisioner's ``--enable-capacity``: one CSIStorageCapacity per (node, storage class), refreshed
-    from ``GetCapacity`` every ``interval`` seconds (capacity-tracking mode).
+    from ``GetCapacity`` every ``interval`` seconds (scheduler modes ``both`` and ``capacity-tracking``).
 
     The real sidecar asks again for every node at each poll; only nodes whose capacity annotations changed since
     the last poll can have a different answer, so only those are asked here — the objects come out the same.

@@ -75,13 +75,13 @@ def simulate(
     env = engine.SimEnvironment()
     w = world.World(loaded, env)
     extender = None
-    if spec.scheduler.mode == "extender":
+    if spec.scheduler.extender_on:
         extender = adapters.SimExtender(w, spec.scheduler.extender)
     model = ks_model.KubeScheduler(
         adapters.scheduler_config(spec.scheduler), extender, _rng(spec.seed, "kube-scheduler")
     )
     prov = provisioner.Provisioner(env, w.cluster, w.controller, latency=w.latencies.provisioner)
-    if spec.scheduler.mode == "capacity-tracking":
+    if spec.scheduler.capacity_tracking_on:
         capacity_tracking.CapacityPublisher(
             env,
             w.cluster,
@@ -104,7 +104,7 @@ def simulate(
         cycle_latency=w.latencies.scheduling_cycle,
         on_attempt=observer.attempt,
         on_bound=bound,
-        capacity_tracking=spec.scheduler.mode == "capacity-tracking",
+        capacity_tracking=spec.scheduler.capacity_tracking_on,
         most_free=extender.most_free if extender is not None else None,
     )
     driver.settle_hopeless = settle_hopeless
