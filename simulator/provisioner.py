@@ -5,9 +5,12 @@ They call the real ``ControllerService`` as the CSI sidecars call topolvm-contro
 LogicalVolume events as the CSI server's waiter does. What the real programs do, modelled:
 - a WaitForFirstConsumer claim is provisioned once kube-scheduler annotates it with the selected node; the
   CreateVolume request names that node (external-provisioner's topology requirement, reduced to the node it
-  puts first — which is the node TopoLVM places a WaitForFirstConsumer volume on); Immediate claims go anywhere;
+  puts first — which is the node TopoLVM places a WaitForFirstConsumer volume on); an Immediate claim at once,
+  with external-provisioner's requirement for it (every node, rotated by a hash of the claim's name:
+  ``simulator.topology``), so TopoLVM's controller puts it where upstream's would;
 - a final error (no room) removes the selected-node annotation so kube-scheduler tries again ("reschedule");
-  a transient one is retried with backoff (1 s doubling, at most 5 min, as external-provisioner's rate limiter);
+  a transient one, or any of an Immediate claim (there is no choice to withdraw), is retried with backoff (1 s
+  doubling, at most 5 min, as external-provisioner's rate limiter, which never gives up);
 - a Ready volume becomes a PersistentVolume with node affinity, bound to its claim;
 - a deleted claim's volume is deleted (reclaim policy Delete), then its PV;
 - a Bound claim whose request grew is expanded (ControllerExpandVolume), with external-resizer's backoff.
@@ -23,7 +26,7 @@ from collections.abc import Callable
 
 import simpy
 
-from simulator import engine
+from simulator import engine, topology
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
 from topolvm.kube import memory as kube_memory
@@ -219,6 +222,7 @@ class Provisioner:
             if not immediate and not node:
                 return  # the scheduler withdrew its choice
             name = self.volume_name(current)
+            preferred, requisite = self._topology(current)
             request = controller.VolumeRequest(
                 name=name,
                 required_bytes=current.spec.request_bytes,
@@ -226,26 +230,42 @@ class Provisioner:
                 fstype="block"
                 if current.spec.volume_mode == "Block"
                 else sc.parameters.get(constants.FSTYPE_PARAMETER, "ext4"),
-                preferred_nodes=(node,) if node else (),
-                requisite_nodes=(node,) if node else (),
+                preferred_nodes=preferred,
+                requisite_nodes=requisite,
             )
             try:
+                if not requisite:
+                    raise errors.Unavailable("no available topology found")  # no node has registered TopoLVM yet
                 first = self.service.create_volume(request)
                 ready = (
                     first
                     if isinstance(first, controller.Ready)
                     else (yield from self._wait_ready(functools.partial(self.service.creation_state, name), name))
                 )
-            except _TRANSIENT:
+            except errors.TopoLVMError as exc:
+                if not isinstance(exc, _TRANSIENT):
+                    if node:
+                        self._reschedule(current, exc)
+                        return
+                    for listener in self.on_failure:  # an Immediate claim: no choice to withdraw, tried again
+                        listener(current, exc)
                 self.stats.retried += 1
                 yield self.env.timeout(backoff)
                 backoff = min(backoff * 2, 300.0)
                 continue
-            except errors.TopoLVMError as exc:
-                self._reschedule(current, exc)
-                return
             self._bind(current, sc, ready)
             return
+
+    def _topology(self, pvc: workloads.PersistentVolumeClaim) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """external-provisioner's (preferred, requisite) nodes: the selected node, or for an Immediate claim every
+        node's ``topology.topolvm.io/node``, rotated by a hash of the claim's name (``simulator.topology``)."""
+        if pvc.selected_node:
+            return (pvc.selected_node,), (pvc.selected_node,)
+        key = constants.TOPOLOGY_NODE_KEY
+        nodes = self.cluster.list_of(resources.NODE)
+        return topology.immediate_requirements(
+            (n.meta.labels[key] for n in nodes if key in n.meta.labels), pvc.meta.name
+        )
 
     def _reschedule(self, pvc: workloads.PersistentVolumeClaim, exc: errors.TopoLVMError) -> None:
         for listener in self.on_failure:

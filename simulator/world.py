@@ -154,7 +154,12 @@ class World:
         pool = self.pools[pool_name]
         if name is None:
             name = self._next_name(pool_name)
-        labels = {**pool.labels, "kubernetes.io/hostname": name, "node.kubernetes.io/pool": pool.name}
+        labels = {
+            **pool.labels,
+            "kubernetes.io/hostname": name,
+            "node.kubernetes.io/pool": pool.name,
+            constants.TOPOLOGY_NODE_KEY: name,  # topolvm-node's CSI registration (NodeGetInfo's topology)
+        }
         allocatable = {
             workloads.CPU: quantity.to_milli(pool.cpu),
             workloads.MEMORY: units.size(pool.memory),
