@@ -132,8 +132,15 @@ class Executor:
             self._deferred[key] = size
 
     def _grow(self, pvc: workloads.PersistentVolumeClaim, size: int) -> None:
-        if size > pvc.spec.request_bytes:
-            self.cluster.update(dataclasses.replace(pvc, spec=dataclasses.replace(pvc.spec, request_bytes=size)))
+        if size <= pvc.spec.request_bytes:
+            return
+        sc = self.cluster.get(workloads.STORAGE_CLASS, pvc.spec.storage_class_name or "")
+        if sc is None or not sc.allow_volume_expansion:  # the API server's PersistentVolumeClaimResize admission
+            raise errors.FailedPrecondition(
+                f"claim {pvc.meta.namespace}/{pvc.meta.name}: only dynamically provisioned pvc can be resized and the "
+                "storageclass that provisions the pvc must support resize"
+            )
+        self.cluster.update(dataclasses.replace(pvc, spec=dataclasses.replace(pvc.spec, request_bytes=size)))
 
     def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
         """Deferred expansions: applied once their claim is Bound, dropped with it."""

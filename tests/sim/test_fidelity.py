@@ -116,3 +116,19 @@ def test_a_failed_expansion_is_tried_again_at_external_resizers_next_backoff_ste
     (w,) = worlds
     a = claim(w, "a-data")
     assert a is not None and (a.spec.request_bytes, a.status.capacity_bytes) == (300 * GiB, 200 * GiB)
+
+
+def test_a_claim_of_a_class_without_expansion_is_not_grown(worlds: list[world.World]) -> None:
+    """The API server's PersistentVolumeClaimResize admission refuses it; the refusal is a workload error."""
+    data = copy.deepcopy(FIVE)
+    data["cluster"]["storage-classes"] = [{"name": "sc", "device-class": "ssd", "allow-expansion": False}]
+    ops: list[trace.Op] = [
+        pod(60, "p1", 10 * GiB),
+        trace.ExpandClaim(t=120, namespace="default", name="p1-data", size=15 * GiB),
+    ]
+    result = simulate(data, ops)
+    [error] = result.summary["workload_errors"]
+    assert "storageclass that provisions the pvc must support resize" in error
+    (w,) = worlds
+    p1 = claim(w, "p1-data")
+    assert p1 is not None and p1.spec.request_bytes == 10 * GiB
