@@ -5,7 +5,7 @@ topolvm-sim run [SCENARIO.yaml]     one run (no file: the embedded default scena
 topolvm-sim plan SCENARIO --pool P  the smallest count of pool P keeping failures below --target
 topolvm-sim compare SCENARIO --variant LABEL:key=value ...   variants side by side, same seeds
 topolvm-sim sweep SCENARIO --grid key=v1,v2 ...              a parameter grid (local processes or --dask)
-topolvm-sim snapshot --kubeconfig FILE [--lvmd-config [POOL=]lvmd.yaml] --out S.yaml   a scenario and trace
+topolvm-sim snapshot [--kubeconfig FILE] [--lvmd-config [POOL=]lvmd.yaml] --out S.yaml   a scenario and trace
                                     that start from a live cluster's nodes, volumes and pending pods
 """
 
@@ -15,7 +15,6 @@ import argparse
 import collections
 import json
 import logging
-import os
 import sys
 from importlib import resources as package_files
 from pathlib import Path
@@ -85,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw = many("sweep", "a grid of parameters")
     sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...")
     sn = sub.add_parser("snapshot", help="a scenario and trace starting from a live cluster's state")
-    sn.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"), help="the cluster (default: $KUBECONFIG)")
+    sn.add_argument(
+        "--kubeconfig", help="the cluster (default: $KUBECONFIG's first existing file, else ~/.kube/config)"
+    )
     sn.add_argument(
         "--lvmd-config", action="append", default=[], metavar="[POOL=]PATH",
         help="the nodes' lvmd.yaml; POOL=PATH: for nodes whose --pool-label is POOL (repeatable; default: one thick "
@@ -308,16 +309,19 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
-    from simulator import snapshot
+    from simulator import snapshot, snapshot_args
 
     options = snapshot.Options(
-        lvmd=snapshot.lvmd_configs(args.lvmd_config, args.pool_label), pool_label=args.pool_label,
-        selector=snapshot.selector(args.selector), namespaces=tuple(args.namespace), name=args.name,
+        lvmd=snapshot_args.lvmd_configs(args.lvmd_config, args.pool_label), pool_label=args.pool_label,
+        selector=snapshot_args.selector(args.selector), namespaces=tuple(args.namespace), name=args.name,
     )  # fmt: skip
-    if not args.kubeconfig:
-        raise errors.ConfigError("--kubeconfig: give the cluster's kubeconfig (or set KUBECONFIG)")
+    kubeconfig = args.kubeconfig or snapshot_args.default_kubeconfig()
+    if not kubeconfig:
+        raise errors.ConfigError(
+            "--kubeconfig: give the cluster's kubeconfig (or set KUBECONFIG, or have ~/.kube/config)"
+        )
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retry per refused connection; the error says it once
-    cluster, close, source = snapshot.connect(args.kubeconfig)
+    cluster, close, source = snapshot_args.connect(kubeconfig)
     try:
         live = snapshot.read(cluster, options)
     except errors.ConfigError:

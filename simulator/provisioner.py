@@ -1,16 +1,20 @@
-"""Models of the Kubernetes programs around TopoLVM's controller: external-provisioner (with its capacity
-publisher), the PV controller's binding, external-resizer and the snapshotter.
+"""Models of the Kubernetes programs around TopoLVM's controller: external-provisioner, the PV controller's
+binding, external-resizer and the snapshotter.
 
 They call the real ``ControllerService`` as the CSI sidecars call topolvm-controller, and wait for answers on
 LogicalVolume events as the CSI server's waiter does. What the real programs do, modelled:
 - a WaitForFirstConsumer claim is provisioned once kube-scheduler annotates it with the selected node; the
   CreateVolume request names that node (external-provisioner's topology requirement, reduced to the node it
-  puts first — which is the node TopoLVM places a WaitForFirstConsumer volume on); Immediate claims go anywhere;
+  puts first — which is the node TopoLVM places a WaitForFirstConsumer volume on); an Immediate claim at once,
+  with external-provisioner's requirement for it (every node, rotated by a hash of the claim's name:
+  ``simulator.topology``), so TopoLVM's controller puts it where upstream's would;
 - a final error (no room) removes the selected-node annotation so kube-scheduler tries again ("reschedule");
-  a transient one is retried with backoff (1 s doubling, at most 5 min, as external-provisioner's rate limiter);
+  a transient one, or any of an Immediate claim (there is no choice to withdraw), is retried with backoff (1 s
+  doubling, at most 5 min, as external-provisioner's rate limiter, which never gives up);
 - a Ready volume becomes a PersistentVolume with node affinity, bound to its claim;
 - a deleted claim's volume is deleted (reclaim policy Delete), then its PV;
-- with capacity tracking on, CSIStorageCapacity objects are refreshed from ``GetCapacity`` every poll interval.
+- a Bound claim whose request grew is expanded (ControllerExpandVolume), with external-resizer's backoff.
+Its CSIStorageCapacity publisher is ``simulator.capacity_tracking``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable
 
 import simpy
 
-from simulator import engine
+from simulator import engine, topology
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
 from topolvm.kube import memory as kube_memory
@@ -52,12 +56,27 @@ class LvEvents:
         return waiter
 
 
+def resizer_backoff(failures: int) -> float:
+    """external-resizer's delay before its next attempt after ``failures`` failures in a row (1 s doubling,
+    at most 5 min: --retry-interval-start, --retry-interval-max)."""
+    return min(300.0, 2.0 ** min(failures - 1, 16))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Stuck:
     node: str
     node_capacity: dict[str, str]  # the node's capacity annotations when the expansion failed
     size: int
-    failures: int
+    failures: int  # attempts in a row that failed, or would have (see ``Provisioner._on_node``)
+    failed_at: float
+
+    def next_attempt(self, now: float) -> tuple[float, int]:
+        """When external-resizer tries next, at ``now`` or later, and how many attempts will have failed by then."""
+        at, failures = self.failed_at + resizer_backoff(self.failures), self.failures
+        while at < now:
+            failures += 1
+            at += resizer_backoff(failures)
+        return at, failures
 
 
 @dataclasses.dataclass
@@ -91,6 +110,7 @@ class Provisioner:
         self._busy: set[tuple[str, str]] = set()  # claims being provisioned, resized or deleted
         self.on_failure: list[Callable[[workloads.PersistentVolumeClaim, errors.TopoLVMError], None]] = []
         self._stuck: dict[tuple[str, str], _Stuck] = {}  # expansions that failed for want of room
+        self._retrying: set[tuple[str, str]] = set()  # of those, the ones with an attempt due
         cluster.watch(PVC, self._on_claim)
         cluster.watch(resources.NODE, self._on_node)
 
@@ -135,15 +155,33 @@ class Provisioner:
         return {k: v for k, v in node.meta.annotations.items() if k.startswith(prefix)}
 
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
-        """A node's capacity changed: expansions that failed there for want of room may fit now."""
+        """A node's capacity changed: expansions that failed there for want of room may fit now. external-resizer
+        tries again at its next backoff step, not at the change: its attempts while nothing changed would have
+        failed the same way, so they are only counted towards the backoff (not run, not in the stats)."""
         name = event.object.name
         for key, held in list(self._stuck.items()):
-            if held.node == name:
-                current = self.cluster.get(PVC, key[1], namespace=key[0])
-                if current is None:
-                    del self._stuck[key]
-                elif key not in self._busy:
-                    self._on_claim(resources.Event(resources.EventType.MODIFIED, current))
+            if held.node != name or key in self._busy or key in self._retrying:
+                continue
+            at, failures = held.next_attempt(float(self.env.now))
+            self._retrying.add(key)
+            engine.later(self.env, at - self.env.now, functools.partial(self._retry_expansion, key, failures))
+
+    def _retry_expansion(self, key: tuple[str, str], failures: int) -> None:
+        """external-resizer's attempt, ``failures`` failed ones after the last that ran."""
+        self._retrying.discard(key)
+        held = self._stuck.get(key)
+        current = self.cluster.get(PVC, key[1], namespace=key[0])
+        if current is None:
+            self._stuck.pop(key, None)
+            return
+        if held is None or key in self._busy:
+            return
+        if held.node_capacity == self._node_capacity(held.node) and held.size == current.spec.request_bytes:
+            # changed and changed back: this attempt fails as the last one did
+            self._stuck[key] = dataclasses.replace(held, failures=failures + 1, failed_at=float(self.env.now))
+            return
+        self._stuck[key] = dataclasses.replace(held, failures=failures)
+        self._on_claim(resources.Event(resources.EventType.MODIFIED, current))
 
     def _start(self, key: tuple[str, str], process: engine.Process) -> None:
         self._busy.add(key)
@@ -184,6 +222,7 @@ class Provisioner:
             if not immediate and not node:
                 return  # the scheduler withdrew its choice
             name = self.volume_name(current)
+            preferred, requisite = self._topology(current)
             request = controller.VolumeRequest(
                 name=name,
                 required_bytes=current.spec.request_bytes,
@@ -191,26 +230,42 @@ class Provisioner:
                 fstype="block"
                 if current.spec.volume_mode == "Block"
                 else sc.parameters.get(constants.FSTYPE_PARAMETER, "ext4"),
-                preferred_nodes=(node,) if node else (),
-                requisite_nodes=(node,) if node else (),
+                preferred_nodes=preferred,
+                requisite_nodes=requisite,
             )
             try:
+                if not requisite:
+                    raise errors.Unavailable("no available topology found")  # no node has registered TopoLVM yet
                 first = self.service.create_volume(request)
                 ready = (
                     first
                     if isinstance(first, controller.Ready)
                     else (yield from self._wait_ready(functools.partial(self.service.creation_state, name), name))
                 )
-            except _TRANSIENT:
+            except errors.TopoLVMError as exc:
+                if not isinstance(exc, _TRANSIENT):
+                    if node:
+                        self._reschedule(current, exc)
+                        return
+                    for listener in self.on_failure:  # an Immediate claim: no choice to withdraw, tried again
+                        listener(current, exc)
                 self.stats.retried += 1
                 yield self.env.timeout(backoff)
                 backoff = min(backoff * 2, 300.0)
                 continue
-            except errors.TopoLVMError as exc:
-                self._reschedule(current, exc)
-                return
             self._bind(current, sc, ready)
             return
+
+    def _topology(self, pvc: workloads.PersistentVolumeClaim) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """external-provisioner's (preferred, requisite) nodes: the selected node, or for an Immediate claim every
+        node's ``topology.topolvm.io/node``, rotated by a hash of the claim's name (``simulator.topology``)."""
+        if pvc.selected_node:
+            return (pvc.selected_node,), (pvc.selected_node,)
+        key = constants.TOPOLOGY_NODE_KEY
+        nodes = self.cluster.list_of(resources.NODE)
+        return topology.immediate_requirements(
+            (n.meta.labels[key] for n in nodes if key in n.meta.labels), pvc.meta.name
+        )
 
     def _reschedule(self, pvc: workloads.PersistentVolumeClaim, exc: errors.TopoLVMError) -> None:
         for listener in self.on_failure:
@@ -282,12 +337,13 @@ class Provisioner:
             self.stats.expansion_failures += 1
             for listener in self.on_failure:
                 listener(pvc, exc)
-            # external-resizer retries with backoff (1 s doubling, at most 5 min); a retry while nothing on the
-            # node changed fails the same way, so the next one waits for a change of the node's capacity.
+            # external-resizer retries with backoff; a retry while nothing on the node changed fails the same way,
+            # so after this one the next waits for a change of the node's capacity (``_on_node``).
             key = (pvc.meta.namespace, pvc.meta.name)
             failures = self._stuck[key].failures + 1 if key in self._stuck else 1
-            self._stuck[key] = _Stuck(pv.spec.node_name, self._node_capacity(pv.spec.node_name), want, failures)
-            yield self.env.timeout(min(300.0, 2.0 ** (failures - 1)))
+            node_capacity = self._node_capacity(pv.spec.node_name)
+            self._stuck[key] = _Stuck(pv.spec.node_name, node_capacity, want, failures, float(self.env.now))
+            yield self.env.timeout(resizer_backoff(failures))
             return
         self._stuck.pop((pvc.meta.namespace, pvc.meta.name), None)
         current = self.cluster.get(PVC, pvc.meta.name, namespace=pvc.meta.namespace)
@@ -319,78 +375,3 @@ class Provisioner:
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.service.delete_volume(snapshot_id, snapshot=True)
-
-
-class CapacityPublisher:
-    """external-provisioner's ``--enable-capacity``: one CSIStorageCapacity per (node, storage class), refreshed
-    from ``GetCapacity`` every ``interval`` seconds (capacity-tracking mode).
-
-    The real sidecar asks again for every node at each poll; only nodes whose capacity annotations changed since
-    the last poll can have a different answer, so only those are asked here — the objects come out the same.
-    """
-
-    def __init__(
-        self,
-        env: simpy.Environment,
-        cluster: kube_memory.InMemoryCluster,
-        service: controller.ControllerService,
-        *,
-        interval: float,
-        namespace: str,
-    ) -> None:
-        self.env, self.cluster, self.service = env, cluster, service
-        self.interval, self.namespace = interval, namespace
-        self._dirty: dict[str, None] = {}
-        self._gone: dict[str, None] = {}
-        self._seen: dict[str, dict[str, str]] = {}
-        cluster.watch(resources.NODE, self._on_node)
-        env.process(self._run())
-
-    def _on_node(self, event: resources.Event[resources.Node]) -> None:
-        name = event.object.name
-        if event.type is resources.EventType.DELETED:
-            self._seen.pop(name, None)
-            self._gone[name] = None
-            return
-        capacities = {
-            k: v for k, v in event.object.meta.annotations.items() if k.startswith(constants.CAPACITY_KEY_PREFIX)
-        }
-        if self._seen.get(name) != capacities:
-            self._seen[name] = capacities
-            self._dirty[name] = None
-
-    def _name(self, node: str, storage_class: str) -> str:
-        return f"csisc-{node}-{storage_class}"
-
-    def refresh(self) -> None:
-        classes = [
-            sc for sc in self.cluster.list_of(workloads.STORAGE_CLASS) if sc.provisioner == constants.PLUGIN_NAME
-        ]
-        for node in self._gone:
-            for sc in classes:
-                if self.cluster.get(
-                    workloads.CSI_STORAGE_CAPACITY, self._name(node, sc.meta.name), namespace=self.namespace
-                ):
-                    self.cluster.delete(
-                        workloads.CSI_STORAGE_CAPACITY, self._name(node, sc.meta.name), namespace=self.namespace
-                    )
-        self._gone.clear()
-        dirty, self._dirty = self._dirty, {}
-        for node in dirty:
-            for sc in classes:
-                capacity = self.service.get_capacity(sc.device_class, node)
-                name = self._name(node, sc.meta.name)
-                current = self.cluster.get(workloads.CSI_STORAGE_CAPACITY, name, namespace=self.namespace)
-                if current is None:
-                    meta = resources.Meta(name=name, namespace=self.namespace)
-                    labels = {constants.TOPOLOGY_NODE_KEY: node}
-                    self.cluster.create(
-                        workloads.CSIStorageCapacity(meta, sc.meta.name, labels, capacity_bytes=capacity)
-                    )
-                elif current.capacity_bytes != capacity:
-                    self.cluster.update(dataclasses.replace(current, capacity_bytes=capacity))
-
-    def _run(self) -> engine.Process:
-        while True:
-            self.refresh()
-            yield self.env.timeout(self.interval)

@@ -20,6 +20,7 @@ from typing import Any
 
 from simulator import (
     adapters,
+    capacity_tracking,
     engine,
     observe,
     provisioner,
@@ -74,14 +75,14 @@ def simulate(
     env = engine.SimEnvironment()
     w = world.World(loaded, env)
     extender = None
-    if spec.scheduler.mode == "extender":
+    if spec.scheduler.extender_on:
         extender = adapters.SimExtender(w, spec.scheduler.extender)
     model = ks_model.KubeScheduler(
         adapters.scheduler_config(spec.scheduler), extender, _rng(spec.seed, "kube-scheduler")
     )
     prov = provisioner.Provisioner(env, w.cluster, w.controller, latency=w.latencies.provisioner)
-    if spec.scheduler.mode == "capacity-tracking":
-        provisioner.CapacityPublisher(
+    if spec.scheduler.capacity_tracking_on:
+        capacity_tracking.CapacityPublisher(
             env,
             w.cluster,
             w.controller,
@@ -103,7 +104,7 @@ def simulate(
         cycle_latency=w.latencies.scheduling_cycle,
         on_attempt=observer.attempt,
         on_bound=bound,
-        capacity_tracking=spec.scheduler.mode == "capacity-tracking",
+        capacity_tracking=spec.scheduler.capacity_tracking_on,
         most_free=extender.most_free if extender is not None else None,
     )
     driver.settle_hopeless = settle_hopeless
@@ -154,6 +155,7 @@ def simulate(
         provisioner=dataclasses.asdict(prov.stats),
         volumes_lost_with_nodes=w.lost_volumes,
         pods_recreated=executor.recreated,
+        expansions_deferred=executor.expansions_deferred,
         workload_errors=executor.errors[:50],
         error=error,
     )

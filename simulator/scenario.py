@@ -151,12 +151,22 @@ class ExtenderSpec(_Strict):
 
 
 class SchedulerSpec(_Strict):
-    mode: Literal["extender", "capacity-tracking"] = "extender"
+    # extender: topolvm-scheduler as a kube-scheduler extender; capacity-tracking: CSIStorageCapacity (the CSIDriver's
+    # storageCapacity: true) without it; both: what deploy/ ships, so a pod must pass the two.
+    mode: Literal["extender", "capacity-tracking", "both"] = "both"
     extender: ExtenderSpec = msgspec.field(default_factory=ExtenderSpec)
     percentage_of_nodes_to_score: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     storage_capacity_scoring: bool = True  # kube-scheduler v1.37: StorageCapacityScoring is beta, on
     capacity_poll_interval: str = "60s"  # external-provisioner --capacity-poll-interval
     scheduling_slo: str = "5m"  # a pod not running this long after creation counts as failed
+
+    @property
+    def extender_on(self) -> bool:
+        return self.mode != "capacity-tracking"
+
+    @property
+    def capacity_tracking_on(self) -> bool:
+        return self.mode != "extender"
 
     def __post_init__(self) -> None:
         checks.check(checks.positive_duration, self.capacity_poll_interval, "capacity-poll-interval")

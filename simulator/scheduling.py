@@ -266,16 +266,19 @@ class SchedulerDriver:
             return False
         if self.model.cannot_fit_resources(pod):
             return True
-        if self.capacity_tracking:
-            claims, missing = self._claims(pod)
-            if missing or not claims or any(c.bound_node is not None for c in claims):
-                return False
-            return any(
-                max(self._capacity.get(c.storage_class, {}).values(), default=0) < c.request_bytes for c in claims
-            )
+        if self.capacity_tracking and self._no_capacity_object_fits(pod):
+            return True
         if self.most_free is None:
             return False
         return any((self.most_free(c, pod) or 0) < size for c, size in last.wanted.items())
+
+    def _no_capacity_object_fits(self, pod: workloads.Pod) -> bool:
+        """No CSIStorageCapacity of one of the pod's (unbound) claims' classes is as large as the claim: the
+        VolumeBinding filter fails on every node."""
+        claims, missing = self._claims(pod)
+        if missing or not claims or any(c.bound_node is not None for c in claims):
+            return False
+        return any(max(self._capacity.get(c.storage_class, {}).values(), default=0) < c.request_bytes for c in claims)
 
     def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt, again: _Failure | None = None) -> None:
         if again is None:

@@ -6,8 +6,11 @@ Builds
 - node pools of nodes that look alike (``simulator.node_shapes`` infers their volume groups), every node keeping
   its name (the pool's ``node-names``);
 - a trace: at t=0 a ``drain-node`` per cordoned node and a ``place-claim`` per LogicalVolume, on its node and
-  under its claim's name (an LV no claim owns is placed as ``topolvm-unclaimed/<LV name>``); once those volumes
-  are in place (``settle_seconds``), a ``create-pod`` per pending pod with TopoLVM claims.
+  under its claim's name (an LV no claim owns is placed as ``topolvm-unclaimed/<LV name>``; one whose node is gone
+  is left out, with a warning); once those volumes are in place (``settle_seconds``), an ``expand-claim`` per
+  claim asking for more than its volume holds (an expansion in flight) and a ``create-pod`` per pending pod with
+  TopoLVM claims;
+- ``scheduler.mode`` as the cluster runs it, when its API tells (``simulator.snapshot_mode``).
 Not carried over: running pods' CPU and memory (the simulated nodes start without pods), pending pods' node
 selectors, affinity and tolerations, claims of other provisioners, pending claims no pod uses.
 """
@@ -16,17 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from simulator import node_shapes, trace, units
+from simulator import node_shapes, snapshot_mode, trace, units
 from topolvm import constants, errors, ports
 from topolvm.core import devclass, model, resources, workloads
-from topolvm.kube import client
-from topolvm.lvmd import config as lvmd_config
 
 UNCLAIMED_NAMESPACE = "topolvm-unclaimed"
 
@@ -49,20 +50,9 @@ class Live:
     storage_classes: list[workloads.StorageClass]
     claims: list[workloads.PersistentVolumeClaim]
     persistent_volumes: list[workloads.PersistentVolume]
-    pods: list[workloads.Pod]
-
-
-def connect(kubeconfig: str, timeout: float = 15.0) -> tuple[client.KubeCluster, Callable[[], None], str]:
-    """(cluster, close, API server URL) for a kubeconfig; ConfigError when it cannot be read or used."""
-    try:
-        Path(kubeconfig).read_bytes()
-    except OSError as exc:
-        raise errors.ConfigError(f"{kubeconfig}: cannot read the kubeconfig: {exc.strerror}") from None
-    try:
-        api = client.api_client(kubeconfig)
-    except Exception as exc:  # the kubernetes client raises assorted types for malformed files
-        raise errors.ConfigError(f"{kubeconfig}: not a usable kubeconfig: {exc}") from None
-    return client.KubeCluster(api, timeout=timeout), api.close, str(api.configuration.host)
+    pods: list[workloads.Pod]  # pending, with claims
+    node_names: frozenset[str] = frozenset()  # every Node, whatever the selector
+    scheduling: snapshot_mode.Evidence | None = None  # what tells the scheduler set-up
 
 
 def read(cluster: ports.Cluster, options: Options) -> Live:
@@ -82,15 +72,18 @@ def read(cluster: ports.Cluster, options: Options) -> Live:
         pods = [p for ns in options.namespaces for p in cluster.list_of(workloads.POD, namespace=ns)]
     else:
         pods = cluster.list_of(workloads.POD)
+    every_node = cluster.list_of(resources.NODE) if options.selector else nodes
+    classes = [sc for sc in cluster.list_of(workloads.STORAGE_CLASS) if sc.provisioner == constants.PLUGIN_NAME]
+    claims = cluster.list_of(workloads.PVC)
     return Live(
         nodes=nodes,
         volumes=volumes,
-        storage_classes=[
-            sc for sc in cluster.list_of(workloads.STORAGE_CLASS) if sc.provisioner == constants.PLUGIN_NAME
-        ],
-        claims=cluster.list_of(workloads.PVC),
+        storage_classes=classes,
+        claims=claims,
         persistent_volumes=cluster.list_of(workloads.PV),
         pods=[p for p in pods if not p.spec.node_name and p.status.phase == "Pending" and p.claim_names()],
+        node_names=frozenset(n.name for n in every_node),
+        scheduling=snapshot_mode.evidence(cluster, {n.name for n in nodes}, classes, claims, pods),
     )
 
 
@@ -105,6 +98,8 @@ class Snapshot:
     settle_seconds: float
     skipped_nodes: list[str]  # no capacity annotation: not TopoLVM nodes
     warnings: list[str]
+    mode_reason: str = ""  # why scheduler.mode is what it is
+    expansions: int = 0  # claims whose request is larger than their volume: expanded at settle_seconds
 
 
 class _Builder:
@@ -115,6 +110,7 @@ class _Builder:
         self.lvmd: dict[str, node_shapes.Lvmd] = {}  # by node
         self.skipped: list[str] = []
         self.extra_classes: dict[str, workloads.StorageClass] = {}  # made for unclaimed volumes, by device class
+        self.expansions: list[tuple[str, str, int]] = []  # (namespace, claim, requested bytes)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -178,11 +174,15 @@ class _Builder:
         ops: list[trace.PlaceClaim] = []
         owned: set[tuple[str, str]] = set()
         volumes: dict[str, list[node_shapes.Volume]] = {n: [] for n in self.lvmd}
+        orphaned: list[str] = []
         for lv in sorted(self.live.volumes, key=lambda v: (v.spec.node_name, v.name)):
             node = lv.spec.node_name
             size = lv.status.current_size
             if size is None and lv.status.volume_id:
                 size = lv.spec.size
+            if node not in self.live.node_names:
+                orphaned.append(f"{lv.name} (node {node})")
+                continue
             if node not in self.lvmd or size is None:
                 continue  # on a node left out, or not created yet (its claim is still pending)
             dc = self.resolve_class(node, lv.spec.device_class)
@@ -202,7 +202,24 @@ class _Builder:
             namespace, name = (pvc.meta.namespace, pvc.meta.name) if pvc is not None else (UNCLAIMED_NAMESPACE, lv.name)
             sc = self.storage_class_for(dc, pvc.spec.storage_class_name if pvc is not None else None)
             ops.append(trace.PlaceClaim(t=0.0, namespace=namespace, name=name, storage_class=sc, size=size, node=node))
+            if pvc is not None and pvc.spec.request_bytes > size:  # an expansion in flight (or failed)
+                self.expand(pvc, namespace, name, size)
+        if orphaned:
+            self.warn(
+                f"{len(orphaned)} LogicalVolume(s) on nodes that no longer exist are left out (TopoLVM's node "
+                f"cleanup has not removed them: is topolvm-controller running?): {', '.join(orphaned[:5])}"
+            )
         return ops, volumes
+
+    def expand(self, pvc: workloads.PersistentVolumeClaim, namespace: str, name: str, size: int) -> None:
+        expandable = {sc.name for sc in self.live.storage_classes if sc.allow_volume_expansion}
+        if pvc.spec.storage_class_name in expandable:
+            self.expansions.append((namespace, name, pvc.spec.request_bytes))
+        else:
+            self.warn(
+                f"claim {namespace}/{name} asks for {pvc.spec.request_bytes} bytes but its volume holds {size}, and "
+                "its storage class does not allow expansion: placed as it is"
+            )
 
     # --- pending pods ---
     def pending(self, placed: set[tuple[str, str]], at: float, offered: Sequence[str]) -> list[trace.CreatePod]:
@@ -306,16 +323,24 @@ def build(live: Live, options: Options) -> Snapshot:
     for node_volumes in volumes.values():
         for v in node_volumes:
             placed_bytes[v.device_class] = placed_bytes.get(v.device_class, 0) + v.size
+    mode, why, doubt = snapshot_mode.detect(live.scheduling or snapshot_mode.Evidence(None, 0, 0, 0))
+    if doubt:
+        b.warn(doubt)
     scenario = {
         "name": options.name,
         "seed": 1,
         "duration": "30d",
         "sample-interval": "1h",
         "cluster": {"node-pools": [p.shape.spec(p.name, p.nodes) for p in pools], "storage-classes": sc_specs},
-        "scheduler": {"mode": "extender"},
+        "scheduler": {"mode": mode},
     }
-    ops: list[trace.Op] = [*drains, *places, *creates]
-    return Snapshot(scenario, ops, pools, placed_bytes, len(places), len(creates), settle, b.skipped, b.warnings)
+    grow: list[trace.Op] = [
+        trace.ExpandClaim(t=settle, namespace=ns, name=name, size=size) for ns, name, size in b.expansions
+    ]
+    ops: list[trace.Op] = [*drains, *places, *grow, *creates]
+    return Snapshot(
+        scenario, ops, pools, placed_bytes, len(places), len(creates), settle, b.skipped, b.warnings, why, len(grow)
+    )
 
 
 def write(snap: Snapshot, out: Path | None, trace_out: Path | None, source: str) -> tuple[str, Path]:
@@ -333,7 +358,9 @@ def write(snap: Snapshot, out: Path | None, trace_out: Path | None, source: str)
     header = (
         f"# topolvm-sim snapshot of {source}: {sum(len(p.nodes) for p in snap.pools)} node(s) in "
         f"{len(snap.pools)} pool(s).\n# Its trace places {snap.volumes} existing volume(s) at t=0 and creates "
-        f"{snap.pending_pods} pending pod(s) at t={snap.settle_seconds:.0f}s.\n"
+        f"{snap.pending_pods} pending pod(s) at t={snap.settle_seconds:.0f}s"
+        + (f", after expanding {snap.expansions} claim(s) whose request exceeds its volume" if snap.expansions else "")
+        + f".\n# scheduler.mode {snap.scenario['scheduler']['mode']}: {snap.mode_reason}.\n"
         "# Add workloads, node-events and disk-events to plan from here.\n"
     )
     text = header + yaml.safe_dump({**snap.scenario, "trace": key}, sort_keys=False, default_flow_style=False)
@@ -361,36 +388,8 @@ def summary(snap: Snapshot, source: str) -> list[str]:
     volumes = ", ".join(f"{dc} {units.text_of_bytes(b)}" for dc, b in sorted(snap.placed_bytes.items()))
     lines.append(f"  volumes placed at t=0: {snap.volumes}" + (f" ({volumes})" if volumes else ""))
     lines.append(f"  pending pods created at t={snap.settle_seconds:.0f}s: {snap.pending_pods}")
+    if snap.expansions:
+        lines.append(f"  expansions in flight, asked for again at t={snap.settle_seconds:.0f}s: {snap.expansions}")
+    lines.append(f"  scheduler.mode {snap.scenario['scheduler']['mode']}: {snap.mode_reason}")
     lines.extend(f"  warning: {w}" for w in snap.warnings)
     return lines
-
-
-def lvmd_configs(values: Sequence[str], pool_label: str | None) -> dict[str | None, node_shapes.Lvmd]:
-    """``--lvmd-config`` values: ``PATH`` (every node) or ``POOL=PATH`` (nodes whose pool label is POOL)."""
-    configs: dict[str | None, node_shapes.Lvmd] = {}
-    for value in values:
-        pool, sep, path = value.partition("=")
-        key: str | None = pool if sep else None
-        path = path if sep else value
-        if key is not None and pool_label is None:
-            raise errors.ConfigError(f"--lvmd-config {value}: POOL=PATH needs --pool-label (the label naming pools)")
-        if key in configs:
-            raise errors.ConfigError(f"--lvmd-config {value}: {'pool ' + key if key else 'every node'} has one already")
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise errors.ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        lvmd_config.parse(text, path)  # lvmd's own checks (duplicate keys, YAML errors), with its messages
-        configs[key] = node_shapes.Lvmd.of(yaml.safe_load(text), path)
-    return configs
-
-
-def selector(text: str) -> dict[str, str]:
-    """``--selector key=value[,key=value]``: node labels, all of which must match."""
-    found: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key:
-            raise errors.ConfigError(f"--selector {text}: {part!r} is not key=value")
-        found[key] = value
-    return found

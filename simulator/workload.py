@@ -52,8 +52,11 @@ class Executor:
         self.recreated = 0
         self._placed: dict[tuple[str, str], str] = {}  # claims of place-claim operations -> their node
         self._unpublished: dict[str, list[trace.PlaceClaim]] = {}  # by node: waiting for its first capacity
+        self._deferred: dict[tuple[str, str], int] = {}  # expansions of claims not bound yet: the size asked for
+        self.expansions_deferred = 0
         w.capacity_listeners.append(self._published)
         self.cluster.watch(workloads.POD, self._on_pod)
+        self.cluster.watch(workloads.PVC, self._on_claim)
         prov.on_failure.append(self._placement_failed)
 
     def apply(self, op: trace.Op) -> None:
@@ -116,10 +119,43 @@ class Executor:
             self.errors.append(f"t={self.env.now:.1f}s PlaceClaim: claim {where} not placed on node {node}: {exc}")
 
     def _expand(self, op: trace.ExpandClaim) -> None:
+        """Grow a claim's request. Only a Bound claim's request may change (the API server refuses it before, and
+        external-resizer acts only on bound claims), so an expansion of a claim not bound yet waits until it is."""
         pvc = self.cluster.get(workloads.PVC, op.name, namespace=op.namespace)
-        if pvc is not None and trace.size_of(op.size) > pvc.spec.request_bytes:
-            spec = dataclasses.replace(pvc.spec, request_bytes=trace.size_of(op.size))
-            self.cluster.update(dataclasses.replace(pvc, spec=spec))
+        if pvc is None:
+            return
+        key, size = (op.namespace, op.name), trace.size_of(op.size)
+        if pvc.status.phase == "Bound":
+            self._grow(pvc, size)
+        elif size > max(pvc.spec.request_bytes, self._deferred.get(key, 0)):
+            self.expansions_deferred += key not in self._deferred
+            self._deferred[key] = size
+
+    def _grow(self, pvc: workloads.PersistentVolumeClaim, size: int) -> None:
+        if size <= pvc.spec.request_bytes:
+            return
+        sc = self.cluster.get(workloads.STORAGE_CLASS, pvc.spec.storage_class_name or "")
+        if sc is None or not sc.allow_volume_expansion:  # the API server's PersistentVolumeClaimResize admission
+            raise errors.FailedPrecondition(
+                f"claim {pvc.meta.namespace}/{pvc.meta.name}: only dynamically provisioned pvc can be resized and the "
+                "storageclass that provisions the pvc must support resize"
+            )
+        self.cluster.update(dataclasses.replace(pvc, spec=dataclasses.replace(pvc.spec, request_bytes=size)))
+
+    def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
+        """Deferred expansions: applied once their claim is Bound, dropped with it."""
+        key = (event.object.meta.namespace, event.object.meta.name)
+        if key not in self._deferred:
+            return
+        if event.type is resources.EventType.DELETED:
+            del self._deferred[key]
+            return
+        current = self.cluster.get(workloads.PVC, key[1], namespace=key[0])  # the event may be older
+        if current is not None and current.status.phase == "Bound":
+            try:
+                self._grow(current, self._deferred.pop(key))
+            except errors.TopoLVMError as exc:
+                self.errors.append(f"t={self.env.now:.1f}s ExpandClaim (deferred until bound): {exc}")
 
     def _take_snapshot(self, op: trace.Snapshot) -> None:
         pvc = self.cluster.get(workloads.PVC, op.claim, namespace=op.namespace)

@@ -56,20 +56,33 @@ class SimNode:
         cluster = world.cluster
         self.reconciler = node.LogicalVolumeReconciler(node_name=name, cluster=cluster, lvmd=self.lvmd)
         self.queue = engine.WorkQueue(world.env, self._reconcile)
-        publisher = node.CapacityPublisher(node_name=name, cluster=cluster)
+        self._publisher = node.CapacityPublisher(node_name=name, cluster=cluster)
+        self._started = False
         self._subscriptions: list[ports.Subscription] = [
-            # the annotation reflects a change once its lvm commands have run
-            self.lvmd.watch(
-                lambda cap: engine.later(world.env, world.latencies.lvm_command, lambda: self._publish(publisher, cap))
-            ),
+            self.lvmd.watch(self._on_capacity),
             cluster.watch(resources.LOGICAL_VOLUME, self._on_lv, match={resources.BY_NODE: name}),
         ]
+        # The agent's first report takes an lvm command; after that a change is published as it happens, at the
+        # instant its LogicalVolume's status is written (the reconciler's work happens at once, see
+        # ``engine.WorkQueue``): a real agent's capacity update and its status write follow the same lvm command,
+        # and both come well before the pod is bound. (Publishing later than the status would let the extender end
+        # a pod's reservation on its binding while the annotation still lacks the volume.)
+        engine.later(world.env, world.latencies.lvm_command, self._start_publishing)
 
-    def _publish(self, publisher: node.CapacityPublisher, capacity: model.NodeCapacity) -> None:
+    def _on_capacity(self, capacity: model.NodeCapacity) -> None:
+        self.capacity = capacity
+        if self._started:
+            self._publish()
+
+    def _start_publishing(self) -> None:
+        self._started = True
+        self._publish()
+
+    def _publish(self) -> None:
         if not self.alive:
             return
-        self.capacity = capacity
-        publisher(capacity)
+        capacity = self.capacity
+        self._publisher(capacity)
         for listener in self.world.capacity_listeners:
             listener(self, capacity)
 
@@ -141,7 +154,12 @@ class World:
         pool = self.pools[pool_name]
         if name is None:
             name = self._next_name(pool_name)
-        labels = {**pool.labels, "kubernetes.io/hostname": name, "node.kubernetes.io/pool": pool.name}
+        labels = {
+            **pool.labels,
+            "kubernetes.io/hostname": name,
+            "node.kubernetes.io/pool": pool.name,
+            constants.TOPOLOGY_NODE_KEY: name,  # topolvm-node's CSI registration (NodeGetInfo's topology)
+        }
         allocatable = {
             workloads.CPU: quantity.to_milli(pool.cpu),
             workloads.MEMORY: units.size(pool.memory),
@@ -157,8 +175,10 @@ class World:
 
     def fail_node(self, name: str) -> None:
         """The node and its disks are gone: its agent stops and the Node object is deleted (an operator or the
-        cloud provider does that); TopoLVM's node cleanup then releases its LogicalVolumes, and the pod garbage
-        collector deletes the pods that were bound to it (their claims stay: their volumes are lost)."""
+        cloud provider does that). TopoLVM's node cleanup (topolvm-controller's ``NodeCleanup``, run on the Node's
+        deletion as the controller runs it) then deletes the node's claims of TopoLVM's StorageClasses and releases
+        its LogicalVolumes — their data is lost — and the pod garbage collector deletes the pods that were bound to
+        it (a StatefulSet's come back, with new claims)."""
         sim_node = self.nodes.pop(name)
         sim_node.stop()
         self.lost_volumes += len(self.cluster.list_of(resources.LOGICAL_VOLUME, match={resources.BY_NODE: name}))

@@ -3,6 +3,7 @@ models use — Pods (binding), PVCs, PVs, StorageClasses, CSIStorageCapacities, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,7 @@ from tests.contract.cluster_world import ClusterWorld, events_of, eventually, ne
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
 from topolvm.core.workloads import Operator
+from topolvm.kube import validation
 
 GiB = 1 << 30
 
@@ -98,6 +100,49 @@ def test_claims_selected_node_resize_and_binding(world: ClusterWorld) -> None:
     assert (bound.spec.volume_name, bound.status) == (f"pv-{world.prefix}", workloads.ClaimStatus("Bound", 5 * GiB))
     grown = c.update(replace(bound, spec=replace(bound.spec, request_bytes=8 * GiB)))
     assert grown.spec.request_bytes == 8 * GiB and grown.status.capacity_bytes == 5 * GiB
+
+
+def refused(phrase: str, write: Callable[[], object]) -> None:
+    with pytest.raises(errors.InvalidArgument) as caught:
+        write()
+    assert phrase in str(caught.value)
+
+
+def test_claim_spec_is_immutable_but_for_a_bound_claims_request_and_its_volume_name_once(world: ClusterWorld) -> None:
+    c = world.cluster
+
+    def changed(pvc: workloads.PersistentVolumeClaim, **spec: object) -> workloads.PersistentVolumeClaim:
+        return replace(pvc, spec=replace(pvc.spec, **spec))  # type: ignore[arg-type]
+
+    pvc = c.create(new_pvc(world, "data"))
+    immutable = validation.IMMUTABLE
+    # not bound: the request may not change (external-resizer only acts on bound claims), nor anything else
+    refused(immutable, lambda: c.update(changed(pvc, request_bytes=8 * GiB)))
+    refused(immutable, lambda: c.update(changed(pvc, storage_class_name=f"{world.prefix}-other")))
+    refused(immutable, lambda: c.update(changed(pvc, access_modes=("ReadWriteMany",))))
+    refused(immutable, lambda: c.update(changed(pvc, volume_mode="Block")))
+    named = c.update(changed(pvc, volume_name=f"pv-{world.prefix}"))  # the PV controller binds: once
+    assert named.spec.volume_name == f"pv-{world.prefix}"
+    refused(immutable, lambda: c.update(changed(named, volume_name=f"pv-{world.prefix}-2")))
+    refused(immutable, lambda: c.update(changed(named, volume_name="")))
+    refused(immutable, lambda: c.update(changed(named, request_bytes=8 * GiB)))  # named, but not Bound yet
+    bound = c.update_status(replace(named, status=workloads.ClaimStatus("Bound", 5 * GiB)))
+    grown = c.update(changed(bound, request_bytes=8 * GiB))
+    assert grown.spec.request_bytes == 8 * GiB
+    refused(immutable, lambda: c.update(changed(grown, request_bytes=9 * GiB, volume_mode="Block")))
+    # a failed expansion may be taken back (RecoverVolumeExpansionFailure), but not to the capacity or below
+    lowered = c.update(changed(grown, request_bytes=6 * GiB))
+    assert lowered.spec.request_bytes == 6 * GiB
+    refused(validation.BELOW_CAPACITY, lambda: c.update(changed(lowered, request_bytes=5 * GiB)))
+    refused(validation.BELOW_CAPACITY, lambda: c.update(changed(lowered, request_bytes=4 * GiB)))
+    lost = c.update_status(replace(lowered, status=workloads.ClaimStatus("Lost", 5 * GiB)))
+    refused(immutable, lambda: c.update(changed(lost, request_bytes=10 * GiB)))
+    # a claim created without a class may get one, once (RetroactiveDefaultStorageClass)
+    classless = c.create(replace(new_pvc(world, "classless"), spec=workloads.ClaimSpec(request_bytes=GiB)))
+    assert classless.spec.storage_class_name is None
+    classed = c.update(changed(classless, storage_class_name=world.prefix))
+    assert classed.spec.storage_class_name == world.prefix
+    refused(immutable, lambda: c.update(changed(classed, storage_class_name=f"{world.prefix}-other")))
 
 
 def test_volumes_keep_claim_ref_node_and_handle(world: ClusterWorld) -> None:

@@ -26,6 +26,25 @@ def test_the_default_scenario_loads_with_its_lvmd_config() -> None:
     assert classes == ["ssd", "thin"]
 
 
+@pytest.mark.parametrize(
+    ("mode", "extender", "tracking"),
+    [
+        ("both", True, True),
+        ("extender", True, False),
+        ("capacity-tracking", False, True),
+        pytest.param(None, True, True, id="unset-is-both"),
+    ],
+)
+def test_scheduler_modes_and_the_default_as_deploy_ships(mode: str | None, extender: bool, tracking: bool) -> None:
+    data = default()
+    if mode is None:
+        del data["scheduler"]["mode"]
+    else:
+        data["scheduler"]["mode"] = mode
+    spec = scenario.parse(data).spec.scheduler
+    assert (spec.mode, spec.extender_on, spec.capacity_tracking_on) == (mode or "both", extender, tracking)
+
+
 def with_change(path: str, value: Any) -> dict[str, Any]:
     data = copy.deepcopy(default())
     target: Any = data

@@ -196,6 +196,28 @@ def test_capacity_tracking_over_commits_a_node_where_the_extender_does_not() -> 
     assert extender.summary["pods"]["pending_at_end"] == 1
 
 
+def test_with_both_as_deploy_ships_them_a_pod_is_refused_by_either_check() -> None:
+    """mode both: kube-scheduler's VolumeBinding needs a CSIStorageCapacity with room, then the extender filters.
+    The burst above: the extender refuses the third pod at once, as alone. Then a stale CSIStorageCapacity: a's
+    deletion at t=130 frees its big node's annotation at once, but the object says 100 GiB until the next poll
+    (t=180); c (300 GiB, t=131) waits for it, where the extender alone places it at once."""
+    both = dict(FIVE, scheduler={"mode": "both", "extender": {"mode": "spread", "weight": 200}})
+    burst = [pod(120, "a", 300 * GiB), pod(120, "b", 300 * GiB), pod(120, "c", 300 * GiB)]
+    refused = simulate(both, burst)
+    assert refused.summary["mode"] == "both" and refused.summary["provisioner"]["rescheduled"] == 0
+    assert len([d for d in refused.decisions if d.bound_at is not None]) == 2
+    stale: list[trace.Op] = [
+        pod(70, "a", 300 * GiB),
+        pod(75, "b", 300 * GiB),
+        trace.DeletePod(t=130, namespace="default", name="a"),
+        pod(131, "c", 300 * GiB),
+    ]
+    waited, alone = simulate(both, stale), simulate(FIVE, stale)
+    assert by_pod(waited)["c"].bound_at >= 180 > 140 > by_pod(alone)["c"].bound_at
+    assert "node(s) did not have enough free storage" in waited.summary["scheduling"]["reasons"]
+    assert alone.summary["scheduling"]["failed_attempts"] == 0
+
+
 def test_a_failed_node_releases_its_volumes_and_an_added_disk_grows_capacity() -> None:
     data = copy.deepcopy(FIVE)
     ops: list[trace.Op] = [
@@ -287,7 +309,7 @@ def test_a_statefulset_pod_on_a_failed_node_comes_back_elsewhere_with_a_new_clai
     assert first.node in BIG and again.node not in BIG
 
 
-@pytest.mark.parametrize("mode", ["extender", "capacity-tracking"])
+@pytest.mark.parametrize("mode", ["extender", "capacity-tracking", "both"])
 def test_answering_hopeless_retries_without_a_cycle_changes_no_outcome(mode: str) -> None:
     """A full cluster keeps pods pending and retried on every event; retries that cannot succeed (no node offers
     enough) are answered without running the cycle. The run must come out the same as one that runs them all."""

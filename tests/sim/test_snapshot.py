@@ -16,8 +16,6 @@ import argparse
 import copy
 import logging
 import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,11 @@ import msgspec
 import pytest
 import yaml
 
-from simulator import cli, node_shapes, run, scenario, snapshot, trace
+from simulator import cli, node_shapes, run, scenario, snapshot_args, trace
+from tests.sim.live_cluster import Live
 from tests.support.controlplane import ControlPlane
 from topolvm import constants, errors
-from topolvm.core import resources, workloads
+from topolvm.core import resources
 from topolvm.kube import client
 
 GiB = 1 << 30
@@ -42,81 +41,6 @@ LVMD_B = {
          "thin-pool": {"name": "pool0", "overprovision-ratio": 5.0}},
     ]
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def kube(kube_api: ControlPlane) -> Iterator[client.KubeCluster]:
-    kube_api.install_crds()
-    api = client.api_client(kube_api.kubeconfig)
-    yield client.KubeCluster(api)
-    api.close()
-
-
-class Live:
-    """Builds a live cluster's objects through the Cluster port, every name prefixed for this test."""
-
-    def __init__(self, kube: client.KubeCluster) -> None:
-        self.kube = kube
-        self.p = f"s{uuid.uuid4().hex[:6]}"
-        kube.create(resources.Namespace(resources.Meta(name=self.p)))
-
-    def node(
-        self,
-        name: str,
-        annotations: dict[str, int],
-        *,
-        pool: str = "",
-        cpu: int = 8000,
-        memory: int = 32 * GiB,
-        taints: tuple[resources.Taint, ...] = (),
-        default: str = "ssd",
-        cordoned: bool = False,
-    ) -> str:
-        labels = {"snapshot-test": self.p, "kubernetes.io/hostname": f"{self.p}-{name}"}
-        if pool:
-            labels["example.com/pool"] = pool
-        notes = {constants.capacity_annotation(k): str(v) for k, v in annotations.items()}
-        if default in annotations:
-            notes[constants.capacity_annotation("")] = str(annotations[default])
-        meta = resources.Meta(name=f"{self.p}-{name}", labels=labels, annotations=notes)
-        created = self.kube.create(resources.Node(meta, resources.NodeSpec(taints=taints, unschedulable=cordoned)))
-        status = resources.NodeStatus({"cpu": cpu, "memory": memory, "pods": 110})
-        self.kube.update_status(resources.evolve(created, status=status))
-        return str(meta.name)
-
-    def storage_class(self, device_class: str) -> str:
-        name = f"{self.p}-{device_class}"
-        params = {constants.DEVICE_CLASS_PARAMETER: device_class}
-        self.kube.create(workloads.StorageClass(resources.Meta(name=name), constants.PLUGIN_NAME, params))
-        return name
-
-    def volume(self, node: str, size: int, device_class: str, name: str) -> resources.LogicalVolume:
-        name = f"{self.p}-{name}"
-        spec = resources.LogicalVolumeSpec(name=name, node_name=node, size=size, device_class=device_class)
-        lv = self.kube.create(resources.LogicalVolume(resources.Meta(name=name), spec))
-        status = resources.LogicalVolumeStatus(volume_id=lv.meta.uid, current_size=size)
-        updated: resources.LogicalVolume = self.kube.update_status(resources.evolve(lv, status=status))
-        return updated
-
-    def claim(self, name: str, storage_class: str, size: int, volume: resources.LogicalVolume | None = None) -> None:
-        pv_name = f"{self.p}-pv-{name}" if volume is not None else ""
-        spec = workloads.ClaimSpec(storage_class_name=storage_class, request_bytes=size, volume_name=pv_name)
-        pvc = self.kube.create(workloads.PersistentVolumeClaim(resources.Meta(name=name, namespace=self.p), spec))
-        if volume is None:
-            return
-        ref = workloads.ClaimRef(self.p, name, pvc.meta.uid)
-        pv_spec = workloads.VolumeSpec(
-            capacity_bytes=size, volume_handle=volume.meta.uid, claim_ref=ref, node_name=volume.spec.node_name,
-            storage_class_name=storage_class,
-        )  # fmt: skip
-        self.kube.create(workloads.PersistentVolume(resources.Meta(name=pv_name), pv_spec))
-        status = workloads.ClaimStatus(phase="Bound", capacity_bytes=size)
-        self.kube.update_status(resources.evolve(pvc, status=status))
-
-    def pod(self, name: str, claim: str) -> None:
-        container = workloads.Container("app", {"cpu": 1000, "memory": GiB})
-        spec = workloads.PodSpec(containers=(container,), volumes=(workloads.PodVolume("data", claim_name=claim),))
-        self.kube.create(workloads.Pod(resources.Meta(name=name, namespace=self.p), spec))
 
 
 @pytest.fixture
@@ -143,7 +67,7 @@ def write_lvmd(tmp_path: Path, name: str, data: dict[str, Any]) -> str:
     return str(path)
 
 
-def snapshot_args(kube_api: ControlPlane, live: Live, tmp_path: Path, *extra: str) -> list[str]:
+def cli_args(kube_api: ControlPlane, live: Live, tmp_path: Path, *extra: str) -> list[str]:
     return [
         "snapshot", "--kubeconfig", kube_api.kubeconfig, "--selector", f"snapshot-test={live.p}",
         "--namespace", live.p, "--out", str(tmp_path / "out" / "scenario.yaml"), *extra,
@@ -154,7 +78,7 @@ def pooled_args(kube_api: ControlPlane, live: Live, tmp_path: Path) -> list[str]
     """Pools named by a label, each with its lvmd.yaml."""
     a, b = write_lvmd(tmp_path, "a", LVMD_A), write_lvmd(tmp_path, "b", LVMD_B)
     pools = ["--pool-label", "example.com/pool", "--lvmd-config", f"a={a}", "--lvmd-config", f"b={b}"]
-    return snapshot_args(kube_api, live, tmp_path, *pools)
+    return cli_args(kube_api, live, tmp_path, *pools)
 
 
 def words(printed: str) -> str:
@@ -237,7 +161,7 @@ def test_without_lvmd_config_each_annotation_is_a_thick_class_of_its_own(
     n1 = c.node("n1", {"ssd": 40 * GiB, "hdd": 500 * GiB})
     n2 = c.node("n2", {"ssd": 50 * GiB, "hdd": 500 * GiB}, cordoned=True)
     c.claim("data", ssd, 10 * GiB, c.volume(n1, 10 * GiB, "ssd", "lv"))
-    assert cli.main(snapshot_args(kube_api, c, tmp_path, "--trace-out", str(tmp_path / "t.jsonl"))) == 0
+    assert cli.main(cli_args(kube_api, c, tmp_path, "--trace-out", str(tmp_path / "t.jsonl"))) == 0
     assert "no --lvmd-config" in words(capsys.readouterr().out)
     data = yaml.safe_load((tmp_path / "out" / "scenario.yaml").read_text())
     assert data["trace"] == "../t.jsonl"
@@ -283,7 +207,7 @@ def test_lvmd_config_arguments(values: list[str], pool_label: str | None, messag
     ]})  # fmt: skip
     values = [v.replace("LVMD", good).replace("BAD", bad) for v in values]
     with pytest.raises(errors.ConfigError, match=message):
-        snapshot.lvmd_configs(values, pool_label)
+        snapshot_args.lvmd_configs(values, pool_label)
 
 
 def test_run_replays_the_scenario_trace_beside_its_workloads(

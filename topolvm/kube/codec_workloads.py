@@ -220,20 +220,23 @@ def pvc_to_json(pvc: workloads.PersistentVolumeClaim) -> JsonDict:
     out = start(pvc, "v1", "PersistentVolumeClaim")
     spec = out.setdefault("spec", {})
     spec.setdefault("resources", {}).setdefault("requests", {})["storage"] = str(pvc.spec.request_bytes)
-    if pvc.spec.volume_name:
+    # Every modelled field, also on updates: a change the API server refuses (the spec is immutable but for a
+    # few fields) must reach it and be refused, not be dropped here.
+    if pvc.spec.volume_name or not fresh(pvc):
         spec["volumeName"] = pvc.spec.volume_name
-    if fresh(pvc):
-        spec["accessModes"] = list(pvc.spec.access_modes)
-        spec["volumeMode"] = pvc.spec.volume_mode
-        if pvc.spec.storage_class_name is not None:
-            spec["storageClassName"] = pvc.spec.storage_class_name
-        if pvc.spec.data_source is not None:
-            ds = pvc.spec.data_source
-            spec["dataSource"] = {
-                "kind": ds.kind,
-                "name": ds.name,
-                **({"apiGroup": ds.api_group} if ds.api_group else {}),
-            }
+    spec["accessModes"] = list(pvc.spec.access_modes)
+    spec["volumeMode"] = pvc.spec.volume_mode
+    if pvc.spec.storage_class_name is not None:
+        spec["storageClassName"] = pvc.spec.storage_class_name
+    else:
+        spec.pop("storageClassName", None)
+    if pvc.spec.data_source is not None:
+        ds = pvc.spec.data_source
+        wanted = {"kind": ds.kind, "name": ds.name, **({"apiGroup": ds.api_group} if ds.api_group else {})}
+        if spec.get("dataSource") != wanted:
+            spec["dataSource"] = wanted
+    else:
+        spec.pop("dataSource", None)
     return out
 
 

@@ -1,9 +1,10 @@
 """``InMemoryCluster``: the ``Cluster`` port with the API server's semantics, without an API server.
 
 resourceVersions and optimistic concurrency (stale writes are Conflict), finalizers that hold deletion (and may
-not be added once it started), status subresources, pod binding, indexes (``match``) and watches that replay
-current objects then report every change — so unit tests and the simulator exercise the same races and retries
-the real cluster produces.
+not be added once it started), status subresources, the spec changes the API server refuses (``validation``: a
+claim's), pod binding, indexes (``match``) and watches that replay current objects then report every change — so
+unit tests and the simulator exercise the same races and retries the real cluster produces. Admission plugins
+(protection finalizers, default tolerations, PersistentVolumeClaimResize) are not run.
 
 Events go to a *dispatcher* after the change, outside the lock. The default one (``store.Deliveries``) delivers
 them at once and in order; the simulator passes one that delivers after a modelled watch latency.
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from topolvm import errors, ports
 from topolvm.core import resources, workloads
 from topolvm.kube import store as store_
+from topolvm.kube import validation
 
 T = TypeVar("T", bound=resources.Object)
 
@@ -146,6 +148,7 @@ class InMemoryCluster:
                 raise errors.InvalidArgument(
                     f"{kind.name} {store_.describe(obj.meta)}: no new finalizers can be added while it is deleted"
                 )
+            validation.check_update(kind, current, obj)
             # metadata and spec come from the caller; uid, timestamps and status stay the server's
             meta = {
                 "uid": current.meta.uid,
