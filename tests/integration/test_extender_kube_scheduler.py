@@ -311,12 +311,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
             assert relay.tied_answers, f"no tie reached kube-scheduler: the case tests nothing\n{summary}"
     finally:
         if scheduler is not None:
-            scheduler.terminate()
-            try:
-                scheduler.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                scheduler.kill()
-                scheduler.wait()
+            controlplane.stop_process(scheduler)
         extender.stop_all()
         world.clean()
 
