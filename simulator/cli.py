@@ -336,9 +336,12 @@ def cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     report = console if out is not None else Console(stderr=True)
     if out is None:
         sys.stdout.write(text)
+    # Plain text: no markup (names may hold brackets), no folding (paths and names stay whole for copying).
     for line in snapshot.summary(snap, source):
-        report.print(line, highlight=False)
-    report.print(f"wrote {out or 'the scenario to stdout'}, {trace_file}", highlight=False)
+        report.print(line, highlight=False, markup=False, soft_wrap=True)
+    report.print(
+        f"wrote {out or 'the scenario to stdout'}, {trace_file}", highlight=False, markup=False, soft_wrap=True
+    )
     return 0
 
 

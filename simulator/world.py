@@ -64,9 +64,9 @@ class SimNode:
         ]
         # The agent's first report takes an lvm command; after that a change is published as it happens, at the
         # instant its LogicalVolume's status is written (the reconciler's work happens at once, see
-        # ``engine.WorkQueue``): a real agent's capacity update and its status write follow the same lvm command,
-        # and both come well before the pod is bound. (Publishing later than the status would let the extender end
-        # a pod's reservation on its binding while the annotation still lacks the volume.)
+        # ``engine.WorkQueue``), as a real agent does by construction: its reconciler writes the annotation before
+        # the status (``LogicalVolumeReconciler(publisher=...)``). Publishing later than the status would let the
+        # extender end a pod's reservation on its binding while the annotation still lacks the volume.
         engine.later(world.env, world.latencies.lvm_command, self._start_publishing)
 
     def _on_capacity(self, capacity: model.NodeCapacity) -> None:

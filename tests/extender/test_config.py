@@ -41,14 +41,25 @@ def test_additions() -> None:
     assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.SCHEDULER, None)
 
 
-def test_extender_tie_break_is_the_default_and_wants_the_weight_stated(caplog: pytest.LogCaptureFixture) -> None:
-    """The extender cannot read kube-scheduler's configuration: without extender-weight it says what it assumes."""
-    assert config.loads("").policy.tie_break is scheduling.TieBreak.EXTENDER
+def test_the_extender_breaks_ties_only_when_the_weight_says_kube_scheduler_follows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The extender cannot read kube-scheduler's configuration. An upstream file (no tie-break, no weight) sits
+    beside upstream's weight 1, where an extender's tie-break is not followed: it holds every tied node instead."""
+    caplog.set_level("INFO")
+    upstream = config.loads(UPSTREAM)
+    assert (upstream.policy.tie_break, upstream.extender_weight) == (scheduling.TieBreak.SCHEDULER, None)
+    assert "no extender-weight, so tie-break: scheduler" in caplog.text
+    caplog.clear()
+    cfg = config.loads("extender-weight: 200\n")
+    assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.EXTENDER, 200)
+    assert config.loads("extender-weight: 1\n").policy.tie_break is scheduling.TieBreak.SCHEDULER
+    assert not caplog.text
+    caplog.set_level("WARNING")
+    explicit = config.loads("tie-break: extender\n")  # the operator's choice, with a warning about what it assumes
+    assert explicit.policy.tie_break is scheduling.TieBreak.EXTENDER
     assert f"at least {scheduling.MIN_EXTENDER_WEIGHT}" in caplog.text
     caplog.clear()
-    cfg = config.loads("tie-break: extender\nextender-weight: 200\n")
-    assert (cfg.policy.tie_break, cfg.extender_weight) == (scheduling.TieBreak.EXTENDER, 200)
-    assert not caplog.text
     assert config.loads("tie-break: scheduler\nextender-weight: 1\n").extender_weight == 1  # any weight will do
     assert not caplog.text
 
@@ -58,7 +69,9 @@ def test_minimum_weight_outweighs_the_default_plugins() -> None:
     assert scheduling.MIN_EXTENDER_WEIGHT * 10 > scheduling.DEFAULT_PLUGIN_WEIGHTS * 100
     assert (scheduling.MIN_EXTENDER_WEIGHT - 1) * 10 <= scheduling.DEFAULT_PLUGIN_WEIGHTS * 100
     with pytest.raises(errors.ConfigError, match="at least 161"):
-        config.loads(f"extender-weight: {scheduling.MIN_EXTENDER_WEIGHT - 1}\n")
+        config.loads(f"tie-break: extender\nextender-weight: {scheduling.MIN_EXTENDER_WEIGHT - 1}\n")
+    low = config.loads(f"extender-weight: {scheduling.MIN_EXTENDER_WEIGHT - 1}\n")
+    assert low.policy.tie_break is scheduling.TieBreak.SCHEDULER  # chosen, not refused, when tie-break is unset
     assert config.loads(f"extender-weight: {scheduling.MIN_EXTENDER_WEIGHT}\n").extender_weight == 161
 
 

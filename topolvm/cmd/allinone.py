@@ -122,7 +122,7 @@ class AllInOne:
         publisher = node_services.CapacityPublisher(node_name=self.node_name, cluster=self.cluster)
         self._subscription = self.lvmd.watch(publisher)
         reconciler = node_services.LogicalVolumeReconciler(
-            node_name=self.node_name, cluster=self.cluster, lvmd=self.lvmd
+            node_name=self.node_name, cluster=self.cluster, lvmd=self.lvmd, publisher=publisher
         )
         self._reconciler = runtime.Reconciler(self.cluster, reconciler.reconcile)
         self._reconciler.start()

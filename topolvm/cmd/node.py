@@ -131,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     except errors.TopoLVMError as exc:
         log.error("cannot register node %s with the Kubernetes API: %s", args.node_name, exc)
         return 2
-    subscriptions = [
-        lvmd_api.watch(node.CapacityPublisher(node_name=args.node_name, cluster=cluster)),
-        lvmd_api.watch(metrics.CapacityMetrics(args.node_name)),
-    ]
-    reconciler = node.LogicalVolumeReconciler(node_name=args.node_name, cluster=cluster, lvmd=lvmd_api)
+    publisher = node.CapacityPublisher(node_name=args.node_name, cluster=cluster)
+    subscriptions = [lvmd_api.watch(publisher), lvmd_api.watch(metrics.CapacityMetrics(args.node_name))]
+    reconciler = node.LogicalVolumeReconciler(
+        node_name=args.node_name, cluster=cluster, lvmd=lvmd_api, publisher=publisher
+    )
     agent = runtime.Reconciler(cluster, reconciler.reconcile, match={resources.BY_NODE: args.node_name})
     agent.start()
     prefixes = tuple(p if p.endswith("/") else p + "/" for p in args.allowed_target_prefixes or ("/var/lib/kubelet/",))

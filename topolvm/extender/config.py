@@ -87,7 +87,7 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
         mode = scheduling.Mode(mode_raw)
     except ValueError:
         raise errors.ConfigError(f"mode: must be 'spread' or 'pack', got {mode_raw!r}") from None
-    tie_break_raw = data.get("tie-break", scheduling.TieBreak.EXTENDER.value)
+    tie_break_raw = data.get("tie-break", _default_tie_break(data.get("extender-weight")).value)
     try:
         tie_break = scheduling.TieBreak(tie_break_raw)
     except ValueError:
@@ -108,6 +108,21 @@ def from_mapping(data: Mapping[str, Any]) -> Config:
     return Config(
         listen=listen, policy=policy, reservation_ttl=ttl, max_body_bytes=max_body, extender_weight=weight
     )  # fmt: skip
+
+
+def _default_tie_break(weight: object) -> scheduling.TieBreak:
+    """Without ``tie-break``: the extender breaks ties only when ``extender-weight`` says kube-scheduler lets it
+    decide. An upstream file (no such keys) sits beside kube-scheduler's weight 1 of upstream's manifests, where a
+    tie broken by the extender is not followed; holding the pod on every tied node is the safe side there."""
+    if isinstance(weight, int) and not isinstance(weight, bool) and weight >= scheduling.MIN_EXTENDER_WEIGHT:
+        return scheduling.TieBreak.EXTENDER
+    if weight is None:
+        log.info(
+            "scheduler config: no extender-weight, so tie-break: scheduler (ties held on every tied node); "
+            "state kube-scheduler's extenders[].weight as extender-weight (>= %d) for tie-break: extender",
+            scheduling.MIN_EXTENDER_WEIGHT,
+        )
+    return scheduling.TieBreak.SCHEDULER
 
 
 def _weight(value: object, tie_break: scheduling.TieBreak) -> int | None:

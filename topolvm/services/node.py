@@ -34,10 +34,27 @@ def owner_tag(cr_name: str) -> str:
 
 
 class LogicalVolumeReconciler:
-    def __init__(self, *, node_name: str, cluster: ports.Cluster, lvmd: ports.Lvmd) -> None:
+    """``publisher``: when given, the node's capacity annotations are written from lvmd's capacity after an LV
+    is created or grown and before its status says so. The status is what lets the volume's claim and pod be
+    bound, and the scheduler extender ends a pod's reservation on that binding: the annotation must count the
+    LV by then, whatever became of the capacity stream's own delivery (a failed write, a reconnecting watch)."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        cluster: ports.Cluster,
+        lvmd: ports.Lvmd,
+        publisher: CapacityPublisher | None = None,
+    ) -> None:
         self.node_name = node_name
         self.cluster = cluster
         self.lvmd = lvmd
+        self.publisher = publisher
+
+    def _publish_capacity(self) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(self.lvmd.capacity())
 
     def reconcile(self, name: str) -> Outcome:
         lv = self.cluster.get(resources.LOGICAL_VOLUME, name)
@@ -101,6 +118,7 @@ class LogicalVolumeReconciler:
             self.cluster.update_status(replace(lv, status=status))
             log.warning("LogicalVolume %s: %s", lv.name, exc)
             return Outcome.DONE
+        self._publish_capacity()
         status = resources.LogicalVolumeStatus(volume_id=lv.meta.uid, current_size=created.size)
         self.cluster.update_status(replace(lv, status=status))
         log.info("LogicalVolume %s: LV %s ready (%d bytes)", lv.name, lv.meta.uid, created.size)
@@ -120,6 +138,7 @@ class LogicalVolumeReconciler:
             if status != lv.status:  # an unchanged status is not rewritten, so no event loops back here
                 self.cluster.update_status(replace(lv, status=status))
             return Outcome.DONE
+        self._publish_capacity()
         status = replace(lv.status, current_size=resized.size, code=errors.OK, message="")
         self.cluster.update_status(replace(lv, status=status))
         return Outcome.DONE
@@ -134,6 +153,16 @@ class CapacityPublisher:
         self.attempts = attempts
 
     def __call__(self, capacity: model.NodeCapacity) -> None:
+        """The capacity stream's listener: a failure is logged (the next change, or the reconciler's next
+        create or resize, writes the annotations again)."""
+        try:
+            self.publish(capacity)
+        except errors.TopoLVMError as exc:
+            log.warning("node %s: capacity annotations not written: %s", self.node_name, exc)
+
+    def publish(self, capacity: model.NodeCapacity) -> None:
+        """Write the annotations for ``capacity`` (nothing when they already say it); Conflict after
+        ``attempts`` conflicting writes, the API's error otherwise."""
         wanted = placement.capacity_annotations(
             [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
         )
@@ -156,4 +185,6 @@ class CapacityPublisher:
                 return
             except errors.Conflict:
                 continue  # someone else wrote the Node; re-read and try again
-        log.warning("node %s: capacity annotations not written after %d conflicts", self.node_name, self.attempts)
+        raise errors.Conflict(
+            f"node {self.node_name}: capacity annotations not written after {self.attempts} conflicts"
+        )

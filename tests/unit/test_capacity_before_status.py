@@ -1,0 +1,110 @@
+"""The node agent writes a node's capacity annotations before the status that reports its new or grown LV.
+
+The status lets the claim and then the pod be bound, and the scheduler extender ends the pod's reservation on
+that binding: if the annotation still lacked the LV then, the next pod would be promised its bytes. The capacity
+stream's own delivery may fail or lag (a failed write, a reconnecting watch), so the reconciler does not rely on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from topolvm import clock, constants, errors
+from topolvm.core import model, resources
+from topolvm.kube import memory as kube_memory
+from topolvm.lvm import memory as lvm_memory
+from topolvm.services import lvmd, node
+
+GiB = 1 << 30
+KEY = constants.CAPACITY_KEY_PREFIX + "ssd"
+
+
+class RecordingCluster(kube_memory.InMemoryCluster):
+    """Remembers, at each LogicalVolume status write, what the Node's annotation said; can fail Node writes."""
+
+    def __init__(self) -> None:
+        super().__init__(clock.ManualClock())
+        self.seen_at_status: list[str | None] = []
+        self.node_writes_fail = 0
+
+    def update(self, obj):  # type: ignore[no-untyped-def]
+        if isinstance(obj, resources.Node) and self.node_writes_fail:
+            self.node_writes_fail -= 1
+            raise errors.Unavailable("the API server is restarting")
+        return super().update(obj)
+
+    def update_status(self, obj):  # type: ignore[no-untyped-def]
+        if isinstance(obj, resources.LogicalVolume) and obj.status.volume_id:
+            current = self.get(resources.NODE, "n1")
+            assert current is not None
+            self.seen_at_status.append(current.meta.annotations.get(KEY))
+        return super().update_status(obj)
+
+
+def world(*, with_publisher: bool) -> tuple[RecordingCluster, lvmd.LvmdService, node.LogicalVolumeReconciler]:
+    cluster = RecordingCluster()
+    cluster.add_node("n1")
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg", [10 * GiB])
+    svc = lvmd.LvmdService(
+        lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", default=True, spare_bytes=0),))
+    )
+    svc.start()
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    publisher(svc.capacity())  # the agent's first report; the capacity stream itself is left out on purpose
+    reconciler = node.LogicalVolumeReconciler(
+        node_name="n1", cluster=cluster, lvmd=svc, publisher=publisher if with_publisher else None
+    )
+    return cluster, svc, reconciler
+
+
+def new_lv(cluster: RecordingCluster, size: int) -> resources.LogicalVolume:
+    return cluster.create(
+        resources.LogicalVolume(
+            meta=resources.Meta(name="pvc-1"),
+            spec=resources.LogicalVolumeSpec(name="pvc-1", node_name="n1", device_class="ssd", size=size),
+        )
+    )
+
+
+def test_the_annotation_counts_a_new_and_a_grown_lv_when_its_status_is_written() -> None:
+    cluster, _svc, reconciler = world(with_publisher=True)
+    lv = new_lv(cluster, 3 * GiB)
+    assert reconciler.reconcile(lv.name) is node.Outcome.DONE
+    grown = cluster.get(resources.LOGICAL_VOLUME, lv.name)
+    assert grown is not None and grown.status.volume_id
+    cluster.update(replace(grown, spec=replace(grown.spec, size=5 * GiB)))
+    assert reconciler.reconcile(lv.name) is node.Outcome.DONE
+    assert cluster.seen_at_status == [str(7 * GiB), str(5 * GiB)]
+
+
+def test_without_the_publisher_the_status_would_report_an_lv_the_annotation_does_not_count() -> None:
+    cluster, _svc, reconciler = world(with_publisher=False)
+    reconciler.reconcile(new_lv(cluster, 3 * GiB).name)
+    assert cluster.seen_at_status == [str(10 * GiB)]  # what the hook prevents
+
+
+def test_a_failed_annotation_write_holds_the_status_back_until_a_retry_publishes_it() -> None:
+    cluster, svc, reconciler = world(with_publisher=True)
+    lv = new_lv(cluster, 3 * GiB)
+    cluster.node_writes_fail = 1
+    assert reconciler.reconcile(lv.name) is node.Outcome.RETRY
+    pending = cluster.get(resources.LOGICAL_VOLUME, lv.name)
+    assert pending is not None and not pending.status.volume_id  # not reported: the annotation says 10 GiB
+    assert reconciler.reconcile(lv.name) is node.Outcome.DONE  # lvmd's create is idempotent: the same LV
+    assert cluster.seen_at_status == [str(7 * GiB)]
+    assert len(svc.list_lvs(device_class="ssd")) == 1
+
+
+def test_the_stream_listener_logs_what_publish_raises(caplog: pytest.LogCaptureFixture) -> None:
+    cluster, svc, _reconciler = world(with_publisher=True)
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    svc.create_lv(name="x", device_class="ssd", size_bytes=GiB, tags=[])
+    cluster.node_writes_fail = 1
+    publisher(svc.capacity())  # no exception into lvmd's stream
+    assert "capacity annotations not written" in caplog.text
+    with pytest.raises(errors.Unavailable):
+        cluster.node_writes_fail = 1
+        publisher.publish(svc.capacity())
