@@ -5,8 +5,9 @@ evidence is what the two mechanisms leave in the API:
 - Storage Capacity Tracking: external-provisioner's ``--enable-capacity`` publishes a CSIStorageCapacity per
   TopoLVM StorageClass and node. Some exist: on. None, while TopoLVM's StorageClasses exist: off.
 - the extender: it only filters pods that request ``topolvm.io/capacity``, which topolvm-webhook adds to pods
-  with TopoLVM claims. Some pod carries it: on. Pods with TopoLVM claims, none carrying it: off (the extender,
-  if configured, ignores them all).
+  with TopoLVM claims not bound yet when the pod is created. Some pod carries it: on. Pods with TopoLVM claims
+  still unbound, none carrying it: off (the extender, if configured, ignores them all). A pod whose claims are
+  all bound tells nothing: the webhook leaves it unmarked (a StatefulSet's pods after a rolling restart).
 What cannot be told is taken as deploy/ ships it (both on); neither on is not a set-up the simulator models
 (kube-scheduler would place pods without regard to storage), so it is written as ``both`` with a warning.
 """
@@ -25,7 +26,7 @@ class Evidence:
     capacity_objects: int | None  # CSIStorageCapacity objects of TopoLVM's classes (None: could not be listed)
     storage_classes: int  # TopoLVM's StorageClasses
     marked_pods: int  # pods requesting topolvm.io/capacity (the webhook's mark)
-    topolvm_pods: int  # pods with claims of TopoLVM's StorageClasses
+    topolvm_pods: int  # pods with claims of TopoLVM's StorageClasses not bound yet (the webhook marks those)
 
 
 def detect(e: Evidence) -> tuple[str, str, str | None]:
@@ -42,9 +43,9 @@ def detect(e: Evidence) -> tuple[str, str, str | None]:
     if e.marked_pods:
         extender, extender_why = True, f"{e.marked_pods} pod(s) {mark} (the webhook's mark)"
     elif e.topolvm_pods:
-        extender, extender_why = False, f"none of {e.topolvm_pods} pod(s) with TopoLVM claims {mark}"
+        extender, extender_why = False, f"none of {e.topolvm_pods} pod(s) with unbound TopoLVM claims {mark}"
     else:
-        extender_why = "the extender not detectable (no pod with TopoLVM claims)"
+        extender_why = "the extender not detectable (no pod with unbound TopoLVM claims)"
     why = f"{tracking_why}; {extender_why}"
     if tracking is False and extender is False:
         return "both", why, f"scheduler.mode: {why}: neither mechanism seems on; written as both, as deploy/ ships"
@@ -73,9 +74,11 @@ def evidence(
         )
     except (errors.NotFound, errors.FailedPrecondition):  # not served, or not ours to list
         objects = None
-    topolvm_claims = {(c.meta.namespace, c.meta.name) for c in claims if c.spec.storage_class_name in ours}
+    unbound = {
+        (c.meta.namespace, c.meta.name) for c in claims if c.spec.storage_class_name in ours and not c.spec.volume_name
+    }
     marked = topolvm = 0
     for pod in pods:
         marked += any(constants.CAPACITY_RESOURCE in {*c.requests, *c.limits} for c in pod.spec.containers)
-        topolvm += any((pod.meta.namespace, name) in topolvm_claims for name in pod.claim_names())
+        topolvm += any((pod.meta.namespace, name) in unbound for name in pod.claim_names())
     return Evidence(objects, len(classes), marked, topolvm)
