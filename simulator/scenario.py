@@ -138,7 +138,7 @@ class ExtenderSpec(_Strict):
     mode: Literal["spread", "pack"] = "spread"
     default_divisor: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     divisors: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=dict)
-    reservation_ttl: str = "60s"
+    reservation_ttl: str = "600s"  # deploy/manifests/scheduler.yaml
     weight: Positive = 200
     tie_break: Literal["extender", "scheduler"] = "extender"
 
