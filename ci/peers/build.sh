@@ -14,9 +14,15 @@
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
 #                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
-# The control-plane binaries are installed as NAME-VERSION with a NAME symlink, so the bin directory works as
-# KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is not rebuilt. Build
-# times and sizes go to peers-v1/build-times.txt.
+# and, for end-to-end tests to come (no test uses them yet, so they are in neither DEFAULT nor the Makefile's
+# PEERS, and CI does not pay for them; ask by NAME or with `all`):
+#   kube-controller-manager - the rest of the control plane (PV binder, garbage collector, ...), same version
+#   csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller
+#                   - the upstream CSI sidecars and snapshot controller that drive a CSI driver in a cluster
+#   kwok            - simulated nodes (and their pods) for the test control plane
+# The control-plane binaries, the CSI sidecars and kwok are installed as NAME-VERSION with a NAME symlink, so the
+# bin directory works as KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is
+# not rebuilt. Build times and sizes go to peers-v1/build-times.txt.
 #
 # `go install pkg@version` first; if that fails we build through a throwaway wrapper module (a go.mod that
 # requires the tool). The fallback exists because `go install` also loads the module's deprecation notice from
@@ -29,6 +35,12 @@
 # replace of the tag's go.mod becomes `k8s.io/<m> => k8s.io/<m> v0.<minor>.<patch>`, and the tag's godebug line
 # is copied, like upstream's own build. Version ldflags are set as hack/lib/version.sh does, or the binaries
 # would report v0.0.0.
+#
+# The CSI sidecars and kwok (build_wrapped) also go through a wrapper module, whose go.mod is the tag's own go.mod
+# renamed (so the build uses exactly the dependency versions upstream released with, and their replaces: some
+# pin k8s.io/* modules) plus a requirement on the module itself. Local-path replaces (external-snapshotter's
+# client/v8 => ./client) become the sibling module at the same tag. main.version (kwok: consts.Version) is set
+# to the tag, as their release builds do.
 set -euo pipefail
 
 TOPOLVM_VERSION="${TOPOLVM_VERSION:-v0.41.0}"
@@ -37,6 +49,15 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches csi-snapshotter in deploy/
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.1}"   # the first of its deploy/crds without Helm templating
+# kube-controller-manager is built from KUBERNETES_VERSION, like kube-apiserver and kube-scheduler.
+# The newest external-provisioner the module proxy serves (v6.3.0 and v6.4.0 listed); built on k8s.io 0.36/0.37.
+# deploy/ runs v6.3.0: set CSI_PROVISIONER_VERSION=v6.3.0 to match it instead.
+CSI_PROVISIONER_VERSION="${CSI_PROVISIONER_VERSION:-v6.4.0}"
+# The newest external-resizer/v2 served (v2.2.0, v2.3.0 listed; the v1 path's version list is refused); k8s.io 0.37.
+CSI_RESIZER_VERSION="${CSI_RESIZER_VERSION:-v2.3.0}"
+# csi-snapshotter and snapshot-controller from the same tag as the snapshot CRDs and deploy/'s csi-snapshotter.
+CSI_SNAPSHOTTER_VERSION="${CSI_SNAPSHOTTER_VERSION:-$SNAPSHOTTER_CLIENT_VERSION}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"   # the newest kwok served; built on k8s.io 0.36
 CACHE="${TOPOLVM_CACHE:-$HOME/.cache/topolvm-py}"
 BIN="$CACHE/peers-v1/bin"
 TIMES="$CACHE/peers-v1/build-times.txt"
@@ -46,7 +67,8 @@ command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; 
 export CGO_ENABLED=0   # static binaries, no C toolchain needed on a fresh CI machine
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler crds)
+ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler crds
+     kube-controller-manager csi-provisioner csi-resizer csi-snapshotter snapshot-controller kwok)
 DEFAULT=(hypertopolvm csi-sanity loadgen)
 if [[ $# -eq 0 ]]; then
     WANT=("${DEFAULT[@]}")
@@ -205,6 +227,56 @@ build_kubernetes() {
     record "${todo[@]}" -- "k8s.io/kubernetes@$v" $(($(date +%s) - start))
 }
 
+# build_wrapped MODULE VERSION LDFLAGS CMD...: build MODULE/cmd/CMD as CMD-VERSION (and a CMD symlink) for each
+# CMD not yet present, in one go build through a wrapper module made from the tag's own go.mod.
+build_wrapped() {
+    local module="$1" v="$2" xflags="$3" todo=() cmd
+    shift 3
+    for cmd in "$@"; do
+        if [[ -x "$BIN/$cmd-$v" ]]; then
+            echo "build.sh: $cmd $v present, skipping"
+            link "$cmd" "$v"
+        else
+            todo+=("$cmd")
+        fi
+    done
+    [[ ${#todo[@]} -gt 0 ]] || return 0
+    echo "build.sh: building ${todo[*]} $v (wrapper module)"
+    local start src
+    start=$(date +%s)
+    src=$(go mod download -json "$module@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -f "$src/go.mod" ]] || { echo "build.sh: cannot download $module@$v" >&2; return 1; }
+    local dir old pkgs=()
+    dir=$(mktemp -d)
+    cp "$src/go.mod" "$dir/go.mod"
+    if [[ -f "$src/go.sum" ]]; then cp "$src/go.sum" "$dir/go.sum"; fi
+    chmod u+w "$dir"/go.*   # copied out of the read-only module cache
+    (cd "$dir" && go mod edit -module "topolvm-py/peers/${todo[0]}" -require "$module@$v")
+    # Replaces by local path, single-line or inside a replace block: OLD [VERSION] => ./DIR or ../DIR.
+    local local_replace='^[[:space:]]*(replace[[:space:]]+)?([^[:space:]()]+)([[:space:]]+v[^[:space:]]+)?'
+    local_replace+='[[:space:]]+=>[[:space:]]+\.\.?/.*$'
+    while read -r old; do
+        (cd "$dir" && go mod edit -replace "$old=$old@$v")
+    done < <(sed -nE "s#$local_replace#\\2#p" "$dir/go.mod")
+    for cmd in "${todo[@]}"; do pkgs+=("$module/cmd/$cmd"); done
+    local rc=0
+    mkdir "$dir/out"
+    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w $xflags" -o out/ "${pkgs[@]}") ||
+        rc=$?
+    if [[ $rc -eq 0 ]]; then
+        for cmd in "${todo[@]}"; do
+            mv "$dir/out/$cmd" "$BIN/$cmd-$v"
+            link "$cmd" "$v"
+        done
+    else
+        echo "build.sh: $module build failed; wrapper go.mod was:" >&2
+        cat "$dir/go.mod" >&2
+    fi
+    rm -rf "$dir"
+    [[ $rc -eq 0 ]] || return "$rc"
+    record "${todo[@]}" -- "$module@$v" $(($(date +%s) - start))
+}
+
 if wants hypertopolvm; then
     install_peer hypertopolvm github.com/topolvm/topolvm "$TOPOLVM_VERSION" \
         github.com/topolvm/topolvm/cmd/hypertopolvm
@@ -233,10 +305,29 @@ if wants crds; then
         'cert-manager.io_*.yaml'
 fi
 k8s_cmds=()
-for cmd in kube-apiserver kube-scheduler; do
+for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
     if wants "$cmd"; then k8s_cmds+=("$cmd"); fi
 done
 if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
     build_kubernetes "${k8s_cmds[@]}"
+fi
+if wants csi-provisioner; then
+    build_wrapped github.com/kubernetes-csi/external-provisioner/v6 "$CSI_PROVISIONER_VERSION" \
+        "-X main.version=$CSI_PROVISIONER_VERSION" csi-provisioner
+fi
+if wants csi-resizer; then
+    build_wrapped github.com/kubernetes-csi/external-resizer/v2 "$CSI_RESIZER_VERSION" \
+        "-X main.version=$CSI_RESIZER_VERSION" csi-resizer
+fi
+snapshot_cmds=()
+for cmd in csi-snapshotter snapshot-controller; do
+    if wants "$cmd"; then snapshot_cmds+=("$cmd"); fi
+done
+if [[ ${#snapshot_cmds[@]} -gt 0 ]]; then
+    build_wrapped github.com/kubernetes-csi/external-snapshotter/v8 "$CSI_SNAPSHOTTER_VERSION" \
+        "-X main.version=$CSI_SNAPSHOTTER_VERSION" "${snapshot_cmds[@]}"
+fi
+if wants kwok; then
+    build_wrapped sigs.k8s.io/kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" kwok
 fi
 echo "build.sh: peers in $BIN"
