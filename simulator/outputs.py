@@ -56,9 +56,12 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ("nodes at end", str(s["nodes_at_end"])),
         ("pods created / bound / pending at end", f"{pods['created']} / {pods['bound']} / {pods['pending_at_end']}"),
         ("pods failed (not bound within SLO)", f"{pods['failed']} ({pods['failure_rate']:.2%} of {pods['judged']})"),
-        ("wait to bind p50 / p99", f"{pods['wait_p50_s']:.2f}s / {pods['wait_p99_s']:.2f}s"),
+        ("wait to bind p50 / p99", f"{_wait(pods['wait_p50_s'])} / {_wait(pods['wait_p99_s'])}"),
         ("scheduling attempts (failed)", f"{sched['attempts']} ({sched['failed_attempts']})"),
     ]
+    settled = sched.get("settled_without_cycle")
+    if settled:
+        out.append(("  failed retries answered without a cycle", str(settled)))
     top = list(sched["reasons"].items())[:4]
     if top:
         out.append(("nodes turning a pod down, by reason (over all failed attempts):", ""))
@@ -81,6 +84,11 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     first = s["time_to_exhaustion_s"]
     out.append(("first storage-related failure", "none" if first is None else f"t={units.text_of_seconds(first)}"))
     return out
+
+
+def _wait(seconds: float) -> str:
+    """Seconds to the hundredth under a minute; longer waits in the largest unit (2.6d reads better than 223679s)."""
+    return f"{seconds:.2f}s" if seconds < 60 else units.text_of_seconds(seconds)
 
 
 def table(result: run.Result) -> Table:
