@@ -8,8 +8,9 @@ import pytest
 from harness import availability
 from tests.support import loopvg
 
-# The session-scoped ``kube_api`` fixture: a real etcd + kube-apiserver on loopback (built by ci/peers/build.sh).
-pytest_plugins = ["tests.support.controlplane"]
+# The session-scoped ``kube_api`` fixture: a real etcd + kube-apiserver on loopback (built by ci/peers/build.sh);
+# ``kube_cluster``: that plus kube-controller-manager, kube-scheduler and kwok (tests/support/cluster.py).
+pytest_plugins = ["tests.support.controlplane", "tests.support.cluster"]
 
 DM_REASON = "needs device-mapper (thin pools, snapshots, RAID): runs in the HIL VM"
 EXT4_ONLINE_RESIZE_REASON = "the host kernel refuses online ext4 resize; runs in the HIL VM"

@@ -11,15 +11,18 @@
 #   etcd            - storage for the test control plane (tests/support/controlplane.py)
 #   kube-apiserver  - the test control plane's API server
 #   kube-scheduler  - real scheduler, for extender end-to-end tests
+#   kube-controller-manager - the rest of the control plane (PV binder and expander, garbage collector, node
+#                     lifecycle, ...), same version; for the end-to-end cluster (tests/support/cluster.py)
+#   kwok            - simulated nodes (and their pods) for the end-to-end cluster; its default Stages (what
+#                     kwokctl configures: node-initialize, node-heartbeat-with-lease, pod-ready/-complete/-delete)
+#                     and its ClusterRole are copied out of its module into peers-v1/kwok-files
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
 #                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
 # and, for end-to-end tests to come (no test uses them yet, so they are in neither DEFAULT nor the Makefile's
 # PEERS, and CI does not pay for them; ask by NAME or with `all`):
-#   kube-controller-manager - the rest of the control plane (PV binder, garbage collector, ...), same version
 #   csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller
 #                   - the upstream CSI sidecars and snapshot controller that drive a CSI driver in a cluster
-#   kwok            - simulated nodes (and their pods) for the test control plane
 # The control-plane binaries, the CSI sidecars and kwok are installed as NAME-VERSION with a NAME symlink, so the
 # bin directory works as KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is
 # not rebuilt. Build times and sizes go to peers-v1/build-times.txt.
@@ -144,6 +147,34 @@ build_etcd() {
     mv "$BIN/etcd-$ETCD_VERSION.tmp" "$BIN/etcd-$ETCD_VERSION"
     link etcd "$ETCD_VERSION"
     record etcd -- "go.etcd.io/etcd/server/v3@$ETCD_VERSION" $(($(date +%s) - start))
+}
+
+# copy_kwok_files VERSION: kwok's default Stages and its in-cluster ClusterRole, out of sigs.k8s.io/kwok@VERSION
+# (through the module cache) into peers-v1/kwok-files-VERSION/{stages,rbac}, and a kwok-files symlink to it. kwok
+# run outside kwokctl refuses to start without Stages ("no stages found"); these are the ones kwokctl writes into
+# its kwok.yaml by default (pkg/kwokctl/runtime/cluster.go), the heartbeat being the lease variant.
+copy_kwok_files() {
+    local version="$1"
+    local dest="$CACHE/peers-v1/kwok-files-$version"
+    if [[ -d "$dest" ]]; then
+        echo "build.sh: kwok files $version present, skipping"
+    else
+        local src
+        src=$(go mod download -json "sigs.k8s.io/kwok@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        [[ -d "$src/kustomize/stage" ]] || { echo "build.sh: cannot download sigs.k8s.io/kwok@$version" >&2; return 1; }
+        mkdir -p "$dest.tmp/stages" "$dest.tmp/rbac"
+        cp "$src/kustomize/stage/node/fast/node-initialize.yaml" \
+            "$src/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+            "$src/kustomize/stage/pod/fast/pod-ready.yaml" \
+            "$src/kustomize/stage/pod/fast/pod-complete.yaml" \
+            "$src/kustomize/stage/pod/fast/pod-delete.yaml" "$dest.tmp/stages/"
+        cp "$src/kustomize/rbac/role.yaml" "$dest.tmp/rbac/"
+        cp "$src/LICENSE" "$dest.tmp/"
+        chmod -R u+w "$dest.tmp"   # the module cache is read-only
+        mv "$dest.tmp" "$dest"
+        echo "build.sh: kwok files $version -> $dest"
+    fi
+    ln -sfn "kwok-files-$version" "$CACHE/peers-v1/kwok-files"
 }
 
 # copy_crds NAME MODULE VERSION DIR GLOB: DIR/GLOB of the module's zip (through the module cache) into
@@ -329,5 +360,6 @@ if [[ ${#snapshot_cmds[@]} -gt 0 ]]; then
 fi
 if wants kwok; then
     build_wrapped sigs.k8s.io/kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" kwok
+    copy_kwok_files "$KWOK_VERSION"
 fi
 echo "build.sh: peers in $BIN"

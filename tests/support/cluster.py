@@ -1,0 +1,664 @@
+"""An end-to-end Kubernetes cluster on loopback for tests, without Docker or kubelets.
+
+``ControlPlane`` (etcd + kube-apiserver: RBAC, certificates generated, static tokens) plus
+- **kube-controller-manager**, as the user ``system:kube-controller-manager`` with
+  ``--use-service-account-credentials`` (each controller under its own ServiceAccount in kube-system, as kubeadm
+  runs it) and only the controllers the storage flow needs (``CONTROLLERS``: PV binder and expander, PV/PVC
+  protection, garbage collector, namespace, node lifecycle, pod GC, taint eviction, ReplicaSet/Deployment/
+  StatefulSet, ServiceAccount);
+- **kube-scheduler** with deploy/scheduler-config.yaml as shipped (its extender's ``urlPrefix`` can be pointed
+  elsewhere with ``extender_url``), as the user ``system:kube-scheduler``;
+- **kwok** standing in for the kubelets of the Nodes labelled ``kwok.x-k8s.io/node=fake`` (``add_node``): it
+  makes them Ready, renews their Leases in kube-node-lease and moves their pods to Running (and deletes them when
+  deleted), with kwokctl's default Stages (``ci/peers/build.sh kwok`` copies them out of kwok's module), as the
+  user ``kwok-controller`` bound to kwok's own ClusterRole.
+
+Leader election is off for both controllers (one instance each: a lost lease on a loaded machine would only make
+them exit). The ``ServiceAccount`` admission plugin stays off (as in ``ControlPlane``), so pods need no token.
+
+Usable without pytest::
+
+    with Cluster() as cluster:                 # everything started and ready, or stopped again and raised
+        cluster.add_node("n1"); cluster.wait_node_ready("n1")
+        print(cluster.kubeconfig)              # the admin's
+    # every process stopped (SIGTERM, then SIGKILL), temp dir removed: also when the block raises
+
+and from the shell (the processes keep running between ``up`` and ``down``)::
+
+    python -m tests.support.cluster up --dir /tmp/e2e --nodes 3   # prints the admin kubeconfig's path
+    python -m tests.support.cluster status --dir /tmp/e2e
+    python -m tests.support.cluster down --dir /tmp/e2e
+    python -m tests.support.cluster run --nodes 3                  # in the foreground, until Ctrl-C
+
+Binaries are found like ``ControlPlane``'s (``TEST_ASSET_KUBE_CONTROLLER_MANAGER``..., ``$KUBEBUILDER_ASSETS``, the
+peers cache); ``find_cluster_binaries`` says what is missing and how to build it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from tests.support import controlplane, deployment
+from tests.support.controlplane import Binaries, ControlPlane, ControlPlaneError
+
+KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
+KUBE_SCHEDULER = "kube-scheduler"
+KWOK = "kwok"
+KWOK_FILES_HINT = "copy them with: ci/peers/build.sh kwok"
+REPO = Path(__file__).resolve().parents[2]
+SCHEDULER_CONFIG = REPO / "deploy" / "scheduler-config.yaml"
+
+# Identities (static tokens): the users the bootstrap RBAC policy binds system:kube-controller-manager and
+# system:kube-scheduler (+ system:volume-scheduler) to; kwok's is bound to kwok's ClusterRole by ``start``.
+KCM_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+KWOK_USER = "kwok-controller"
+
+KWOK_LABEL = "kwok.x-k8s.io/node"
+KWOK_LABEL_VALUE = "fake"
+NODE_LEASE_SECONDS = 40  # kwokctl's: kwok renews each Node's Lease (the heartbeat node-lifecycle watches)
+POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs (its default /24 has 254); off the service range 10.0.0.0/24
+
+CONTROLLERS = (
+    "persistentvolume-binder-controller",
+    "persistentvolume-expander-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "node-lifecycle-controller",  # removes the not-ready taint of a Ready Node; marks silent Nodes unreachable
+    "taint-eviction-controller",
+    "pod-garbage-collector-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "statefulset-controller",
+)
+
+_RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+def kwok_files_dir() -> Path:
+    """kwok's Stages (``stages/*.yaml``) and ClusterRole (``rbac/role.yaml``), copied by ``ci/peers/build.sh kwok``."""
+    return controlplane.peers_bin_dir().parent / "kwok-files"
+
+
+@dataclass(frozen=True)
+class ClusterBinaries:
+    control_plane: Binaries
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwok_files: Path
+
+
+def find_cluster_binaries() -> ClusterBinaries | str:
+    """Every binary and kwok file the cluster needs, or the reasons the missing ones cannot be found."""
+    plane = controlplane.find_binaries()
+    found = {name: controlplane.find_binary(name) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
+    files = kwok_files_dir()
+    problems = [reason for reason in (plane, *found.values()) if isinstance(reason, str)]
+    if not any((files / "stages").glob("*.yaml")) or not (files / "rbac" / "role.yaml").is_file():
+        problems.append(f"no kwok Stages in {files}/stages or no {files}/rbac/role.yaml; {KWOK_FILES_HINT}")
+    if problems:
+        return "; ".join(problems)
+    assert isinstance(plane, Binaries)
+    paths = {name: path for name, path in found.items() if isinstance(path, Path)}
+    return ClusterBinaries(plane, paths[KUBE_CONTROLLER_MANAGER], paths[KUBE_SCHEDULER], paths[KWOK], files)
+
+
+class ClusterError(ControlPlaneError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, chars: int) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _get_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=ctx) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _loopback_tls() -> ssl.SSLContext:
+    """For the health endpoints of kube-controller-manager and kube-scheduler: self-signed certificates they
+    generate themselves, on 127.0.0.1 only."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass
+class Component:
+    """One process of the cluster: its argv (with ``{port}`` filled at each start), log and readiness probe."""
+
+    name: str
+    argv: Callable[[int], list[str]]
+    ready: Callable[[int], bool]
+    env: dict[str, str] | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+class Cluster:
+    """The cluster's processes. ``start()``/``stop()``, or a context manager.
+
+    Attributes once started: ``plane`` (the ``ControlPlane``: ``request``, ``url``, ``ca_file``...),
+    ``kubeconfig`` (the admin's, system:masters), ``kubeconfigs`` (component name -> its own kubeconfig),
+    ``workdir`` (every log: etcd.log, kube-apiserver.log, kube-controller-manager.log, kube-scheduler.log,
+    kwok.log).
+    """
+
+    def __init__(
+        self,
+        binaries: ClusterBinaries | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        extender_url: str | None = None,
+        start_timeout: float = 120.0,
+        verbosity: int = 2,
+    ) -> None:
+        found = binaries or find_cluster_binaries()
+        if isinstance(found, str):
+            raise ClusterError(found)
+        self.binaries = found
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="topolvm-e2e-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.extender_url = extender_url
+        self.start_timeout = start_timeout
+        self.verbosity = verbosity
+        self.plane = ControlPlane(found.control_plane, self.workdir, start_timeout=start_timeout)
+        self._tokens = {name: secrets.token_hex(16) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
+        for name, user in ((KUBE_CONTROLLER_MANAGER, KCM_USER), (KUBE_SCHEDULER, SCHEDULER_USER), (KWOK, KWOK_USER)):
+            self.plane.add_token(self._tokens[name], user)
+        self.kubeconfigs: dict[str, str] = {}
+        self.components: list[Component] = []
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.plane.kubeconfig
+
+    # --- lifecycle
+
+    def start(self) -> Cluster:
+        try:
+            self.plane.start()
+            for name, token in self._tokens.items():
+                path = self.workdir / f"{name}.kubeconfig"
+                self.kubeconfigs[name] = deployment.write_kubeconfig(self.plane, token, path)
+            self._bind_kwok_role()
+            for component in (self._kube_controller_manager(), self._kube_scheduler(), self._kwok()):
+                self.components.append(component)
+                self._start(component)
+            # The controllers run once the manager has their ServiceAccounts' tokens: the serviceaccount
+            # controller's first work is the default namespace's "default" ServiceAccount.
+            self._wait(
+                lambda: self.plane.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+                "kube-controller-manager's controllers to run (ServiceAccount default/default)",
+                self.components[0],
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process (kwok and the controllers first, the control plane last) and remove the temp dir.
+        Idempotent."""
+        for component in reversed(self.components):
+            proc, component.proc = component.proc, None
+            if proc is not None:
+                controlplane.stop_process(proc)
+        self.plane.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def problems(self) -> list[str]:
+        """The components that exited, with their exit codes (empty while all run)."""
+        return [
+            f"{c.name} exited with {c.proc.returncode}"
+            for c in self.components
+            if c.proc is not None and c.proc.poll() is not None
+        ]
+
+    def logs(self) -> list[Path]:
+        return sorted(self.workdir.glob("*.log"))
+
+    def log_tails(self, chars: int = 3000) -> str:
+        return "\n".join(f"--- {path.name} (last {chars} characters)\n{_tail(path, chars)}" for path in self.logs())
+
+    # --- components
+
+    def _kube_controller_manager(self) -> Component:
+        kubeconfig = self.kubeconfigs[KUBE_CONTROLLER_MANAGER]
+
+        def argv(port: int) -> list[str]:
+            return [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.workdir / 'sa.key'}",  # the apiserver's signing key
+                f"--root-ca-file={self.plane.ca_file}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                f"-v={self.verbosity}",
+            ]
+
+        return Component(KUBE_CONTROLLER_MANAGER, argv, self._healthz)
+
+    def _kube_scheduler(self) -> Component:
+        kubeconfig = self.kubeconfigs[KUBE_SCHEDULER]
+        config_path = self.workdir / "kube-scheduler.yaml"
+        config_path.write_text(scheduler_configuration(kubeconfig, self.extender_url))
+
+        def argv(port: int) -> list[str]:
+            return [
+                str(self.binaries.kube_scheduler),
+                f"--config={config_path}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'kube-scheduler-certs'}",
+                f"-v={self.verbosity}",
+            ]
+
+        return Component(KUBE_SCHEDULER, argv, lambda port: self._healthz(port, "/readyz"))
+
+    def _kwok(self) -> Component:
+        config_path = self.workdir / "kwok.yaml"
+        stages = sorted((self.binaries.kwok_files / "stages").glob("*.yaml"))
+        config_path.write_text("\n---\n".join(path.read_text().strip() for path in stages) + "\n")
+        home = self.workdir / "kwok-home"  # kwok also loads ~/.kwok/kwok.yaml when it exists: not the user's
+        home.mkdir(exist_ok=True)
+
+        def argv(port: int) -> list[str]:
+            return [
+                str(self.binaries.kwok),
+                f"--kubeconfig={self.kubeconfigs[KWOK]}",
+                f"--config={config_path}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-label-selector={KWOK_LABEL}={KWOK_LABEL_VALUE}",
+                f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+                f"--cidr={POD_CIDR}",
+                f"--server-address=127.0.0.1:{port}",  # plain HTTP: /healthz
+            ]
+
+        return Component(
+            KWOK, argv, lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz"), env={**os.environ, "HOME": str(home)}
+        )
+
+    def _bind_kwok_role(self) -> None:
+        (role,) = deployment.documents(self.binaries.kwok_files / "rbac" / "role.yaml")
+        name, group = role["metadata"]["name"], "rbac.authorization.k8s.io"
+        binding = {
+            "apiVersion": f"{group}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name},
+            "subjects": [{"apiGroup": group, "kind": "User", "name": KWOK_USER}],
+        }
+        for path, body in ((f"{_RBAC}/clusterroles", role), (f"{_RBAC}/clusterrolebindings", binding)):
+            code, reply = self.plane.request("POST", path, body)
+            if code != 201:
+                raise ClusterError(f"creating {body['kind']} {body['metadata']['name']}: HTTP {code}: {reply}")
+
+    def _healthz(self, port: int, path: str = "/healthz") -> bool:
+        return _get_ok(f"https://127.0.0.1:{port}{path}", _loopback_tls())
+
+    def _start(self, component: Component) -> None:
+        """Start ``component`` on a free port and wait until it is ready; another port if that one was taken."""
+        log = self.workdir / f"{component.name}.log"
+        for attempt in range(3):
+            component.port = free_port()
+            main_thread = threading.current_thread() is threading.main_thread()
+            with log.open("ab") as out:
+                component.proc = subprocess.Popen(
+                    component.argv(component.port),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    env=component.env,
+                    # PDEATHSIG fires when the spawning *thread* exits: only safe from the main thread.
+                    preexec_fn=controlplane.die_with_parent if main_thread else None,  # noqa: PLW1509
+                )
+            try:
+                self._wait(lambda c=component: c.ready(c.port), f"{component.name} to be ready", component)
+                return
+            except ClusterError:
+                if attempt < 2 and "address already in use" in _tail(log, 4000):
+                    controlplane.stop_process(component.proc)
+                    continue
+                raise
+
+    def _wait(self, ready: Callable[[], bool], what: str, component: Component) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        log = self.workdir / f"{component.name}.log"
+        while time.monotonic() < deadline:
+            if component.proc is not None and component.proc.poll() is not None:
+                raise ClusterError(
+                    f"{component.name} exited with {component.proc.returncode} while waiting for {what}; "
+                    f"last log lines:\n{_tail(log, 3000)}"
+                )
+            if ready():
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"timed out after {self.start_timeout:.0f}s waiting for {what}; log:\n{_tail(log, 3000)}")
+
+    # --- objects
+
+    def request(self, method: str, path: str, body: object | None = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        """``ControlPlane.request`` as the admin."""
+        return self.plane.request(method, path, body, **kwargs)
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Register a Node kwok manages, as its kubelet would (``kubernetes.io/hostname``, capacity in the status:
+        kwok's default is 1k CPUs, 1 TiB, 1M pods). kwok makes it Ready; ``wait_node_ready`` waits for that."""
+        node: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/hostname": name, KWOK_LABEL: KWOK_LABEL_VALUE, **(labels or {})},
+                "annotations": dict(annotations or {}),
+            },
+        }
+        if allocatable:
+            node["status"] = {"allocatable": allocatable, "capacity": allocatable}
+        code, reply = self.request("POST", "/api/v1/nodes", node)
+        if code != 201:
+            raise ClusterError(f"creating Node {name}: HTTP {code}: {reply.get('message')}")
+        return reply
+
+    def wait_node_ready(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The Node once its Ready condition is True (kwok) and it has no taint left (the not-ready taint the
+        TaintNodesByCondition admission plugin put on it is removed by node-lifecycle-controller)."""
+
+        def ready() -> dict[str, Any] | None:
+            code, node = self.request("GET", f"/api/v1/nodes/{name}")
+            if code != 200:
+                return None
+            conditions = node.get("status", {}).get("conditions") or []
+            is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            return node if is_ready and not node["spec"].get("taints") else None
+
+        return self.wait_for(ready, f"Node {name} to be Ready and untainted", timeout)
+
+    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
+        """``predicate()``'s first truthy value; fails after ``timeout`` seconds, or at once when a component
+        exited, with that and the logs' tails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            problems = self.problems()
+            if problems or time.monotonic() > deadline:
+                why = "; ".join(problems) or f"timed out after {timeout:.0f}s"
+                raise AssertionError(f"{why} waiting for {what}\n{self.log_tails()}")
+            time.sleep(interval)
+
+
+def scheduler_configuration(kubeconfig: str, extender_url: str | None = None) -> str:
+    """deploy/scheduler-config.yaml as shipped, with the scheduler's kubeconfig, no leader election (one
+    instance) and, when given, another ``urlPrefix`` for its extender."""
+    (config,) = [doc for doc in yaml.safe_load_all(SCHEDULER_CONFIG.read_text()) if doc]
+    if extender_url is not None:
+        (extender,) = config["extenders"]
+        extender["urlPrefix"] = extender_url
+    config["clientConnection"] = {"kubeconfig": kubeconfig}
+    config["leaderElection"] = {"leaderElect": False}
+    return yaml.safe_dump(config)
+
+
+# --- command line: up / down / status / run
+
+
+STATE = "cluster.json"
+
+
+def _read_state(directory: Path) -> dict[str, Any]:
+    try:
+        value = json.loads((directory / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _write_state(directory: Path, **state: Any) -> None:
+    tmp = directory / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(directory / STATE)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running ``tests.support.cluster run`` (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return b"tests.support.cluster" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    for other in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # the first signal stops it; no second interrupts
+        signal.signal(other, signal.SIG_IGN)
+    raise _Stop(signal.Signals(signum).name)
+
+
+def run(directory: Path, nodes: int, extender_url: str | None) -> int:
+    """The cluster in the foreground: up, ``nodes`` kwok Nodes Ready, state in DIR/cluster.json; stopped on
+    SIGTERM, SIGINT or SIGHUP."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _raise_stop)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_state(directory, pid=os.getpid(), state="starting")
+    cluster: Cluster | None = None
+    try:
+        cluster = Cluster(workdir=directory / "cluster", extender_url=extender_url)
+        cluster.start()
+        names = [f"kwok-node-{i}" for i in range(nodes)]
+        for name in names:
+            cluster.add_node(name)
+        for name in names:
+            cluster.wait_node_ready(name)
+        _write_state(
+            directory,
+            pid=os.getpid(),
+            state="ready",
+            kubeconfig=cluster.kubeconfig,
+            url=cluster.plane.url,
+            nodes=names,
+            kubeconfigs=cluster.kubeconfigs,
+            logs=str(cluster.workdir),
+        )
+        print(f"cluster ready: KUBECONFIG={cluster.kubeconfig}", flush=True)
+        while True:
+            time.sleep(1)
+            problems = cluster.problems()
+            if problems:
+                raise ClusterError("; ".join(problems))
+    except _Stop as stop:
+        print(f"stopping on {stop}", flush=True)
+        _write_state(directory, pid=os.getpid(), state="stopping")
+        return 0
+    except Exception as exc:
+        print(f"cluster failed: {exc}", file=sys.stderr, flush=True)
+        _write_state(directory, pid=os.getpid(), state="failed", error=str(exc))
+        return 1
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        if cluster is not None:
+            cluster.stop()
+        state = _read_state(directory)
+        if state.get("state") != "failed":
+            _write_state(directory, state="down")
+
+
+def up(directory: Path, nodes: int, extender_url: str | None, timeout: float) -> int:
+    state = _read_state(directory)
+    if state.get("pid") and _alive(int(state["pid"])):
+        print(f"already running (pid {state['pid']}, {state.get('state')}); `down --dir {directory}` first")
+        return 1
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory / "cluster", ignore_errors=True)
+    argv = [sys.executable, "-m", "tests.support.cluster", "run", "--dir", str(directory), "--nodes", str(nodes)]
+    if extender_url:
+        argv.append(f"--extender-url={extender_url}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    (directory / STATE).unlink(missing_ok=True)
+    with (directory / "run.log").open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+            start_new_session=True,  # outlives this command; its children die with it (PDEATHSIG)
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _read_state(directory)
+        if state.get("state") == "ready":
+            print(f"export KUBECONFIG={state['kubeconfig']}")
+            print(f"# nodes: {' '.join(state['nodes'])}; logs: {state['logs']}; stop: down --dir {directory}")
+            return 0
+        if proc.poll() is not None:
+            print(f"cluster failed: {state.get('error', 'see ' + str(directory / 'run.log'))}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    print(f"not ready after {timeout:.0f}s; stopping it (log: {directory / 'run.log'})", file=sys.stderr)
+    proc.terminate()
+    proc.wait()
+    return 1
+
+
+def down(directory: Path, timeout: float = 60.0) -> int:
+    state = _read_state(directory)
+    pid = state.get("pid")
+    if not pid or not _alive(int(pid)):
+        print(f"not running ({state.get('state', 'no state')} in {directory})")
+        return 0
+    os.kill(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(int(pid)):
+        if time.monotonic() > deadline:
+            os.kill(int(pid), signal.SIGKILL)  # its children get SIGKILL too (PDEATHSIG)
+            print(f"killed pid {pid} after {timeout:.0f}s")
+            return 1
+        time.sleep(0.2)
+    print(f"stopped (logs in {directory})")
+    return 0
+
+
+def status(directory: Path) -> int:
+    state = _read_state(directory)
+    running = bool(state.get("pid")) and _alive(int(state["pid"]))
+    print(json.dumps({**state, "running": running}, indent=2))
+    return 0 if running else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "run"])
+    default_dir = Path(tempfile.gettempdir()) / "topolvm-py-cluster"
+    parser.add_argument("--dir", type=Path, default=default_dir, help=f"state and logs (default {default_dir})")
+    parser.add_argument("--nodes", type=int, default=1, help="kwok Nodes to register (default 1)")
+    parser.add_argument("--extender-url", help="kube-scheduler's extender urlPrefix (default: as deploy/ ships it)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds `up` waits for ready")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up(args.dir, args.nodes, args.extender_url, args.timeout)
+    if args.command == "down":
+        return down(args.dir)
+    if args.command == "status":
+        return status(args.dir)
+    return run(args.dir, args.nodes, args.extender_url)
+
+
+# --- pytest
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the helper works without pytest; only the fixture needs it
+    pass
+else:
+
+    def cluster_binaries_or_skip() -> ClusterBinaries:
+        """The cluster's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
+        found = find_cluster_binaries()
+        if isinstance(found, str):
+            if controlplane.in_ci():
+                pytest.fail(f"the end-to-end cluster cannot start in CI: {found}", pytrace=False)
+            pytest.skip(f"end-to-end cluster unavailable: {found}")
+        return found
+
+    @pytest.fixture(scope="session")
+    def kube_cluster() -> Iterator[Cluster]:
+        """A started ``Cluster`` for the session (under pytest-xdist, one per worker). Tests share it: each
+        registers its own Nodes (``add_node``) and pins its pods to them."""
+        with Cluster(cluster_binaries_or_skip()) as cluster:
+            yield cluster
+
+
+if __name__ == "__main__":
+    sys.exit(main())
