@@ -372,7 +372,7 @@ class Cluster:
                     preexec_fn=controlplane.die_with_parent if main_thread else None,  # noqa: PLW1509
                 )
             try:
-                self._wait(lambda c=component: c.ready(c.port), f"{component.name} to be ready", component)
+                self._wait(lambda: component.ready(component.port), f"{component.name} to be ready", component)
                 return
             except ClusterError:
                 if attempt < 2 and "address already in use" in _tail(log, 4000):
@@ -399,6 +399,11 @@ class Cluster:
     def request(self, method: str, path: str, body: object | None = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         """``ControlPlane.request`` as the admin."""
         return self.plane.request(method, path, body, **kwargs)
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``, or None when the API server answers anything but 200."""
+        code, reply = self.request("GET", path)
+        return reply if code == 200 else None
 
     def add_node(
         self,

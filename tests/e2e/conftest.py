@@ -1,0 +1,29 @@
+"""End-to-end tests on ``kube_cluster`` (tests/support/cluster.py): the real kube-controller-manager and
+kube-scheduler, kwok for the kubelets. A failing test prints the tails of every component's log."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from tests.support.cluster import Cluster
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    if isinstance(report, pytest.TestReport) and report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if request.node.stash.get(_FAILED, False) and "kube_cluster" in request.fixturenames:
+        cluster: Cluster = request.getfixturevalue("kube_cluster")
+        print(cluster.log_tails(4000))
