@@ -284,9 +284,11 @@ class Cluster:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
                 f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
+                # Each controller as its own ServiceAccount, its token from the TokenRequest API (signed with the
+                # apiserver's --service-account-signing-key-file): no --service-account-private-key-file, which
+                # only feeds the legacy Secret-token controller (not run, nor the root-CA publisher that
+                # --root-ca-file feeds).
                 "--use-service-account-credentials=true",
-                f"--service-account-private-key-file={self.workdir / 'sa.key'}",  # the apiserver's signing key
-                f"--root-ca-file={self.plane.ca_file}",
                 f"--controllers={','.join(CONTROLLERS)}",
                 "--leader-elect=false",
                 f"-v={self.verbosity}",
