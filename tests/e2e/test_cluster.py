@@ -63,7 +63,11 @@ def test_a_kwok_node_runs_a_pod_the_real_kube_scheduler_placed(kube_cluster: Clu
     (event,) = cluster.wait_for(scheduled, "kube-scheduler's Scheduled event")
     assert node in event["message"], event
 
-    # Deleting: kwok's pod-delete Stage plays kubelet's part, the namespace controller empties the namespace.
+    # Deleting: kwok's pod-delete Stage plays kubelet's part (a graceful delete only sets deletionTimestamp),
+    # then the namespace controller removes the namespace.
+    code, reply = cluster.request("DELETE", f"{pods}/p")
+    assert code == 200, reply
+    cluster.wait_for(lambda: cluster.get(f"{pods}/p") is None, "kwok to finish the pod's deletion", timeout=30)
     code, reply = cluster.request("DELETE", f"/api/v1/namespaces/{ns}")
     assert code == 200, reply
     cluster.wait_for(lambda: cluster.get(f"/api/v1/namespaces/{ns}") is None, f"namespace {ns} to go")

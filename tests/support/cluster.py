@@ -347,7 +347,7 @@ class Cluster:
     def _bind_kwok_role(self) -> None:
         (role,) = deployment.documents(self.binaries.kwok_files / "rbac" / "role.yaml")
         name, group = role["metadata"]["name"], "rbac.authorization.k8s.io"
-        binding = {
+        binding: dict[str, Any] = {
             "apiVersion": f"{group}/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": name},
@@ -451,7 +451,8 @@ class Cluster:
             is_ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
             return node if is_ready and not node["spec"].get("taints") else None
 
-        return self.wait_for(ready, f"Node {name} to be Ready and untainted", timeout)
+        node: dict[str, Any] = self.wait_for(ready, f"Node {name} to be Ready and untainted", timeout)
+        return node
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.2) -> Any:
         """``predicate()``'s first truthy value; fails after ``timeout`` seconds, or at once when a component
