@@ -199,17 +199,49 @@ copy_crds() {
     ln -sfn "$name-$version" "$CACHE/peers-v1/crds/$name"
 }
 
-# build_kubernetes CMD...: build k8s.io/kubernetes/cmd/CMD for each CMD not yet present, in one go build.
-build_kubernetes() {
-    local v="$KUBERNETES_VERSION" todo=() cmd
+# missing VERSION CMD...: TODO becomes the CMDs not yet built as CMD-VERSION; the others are linked as CMD.
+missing() {
+    local v="$1" cmd
+    shift
+    TODO=()
     for cmd in "$@"; do
         if [[ -x "$BIN/$cmd-$v" ]]; then
             echo "build.sh: $cmd $v present, skipping"
             link "$cmd" "$v"
         else
-            todo+=("$cmd")
+            TODO+=("$cmd")
         fi
     done
+}
+
+# go_build_cmds DIR VERSION LDFLAGS WHAT START PREFIX CMD...: build PREFIX/CMD for each CMD in one go build in the
+# wrapper module DIR, install each as CMD-VERSION with a CMD symlink and record the build (WHAT, since START);
+# DIR is removed either way.
+go_build_cmds() {
+    local dir="$1" v="$2" ldflags="$3" what="$4" start="$5" prefix="$6" cmd rc=0 pkgs=()
+    shift 6
+    for cmd in "$@"; do pkgs+=("$prefix/$cmd"); done
+    mkdir "$dir/out"
+    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}") || rc=$?
+    if [[ $rc -eq 0 ]]; then
+        for cmd in "$@"; do
+            mv "$dir/out/$cmd" "$BIN/$cmd-$v"
+            link "$cmd" "$v"
+        done
+    else
+        echo "build.sh: $what build failed; wrapper go.mod was:" >&2
+        cat "$dir/go.mod" >&2
+    fi
+    rm -rf "$dir"
+    [[ $rc -eq 0 ]] || return "$rc"
+    record "$@" -- "$what" $(($(date +%s) - start))
+}
+
+# build_kubernetes CMD...: build k8s.io/kubernetes/cmd/CMD for each CMD not yet present, in one go build.
+build_kubernetes() {
+    local v="$KUBERNETES_VERSION"
+    missing "$v" "$@"
+    local todo=("${TODO[@]}")
     [[ ${#todo[@]} -gt 0 ]] || return 0
     echo "build.sh: building ${todo[*]} $v (wrapper module)"
     local start
@@ -233,51 +265,30 @@ build_kubernetes() {
         sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/src/k8s.io/.*$|\t\1 => \1 '"$staging_version"'|p' "$gomod"
         printf ')\n'
     } >"$dir/go.mod"
-    local build_date pkgs=() ldflags="-s -w" key val
+    local build_date ldflags="-s -w" key val
     build_date=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"Time": "\(.*\)",$/\1/p')
     for kv in "gitVersion=$v" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" "buildDate=${build_date:-unknown}"; do
         key=${kv%%=*}
         val=${kv#*=}
         ldflags+=" -X k8s.io/component-base/version.$key=$val -X k8s.io/client-go/pkg/version.$key=$val"
     done
-    for cmd in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
-    local rc=0
-    mkdir "$dir/out"
-    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "$ldflags" -o out/ "${pkgs[@]}") || rc=$?
-    if [[ $rc -eq 0 ]]; then
-        for cmd in "${todo[@]}"; do
-            mv "$dir/out/$cmd" "$BIN/$cmd-$v"
-            link "$cmd" "$v"
-        done
-    else
-        echo "build.sh: kubernetes build failed; wrapper go.mod was:" >&2
-        cat "$dir/go.mod" >&2
-    fi
-    rm -rf "$dir"
-    [[ $rc -eq 0 ]] || return "$rc"
-    record "${todo[@]}" -- "k8s.io/kubernetes@$v" $(($(date +%s) - start))
+    go_build_cmds "$dir" "$v" "$ldflags" "k8s.io/kubernetes@$v" "$start" k8s.io/kubernetes/cmd "${todo[@]}"
 }
 
 # build_wrapped MODULE VERSION LDFLAGS CMD...: build MODULE/cmd/CMD as CMD-VERSION (and a CMD symlink) for each
 # CMD not yet present, in one go build through a wrapper module made from the tag's own go.mod.
 build_wrapped() {
-    local module="$1" v="$2" xflags="$3" todo=() cmd
+    local module="$1" v="$2" xflags="$3"
     shift 3
-    for cmd in "$@"; do
-        if [[ -x "$BIN/$cmd-$v" ]]; then
-            echo "build.sh: $cmd $v present, skipping"
-            link "$cmd" "$v"
-        else
-            todo+=("$cmd")
-        fi
-    done
+    missing "$v" "$@"
+    local todo=("${TODO[@]}")
     [[ ${#todo[@]} -gt 0 ]] || return 0
     echo "build.sh: building ${todo[*]} $v (wrapper module)"
     local start src
     start=$(date +%s)
     src=$(go mod download -json "$module@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     [[ -f "$src/go.mod" ]] || { echo "build.sh: cannot download $module@$v" >&2; return 1; }
-    local dir old pkgs=()
+    local dir old
     dir=$(mktemp -d)
     cp "$src/go.mod" "$dir/go.mod"
     if [[ -f "$src/go.sum" ]]; then cp "$src/go.sum" "$dir/go.sum"; fi
@@ -289,23 +300,7 @@ build_wrapped() {
     while read -r old; do
         (cd "$dir" && go mod edit -replace "$old=$old@$v")
     done < <(sed -nE "s#$local_replace#\\2#p" "$dir/go.mod")
-    for cmd in "${todo[@]}"; do pkgs+=("$module/cmd/$cmd"); done
-    local rc=0
-    mkdir "$dir/out"
-    (cd "$dir" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags "-s -w $xflags" -o out/ "${pkgs[@]}") ||
-        rc=$?
-    if [[ $rc -eq 0 ]]; then
-        for cmd in "${todo[@]}"; do
-            mv "$dir/out/$cmd" "$BIN/$cmd-$v"
-            link "$cmd" "$v"
-        done
-    else
-        echo "build.sh: $module build failed; wrapper go.mod was:" >&2
-        cat "$dir/go.mod" >&2
-    fi
-    rm -rf "$dir"
-    [[ $rc -eq 0 ]] || return "$rc"
-    record "${todo[@]}" -- "$module@$v" $(($(date +%s) - start))
+    go_build_cmds "$dir" "$v" "-s -w $xflags" "$module@$v" "$start" "$module/cmd" "${todo[@]}"
 }
 
 if wants hypertopolvm; then
