@@ -11,10 +11,10 @@ from dataclasses import replace
 
 import pytest
 
+from tests.support import memory_lvmd
 from topolvm import clock, constants, errors
-from topolvm.core import model, resources
+from topolvm.core import resources
 from topolvm.kube import memory as kube_memory
-from topolvm.lvm import memory as lvm_memory
 from topolvm.services import lvmd, node
 
 GiB = 1 << 30
@@ -46,12 +46,7 @@ class RecordingCluster(kube_memory.InMemoryCluster):
 def world(*, with_publisher: bool) -> tuple[RecordingCluster, lvmd.LvmdService, node.LogicalVolumeReconciler]:
     cluster = RecordingCluster()
     cluster.add_node("n1")
-    lvm = lvm_memory.InMemoryLvm()
-    lvm.add_vg("vg", [10 * GiB])
-    svc = lvmd.LvmdService(
-        lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", default=True, spare_bytes=0),))
-    )
-    svc.start()
+    svc = memory_lvmd.started(10 * GiB)
     publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
     publisher(svc.capacity())  # the agent's first report; the capacity stream itself is left out on purpose
     reconciler = node.LogicalVolumeReconciler(

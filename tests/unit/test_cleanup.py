@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import memory_lvmd
 from topolvm import clock, constants, errors
 from topolvm.core import model, resources, workloads
 from topolvm.kube import memory as kube_memory
-from topolvm.lvm import memory as lvm_memory
 from topolvm.services import cleanup, controller, lvmd, node
 
 GiB = 1 << 30
@@ -21,12 +21,7 @@ GiB = 1 << 30
 def make_world() -> tuple[kube_memory.InMemoryCluster, lvmd.LvmdService, controller.ControllerService]:
     cluster = kube_memory.InMemoryCluster()
     cluster.add_node("n1")
-    lvm = lvm_memory.InMemoryLvm()
-    lvm.add_vg("vg", [20 * GiB])
-    svc = lvmd.LvmdService(
-        lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", default=True, spare_bytes=0),))
-    )
-    svc.start()
+    svc = memory_lvmd.started(20 * GiB)
     svc.watch(node.CapacityPublisher(node_name="n1", cluster=cluster))
     return cluster, svc, controller.ControllerService(cluster=cluster, clock=clock.ManualClock())
 
