@@ -149,6 +149,12 @@ build_etcd() {
     record etcd -- "go.etcd.io/etcd/server/v3@$ETCD_VERSION" $(($(date +%s) - start))
 }
 
+# module_field MODULE@VERSION FIELD: a field (Dir, GoMod, Time...) of `go mod download -json`, downloading the
+# module into the module cache first if need be.
+module_field() {
+    go mod download -json "$1" | sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\$/\1/p"
+}
+
 # copy_kwok_files VERSION: kwok's default Stages and its in-cluster ClusterRole, out of sigs.k8s.io/kwok@VERSION
 # (through the module cache) into peers-v1/kwok-files-VERSION/{stages,rbac}, and a kwok-files symlink to it. kwok
 # run outside kwokctl refuses to start without Stages ("no stages found"); these are the ones kwokctl writes into
@@ -160,7 +166,7 @@ copy_kwok_files() {
         echo "build.sh: kwok files $version present, skipping"
     else
         local src
-        src=$(go mod download -json "sigs.k8s.io/kwok@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        src=$(module_field "sigs.k8s.io/kwok@$version" Dir)
         [[ -d "$src/kustomize/stage" ]] || { echo "build.sh: cannot download sigs.k8s.io/kwok@$version" >&2; return 1; }
         mkdir -p "$dest.tmp/stages" "$dest.tmp/rbac"
         cp "$src/kustomize/stage/node/fast/node-initialize.yaml" \
@@ -186,7 +192,7 @@ copy_crds() {
         echo "build.sh: $name CRDs $version present, skipping"
     else
         local src
-        src=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        src=$(module_field "$module@$version" Dir)
         [[ -d "$src/$subdir" ]] || { echo "build.sh: cannot download $module@$version" >&2; return 1; }
         mkdir -p "$dest.tmp"
         # The glob is expanded here on purpose: it names the files to copy.
@@ -248,7 +254,7 @@ build_kubernetes() {
     start=$(date +%s)
     # The tag's go.mod names the staging modules and the godebug default.
     local gomod
-    gomod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+    gomod=$(module_field "k8s.io/kubernetes@$v" GoMod)
     [[ -f "$gomod" ]] || { echo "build.sh: cannot download k8s.io/kubernetes@$v" >&2; return 1; }
     local minor patch staging_version
     minor=$(echo "$v" | cut -d. -f2)
@@ -266,7 +272,7 @@ build_kubernetes() {
         printf ')\n'
     } >"$dir/go.mod"
     local build_date ldflags="-s -w" key val
-    build_date=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"Time": "\(.*\)",$/\1/p')
+    build_date=$(module_field "k8s.io/kubernetes@$v" Time)
     for kv in "gitVersion=$v" "gitMajor=1" "gitMinor=$minor" "gitTreeState=clean" "buildDate=${build_date:-unknown}"; do
         key=${kv%%=*}
         val=${kv#*=}
@@ -286,7 +292,7 @@ build_wrapped() {
     echo "build.sh: building ${todo[*]} $v (wrapper module)"
     local start src
     start=$(date +%s)
-    src=$(go mod download -json "$module@$v" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    src=$(module_field "$module@$v" Dir)
     [[ -f "$src/go.mod" ]] || { echo "build.sh: cannot download $module@$v" >&2; return 1; }
     local dir old
     dir=$(mktemp -d)
