@@ -19,10 +19,12 @@
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
 #                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
+#   csi-provisioner - the upstream CSI sidecar that turns PVCs into CreateVolume calls (and publishes
+#                     CSIStorageCapacity objects), for TopoLVM on the end-to-end cluster (tests/support/stack.py)
 # and, for end-to-end tests to come (no test uses them yet, so they are in neither DEFAULT nor the Makefile's
 # PEERS, and CI does not pay for them; ask by NAME or with `all`):
-#   csi-provisioner, csi-resizer, csi-snapshotter, snapshot-controller
-#                   - the upstream CSI sidecars and snapshot controller that drive a CSI driver in a cluster
+#   csi-resizer, csi-snapshotter, snapshot-controller
+#                   - the other upstream CSI sidecars and the snapshot controller
 # The control-plane binaries, the CSI sidecars and kwok are installed as NAME-VERSION with a NAME symlink, so the
 # bin directory works as KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is
 # not rebuilt. Build times and sizes go to peers-v1/build-times.txt.

@@ -7,7 +7,9 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests.support import controlplane, stack
 from tests.support.cluster import Cluster
+from tests.support.stack import Stack
 
 
 @pytest.hookimpl(wrapper=True)
@@ -27,3 +29,20 @@ def _cluster_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.stash.get(_FAILED, False) and "kube_cluster" in request.fixturenames:
         cluster: Cluster = request.getfixturevalue("kube_cluster")
         print(cluster.log_tails(4000))
+
+
+@pytest.fixture(scope="session")
+def topolvm(kube_cluster: Cluster) -> Iterator[Stack]:
+    """TopoLVM deployed on the session's cluster (tests/support/stack.py); each test adds its own Nodes."""
+    reason = stack.missing()
+    if reason:
+        if controlplane.in_ci():
+            pytest.fail(f"TopoLVM cannot be deployed on the end-to-end cluster in CI: {reason}", pytrace=False)
+        pytest.skip(f"TopoLVM cannot be deployed on the end-to-end cluster: {reason}")
+    deployed = Stack(kube_cluster)
+    try:
+        yield deployed.start()
+        refusals = deployed.refusals()
+        assert not refusals, "refused by RBAC:\n" + "\n".join(refusals[:20])
+    finally:
+        deployed.stop()

@@ -273,6 +273,20 @@ class Cluster:
 
     # --- components
 
+    def run(
+        self,
+        name: str,
+        argv: Callable[[int], list[str]],
+        ready: Callable[[int], bool],
+        env: dict[str, str] | None = None,
+    ) -> Component:
+        """Start one more process with the cluster's (a free port for ``argv``, its log in ``workdir/NAME.log``,
+        readiness awaited, stopped before the cluster's own, counted by ``problems``)."""
+        component = Component(name, argv, ready, env=env)
+        self.components.append(component)
+        self._start(component)
+        return component
+
     def _kube_controller_manager(self) -> Component:
         kubeconfig = self.kubeconfigs[KUBE_CONTROLLER_MANAGER]
 
@@ -500,7 +514,9 @@ else:
     def kube_cluster() -> Iterator[Cluster]:
         """A started ``Cluster`` for the session (under pytest-xdist, one per worker). Tests share it: each
         registers its own Nodes (``add_node``) and pins its pods to them."""
-        with Cluster(cluster_binaries_or_skip()) as cluster:
+        # kube-scheduler calls the extender at a free port; tests/support/stack.py starts it there when a test
+        # needs TopoLVM (pods without TopoLVM volumes never reach it).
+        with Cluster(cluster_binaries_or_skip(), extender_url=f"http://127.0.0.1:{free_port()}") as cluster:
             yield cluster
 
 

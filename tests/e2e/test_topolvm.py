@@ -1,0 +1,276 @@
+"""The flow of the seed deck (slides 16, 25-29) through the real programs: a PVC waits for its pod, the real
+kube-scheduler asks our extender, the real external-provisioner calls CreateVolume for the selected node, our
+controller and node agent create the LV on that node's VG, the PV binds, the pod runs (kwok's kubelet).
+
+Everything of ours runs under its own ServiceAccount with deploy/'s RBAC (tests/support/stack.py); each test
+registers its own Nodes, labels them with its tag and pins its pods to that label.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support import deployment
+from tests.support.stack import CONTROLLER_REPLICAS, PROVISIONER_LEASE, GiB, Stack
+from topolvm import constants
+from topolvm.core.quantity import to_bytes as quantity_bytes
+
+pytestmark = pytest.mark.root
+
+MiB = 1 << 20
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
+class Scene:
+    """One test's namespace, Nodes (labelled ``e2e-tag=<tag>``) and objects."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack, self.cluster = stack, stack.cluster
+        self.tag = uuid.uuid4().hex[:6]
+        self.ns = f"e2e-{self.tag}"
+        code, reply = self.cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": self.ns}})
+        assert code == 201, reply
+
+    def node(self, suffix: str, vg_sizes: tuple[int, ...]) -> str:
+        name = f"tlvm-{self.tag}-{suffix}"
+        self.stack.add_node(name, vg_sizes, labels={"e2e-tag": self.tag})
+        return name
+
+    def claim_and_pod(self, name: str, size: str, storage_class: str = "topolvm-provisioner") -> None:
+        claim = {
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class,
+                "resources": {"requests": {"storage": size}},
+            },
+        }
+        code, reply = self.cluster.request("POST", f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims", claim)
+        assert code == 201, reply
+        pod = {
+            "metadata": {"name": name},
+            "spec": {
+                "nodeSelector": {"e2e-tag": self.tag},
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
+            },
+        }
+        code, reply = self.cluster.request("POST", f"/api/v1/namespaces/{self.ns}/pods", pod)
+        assert code == 201, reply
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(f"/api/v1/namespaces/{self.ns}/{kind}/{name}")
+
+    def running(self, name: str) -> dict[str, Any] | None:
+        pod = self.get("pods", name)
+        return pod if pod and pod.get("status", {}).get("phase") == "Running" else None
+
+    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
+        reply = self.cluster.get(
+            f"/api/v1/namespaces/{self.ns}/events?fieldSelector=involvedObject.name%3D{name},reason%3D{reason}"
+        )
+        return list((reply or {}).get("items", []))
+
+    def logical_volumes(self) -> list[dict[str, Any]]:
+        reply = self.cluster.get("/apis/topolvm.io/v1/logicalvolumes") or {}
+        mine = [lv for lv in reply.get("items", []) if lv["spec"]["nodeName"].startswith(f"tlvm-{self.tag}-")]
+        return mine
+
+    def delete_all(self) -> None:
+        """Pods, then claims (reclaimPolicy Delete: the provisioner deletes the volumes), then the Nodes."""
+        for kind in ("pods", "persistentvolumeclaims"):
+            code, reply = self.cluster.request("DELETE", f"/api/v1/namespaces/{self.ns}/{kind}")
+            assert code == 200, reply
+        self.cluster.wait_for(lambda: not self.logical_volumes(), "every LogicalVolume of the test to go", 90)
+
+
+@pytest.fixture
+def scene(topolvm: Stack) -> Iterator[Scene]:
+    yield Scene(topolvm)
+
+
+def test_a_pod_and_its_claim_land_on_the_node_with_room_and_run(scene: Scene) -> None:
+    small = scene.node("small", (2 * GiB,))
+    large = scene.node("large", (6 * GiB,))
+    scene.claim_and_pod("app", "1Gi")
+
+    pod = scene.cluster.wait_for(lambda: scene.running("app"), "the pod to run", timeout=120)
+    assert pod["spec"]["nodeName"] == large  # spread: the node with the most free capacity
+    claim = scene.get("persistentvolumeclaims", "app")
+    assert claim is not None and claim["status"]["phase"] == "Bound"
+    assert claim["metadata"]["annotations"][SELECTED_NODE] == large  # kube-scheduler's choice, for the provisioner
+    pv = scene.cluster.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
+    assert pv is not None and pv["spec"]["csi"]["driver"] == constants.PLUGIN_NAME
+    (term,) = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": constants.TOPOLOGY_NODE_KEY, "operator": "In", "values": [large]}]
+    (lv,) = scene.logical_volumes()
+    assert lv["spec"]["nodeName"] == large and lv["status"]["volumeID"] == pv["spec"]["csi"]["volumeHandle"]
+    assert scene.stack.lvs(large) == {lv["status"]["volumeID"]: GiB}  # the LV itself, on that node's VG
+    assert scene.stack.lvs(small) == {}
+    # kube-scheduler asked our extender: the pod carries the webhook's request and the extender's Scheduled node
+    requests = pod["spec"]["containers"][0]["resources"]["requests"]
+    assert constants.CAPACITY_RESOURCE in requests, requests
+
+    scene.delete_all()
+    assert scene.stack.lvs(large) == {}
+
+
+def test_a_claim_larger_than_any_node_keeps_its_pod_pending(scene: Scene) -> None:
+    """deploy/ turns on Storage Capacity Tracking next to the extender: csi-provisioner publishes our
+    GetCapacity per node as CSIStorageCapacity, and kube-scheduler's VolumeBinding refuses the node before the
+    extender is asked (kube-scheduler calls extenders only with the nodes its plugins let through)."""
+    node = scene.node("a", (2 * GiB,))
+    scene.claim_and_pod("big", "8Gi")
+
+    def published() -> dict[str, Any] | None:
+        reply = scene.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
+        for item in (reply or {}).get("items", []):
+            labels = item.get("nodeTopology", {}).get("matchLabels", {})
+            if labels == {constants.TOPOLOGY_NODE_KEY: node} and item["storageClassName"] == "topolvm-provisioner":
+                return item
+        return None
+
+    capacity = scene.cluster.wait_for(published, f"csi-provisioner to publish {node}'s capacity", timeout=60)
+    free = scene.stack.vg_free(node)
+    assert quantity_bytes(capacity["capacity"]) == free and free < 2 * GiB  # GetCapacity: the VG's free bytes
+
+    def failed() -> list[dict[str, Any]]:
+        events = scene.events("big", "FailedScheduling")
+        return [e for e in events if "did not have enough free storage" in e["message"]]
+
+    scene.cluster.wait_for(failed, "kube-scheduler's FailedScheduling event", timeout=60)
+    pod = scene.get("pods", "big")
+    assert pod is not None and not pod["spec"].get("nodeName") and pod["status"]["phase"] == "Pending"
+    claim = scene.get("persistentvolumeclaims", "big")
+    assert claim is not None and claim["status"]["phase"] == "Pending"
+    assert SELECTED_NODE not in claim["metadata"].get("annotations", {})  # never handed to the provisioner
+    assert scene.logical_volumes() == []
+    scene.delete_all()
+
+
+def test_a_burst_of_pods_never_overcommits_a_node(scene: Scene) -> None:
+    """#117: 12 pods of 1 GiB at once on three nodes with room for 3 each: 9 run, 3 wait, no VG over-committed."""
+    nodes = [scene.node(str(i), (4 * GiB,)) for i in range(3)]
+    names = [f"burst-{i}" for i in range(12)]
+    for name in names:
+        scene.claim_and_pod(name, "1Gi")
+
+    def placed() -> list[str] | None:
+        running = [name for name in names if scene.running(name)]
+        return running if len(running) >= 9 else None
+
+    running = scene.cluster.wait_for(placed, "9 pods to run", timeout=180)
+    assert len(running) == 9
+    per_node: dict[str, int] = {}
+    for name in running:
+        pod = scene.running(name)
+        assert pod is not None
+        per_node[pod["spec"]["nodeName"]] = per_node.get(pod["spec"]["nodeName"], 0) + 1
+    assert per_node == {node: 3 for node in nodes}
+    for node in nodes:
+        assert sorted(scene.stack.lvs(node).values()) == [GiB] * 3
+    pending = [name for name in names if name not in running]
+    for name in pending:
+        pod = scene.get("pods", name)
+        assert pod is not None and not pod["spec"].get("nodeName")
+        # Refused by the extender (its ledger holds what it promised to pods still being provisioned) or, once
+        # csi-provisioner's next poll (every minute) has published the fuller VGs, by VolumeBinding.
+        events = scene.cluster.wait_for(lambda n=name: scene.events(n, "FailedScheduling"), f"{name}: FailedScheduling")
+        reasons = ("out of VG free space", "did not have enough free storage")
+        assert all(any(r in e["message"] for r in reasons) for e in events), [e["message"] for e in events]
+    scene.delete_all()
+
+
+def test_a_dead_nodes_claims_are_deleted_so_its_statefulset_pod_moves_on(scene: Scene) -> None:
+    """Upstream's node finalizer: a deleted Node's TopoLVM claims are deleted, so the StatefulSet controller makes
+    the pod and its claim again and kube-scheduler places them on a live node."""
+    first = scene.node("first", (4 * GiB,))
+    app = f"db-{scene.tag}"
+    statefulset = {
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {
+                    "nodeSelector": {"e2e-tag": scene.tag},
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "topolvm-provisioner",
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    code, reply = scene.cluster.request("POST", f"/apis/apps/v1/namespaces/{scene.ns}/statefulsets", statefulset)
+    assert code == 201, reply
+    pod = scene.cluster.wait_for(lambda: scene.running("db-0"), "db-0 to run", timeout=120)
+    assert pod["spec"]["nodeName"] == first
+    claim = scene.get("persistentvolumeclaims", "data-db-0")
+    assert claim is not None
+    first_uid = claim["metadata"]["uid"]
+
+    second = scene.node("second", (4 * GiB,))
+    scene.stack.kill_node(first)
+    code, reply = scene.cluster.request("DELETE", f"/api/v1/nodes/{first}")
+    assert code == 200, reply
+    # topolvm-controller deletes the claim and releases the LogicalVolume, then lets the Node go
+    scene.cluster.wait_for(lambda: scene.cluster.get(f"/api/v1/nodes/{first}") is None, f"Node {first} to go", 60)
+
+    def moved() -> dict[str, Any] | None:
+        pod = scene.running("db-0")
+        return pod if pod and pod["spec"]["nodeName"] == second else None
+
+    # pod GC removes the orphaned pod (40 s quarantine), then the StatefulSet controller makes pod and claim again
+    scene.cluster.wait_for(moved, "db-0 to run on the second node", timeout=240)
+    claim = scene.get("persistentvolumeclaims", "data-db-0")
+    assert claim is not None and claim["metadata"]["uid"] != first_uid and claim["status"]["phase"] == "Bound"
+    assert claim["metadata"]["annotations"][SELECTED_NODE] == second
+    (lv,) = scene.logical_volumes()
+    assert lv["spec"]["nodeName"] == second and list(scene.stack.lvs(second)) == [lv["status"]["volumeID"]]
+
+    code, reply = scene.cluster.request("DELETE", f"/apis/apps/v1/namespaces/{scene.ns}/statefulsets/db")
+    assert code == 200, reply
+    scene.delete_all()
+
+
+def test_when_the_leading_controller_replica_dies_the_other_provisions_once(scene: Scene) -> None:
+    """deploy/controller.yaml's two replicas: the csi-provisioner sidecars elect a leader (a Lease); when the
+    leader's pod dies the other takes over, and every claim is provisioned exactly once."""
+    node = scene.node("a", (4 * GiB,))
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/{deployment.NAMESPACE}/leases/{PROVISIONER_LEASE}"
+    lease = scene.cluster.wait_for(lambda: scene.cluster.get(lease_path), "the provisioners' Lease")
+    leader = lease["spec"]["holderIdentity"]
+    replica = leader.removeprefix("topolvm-controller-")
+    assert replica in CONTROLLER_REPLICAS, leader
+    scene.stack.kill_controller(replica)
+    try:
+        scene.claim_and_pod("after", "1Gi")
+
+        def new_leader() -> str | None:
+            holder = (scene.cluster.get(lease_path) or {}).get("spec", {}).get("holderIdentity")
+            return holder if holder and holder != leader else None
+
+        assert scene.cluster.wait_for(new_leader, "the other replica to lead", timeout=60)
+        pod = scene.cluster.wait_for(lambda: scene.running("after"), "the pod to run", timeout=120)
+        assert pod["spec"]["nodeName"] == node
+        volumes = scene.cluster.get("/api/v1/persistentvolumes") or {}
+        mine = [pv for pv in volumes.get("items", []) if pv["spec"]["claimRef"]["namespace"] == scene.ns]
+        assert len(mine) == 1 and len(scene.logical_volumes()) == 1 and len(scene.stack.lvs(node)) == 1
+    finally:
+        scene.stack.start_controller(replica)  # the Deployment's ReplicaSet would make the pod again
+    scene.delete_all()

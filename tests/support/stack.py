@@ -1,0 +1,386 @@
+"""TopoLVM deployed on the end-to-end ``Cluster`` (tests/support/cluster.py): deploy/ applied, our programs and
+upstream's CSI sidecar running as the manifests run them, each under its own ServiceAccount's token.
+
+What runs, and how it differs from a real cluster (kwok has no kubelet and no containers, so the containers of
+deploy/'s Deployments and DaemonSets run here as processes on this host, with the manifests' commands):
+
+- deploy/manifests applied by server-side apply, except its Deployments and DaemonSets (their containers are the
+  processes below); the LogicalVolume CRD, the snapshot CRDs; the webhook's TLS by scripts/webhook_tls.py (as
+  docs/deploy.md says without cert-manager), and the MutatingWebhookConfiguration's clientConfig pointed at the
+  webhook's loopback URL (nothing routes Service IPs here);
+- **topolvm-controller** + **csi-provisioner** (the sidecar built by ``ci/peers/build.sh csi-provisioner``) on one
+  CSI socket, both as ServiceAccount topolvm-controller, with deploy/controller.yaml's flags;
+  ``--capacity-ownerref-level=-1`` instead of 2, because no pod of that Deployment exists to walk up from;
+- **topolvm-scheduler** (the extender) with the options of deploy/'s ConfigMap, on the URL the cluster's
+  kube-scheduler calls (``Cluster(extender_url=...)``), as ServiceAccount topolvm-scheduler;
+- **topolvm-webhook** as ServiceAccount topolvm-webhook;
+- per Node (``add_node``): a loop-device VG (real lvm2; on this host with activation disabled, metadata only),
+  **topolvm-lvmd** on it and **topolvm-node** (ServiceAccount topolvm-node) talking to it, as deploy/node.yaml
+  runs them; then what kubelet does when node-driver-registrar registers the plugin: NodeGetInfo on the node's
+  CSI socket, the CSINode object with the driver's node ID and topology keys, and the topology labels on the
+  Node (written as the admin here: the cluster's authorizer is RBAC only, there is no Node authorizer).
+
+Needs root (loop devices), lvm2, openssl and the cluster's peers plus csi-provisioner.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import ssl
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tests.support import controlplane, deployment, loopvg
+from tests.support.cluster import Cluster, ClusterError, _get_ok
+from topolvm import constants
+from topolvm.csi.proto import csi_pb2 as csi
+from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+
+CSI_PROVISIONER = "csi-provisioner"
+REPO = Path(__file__).resolve().parents[2]
+WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
+HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
+CONTROLLER_REPLICAS = ("a", "b")  # deploy/controller.yaml: replicas: 2
+PROVISIONER_LEASE = "topolvm-io"  # in topolvm-system: csi-lib-utils names it after the driver
+WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet"})
+GiB = 1 << 30
+
+
+def _bin(name: str) -> str:
+    """A console script of this project, from the same environment as the running interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def missing() -> str | None:
+    """Why the stack cannot run here, or None."""
+    reasons = [r for r in (loopvg.can_run(),) if r]
+    found = controlplane.find_binary(CSI_PROVISIONER)
+    if isinstance(found, str):
+        reasons.append(found)
+    crds = deployment.third_party_crd_dirs()
+    if isinstance(crds, str):
+        reasons.append(crds)
+    if subprocess.run(["which", "openssl"], capture_output=True, check=False).returncode != 0:
+        reasons.append("openssl is not installed (scripts/install-system-deps.sh installs it)")
+    return "; ".join(reasons) or None
+
+
+def _socket_ready(path: Path) -> bool:
+    return path.is_socket()
+
+
+@dataclass
+class StackNode:
+    name: str
+    vg: loopvg.LoopVg
+    csi_socket: Path
+
+
+class Stack:
+    """TopoLVM on a started ``Cluster`` whose kube-scheduler calls ``extender_url``. ``start()`` once; then
+    ``add_node``; ``stop()`` stops our processes and removes the VGs (the cluster's own stop ends the rest)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        if not cluster.extender_url:
+            raise ClusterError("the cluster's kube-scheduler must be started with extender_url for the stack")
+        self.cluster = cluster
+        self.plane = cluster.plane
+        self.work = cluster.workdir / "topolvm"
+        self.work.mkdir(exist_ok=True)
+        self.kubeconfigs: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}
+        self.nodes: dict[str, StackNode] = {}
+        self._vgs = contextlib.ExitStack()
+
+    # --- lifecycle
+
+    def start(self) -> Stack:
+        crds = deployment.third_party_crd_dirs()
+        if isinstance(crds, str):
+            raise ClusterError(crds)
+        self.plane.install_crds()
+        for directory in crds:
+            self.plane.install_crds(directory)
+        applier = deployment.Applier(self.plane)
+        for path in deployment.manifest_files():
+            if path.parent.name != "manifests":
+                continue  # deploy/tls: cert-manager's way; scripts/webhook_tls.py here
+            for doc in deployment.documents(path):
+                if doc["kind"] not in WORKLOAD_KINDS:
+                    applier.apply(doc)
+        for account in deployment.SERVICE_ACCOUNTS:
+            self.tokens[account] = deployment.service_account_token(self.plane, account)
+            self.kubeconfigs[account] = deployment.write_kubeconfig(
+                self.plane, self.tokens[account], self.work / f"{account}.kubeconfig"
+            )
+        self._webhook()
+        for replica in CONTROLLER_REPLICAS:
+            self.start_controller(replica)
+        self._extender()
+        return self
+
+    def stop(self) -> None:
+        """Stop our processes (the node agents first) and remove every VG; idempotent."""
+        ours = [c for c in self.cluster.components if c.name.startswith(("topolvm-", CSI_PROVISIONER))]
+        for component in reversed(ours):
+            proc, component.proc = component.proc, None
+            if proc is not None:
+                controlplane.stop_process(proc)
+        self._vgs.close()
+
+    def refusals(self) -> list[str]:
+        """Log lines of our processes and the sidecar where the API server refused a request (403): each runs
+        under its ServiceAccount with deploy/'s RBAC, so any refusal is a missing rule."""
+        found = []
+        for log in sorted(self.cluster.workdir.glob("*.log")):
+            if log.name.startswith(("topolvm-", CSI_PROVISIONER)):
+                for line in log.read_text(errors="replace").splitlines():
+                    if " 403" in line or "forbidden" in line.lower():
+                        found.append(f"{log.name}: {line}")
+        return found
+
+    # --- deploy/'s workloads as processes
+
+    def _webhook(self) -> None:
+        tls = subprocess.run(
+            [sys.executable, str(WEBHOOK_TLS), f"--kubeconfig={self.cluster.kubeconfig}", "--extra-san=IP:127.0.0.1"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if tls.returncode != 0:
+            raise ClusterError(f"scripts/webhook_tls.py failed: {tls.stderr}")
+        code, secret = self.plane.request(
+            "GET", f"/api/v1/namespaces/{deployment.NAMESPACE}/secrets/topolvm-webhook-tls"
+        )
+        if code != 200:
+            raise ClusterError(f"no webhook TLS Secret: HTTP {code}")
+        certs = self.work / "webhook-certs"
+        certs.mkdir(exist_ok=True)
+        for key, value in secret["data"].items():
+            (certs / key).write_bytes(base64.b64decode(value))
+        context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+        component = self.cluster.run(
+            "topolvm-webhook",
+            lambda port: [
+                _bin("topolvm-webhook"),
+                f"--cert={certs / 'tls.crt'}",
+                f"--key={certs / 'tls.key'}",
+                f"--listen=127.0.0.1:{port}",
+                f"--kubeconfig={self.kubeconfigs['topolvm-webhook']}",
+            ],
+            lambda port: _get_ok(f"https://127.0.0.1:{port}/healthz", context),
+        )
+        patch = [
+            {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
+            {
+                "op": "add",
+                "path": "/webhooks/0/clientConfig/url",
+                "value": f"https://127.0.0.1:{component.port}/pod/mutate",
+            },
+        ]
+        code, reply = self.plane.request("PATCH", HOOK, patch, content_type="application/json-patch+json")
+        if code != 200:
+            raise ClusterError(f"pointing the webhook configuration at the webhook: HTTP {code}: {reply}")
+
+    def start_controller(self, replica: str) -> None:
+        """One replica of deploy/controller.yaml's pod: topolvm-controller and csi-provisioner on one CSI socket,
+        as ServiceAccount topolvm-controller. The sidecar runs in a UTS namespace of its own with the replica's
+        name as hostname, as a pod has: its leader-election identity is the hostname."""
+        pod = f"topolvm-controller-{replica}"
+        socket_path = self.work / f"{pod}.sock"
+        socket_path.unlink(missing_ok=True)
+        kubeconfig = self.kubeconfigs["topolvm-controller"]
+        self.cluster.run(
+            pod,
+            lambda port: [
+                _bin("topolvm-controller"),
+                f"--csi-socket={socket_path}",
+                f"--kubeconfig={kubeconfig}",
+                f"--metrics-address=127.0.0.1:{port}",
+            ],
+            lambda port: _socket_ready(socket_path),
+        )
+        provisioner = controlplane.find_binary(CSI_PROVISIONER)
+        if isinstance(provisioner, str):
+            raise ClusterError(provisioner)
+        env = {**os.environ, "NAMESPACE": deployment.NAMESPACE, "POD_NAME": pod}
+        self.cluster.run(
+            f"{CSI_PROVISIONER}-{replica}",
+            lambda port: [
+                *as_host(pod),
+                str(provisioner),
+                f"--csi-address={socket_path}",
+                f"--kubeconfig={kubeconfig}",
+                *provisioner_flags(),
+                f"--http-endpoint=127.0.0.1:{port}",
+                "-v=2",
+            ],
+            lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
+            env=env,
+        )
+
+    def kill_controller(self, replica: str) -> None:
+        """That replica's pod dies: both of its processes are killed (SIGKILL)."""
+        self._kill(f"topolvm-controller-{replica}", f"{CSI_PROVISIONER}-{replica}")
+
+    def _kill(self, *names: str) -> None:
+        for component in self.cluster.components:
+            if component.name in names and component.proc is not None:
+                component.proc.kill()
+                component.proc.wait()
+                component.proc = None
+
+    def _extender(self) -> None:
+        assert self.cluster.extender_url is not None
+        port = int(self.cluster.extender_url.rsplit(":", 1)[1])
+        options = self.work / "scheduler-options.yaml"
+        options.write_text(scheduler_options())
+        self.cluster.run(
+            "topolvm-scheduler",
+            lambda _: [
+                _bin("topolvm-scheduler"),
+                f"--config={options}",
+                f"--listen=127.0.0.1:{port}",
+                "--watch-nodes",
+                "--watch-pods",
+                f"--kubeconfig={self.kubeconfigs['topolvm-scheduler']}",
+            ],
+            lambda _: _get_ok(f"http://127.0.0.1:{port}/status"),
+        )
+
+    # --- nodes
+
+    def add_node(
+        self, name: str, vg_sizes: tuple[int, ...] = (4 * GiB,), labels: dict[str, str] | None = None
+    ) -> StackNode:
+        """A kwok Node with a VG of ``vg_sizes`` PVs, its lvmd and node agent, registered as kubelet registers a
+        CSI plugin; returns once the Node is Ready with its capacity published and its CSINode written."""
+        home = self.work / name
+        home.mkdir()
+        vg = self._vgs.enter_context(loopvg.loop_vg(home, vg_sizes))
+        self.cluster.add_node(name, labels=labels)
+        lvmd_yaml = home / "lvmd.yaml"
+        lvmd_socket, csi_socket = home / "lvmd.sock", home / "csi.sock"
+        config = loopvg.lvm_config()
+        lvmd_yaml.write_text(
+            f"socket-name: {lvmd_socket}\n"
+            f"device-classes:\n  - {{name: ssd, volume-group: {vg.name}, default: true, spare-gb: 0}}\n"
+            "lvm-command-prefix: []\n" + (f"lvm-config: '{config}'\n" if config else "")
+        )
+        self.cluster.run(
+            f"topolvm-lvmd-{name}",
+            lambda _: [_bin("topolvm-lvmd"), f"--config={lvmd_yaml}"],
+            lambda _: _socket_ready(lvmd_socket),
+        )
+        self.cluster.run(
+            f"topolvm-node-{name}",
+            lambda port: [
+                _bin("topolvm-node"),
+                f"--csi-socket={csi_socket}",
+                f"--lvmd-socket={lvmd_socket}",
+                f"--node-name={name}",
+                f"--kubeconfig={self.kubeconfigs['topolvm-node']}",
+                f"--allowed-target-prefix={home}",
+                f"--metrics-address=127.0.0.1:{port}",
+            ],
+            lambda _: _socket_ready(csi_socket),
+        )
+        self.cluster.wait_node_ready(name)
+        self.cluster.wait_for(
+            lambda: constants.capacity_annotation("ssd") in self._node(name)["metadata"].get("annotations", {}),
+            f"topolvm-node to publish {name}'s capacity",
+        )
+        register_plugin(self.cluster, name, csi_socket)
+        node = StackNode(name, vg, csi_socket)
+        self.nodes[name] = node
+        return node
+
+    def kill_node(self, name: str) -> None:
+        """The node's machine dies: its lvmd and node agent are killed (SIGKILL). The Node object stays (and
+        kwok keeps its Lease fresh) until the test deletes it, as an operator removes a dead node."""
+        self._kill(f"topolvm-node-{name}", f"topolvm-lvmd-{name}")
+
+    def _node(self, name: str) -> dict[str, Any]:
+        found = self.cluster.get(f"/api/v1/nodes/{name}")
+        if found is None:
+            raise AssertionError(f"Node {name} is gone")
+        return found
+
+    def vg_free(self, name: str) -> int:
+        """Node ``name``'s VG free bytes, from lvm2 itself."""
+        vg = self.nodes[name].vg
+        out = vg.runner.run("vgs", ["--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free", "--", vg.name])
+        return int(out.stdout.strip())
+
+    def lvs(self, name: str) -> dict[str, int]:
+        """The LVs of node ``name``'s VG: name -> size in bytes (from lvm2 itself)."""
+        vg = self.nodes[name].vg
+        out = vg.runner.run(
+            "lvs", ["--noheadings", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size", "--", vg.name]
+        ).stdout
+        return {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.strip()}
+
+
+def as_host(hostname: str) -> list[str]:
+    """An argv prefix: run the command in a new UTS namespace whose hostname is ``hostname`` (needs root)."""
+    set_and_exec = "import os, socket, sys; socket.sethostname(sys.argv[1]); os.execv(sys.argv[2], sys.argv[2:])"
+    return ["unshare", "--uts", "--", sys.executable, "-c", set_and_exec, hostname]
+
+
+def provisioner_flags() -> list[str]:
+    """deploy/controller.yaml's csi-provisioner arguments, but the socket, the HTTP endpoint and the owner-ref
+    level (no pod to walk up from): the sidecar runs as deployed, leader election and capacity included."""
+    (controller,) = [
+        d for d in deployment.documents(REPO / "deploy" / "manifests" / "controller.yaml") if d["kind"] == "Deployment"
+    ]
+    (container,) = [c for c in controller["spec"]["template"]["spec"]["containers"] if c["name"] == CSI_PROVISIONER]
+    dropped = ("--csi-address=", "--http-endpoint=", "--capacity-ownerref-level=")
+    return [arg for arg in container["args"] if not arg.startswith(dropped)] + ["--capacity-ownerref-level=-1"]
+
+
+def scheduler_options() -> str:
+    """The extender's options from deploy/'s ConfigMap topolvm-scheduler-options (``listen`` is overridden)."""
+    (config_map,) = [
+        d for d in deployment.documents(REPO / "deploy" / "manifests" / "scheduler.yaml") if d["kind"] == "ConfigMap"
+    ]
+    return str(config_map["data"]["scheduler-options.yaml"])
+
+
+def register_plugin(cluster: Cluster, node: str, csi_socket: Path) -> dict[str, Any]:
+    """What kubelet does when node-driver-registrar announces the plugin: NodeGetInfo, then the CSINode entry
+    (node ID, topology keys) and the topology segments as Node labels (plus the node-id annotation)."""
+    with grpc.insecure_channel(f"unix:{csi_socket}") as channel:
+        info = csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest(), timeout=10)
+    segments = dict(info.accessible_topology.segments)
+    patch = {
+        "metadata": {
+            "labels": segments,
+            "annotations": {"csi.volume.kubernetes.io/nodeid": json.dumps({constants.PLUGIN_NAME: info.node_id})},
+        }
+    }
+    code, reply = cluster.request("PATCH", f"/api/v1/nodes/{node}", patch, content_type="application/merge-patch+json")
+    if code != 200:
+        raise ClusterError(f"labelling Node {node}: HTTP {code}: {reply}")
+    node_obj = reply
+    csinode = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "CSINode",
+        "metadata": {
+            "name": node,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_obj["metadata"]["uid"]}],
+        },
+        "spec": {
+            "drivers": [{"name": constants.PLUGIN_NAME, "nodeID": info.node_id, "topologyKeys": sorted(segments)}]
+        },
+    }
+    code, reply = cluster.request("POST", "/apis/storage.k8s.io/v1/csinodes", csinode)
+    if code != 201:
+        raise ClusterError(f"creating CSINode {node}: HTTP {code}: {reply}")
+    return reply
