@@ -3,6 +3,7 @@ own and returns when it is ready, ``down`` stops it, ``status`` reports it, ``ru
 
     python -m tests.support.cluster_cli up --dir /tmp/e2e --nodes 3   # prints the admin kubeconfig's path
     python -m tests.support.cluster_cli down --dir /tmp/e2e
+    python -m tests.support.cluster_cli up --nodes 3 --topolvm 10Gi      # TopoLVM deployed on it too (root)
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import REPO, Cluster, ClusterError
+from tests.support.cluster import REPO, Cluster, ClusterError, free_port
+from tests.support.stack import Stack
+from topolvm import errors
+from topolvm.core import quantity
 
 STATE = "cluster.json"
 
@@ -59,20 +63,29 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def run(directory: Path, nodes: int, extender_url: str | None) -> int:
+def run(directory: Path, nodes: int, extender_url: str | None, vg_bytes: int | None = None) -> int:
     """The cluster in the foreground: up, ``nodes`` kwok Nodes Ready, state in DIR/cluster.json; stopped on
-    SIGTERM, SIGINT or SIGHUP."""
+    SIGTERM, SIGINT or SIGHUP. With ``vg_bytes``, TopoLVM deployed on it (tests/support/stack.py) and each Node
+    given a loop-device VG of that size with its lvmd and node agent."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
     directory.mkdir(parents=True, exist_ok=True)
     _write_state(directory, pid=os.getpid(), state="starting")
     cluster: Cluster | None = None
+    topolvm: Stack | None = None
     try:
+        if vg_bytes is not None and extender_url is None:
+            extender_url = f"http://127.0.0.1:{free_port()}"
         cluster = Cluster(workdir=directory / "cluster", extender_url=extender_url)
         cluster.start()
         names = [f"kwok-node-{i}" for i in range(nodes)]
-        for name in names:
-            cluster.add_node(name)
+        if vg_bytes is not None:
+            topolvm = Stack(cluster).start()
+            for name in names:
+                topolvm.add_node(name, (vg_bytes,))
+        else:
+            for name in names:
+                cluster.add_node(name)
         for name in names:
             cluster.wait_node_ready(name)
         _write_state(
@@ -102,6 +115,8 @@ def run(directory: Path, nodes: int, extender_url: str | None) -> int:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
+        if topolvm is not None:
+            topolvm.stop()
         if cluster is not None:
             cluster.stop()
         state = _read_state(directory)
@@ -109,7 +124,7 @@ def run(directory: Path, nodes: int, extender_url: str | None) -> int:
             _write_state(directory, state="down")
 
 
-def up(directory: Path, nodes: int, extender_url: str | None, timeout: float) -> int:
+def up(directory: Path, nodes: int, extender_url: str | None, timeout: float, vg_size: str | None = None) -> int:
     state = _read_state(directory)
     if state.get("pid") and _alive(int(state["pid"])):
         print(f"already running (pid {state['pid']}, {state.get('state')}); `down --dir {directory}` first")
@@ -119,6 +134,8 @@ def up(directory: Path, nodes: int, extender_url: str | None, timeout: float) ->
     argv = [sys.executable, "-m", "tests.support.cluster_cli", "run", "--dir", str(directory), "--nodes", str(nodes)]
     if extender_url:
         argv.append(f"--extender-url={extender_url}")
+    if vg_size:
+        argv.append(f"--topolvm={vg_size}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     (directory / STATE).unlink(missing_ok=True)
     with (directory / "run.log").open("ab") as log:
@@ -175,15 +192,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=default_dir, help=f"state and logs (default {default_dir})")
     parser.add_argument("--nodes", type=int, default=1, help="kwok Nodes to register (default 1)")
     parser.add_argument("--extender-url", help="kube-scheduler's extender urlPrefix (default: as deploy/ ships it)")
+    parser.add_argument(
+        "--topolvm",
+        metavar="VG_SIZE",
+        help="deploy TopoLVM too (needs root, lvm2, csi-provisioner): each Node gets a loop-device VG of this "
+        "size (e.g. 10Gi) with its lvmd and node agent; the extender at a free port unless --extender-url",
+    )
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds `up` waits for ready")
     args = parser.parse_args(argv)
+    vg_bytes = None
+    if args.topolvm:
+        try:
+            vg_bytes = quantity.to_bytes(args.topolvm)
+        except errors.InvalidArgument as exc:
+            parser.error(f"--topolvm: {exc}")
+        if vg_bytes < 64 << 20:
+            parser.error(f"--topolvm: {args.topolvm} is too small for a volume group (at least 64Mi)")
     if args.command == "up":
-        return up(args.dir, args.nodes, args.extender_url, args.timeout)
+        return up(args.dir, args.nodes, args.extender_url, args.timeout, args.topolvm)
     if args.command == "down":
         return down(args.dir)
     if args.command == "status":
         return status(args.dir)
-    return run(args.dir, args.nodes, args.extender_url)
+    return run(args.dir, args.nodes, args.extender_url, vg_bytes)
 
 
 if __name__ == "__main__":
