@@ -75,6 +75,15 @@ class Scene:
         )
         return list((reply or {}).get("items", []))
 
+    def capacity(self, node: str, storage_class: str = "topolvm-provisioner") -> dict[str, Any] | None:
+        """The CSIStorageCapacity csi-provisioner published for ``node`` and ``storage_class``, if any."""
+        reply = self.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
+        for item in (reply or {}).get("items", []):
+            labels = item.get("nodeTopology", {}).get("matchLabels", {})
+            if labels == {constants.TOPOLOGY_NODE_KEY: node} and item["storageClassName"] == storage_class:
+                return dict(item)
+        return None
+
     def logical_volumes(self) -> list[dict[str, Any]]:
         reply = self.cluster.get("/apis/topolvm.io/v1/logicalvolumes") or {}
         mine = [lv for lv in reply.get("items", []) if lv["spec"]["nodeName"].startswith(f"tlvm-{self.tag}-")]
@@ -126,15 +135,7 @@ def test_a_claim_larger_than_any_node_keeps_its_pod_pending(scene: Scene) -> Non
     node = scene.node("a", (2 * GiB,))
     scene.claim_and_pod("big", "8Gi")
 
-    def published() -> dict[str, Any] | None:
-        reply = scene.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
-        for item in (reply or {}).get("items", []):
-            labels = item.get("nodeTopology", {}).get("matchLabels", {})
-            if labels == {constants.TOPOLOGY_NODE_KEY: node} and item["storageClassName"] == "topolvm-provisioner":
-                return item
-        return None
-
-    capacity = scene.cluster.wait_for(published, f"csi-provisioner to publish {node}'s capacity", timeout=60)
+    capacity = scene.cluster.wait_for(lambda: scene.capacity(node), f"csi-provisioner to publish {node}'s capacity")
     free = scene.stack.vg_free(node)
     assert quantity_bytes(capacity["capacity"]) == free and free < 2 * GiB  # GetCapacity: the VG's free bytes
 
@@ -273,4 +274,48 @@ def test_when_the_leading_controller_replica_dies_the_other_provisions_once(scen
         assert len(mine) == 1 and len(scene.logical_volumes()) == 1 and len(scene.stack.lvs(node)) == 1
     finally:
         scene.stack.start_controller(replica)  # the Deployment's ReplicaSet would make the pod again
+    scene.delete_all()
+
+
+def test_without_the_extender_capacity_tracking_places_and_a_full_node_sends_claims_back(scene: Scene) -> None:
+    """Storage Capacity Tracking alone (pods of a namespace the webhook ignores ask kube-scheduler for no
+    topolvm.io/capacity, so the extender is never called): VolumeBinding places pods by the CSIStorageCapacity
+    csi-provisioner published from our GetCapacity. That figure is up to a minute old, so a burst over-asks a
+    node; our CreateVolume refuses what does not fit with RESOURCE_EXHAUSTED, csi-provisioner sends those
+    claims back to kube-scheduler, and no VG is over-committed."""
+    code, reply = scene.cluster.request(
+        "PATCH",
+        f"/api/v1/namespaces/{scene.ns}",
+        {"metadata": {"labels": {constants.NAMESPACE_OPT_OUT_LABEL: constants.NAMESPACE_OPT_OUT_VALUE}}},
+        content_type="application/merge-patch+json",
+    )
+    assert code == 200, reply
+    node = scene.node("a", (4 * GiB,))
+    scene.cluster.wait_for(lambda: scene.capacity(node), f"csi-provisioner to publish {node}'s capacity", 60)
+    names = [f"ct-{i}" for i in range(4)]
+    for name in names:
+        scene.claim_and_pod(name, "1536Mi")  # two fit in the VG's 4 GiB, four fit the published figure
+
+    def two_running() -> list[str] | None:
+        running = [name for name in names if scene.running(name)]
+        return running if len(running) == 2 else None
+
+    running = scene.cluster.wait_for(two_running, "two pods to run", timeout=120)
+    for name in running:
+        pod = scene.running(name)
+        assert pod is not None and constants.CAPACITY_RESOURCE not in pod["spec"]["containers"][0]["resources"].get(
+            "requests", {}
+        )  # not mutated: kube-scheduler never asked the extender
+
+    def sent_back() -> list[dict[str, Any]] | None:
+        events = [e for name in names for e in scene.events(name, "ProvisioningFailed")]
+        return events or None
+
+    events = scene.cluster.wait_for(sent_back, "csi-provisioner's ProvisioningFailed events", timeout=60)
+    assert any("ResourceExhausted" in e["message"] for e in events), [e["message"] for e in events]
+    assert sorted(scene.stack.lvs(node).values()) == [1536 * MiB] * 2  # never more than the VG holds
+    for name in names:
+        if name not in running:
+            pod = scene.get("pods", name)
+            assert pod is not None and not pod["spec"].get("nodeName")
     scene.delete_all()
