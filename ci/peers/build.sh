@@ -19,12 +19,14 @@
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
 #                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
-#   csi-provisioner - the upstream CSI sidecar that turns PVCs into CreateVolume calls (and publishes
-#                     CSIStorageCapacity objects), for TopoLVM on the end-to-end cluster (tests/support/stack.py)
+#   csi-provisioner, csi-resizer
+#                   - the upstream CSI sidecars that turn PVCs into CreateVolume calls (and publish
+#                     CSIStorageCapacity objects) and PVC expansions into ControllerExpandVolume, for TopoLVM on
+#                     the end-to-end cluster (tests/support/stack.py)
 # and, for end-to-end tests to come (no test uses them yet, so they are in neither DEFAULT nor the Makefile's
 # PEERS, and CI does not pay for them; ask by NAME or with `all`):
-#   csi-resizer, csi-snapshotter, snapshot-controller
-#                   - the other upstream CSI sidecars and the snapshot controller
+#   csi-snapshotter, snapshot-controller
+#                   - the upstream snapshot sidecar and the snapshot controller
 # The control-plane binaries, the CSI sidecars and kwok are installed as NAME-VERSION with a NAME symlink, so the
 # bin directory works as KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is
 # not rebuilt. Build times and sizes go to peers-v1/build-times.txt.
@@ -56,7 +58,7 @@ SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches c
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.1}"   # the first of its deploy/crds without Helm templating
 # kube-controller-manager is built from KUBERNETES_VERSION, like kube-apiserver and kube-scheduler.
 # The newest external-provisioner the module proxy serves (v6.3.0 and v6.4.0 listed); built on k8s.io 0.36/0.37.
-# deploy/ runs v6.3.0: set CSI_PROVISIONER_VERSION=v6.3.0 to match it instead.
+# deploy/controller.yaml runs the same versions of csi-provisioner and csi-resizer as built here.
 CSI_PROVISIONER_VERSION="${CSI_PROVISIONER_VERSION:-v6.4.0}"
 # The newest external-resizer/v2 served (v2.2.0, v2.3.0 listed; the v1 path's version list is refused); k8s.io 0.37.
 CSI_RESIZER_VERSION="${CSI_RESIZER_VERSION:-v2.3.0}"

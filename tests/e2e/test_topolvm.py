@@ -40,22 +40,31 @@ class Scene:
         self.stack.add_node(name, vg_sizes, labels={"e2e-tag": self.tag})
         return name
 
-    def claim_and_pod(self, name: str, size: str, storage_class: str = "topolvm-provisioner") -> None:
+    def claim_and_pod(
+        self, name: str, size: str, storage_class: str = "topolvm-provisioner", volume_mode: str = "Filesystem"
+    ) -> None:
         claim = {
             "metadata": {"name": name},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
                 "storageClassName": storage_class,
+                "volumeMode": volume_mode,
                 "resources": {"requests": {"storage": size}},
             },
         }
         code, reply = self.cluster.request("POST", f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims", claim)
         assert code == 201, reply
+        device = {"name": "data", "devicePath": "/dev/data"}
+        uses = (
+            {"volumeDevices": [device]}
+            if volume_mode == "Block"
+            else {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+        )
         pod = {
             "metadata": {"name": name},
             "spec": {
                 "nodeSelector": {"e2e-tag": self.tag},
-                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", **uses}],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
             },
         }
@@ -318,4 +327,43 @@ def test_without_the_extender_capacity_tracking_places_and_a_full_node_sends_cla
         if name not in running:
             pod = scene.get("pods", name)
             assert pod is not None and not pod["spec"].get("nodeName")
+    scene.delete_all()
+
+
+def test_csi_resizer_grows_the_lv_of_a_bound_claim(scene: Scene) -> None:
+    """A claim's request raised: csi-resizer calls ControllerExpandVolume, the node agent extends the LV, the PV
+    grows. A filesystem volume then waits for kubelet's NodeExpandVolume (FileSystemResizePending: kwok plays
+    no kubelet); a block volume is done at once."""
+    node = scene.node("a", (6 * GiB,))  # 4 GiB would not hold both grown LVs: its metadata takes an extent
+    scene.claim_and_pod("fs", "1Gi")
+    scene.claim_and_pod("raw", "1Gi", volume_mode="Block")
+    for name in ("fs", "raw"):
+        scene.cluster.wait_for(lambda n=name: scene.running(n), f"pod {name} to run", timeout=120)
+        path = f"/api/v1/namespaces/{scene.ns}/persistentvolumeclaims/{name}"
+        patch = {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+        code, reply = scene.cluster.request("PATCH", path, patch, content_type="application/merge-patch+json")
+        assert code == 200, reply
+
+    def grown(name: str) -> dict[str, Any] | None:
+        claim = scene.get("persistentvolumeclaims", name)
+        pv = scene.cluster.get(f"/api/v1/persistentvolumes/{(claim or {}).get('spec', {}).get('volumeName')}")
+        return claim if claim and pv and pv["spec"]["capacity"]["storage"] == "2Gi" else None
+
+    fs = scene.cluster.wait_for(lambda: grown("fs"), "the filesystem PV to grow", timeout=90)
+    raw = scene.cluster.wait_for(lambda: grown("raw"), "the block PV to grow", timeout=90)
+    assert sorted(scene.stack.lvs(node).values()) == [2 * GiB, 2 * GiB]  # both LVs extended in the VG
+
+    def resize_pending() -> bool:
+        claim = scene.get("persistentvolumeclaims", "fs") or {}
+        conditions = {c["type"] for c in claim.get("status", {}).get("conditions", [])}
+        return "FileSystemResizePending" in conditions
+
+    assert scene.cluster.wait_for(resize_pending, "FileSystemResizePending on the filesystem claim", timeout=30)
+    assert fs["status"]["capacity"]["storage"] == "1Gi"  # kubelet's NodeExpandVolume has not run
+
+    def block_done() -> bool:
+        claim = scene.get("persistentvolumeclaims", "raw") or {}
+        return bool(claim.get("status", {}).get("capacity", {}).get("storage") == "2Gi")
+
+    assert raw is not None and scene.cluster.wait_for(block_done, "the block claim's capacity", timeout=30)
     scene.delete_all()

@@ -45,6 +45,8 @@ from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 
 CSI_PROVISIONER = "csi-provisioner"
+CSI_RESIZER = "csi-resizer"
+SIDECARS = (CSI_PROVISIONER, CSI_RESIZER)  # of deploy/controller.yaml's; csi-snapshotter not yet
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
 HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
@@ -62,9 +64,7 @@ def _bin(name: str) -> str:
 def missing() -> str | None:
     """Why the stack cannot run here, or None."""
     reasons = [r for r in (loopvg.can_run(),) if r]
-    found = controlplane.find_binary(CSI_PROVISIONER)
-    if isinstance(found, str):
-        reasons.append(found)
+    reasons += [found for found in map(controlplane.find_binary, SIDECARS) if isinstance(found, str)]
     crds = deployment.third_party_crd_dirs()
     if isinstance(crds, str):
         reasons.append(crds)
@@ -129,7 +129,7 @@ class Stack:
 
     def stop(self) -> None:
         """Stop our processes (the node agents first) and remove every VG; idempotent."""
-        ours = [c for c in self.cluster.components if c.name.startswith(("topolvm-", CSI_PROVISIONER))]
+        ours = [c for c in self.cluster.components if c.name.startswith(("topolvm-", *SIDECARS))]
         for component in reversed(ours):
             proc, component.proc = component.proc, None
             if proc is not None:
@@ -141,7 +141,7 @@ class Stack:
         under its ServiceAccount with deploy/'s RBAC, so any refusal is a missing rule."""
         found = []
         for log in sorted(self.cluster.workdir.glob("*.log")):
-            if log.name.startswith(("topolvm-", CSI_PROVISIONER)):
+            if log.name.startswith(("topolvm-", *SIDECARS)):
                 for line in log.read_text(errors="replace").splitlines():
                     if " 403" in line or "forbidden" in line.lower():
                         found.append(f"{log.name}: {line}")
@@ -207,28 +207,29 @@ class Stack:
             ],
             lambda port: _socket_ready(socket_path),
         )
-        provisioner = controlplane.find_binary(CSI_PROVISIONER)
-        if isinstance(provisioner, str):
-            raise ClusterError(provisioner)
         env = {**os.environ, "NAMESPACE": deployment.NAMESPACE, "POD_NAME": pod}
-        self.cluster.run(
-            f"{CSI_PROVISIONER}-{replica}",
-            lambda port: [
-                *as_host(pod),
-                str(provisioner),
-                f"--csi-address={socket_path}",
-                f"--kubeconfig={kubeconfig}",
-                *provisioner_flags(),
-                f"--http-endpoint=127.0.0.1:{port}",
-                "-v=2",
-            ],
-            lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
-            env=env,
-        )
+        for sidecar in SIDECARS:
+            binary = controlplane.find_binary(sidecar)
+            if isinstance(binary, str):
+                raise ClusterError(binary)
+            self.cluster.run(
+                f"{sidecar}-{replica}",
+                lambda port, binary=binary, sidecar=sidecar: [
+                    *as_host(pod),
+                    str(binary),
+                    f"--csi-address={socket_path}",
+                    f"--kubeconfig={kubeconfig}",
+                    *sidecar_flags(sidecar),
+                    f"--http-endpoint=127.0.0.1:{port}",
+                    "-v=2",
+                ],
+                lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
+                env=env,
+            )
 
     def kill_controller(self, replica: str) -> None:
-        """That replica's pod dies: both of its processes are killed (SIGKILL)."""
-        self._kill(f"topolvm-controller-{replica}", f"{CSI_PROVISIONER}-{replica}")
+        """That replica's pod dies: its processes are killed (SIGKILL)."""
+        self._kill(f"topolvm-controller-{replica}", *(f"{sidecar}-{replica}" for sidecar in SIDECARS))
 
     def _kill(self, *names: str) -> None:
         for component in self.cluster.components:
@@ -334,15 +335,17 @@ def as_host(hostname: str) -> list[str]:
     return ["unshare", "--uts", "--", sys.executable, "-c", set_and_exec, hostname]
 
 
-def provisioner_flags() -> list[str]:
-    """deploy/controller.yaml's csi-provisioner arguments, but the socket, the HTTP endpoint and the owner-ref
-    level (no pod to walk up from): the sidecar runs as deployed, leader election and capacity included."""
+def sidecar_flags(name: str) -> list[str]:
+    """deploy/controller.yaml's arguments of sidecar ``name``, but the socket, the HTTP endpoint and (for
+    csi-provisioner) the owner-ref level, -1: there is no pod to walk up from. Leader election, capacity
+    publishing and the rest as deployed."""
     (controller,) = [
         d for d in deployment.documents(REPO / "deploy" / "manifests" / "controller.yaml") if d["kind"] == "Deployment"
     ]
-    (container,) = [c for c in controller["spec"]["template"]["spec"]["containers"] if c["name"] == CSI_PROVISIONER]
+    (container,) = [c for c in controller["spec"]["template"]["spec"]["containers"] if c["name"] == name]
     dropped = ("--csi-address=", "--http-endpoint=", "--capacity-ownerref-level=")
-    return [arg for arg in container["args"] if not arg.startswith(dropped)] + ["--capacity-ownerref-level=-1"]
+    kept = [arg for arg in container["args"] if not arg.startswith(dropped)]
+    return [*kept, "--capacity-ownerref-level=-1"] if name == CSI_PROVISIONER else kept
 
 
 def scheduler_options() -> str:
