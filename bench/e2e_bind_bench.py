@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""PVC created -> Bound and pod Running on the real control plane (tests/support/cluster.py + stack.py: etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, kwok Nodes, csi-provisioner, our programs under their
+ServiceAccounts, a loop-device VG per Node; needs root and the peers of `make peers`).
+
+For each placement mode, PVC+pod pairs (1 GiB each, WaitForFirstConsumer) are created back to back in a fresh
+namespace and timed from each PVC's creation until a watch sees it Bound and its pod Running; then all are
+deleted and the LVs awaited gone before the next mode. The modes, on the same cluster in the same run:
+
+- ``extender``: as deploy/ ships it: the webhook mutates the pod, kube-scheduler asks our extender (which holds
+  capacity for pods being provisioned) and checks the CSIStorageCapacity csi-provisioner publishes;
+- ``tracking``: Storage Capacity Tracking alone (a namespace the webhook ignores: kube-scheduler never calls the
+  extender), as upstream TopoLVM recommends today.
+
+Prints p50/p99/max per mode, the throughput (pairs Bound per second from the first creation to the last Bound)
+and the tracking/extender ratios. Upstream TopoLVM on the same plane (issue 9) is not run yet: these ratios
+compare our two modes, not us and upstream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support import cluster as cluster_mod
+from tests.support.stack import Stack
+from topolvm import constants
+from topolvm.core import quantity
+
+MODES = ("extender", "tracking")
+
+
+def pair(name: str, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    claim = {
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "topolvm-provisioner",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    pod = {
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"bench": label},
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
+        },
+    }
+    return claim, pod
+
+
+class Watcher(threading.Thread):
+    """First time each PVC is seen Bound and each pod Running, from watches on the namespace."""
+
+    def __init__(self, kubeconfig: str, namespace: str, kind: str) -> None:
+        super().__init__(daemon=True)
+        self.api = kubernetes.config.new_client_from_config(config_file=kubeconfig)
+        self.namespace, self.kind = namespace, kind
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        core = kubernetes.client.CoreV1Api(self.api)
+        if self.kind == "pvc":
+            lister, done = core.list_namespaced_persistent_volume_claim, "Bound"
+        else:
+            lister, done = core.list_namespaced_pod, "Running"
+        watch = kubernetes.watch.Watch()
+        self.ready.set()
+        while not self.stop.is_set():
+            for event in watch.stream(lister, self.namespace, timeout_seconds=5, _request_timeout=10):
+                obj = event["object"]
+                if obj.status and obj.status.phase == done and obj.metadata.name not in self.seen:
+                    self.seen[obj.metadata.name] = time.monotonic()
+                if self.stop.is_set():
+                    break
+
+
+def run_mode(stack: Stack, mode: str, count: int, label: str) -> dict[str, Any]:
+    cluster = stack.cluster
+    ns = f"bench-{mode}"
+    labels = {constants.NAMESPACE_OPT_OUT_LABEL: constants.NAMESPACE_OPT_OUT_VALUE} if mode == "tracking" else {}
+    code, reply = cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns, "labels": labels}})
+    assert code == 201, reply
+    bound, running = Watcher(cluster.kubeconfig, ns, "pvc"), Watcher(cluster.kubeconfig, ns, "pod")
+    for watcher in (bound, running):
+        watcher.start()
+        watcher.ready.wait()
+    time.sleep(1)  # the watches are open
+    created: dict[str, float] = {}
+    for i in range(count):
+        name = f"v{i:04d}"
+        claim, pod = pair(name, label)
+        created[name] = time.monotonic()
+        code, reply = cluster.request("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", claim)
+        assert code == 201, reply
+        code, reply = cluster.request("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+        assert code == 201, reply
+    cluster.wait_for(
+        lambda: len(bound.seen) == count and len(running.seen) == count,
+        f"{count} PVCs Bound and pods Running ({mode})",
+        timeout=60 + count * 2,
+        interval=0.5,
+    )
+    for watcher in (bound, running):
+        watcher.stop.set()
+    to_bound = sorted(bound.seen[n] - created[n] for n in created)
+    to_running = sorted(running.seen[n] - created[n] for n in created)
+    span = max(bound.seen.values()) - min(created.values())
+    # clean up: pods, then claims (the provisioner deletes the volumes); wait until every LV is gone
+    for kind in ("pods", "persistentvolumeclaims"):
+        cluster.request("DELETE", f"/api/v1/namespaces/{ns}/{kind}")
+    cluster.wait_for(
+        lambda: not (cluster.get("/apis/topolvm.io/v1/logicalvolumes") or {}).get("items"),
+        "every LogicalVolume to go",
+        timeout=60 + count,
+        interval=0.5,
+    )
+    return {
+        "mode": mode,
+        "pvcs": count,
+        "bound_p50": statistics.median(to_bound),
+        "bound_p99": to_bound[min(len(to_bound) - 1, int(len(to_bound) * 0.99))],
+        "bound_max": to_bound[-1],
+        "running_p50": statistics.median(to_running),
+        "running_p99": to_running[min(len(to_running) - 1, int(len(to_running) * 0.99))],
+        "per_second": count / span,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=20, help="kwok Nodes, each with its VG (default: 20)")
+    p.add_argument("--pvcs", type=int, default=200, help="PVC+pod pairs per mode (default: 200)")
+    p.add_argument("--vg-size", default="24Gi", help="each Node's VG (default: 24Gi, sparse)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    args = p.parse_args()
+    vg_bytes = quantity.to_bytes(args.vg_size)
+    if args.pvcs > args.nodes * (vg_bytes // (1 << 30) - 1):
+        p.error(f"--pvcs {args.pvcs} do not fit {args.nodes} VGs of {args.vg_size}")
+    url = f"http://127.0.0.1:{cluster_mod.free_port()}"
+    with tempfile.TemporaryDirectory(prefix="tlvm-e2e-bench-", dir="/tmp") as work:
+        cluster = cluster_mod.Cluster(workdir=work, extender_url=url, verbosity=1)
+        cluster.start()
+        stack = Stack(cluster)
+        try:
+            stack.start()
+            started = time.monotonic()
+            for i in range(args.nodes):
+                stack.add_node(f"bench-n{i:03d}", (vg_bytes,), labels={"bench": "yes"})
+            print(f"{args.nodes} Nodes with TopoLVM ready in {time.monotonic() - started:.1f} s", flush=True)
+            results = []
+            for mode in args.modes:
+                result = run_mode(stack, mode, args.pvcs, "yes")
+                results.append(result)
+                print(
+                    f"{mode:9s} {args.pvcs} PVCs: Bound p50 {result['bound_p50']:.2f} s, p99 "
+                    f"{result['bound_p99']:.2f} s, max {result['bound_max']:.2f} s; pod Running p50 "
+                    f"{result['running_p50']:.2f} s, p99 {result['running_p99']:.2f} s; "
+                    f"{result['per_second']:.1f} PVCs Bound/s",
+                    flush=True,
+                )
+        finally:
+            stack.stop()
+            cluster.stop()
+    if len(results) == 2:
+        ext, trk = results
+        print(
+            f"tracking/extender: Bound p50 {trk['bound_p50'] / ext['bound_p50']:.2f}x, p99 "
+            f"{trk['bound_p99'] / ext['bound_p99']:.2f}x, throughput {trk['per_second'] / ext['per_second']:.2f}x"
+        )
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
