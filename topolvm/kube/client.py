@@ -222,17 +222,27 @@ class _Watch:
         self._fields, self._local = cluster._selectors(kind, match)
         self._known: dict[tuple[str, str], Any] = {}
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # between close() and the thread opening a response
         self._response: Any = None
         version = self._relist()  # raises Unavailable if the server cannot be read: the caller decides
         self._thread = threading.Thread(target=self._run, args=(version,), name=f"watch-{kind.name}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
-        self._stop.set()
-        response = self._response
+        with self._lock:
+            self._stop.set()
+            response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):
-                response.shutdown() if hasattr(response, "shutdown") else response.close()
+            _shut(response)
+
+    def _opened(self, response: Any) -> bool:
+        """Hold ``response`` for ``close``; False (and the response shut) when the watch was closed meanwhile."""
+        with self._lock:
+            self._response = response
+            if not self._stop.is_set():
+                return True
+        _shut(response)
+        return False
 
     def _selected(self, obj: Any) -> bool:
         return all(v in self._kind.keys(obj, k) for k, v in self._local.items())
@@ -297,7 +307,8 @@ class _Watch:
         self._cluster.requests[f"WATCH {self._kind.name}"] += 1
         path = codec.codec(self._kind).route.collection("")
         response = self._cluster._call("GET", path, query=query, timeout=(10, WATCH_SECONDS + 30), stream=True)
-        self._response = response
+        if not self._opened(response):
+            return version  # closed while the request was on its way
         if response.status == 410:
             return ""
         if response.status != 200:
@@ -313,6 +324,11 @@ class _Watch:
             if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
                 self._emit(resources.EventType(event["type"]), decode(raw))
         return version
+
+
+def _shut(response: Any) -> None:
+    with contextlib.suppress(Exception):
+        response.shutdown() if hasattr(response, "shutdown") else response.close()
 
 
 def _lines(response: Any) -> Iterator[JsonDict]:
