@@ -41,7 +41,9 @@ DEFAULT_LVMD_SOCKET: Final = "/run/topolvm/lvmd.sock"
 # lvmd defaults
 DEFAULT_SPARE_GB: Final = 10
 # Upstream runs lvm in PID 1's namespaces so a containerised lvmd acts on the host's LVM.
-DEFAULT_LVM_COMMAND_PREFIX: Final = ("/usr/bin/nsenter", "-m", "-u", "-i", "-n", "-p", "-t", "1")
+# Upstream's default lvm-command-prefix: lvm run in PID 1's namespaces, for a containerised lvmd. Like upstream's,
+# it ends with the lvm binary; a prefix without it (e.g. `[]`) runs `lvm` from PATH (topolvm.lvm.command.Runner).
+DEFAULT_LVM_COMMAND_PREFIX: Final = ("/usr/bin/nsenter", "-m", "-u", "-i", "-n", "-p", "-t", "1", "/sbin/lvm")
 
 # LV tags written by this project: ownership lets a restarted node agent adopt its LVs and lets the
 # orphan collector find LVs whose LogicalVolume is gone (upstream #1104/#1213).

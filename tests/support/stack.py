@@ -32,6 +32,7 @@ import os
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ CONTROLLER_REPLICAS = ("a", "b")  # deploy/controller.yaml: replicas: 2
 PROVISIONER_LEASE = "topolvm-io"  # in topolvm-system: csi-lib-utils names it after the driver
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet"})
 GiB = 1 << 30
+Command = Callable[[int], list[str]]
 
 
 def _bin(name: str) -> str:
@@ -89,8 +91,6 @@ class Stack:
     ``add_node``; ``stop()`` stops our processes and removes the VGs (the cluster's own stop ends the rest)."""
 
     def __init__(self, cluster: Cluster) -> None:
-        if not cluster.extender_url:
-            raise ClusterError("the cluster's kube-scheduler must be started with extender_url for the stack")
         self.cluster = cluster
         self.plane = cluster.plane
         self.work = cluster.workdir / "topolvm"
@@ -111,7 +111,7 @@ class Stack:
             self.plane.install_crds(directory)
         applier = deployment.Applier(self.plane)
         for path in deployment.manifest_files():
-            if path.parent.name != "manifests":
+            if path.parent.name != "manifests" or path.name in self.skipped_manifests:
                 continue  # deploy/tls: cert-manager's way; scripts/webhook_tls.py here
             for doc in deployment.documents(path):
                 if doc["kind"] not in WORKLOAD_KINDS:
@@ -121,11 +121,16 @@ class Stack:
             self.kubeconfigs[account] = deployment.write_kubeconfig(
                 self.plane, self.tokens[account], self.work / f"{account}.kubeconfig"
             )
+        self._start_services()
+        return self
+
+    skipped_manifests: frozenset[str] = frozenset()
+
+    def _start_services(self) -> None:
         self._webhook()
         for replica in CONTROLLER_REPLICAS:
             self.start_controller(replica)
         self._extender()
-        return self
 
     def stop(self) -> None:
         """Stop our processes (the node agents first) and remove every VG; idempotent."""
@@ -197,16 +202,8 @@ class Stack:
         socket_path = self.work / f"{pod}.sock"
         socket_path.unlink(missing_ok=True)
         kubeconfig = self.kubeconfigs["topolvm-controller"]
-        self.cluster.run(
-            pod,
-            lambda port: [
-                _bin("topolvm-controller"),
-                f"--csi-socket={socket_path}",
-                f"--kubeconfig={kubeconfig}",
-                f"--metrics-address=127.0.0.1:{port}",
-            ],
-            lambda port: _socket_ready(socket_path),
-        )
+        command, env = self._controller_command(socket_path, kubeconfig)
+        self.cluster.run(pod, command, lambda port: _socket_ready(socket_path), env=env)
         env = {**os.environ, "NAMESPACE": deployment.NAMESPACE, "POD_NAME": pod}
         for sidecar in SIDECARS:
             binary = controlplane.find_binary(sidecar)
@@ -227,6 +224,17 @@ class Stack:
                 env=env,
             )
 
+    def _controller_command(self, socket_path: Path, kubeconfig: str) -> tuple[Command, dict[str, str] | None]:
+        def argv(port: int) -> list[str]:
+            return [
+                _bin("topolvm-controller"),
+                f"--csi-socket={socket_path}",
+                f"--kubeconfig={kubeconfig}",
+                f"--metrics-address=127.0.0.1:{port}",
+            ]
+
+        return argv, None
+
     def kill_controller(self, replica: str) -> None:
         """That replica's pod dies: its processes are killed (SIGKILL)."""
         self._kill(f"topolvm-controller-{replica}", *(f"{sidecar}-{replica}" for sidecar in SIDECARS))
@@ -239,7 +247,8 @@ class Stack:
                 component.proc = None
 
     def _extender(self) -> None:
-        assert self.cluster.extender_url is not None
+        if not self.cluster.extender_url:
+            raise ClusterError("the cluster's kube-scheduler must be started with extender_url for the extender")
         port = int(self.cluster.extender_url.rsplit(":", 1)[1])
         options = self.work / "scheduler-options.yaml"
         options.write_text(scheduler_options())
@@ -267,32 +276,15 @@ class Stack:
         home.mkdir()
         vg = self._vgs.enter_context(loopvg.loop_vg(home, vg_sizes))
         self.cluster.add_node(name, labels=labels)
-        lvmd_yaml = home / "lvmd.yaml"
         lvmd_socket, csi_socket = home / "lvmd.sock", home / "csi.sock"
-        config = loopvg.lvm_config()
-        lvmd_yaml.write_text(
+        (home / "lvmd.yaml").write_text(
             f"socket-name: {lvmd_socket}\n"
             f"device-classes:\n  - {{name: ssd, volume-group: {vg.name}, default: true, spare-gb: 0}}\n"
-            "lvm-command-prefix: []\n" + (f"lvm-config: '{config}'\n" if config else "")
+            "lvm-command-prefix: []\n" + self._lvmd_yaml_extra()
         )
-        self.cluster.run(
-            f"topolvm-lvmd-{name}",
-            lambda _: [_bin("topolvm-lvmd"), f"--config={lvmd_yaml}"],
-            lambda _: _socket_ready(lvmd_socket),
-        )
-        self.cluster.run(
-            f"topolvm-node-{name}",
-            lambda port: [
-                _bin("topolvm-node"),
-                f"--csi-socket={csi_socket}",
-                f"--lvmd-socket={lvmd_socket}",
-                f"--node-name={name}",
-                f"--kubeconfig={self.kubeconfigs['topolvm-node']}",
-                f"--allowed-target-prefix={home}",
-                f"--metrics-address=127.0.0.1:{port}",
-            ],
-            lambda _: _socket_ready(csi_socket),
-        )
+        (lvmd, lvmd_env), (agent, agent_env) = self._node_commands(name, home, lvmd_socket, csi_socket)
+        self.cluster.run(f"topolvm-lvmd-{name}", lvmd, lambda _: _socket_ready(lvmd_socket), env=lvmd_env)
+        self.cluster.run(f"topolvm-node-{name}", agent, lambda _: _socket_ready(csi_socket), env=agent_env)
         self.cluster.wait_node_ready(name)
         self.cluster.wait_for(
             lambda: constants.capacity_annotation("ssd") in self._node(name)["metadata"].get("annotations", {}),
@@ -302,6 +294,28 @@ class Stack:
         node = StackNode(name, vg, csi_socket)
         self.nodes[name] = node
         return node
+
+    def _lvmd_yaml_extra(self) -> str:
+        config = loopvg.lvm_config()
+        return f"lvm-config: '{config}'\n" if config else ""
+
+    def _node_commands(
+        self, name: str, home: Path, lvmd_socket: Path, csi_socket: Path
+    ) -> tuple[tuple[Command, dict[str, str] | None], tuple[Command, dict[str, str] | None]]:
+        """(lvmd, node agent): each an argv function of a free port and its environment (None: ours)."""
+
+        def agent(port: int) -> list[str]:
+            return [
+                _bin("topolvm-node"),
+                f"--csi-socket={csi_socket}",
+                f"--lvmd-socket={lvmd_socket}",
+                f"--node-name={name}",
+                f"--kubeconfig={self.kubeconfigs['topolvm-node']}",
+                f"--allowed-target-prefix={home}",
+                f"--metrics-address=127.0.0.1:{port}",
+            ]
+
+        return (lambda _: [_bin("topolvm-lvmd"), f"--config={home / 'lvmd.yaml'}"], None), (agent, None)
 
     def kill_node(self, name: str) -> None:
         """The node's machine dies: its lvmd and node agent are killed (SIGKILL). The Node object stays (and

@@ -71,6 +71,22 @@ def test_runner_argv_has_prefix_config_and_no_shell() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        # upstream's lvm-command-prefix ends with the lvm binary (its default: nsenter ... /sbin/lvm)
+        (("/usr/bin/nsenter", "-t", "1", "/sbin/lvm"), ["/usr/bin/nsenter", "-t", "1", "/sbin/lvm", "lvs"]),
+        (("/usr/sbin/lvm",), ["/usr/sbin/lvm", "lvs"]),
+        # a prefix without it runs lvm from PATH after it; none at all runs lvm directly
+        (("nsenter", "-t", "1"), ["nsenter", "-t", "1", "lvm", "lvs"]),
+        ((), ["lvm", "lvs"]),
+        (("/opt/lvm-wrapper",), ["/opt/lvm-wrapper", "lvm", "lvs"]),
+    ],
+)
+def test_runner_accepts_upstreams_prefix_with_the_lvm_binary(prefix: tuple[str, ...], expected: list[str]) -> None:
+    assert command.Runner(prefix=prefix).argv("lvs", []) == expected
+
+
 def test_runner_timeout_kills_and_reports_unavailable() -> None:
     runner = command.Runner(lvm_binary="sleep", timeout=0.2)
     with pytest.raises(errors.Unavailable, match="timed out"):

@@ -48,7 +48,10 @@ class Runner:
     calls: int = field(default=0, init=False)
 
     def argv(self, subcommand: str, args: Sequence[str]) -> list[str]:
-        argv = [*self.prefix, self.lvm_binary, subcommand]
+        # Upstream's lvm-command-prefix ends with the lvm binary itself (its default is nsenter ... /sbin/lvm);
+        # a prefix that does not (as this project's configurations had it) gets ``lvm_binary`` appended.
+        ends_with_lvm = bool(self.prefix) and os.path.basename(self.prefix[-1]) == "lvm"
+        argv = [*self.prefix, subcommand] if ends_with_lvm else [*self.prefix, self.lvm_binary, subcommand]
         if self.config:
             argv += ["--config", self.config]
         return argv + list(args)
