@@ -3,18 +3,21 @@
 kube-apiserver, kube-controller-manager, kube-scheduler, kwok Nodes, csi-provisioner, our programs under their
 ServiceAccounts, a loop-device VG per Node; needs root and the peers of `make peers`).
 
-For each placement mode, PVC+pod pairs (1 GiB each, WaitForFirstConsumer) are created back to back in a fresh
-namespace and timed from each PVC's creation until a watch sees it Bound and its pod Running; then all are
-deleted and the LVs awaited gone before the next mode. The modes, on the same cluster in the same run:
+Each implementation gets a cluster of its own, built the same way (same peers, Node count, VG sizes, sidecar
+arguments, manifests), one after the other in the same run:
 
-- ``extender``: as deploy/ ships it: the webhook mutates the pod, kube-scheduler asks our extender (which holds
-  capacity for pods being provisioned) and checks the CSIStorageCapacity csi-provisioner publishes;
-- ``tracking``: Storage Capacity Tracking alone (a namespace the webhook ignores: kube-scheduler never calls the
-  extender), as upstream TopoLVM recommends today.
+- ``ours``, in two modes on its cluster: ``extender`` as deploy/ ships it (the webhook mutates the pod,
+  kube-scheduler asks our extender, which holds capacity for pods being provisioned, and checks the
+  CSIStorageCapacity csi-provisioner publishes), and ``tracking``: Storage Capacity Tracking alone (a namespace
+  the webhook ignores, so kube-scheduler never calls the extender);
+- ``upstream``: TopoLVM v0.41.0 (hypertopolvm: controller, node agent, lvmd; tests/support/upstream_stack.py) in
+  its default mode, Storage Capacity Tracking.
 
-Prints p50/p99/max per mode, the throughput (pairs Bound per second from the first creation to the last Bound)
-and the tracking/extender ratios. Upstream TopoLVM on the same plane (issue 9) is not run yet: these ratios
-compare our two modes, not us and upstream.
+Per mode, PVC+pod pairs (1 GiB each, WaitForFirstConsumer) are created back to back in a fresh namespace and
+timed from each PVC's creation until a watch sees it Bound and its pod Running (kwok's); then all are deleted and
+the LVs awaited gone. Prints p50/p99/max, the throughput (pairs Bound per second from the first creation to the
+last Bound) and the ratios: ours in each mode against upstream (like with like: tracking/tracking), and our two
+modes against each other.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import cluster as cluster_mod
 from tests.support.stack import Stack
+from tests.support.upstream_stack import UpstreamStack
 from topolvm import constants
 from topolvm.core import quantity
 
 MODES = ("extender", "tracking")
+IMPLS = ("ours", "upstream")
 
 
 def pair(name: str, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,34 +146,26 @@ def run_mode(stack: Stack, mode: str, count: int, label: str) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nodes", type=int, default=20, help="kwok Nodes, each with its VG (default: 20)")
-    p.add_argument("--pvcs", type=int, default=200, help="PVC+pod pairs per mode (default: 200)")
-    p.add_argument("--vg-size", default="24Gi", help="each Node's VG (default: 24Gi, sparse)")
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
-    args = p.parse_args()
-    vg_bytes = quantity.to_bytes(args.vg_size)
-    if args.pvcs > args.nodes * (vg_bytes // (1 << 30) - 1):
-        p.error(f"--pvcs {args.pvcs} do not fit {args.nodes} VGs of {args.vg_size}")
+def run_implementation(impl: str, args: argparse.Namespace, vg_bytes: int) -> list[dict[str, Any]]:
+    """A cluster of its own for ``impl``: its Nodes, then each of its modes (upstream: capacity tracking)."""
     url = f"http://127.0.0.1:{cluster_mod.free_port()}"
-    with tempfile.TemporaryDirectory(prefix="tlvm-e2e-bench-", dir="/tmp") as work:
+    modes = [m for m in args.modes if impl == "ours" or m == "tracking"]
+    results = []
+    with tempfile.TemporaryDirectory(prefix=f"tlvm-e2e-bench-{impl}-", dir="/tmp") as work:
         cluster = cluster_mod.Cluster(workdir=work, extender_url=url, verbosity=1)
         cluster.start()
-        stack = Stack(cluster)
+        stack = Stack(cluster) if impl == "ours" else UpstreamStack(cluster)
         try:
             stack.start()
             started = time.monotonic()
             for i in range(args.nodes):
                 stack.add_node(f"bench-n{i:03d}", (vg_bytes,), labels={"bench": "yes"})
-            print(f"{args.nodes} Nodes with TopoLVM ready in {time.monotonic() - started:.1f} s", flush=True)
-            results = []
-            for mode in args.modes:
-                result = run_mode(stack, mode, args.pvcs, "yes")
+            print(f"{impl}: {args.nodes} Nodes ready in {time.monotonic() - started:.1f} s", flush=True)
+            for mode in modes:
+                result = {"impl": impl, **run_mode(stack, mode, args.pvcs, "yes")}
                 results.append(result)
                 print(
-                    f"{mode:9s} {args.pvcs} PVCs: Bound p50 {result['bound_p50']:.2f} s, p99 "
+                    f"{impl:8s} {mode:9s} {args.pvcs} PVCs: Bound p50 {result['bound_p50']:.2f} s, p99 "
                     f"{result['bound_p99']:.2f} s, max {result['bound_max']:.2f} s; pod Running p50 "
                     f"{result['running_p50']:.2f} s, p99 {result['running_p99']:.2f} s; "
                     f"{result['per_second']:.1f} PVCs Bound/s",
@@ -177,12 +174,38 @@ def main() -> int:
         finally:
             stack.stop()
             cluster.stop()
-    if len(results) == 2:
-        ext, trk = results
-        print(
-            f"tracking/extender: Bound p50 {trk['bound_p50'] / ext['bound_p50']:.2f}x, p99 "
-            f"{trk['bound_p99'] / ext['bound_p99']:.2f}x, throughput {trk['per_second'] / ext['per_second']:.2f}x"
-        )
+    return results
+
+
+def ratio(base: dict[str, Any], other: dict[str, Any], what: str) -> str:
+    return (
+        f"{what}: Bound p50 {other['bound_p50'] / base['bound_p50']:.2f}x, p99 "
+        f"{other['bound_p99'] / base['bound_p99']:.2f}x (lower is faster); throughput "
+        f"{other['per_second'] / base['per_second']:.2f}x (higher is more)"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=20, help="kwok Nodes, each with its VG (default: 20)")
+    p.add_argument("--pvcs", type=int, default=200, help="PVC+pod pairs per mode (default: 200)")
+    p.add_argument("--vg-size", default="24Gi", help="each Node's VG (default: 24Gi, sparse)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="our modes (default: both)")
+    p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS), help="(default: ours upstream)")
+    p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    args = p.parse_args()
+    vg_bytes = quantity.to_bytes(args.vg_size)
+    if args.pvcs > args.nodes * (vg_bytes // (1 << 30) - 1):
+        p.error(f"--pvcs {args.pvcs} do not fit {args.nodes} VGs of {args.vg_size}")
+    results = [r for impl in args.impls for r in run_implementation(impl, args, vg_bytes)]
+    found = {(r["impl"], r["mode"]): r for r in results}
+    upstream = found.get(("upstream", "tracking"))
+    for mode in MODES:
+        ours = found.get(("ours", mode))
+        if ours and upstream:
+            print(ratio(upstream, ours, f"ours ({mode}) / upstream (tracking)"))
+    if ("ours", "extender") in found and ("ours", "tracking") in found:
+        print(ratio(found[("ours", "tracking")], found[("ours", "extender")], "ours: extender / tracking"))
     if args.json:
         print(json.dumps(results))
     return 0

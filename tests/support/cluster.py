@@ -73,6 +73,7 @@ SCHEDULER_USER = "system:kube-scheduler"
 KWOK_USER = "kwok-controller"
 
 KWOK_LABEL = "kwok.x-k8s.io/node"
+ATTACH_DETACH_ANNOTATION = "volumes.kubernetes.io/controller-managed-attach-detach"
 KWOK_LABEL_VALUE = "fake"
 NODE_LEASE_SECONDS = 40  # kwokctl's: kwok renews each Node's Lease (the heartbeat node-lifecycle watches)
 POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs (its default /24 has 254); off the service range 10.0.0.0/24
@@ -440,7 +441,12 @@ class Cluster:
             "metadata": {
                 "name": name,
                 "labels": {"kubernetes.io/hostname": name, KWOK_LABEL: KWOK_LABEL_VALUE, **(labels or {})},
-                "annotations": dict(annotations or {}),
+                # kubelet's own on registration (attach/detach by the controller manager); upstream TopoLVM's
+                # node agent panics on a Node without any annotation (v0.41.0, metrics_exporter.go)
+                "annotations": {
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                    **(annotations or {}),
+                },
             },
         }
         if allocatable:

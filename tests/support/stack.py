@@ -29,6 +29,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -280,7 +281,7 @@ class Stack:
         (home / "lvmd.yaml").write_text(
             f"socket-name: {lvmd_socket}\n"
             f"device-classes:\n  - {{name: ssd, volume-group: {vg.name}, default: true, spare-gb: 0}}\n"
-            "lvm-command-prefix: []\n" + self._lvmd_yaml_extra()
+            f"lvm-command-prefix: [{shutil.which('lvm') or 'lvm'}]\n" + self._lvmd_yaml_extra()
         )
         (lvmd, lvmd_env), (agent, agent_env) = self._node_commands(name, home, lvmd_socket, csi_socket)
         self.cluster.run(f"topolvm-lvmd-{name}", lvmd, lambda _: _socket_ready(lvmd_socket), env=lvmd_env)
