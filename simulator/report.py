@@ -179,8 +179,9 @@ def run_html(result: run.Result) -> str:
         for device_class in sorted({row[2] for row in result.per_node}):
             page.figure(
                 f"per-node-{device_class}",
-                f"Class {device_class}: used share of each node's capacity (rows, sorted by name) over simulated "
-                "time, thin classes at their overprovisioned size; blank while a node does not exist.",
+                f"Class {device_class}: share of each node's capacity that is not free (its volumes and reserved "
+                "bytes; rows, sorted by name) over simulated time, thin classes at their overprovisioned size; "
+                "blank while a node does not exist.",
                 functools.partial(plots.heatmap, result.per_node, result.series, device_class),
             )
     return page.text()
@@ -196,8 +197,9 @@ def _capacity(page: _Page, runs: plots.Runs, classes: Sequence[str]) -> None:
         lines = "each run's cluster total"
     for device_class in classes:
         caption = (
-            f"Class {device_class}: used bytes as a share of the class's size over simulated time: {lines}. "
-            "Thin classes count their overprovisioned size."
+            f"Class {device_class}: bytes used by the class's volumes as a share of used + free (thin pools, "
+            f"spare and other reserved bytes left out) over simulated time: {lines}. Thin classes count their "
+            "overprovisioned size."
         )
         page.figure(f"utilisation-{device_class}", caption, functools.partial(plots.utilisation, runs, device_class))
 

@@ -295,7 +295,8 @@ def test_comparison_of_many_runs_draws_one_line_per_run_and_measure():
     runs = [(f"seed={seed}", synthetic.result(seed=seed, samples=40, per_node=False)) for seed in range(1, 6)]
     page = Page(report.comparison_html(runs))
     assert_plots_drawn(page, dict.fromkeys(COMPARISON_PLOTS, "any"))
-    assert page.figures["plot-utilisation-ssd"].caption.startswith("Class ssd: used bytes as a share")
+    caption = page.figures["plot-utilisation-ssd"].caption
+    assert caption.startswith("Class ssd: bytes used by the class's volumes as a share")
     assert "each run's cluster total." in page.figures["plot-utilisation-ssd"].caption
     assert page.figures["plot-pods"].caption.startswith("Pods failed")
 
