@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulator import outputs, plots, run, units
+from simulator import outputs, plots, report_inputs, run, units
 
 Labelled = Sequence[tuple[str, run.Result]]
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -145,6 +145,8 @@ def run_html(result: run.Result) -> str:
         page.raw("</section>")
     page.add("h2", "Summary")
     page.table(("measure", "value"), outputs.rows(s))
+    if result.inputs:
+        report_inputs.section(page, result.inputs)
     runs: plots.Runs = [(result.name, result.series)]
     classes = _classes([result])
     _capacity(page, runs, classes)
