@@ -17,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -113,6 +114,8 @@ class SchedulerDriver:
         self._seq = 0
         self._nodes: dict[str, resources.Node] = {}  # the informer's last copy, to tell what an update changed
         self._capacities: dict[Key, workloads.CSIStorageCapacity] = {}
+        # the claims of pods whose retries may be settled, as last read; dropped on any claim or volume change
+        self._views: dict[Key, tuple[list[ks_api.ClaimView], str]] = {}
         self.moves = collections.Counter[str]()  # pods moved back, by event
         self.attempts: collections.Counter[Key] = collections.Counter()
         self.placed: dict[Key, str] = {}  # pods the model counts on a node: assumed (binding) or bound
@@ -165,6 +168,7 @@ class SchedulerDriver:
         for waiter in self._claim_waiters.pop(key, ()):
             if not waiter.triggered:
                 waiter.succeed()
+        self._views.clear()
         if event.type is resources.EventType.DELETED:
             self._request_move(queueing.Event.PVC_DELETE)
         else:
@@ -172,6 +176,7 @@ class SchedulerDriver:
 
     def _on_volume(self, event: resources.Event[workloads.PersistentVolume]) -> None:
         deleted = event.type is resources.EventType.DELETED
+        self._views.clear()
         self._request_move(queueing.Event.PV_DELETE if deleted else queueing.Event.PV_ADD_UPDATE)
 
     def _on_capacity(self, event: resources.Event[workloads.CSIStorageCapacity]) -> None:
@@ -202,6 +207,7 @@ class SchedulerDriver:
         self.last_failed.pop(key, None)
         self.unschedulable.pop(key, None)
         self._parked_at.pop(key, None)
+        self._views.pop(key, None)
         self.backoff.pop(key, None)
         self.binding.discard(key)
         if self.placed.pop(key, None) is not None:
@@ -251,7 +257,12 @@ class SchedulerDriver:
     def _flush_loop(self) -> engine.Process:
         while True:
             yield self.env.timeout(30.0)
-            expired = [k for k, since in self.unschedulable.items() if self.env.now - since > UNSCHEDULABLE_FLUSH]
+            # parked in time order (a pod leaves before it is parked again): the expired ones come first
+            expired = list(
+                itertools.takewhile(
+                    lambda k: self.env.now - self.unschedulable[k] > UNSCHEDULABLE_FLUSH, self.unschedulable
+                )
+            )
             for key in expired:
                 del self.unschedulable[key]
                 self._parked_at.pop(key, None)
@@ -329,7 +340,11 @@ class SchedulerDriver:
     def _no_capacity_object_fits(self, pod: workloads.Pod) -> bool:
         """No CSIStorageCapacity of one of the pod's (unbound) claims' classes is as large as the claim: the
         VolumeBinding filter fails on every node."""
-        claims, missing = self._claims(pod)
+        key = (pod.meta.namespace, pod.meta.name)
+        views = self._views.get(key)
+        if views is None:
+            views = self._views[key] = self._claims(pod)
+        claims, missing = views
         if missing or not claims or any(c.bound_node is not None for c in claims):
             return False
         return any(max(self._capacity.get(c.storage_class, {}).values(), default=0) < c.request_bytes for c in claims)
