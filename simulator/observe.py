@@ -176,13 +176,14 @@ class Observer:
             if sim_node is None:
                 continue
             ratios = self._ratios.get(sim_node.pool.name, {})
+            used_by_class = self._used(sim_node, capacity)
             for stats in capacity.device_classes:
                 size = (
                     int(stats.size_bytes * ratios[stats.device_class])
                     if stats.device_class in ratios
                     else stats.size_bytes
                 )
-                used = self._used(sim_node, capacity).get(stats.device_class, 0)
+                used = used_by_class.get(stats.device_class, 0)
                 t = totals.setdefault(stats.device_class, ClassTotals())
                 t.size += size
                 t.free += stats.free_bytes
