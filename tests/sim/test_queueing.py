@@ -9,11 +9,13 @@ import pytest
 
 from simulator.kube_scheduler import api
 from simulator.kube_scheduler import queueing as q
+from tests.sim import test_simulation
 from topolvm.core import resources, workloads
 
 E = q.Event
 OWN = ("default", "data-0")
 OTHER = ("default", "data-1")
+GiB = 1 << 30
 
 
 @pytest.mark.parametrize(
@@ -61,3 +63,29 @@ def test_a_capacity_update_helps_only_when_the_volume_limit_grows() -> None:
     assert q.capacity_change(capacity(2), capacity(1)) is E.CAPACITY_OTHER
     # maximumVolumeSize, when set, is the limit: more capacity under the same maximum helps no claim
     assert q.capacity_change(capacity(1, 5), capacity(9, 5)) is E.CAPACITY_OTHER
+
+
+VOLUME_BINDING_EVENTS = {
+    "PersistentVolume/Add|Update",
+    "CSIStorageCapacity/Add",
+    "CSIStorageCapacity/Update(larger volume limit)",
+    "UnschedulableTimeout",
+}
+
+
+@pytest.mark.parametrize("mode", ["extender", "capacity-tracking"])
+def test_the_pod_no_node_can_take_is_moved_back_by_the_events_its_rejecting_plugin_registered(mode: str) -> None:
+    """The five-node run's 500 GiB pod fits nowhere; a 10 GiB pod comes after it. Turned down by the extender
+    (no hints), the big one is moved back by that pod's events of every kind, its claim's updates first; turned
+    down by VolumeBinding (CSIStorageCapacity), only by the new PV, a CSIStorageCapacity that grew, or the
+    5-minute flush."""
+    data = test_simulation.with_tie_break("extender")
+    data["scheduler"]["mode"] = mode
+    ops = [*test_simulation.OPS, test_simulation.pod(600, "p7", 10 * GiB)]
+    result = test_simulation.simulate(data, ops)
+    moved = result.summary["scheduling"]["moved_back_by"]
+    if mode == "extender":
+        assert "PersistentVolumeClaim/Add|Update" in moved
+    else:
+        assert set(moved) <= VOLUME_BINDING_EVENTS and "PersistentVolume/Add|Update" in moved
+    assert {d.pod[1] for d in result.decisions} == {"p1", "p2", "p3", "p4", "p5", "p7"}
