@@ -8,6 +8,7 @@ simulated days, each living about a day, so nearly every PVC is created, provisi
 
     bench/sim_scale_bench.py                      the matrix: nodes 500/5,000/50,000 x PVCs, see --help
     bench/sim_scale_bench.py --nodes 5000 --pvcs 100000 --profile   one run, with where the time goes
+    bench/sim_scale_bench.py --nodes 5000 --pvcs 10000 --mode extender   the extender alone (default: both)
 
 Prints absolute figures, the goal's ratios (wall / 60 s, RSS / 2 GiB for 5,000 nodes and 100,000 PVCs) and how
 wall time grows with nodes and with PVCs (ratios between rows of the same run).
@@ -56,9 +57,10 @@ print(json.dumps(out))
 """
 
 
-def scenario_for(nodes: int, pvcs: int) -> dict[str, Any]:
+def scenario_for(nodes: int, pvcs: int, mode: str = "both") -> dict[str, Any]:
     days = 10.0
     return {
+        "scheduler": {"mode": mode},
         "name": f"scale-{nodes}-{pvcs}",
         "seed": 1,
         "duration": f"{days}d",
@@ -91,10 +93,10 @@ def scenario_for(nodes: int, pvcs: int) -> dict[str, Any]:
     }
 
 
-def measure(nodes: int, pvcs: int, profile: bool) -> dict[str, Any]:
+def measure(nodes: int, pvcs: int, profile: bool, mode: str = "both") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scenario.yaml"
-        path.write_text(yaml.safe_dump(scenario_for(nodes, pvcs)))
+        path.write_text(yaml.safe_dump(scenario_for(nodes, pvcs, mode)))
         done = subprocess.run(
             [sys.executable, "-c", CHILD, str(path), "1" if profile else "0"],
             capture_output=True,
@@ -113,12 +115,13 @@ def main() -> int:
     p.add_argument("--nodes", type=int, action="append", help="node counts (default: 500, 5000, 50000)")
     p.add_argument("--pvcs", type=int, action="append", help="PVC counts (default: 10000 and 100000)")
     p.add_argument("--profile", action="store_true", help="also show where the time goes (cProfile, by module)")
+    p.add_argument("--mode", default="both", choices=["both", "extender", "capacity-tracking"], help="scheduler mode")
     args = p.parse_args()
     grid = [(n, c) for n in (args.nodes or [500, 5000, 50000]) for c in (args.pvcs or [10000, 100000])]
     rows = []
     print(f"{'nodes':>7} {'PVCs':>8} {'created':>8} {'bound':>8} {'wall s':>8} {'peak RSS':>9} {'placements/s':>12}")
     for nodes, pvcs in grid:
-        r = measure(nodes, pvcs, args.profile)
+        r = measure(nodes, pvcs, args.profile, args.mode)
         rows.append(r)
         rate = r["bound"] / r["wall"] if r["wall"] else 0.0
         rss = r["rss"] / 2**20

@@ -5,6 +5,11 @@ each pod's wait from creation to binding (a pod that waits longer than the scena
 Capacity comes from lvmd's own reports (every node's ``NodeCapacity`` as it publishes it), the rest from the
 scheduler model's attempts and bindings. For thin classes "size" is the overprovisioned virtual size
 (ratio x pool), which is what a volume request is measured against.
+
+A class's size splits three ways: *used* — its own volumes (virtual sizes for a thin class), *free* — what lvmd
+reports, and *reserved* — the rest: thin pools carved out of a thick class's VG, its spare-gb, RAID and stripe
+overheads, and volumes of other classes sharing the VG. Utilisation is used over used + free (the room volumes
+can have): a thick class is full when its free bytes are gone, however much of its VG a thin pool holds.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Observer:
         self.settled_failed = 0  # bound or deleted, after waiting longer than the SLO
         self.running = 0  # bound and not deleted
         self._ratios = self._thin_ratios()
+        self._volumes: dict[str, tuple[model.NodeCapacity, dict[str, int]]] = {}  # node -> (capacity, used)
         w.capacity_listeners.append(self._on_capacity)
         w.node_listeners.append(self._on_node)
         self.env.process(self._sample_loop(sample_interval))
@@ -87,6 +93,7 @@ class Observer:
     def _on_node(self, name: str, added: bool) -> None:
         if not added:
             self.latest.pop(name, None)
+            self._volumes.pop(name, None)
 
     def pod_created(self, pod: workloads.Pod) -> None:
         classes, requests = [], []
@@ -161,25 +168,42 @@ class Observer:
             self.sample()
             yield self.env.timeout(interval)
 
-    def class_totals(self) -> dict[str, tuple[int, int, list[float], list[int]]]:
-        """class -> (size, free, per-node utilisation, per-node free bytes)"""
-        totals: dict[str, tuple[int, int, list[float], list[int]]] = {c: (0, 0, [], []) for c in self.classes}
+    def class_totals(self) -> dict[str, ClassTotals]:
+        """class -> its size, free and used bytes over the nodes, per-node utilisation and free bytes"""
+        totals = {c: ClassTotals() for c in self.classes}
         for name, capacity in self.latest.items():
             sim_node = self.world.nodes.get(name)
             if sim_node is None:
                 continue
             ratios = self._ratios.get(sim_node.pool.name, {})
+            used_by_class = self._used(sim_node, capacity)
             for stats in capacity.device_classes:
                 size = (
                     int(stats.size_bytes * ratios[stats.device_class])
                     if stats.device_class in ratios
                     else stats.size_bytes
                 )
-                size_sum, free_sum, utils, frees = totals.setdefault(stats.device_class, (0, 0, [], []))
-                utils.append(1.0 - stats.free_bytes / size if size else 1.0)
-                frees.append(stats.free_bytes)
-                totals[stats.device_class] = (size_sum + size, free_sum + stats.free_bytes, utils, frees)
+                used = used_by_class.get(stats.device_class, 0)
+                t = totals.setdefault(stats.device_class, ClassTotals())
+                t.size += size
+                t.free += stats.free_bytes
+                t.used += used
+                t.utils.append(utilization(used, stats.free_bytes, size))
+                t.frees.append(stats.free_bytes)
         return totals
+
+    def _used(self, sim_node: world.SimNode, capacity: model.NodeCapacity) -> dict[str, int]:
+        """Bytes of each class's volumes on the node, read from its lvmd once per capacity it publishes (every
+        change of its volumes publishes a new one)."""
+        cached = self._volumes.get(sim_node.name)
+        if cached is not None and cached[0] is capacity:
+            return cached[1]
+        used = {
+            stats.device_class: sum(lv.size for lv in sim_node.lvmd.list_lvs(device_class=stats.device_class))
+            for stats in capacity.device_classes
+        }
+        self._volumes[sim_node.name] = (capacity, used)
+        return used
 
     def typical_request(self, device_class: str) -> int | None:
         values = self.requested.get(device_class) or []
@@ -188,14 +212,16 @@ class Observer:
     def sample(self) -> None:
         now = float(self.env.now)
         row: dict[str, Any] = {"t": now}
-        for device_class, (size, free, utils, frees) in self.class_totals().items():
+        for device_class, t in self.class_totals().items():
+            size, free, utils = t.size, t.free, t.utils
             typical = self.typical_request(device_class)
-            stranded = sum(f for f in frees if typical is not None and f < typical)
+            stranded = sum(f for f in t.frees if typical is not None and f < typical)
             utils.sort()
             row[f"{device_class}.size"] = size
             row[f"{device_class}.free"] = free
-            row[f"{device_class}.used"] = size - free
-            row[f"{device_class}.utilization"] = round(1.0 - free / size, 6) if size else 0.0
+            row[f"{device_class}.used"] = t.used
+            row[f"{device_class}.reserved"] = max(0, size - free - t.used)
+            row[f"{device_class}.utilization"] = round(utilization(t.used, free, size), 6)
             row[f"{device_class}.node_p50"] = round(_quantile(utils, 0.5), 6)
             row[f"{device_class}.node_p90"] = round(_quantile(utils, 0.9), 6)
             row[f"{device_class}.node_max"] = round(utils[-1], 6) if utils else 0.0
@@ -239,6 +265,7 @@ class Observer:
                 "size_bytes": last.get(f"{device_class}.size", 0),
                 "used_bytes_end": last.get(f"{device_class}.used", 0),
                 "used_bytes_peak": max(used, default=0),
+                "reserved_bytes_end": last.get(f"{device_class}.reserved", 0),
                 "utilization_end": last.get(f"{device_class}.utilization", 0.0),
                 "utilization_peak": max(utils, default=0.0),
                 "stranded_bytes_end": last.get(f"{device_class}.stranded", 0),
@@ -267,7 +294,8 @@ class Observer:
         }
 
     def _projection(self, device_class: str) -> float | None:
-        """When used bytes reach the size at the trend of the run's second half (least squares); None if flat."""
+        """When used bytes reach used + free (the room volumes can have) at the trend of the run's second half
+        (least squares); None if flat."""
         rows = self.series[len(self.series) // 2 :]
         points = [(r["t"], r.get(f"{device_class}.used", 0)) for r in rows]
         if len(points) < 3:
@@ -279,11 +307,28 @@ class Observer:
         if var == 0:
             return None
         slope = sum((t - t_mean) * (y - y_mean) for t, y in zip(ts, ys, strict=True)) / var
-        size = rows[-1].get(f"{device_class}.size", 0)
+        size = rows[-1].get(f"{device_class}.used", 0) + rows[-1].get(f"{device_class}.free", 0)
         if slope <= 0 or not size:
             return None
         at = ts[-1] + (size - ys[-1]) / slope
         return round(at, 1) if math.isfinite(at) else None
+
+
+@dataclasses.dataclass
+class ClassTotals:
+    size: int = 0
+    free: int = 0
+    used: int = 0  # by the class's volumes
+    utils: list[float] = dataclasses.field(default_factory=list)  # per node
+    frees: list[int] = dataclasses.field(default_factory=list)  # per node
+
+
+def utilization(used: int, free: int, size: int) -> float:
+    """Used over the room volumes can have (used + free); a class with no room at all is full."""
+    room = used + free
+    if room:
+        return used / room
+    return 1.0 if size else 0.0
 
 
 def _quantile(values: list[float], q: float) -> float:

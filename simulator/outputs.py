@@ -69,9 +69,10 @@ def rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     for name, c in s["capacity"].items():
         out.append(
             (
-                f"class {name}: used end / peak",
-                f"{units.text_of_bytes(c['used_bytes_end'])} of {units.text_of_bytes(c['size_bytes'])} "
-                f"({c['utilization_end']:.1%}) / {c['utilization_peak']:.1%}",
+                f"class {name}: used by volumes end / peak",
+                f"{units.text_of_bytes(c['used_bytes_end'])} of {units.text_of_bytes(c['size_bytes'])}, "
+                f"{units.text_of_bytes(c.get('reserved_bytes_end', 0))} reserved "
+                f"({c['utilization_end']:.1%} of used + free) / {c['utilization_peak']:.1%}",
             )
         )
         stranded = f"{units.text_of_bytes(c['stranded_bytes_end'])} ({c['fragmentation_end']:.1%} of free)"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulator import outputs, plots, run, units
+from simulator import outputs, plots, report_inputs, run, units
 
 Labelled = Sequence[tuple[str, run.Result]]
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -145,6 +145,8 @@ def run_html(result: run.Result) -> str:
         page.raw("</section>")
     page.add("h2", "Summary")
     page.table(("measure", "value"), outputs.rows(s))
+    if result.inputs:
+        report_inputs.section(page, result.inputs)
     runs: plots.Runs = [(result.name, result.series)]
     classes = _classes([result])
     _capacity(page, runs, classes)
@@ -179,8 +181,9 @@ def run_html(result: run.Result) -> str:
         for device_class in sorted({row[2] for row in result.per_node}):
             page.figure(
                 f"per-node-{device_class}",
-                f"Class {device_class}: used share of each node's capacity (rows, sorted by name) over simulated "
-                "time, thin classes at their overprovisioned size; blank while a node does not exist.",
+                f"Class {device_class}: share of each node's capacity that is not free (its volumes and reserved "
+                "bytes; rows, sorted by name) over simulated time, thin classes at their overprovisioned size; "
+                "blank while a node does not exist.",
                 functools.partial(plots.heatmap, result.per_node, result.series, device_class),
             )
     return page.text()
@@ -196,8 +199,9 @@ def _capacity(page: _Page, runs: plots.Runs, classes: Sequence[str]) -> None:
         lines = "each run's cluster total"
     for device_class in classes:
         caption = (
-            f"Class {device_class}: used bytes as a share of the class's size over simulated time: {lines}. "
-            "Thin classes count their overprovisioned size."
+            f"Class {device_class}: bytes used by the class's volumes as a share of used + free (thin pools, "
+            f"spare and other reserved bytes left out) over simulated time: {lines}. Thin classes count their "
+            "overprovisioned size."
         )
         page.figure(f"utilisation-{device_class}", caption, functools.partial(plots.utilisation, runs, device_class))
 

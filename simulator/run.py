@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from simulator import (
     adapters,
     capacity_tracking,
@@ -49,6 +51,7 @@ class Result:
     error: str | None = None
     wall_seconds: float = 0.0
     decisions: list[observe.Decision] = dataclasses.field(default_factory=list)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)  # the scenario, as its YAML keys
 
     @property
     def ok(self) -> bool:
@@ -145,6 +148,7 @@ def simulate(
     observer.sample()
     summary = observer.summary(float(env.now))
     summary["scheduling"]["settled_without_cycle"] = driver.settled
+    summary["scheduling"]["moved_back_by"] = dict(sorted(driver.moves.items()))
     summary.update(
         scenario=spec.name,
         seed=spec.seed,
@@ -170,4 +174,5 @@ def simulate(
         error,
         wall,
         observer.decisions,
+        msgspec.to_builtins(spec),
     )

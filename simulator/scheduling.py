@@ -2,8 +2,9 @@
 
 What kube-scheduler does around each decision, modelled (pkg/scheduler/schedule_one.go, internal/queue):
 - one scheduling cycle at a time, pods in arrival order; a pod that cannot be placed waits among the
-  unschedulable pods until a cluster event (a Node, CSIStorageCapacity, claim or volume change, a pod leaving)
-  moves it back, with per-pod backoff (1 s doubling to 10 s), or until 5 minutes have passed;
+  unschedulable pods until a cluster event that one of the plugins that rejected it says may help moves it back
+  (``simulator.kube_scheduler.queueing``), with per-pod backoff (1 s doubling to 10 s), or until it has waited
+  there 5 minutes; a pod no plugin rejected (a PreBind or bind failure) goes straight to backoff;
 - the chosen node is *assumed* (its resources count for the next pods) and the binding cycle runs on its own:
   the VolumeBinding plugin's PreBind writes the selected-node annotation on the pod's unbound
   WaitForFirstConsumer claims and waits (up to 10 minutes) until they are bound; if the provisioner withdraws
@@ -16,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -24,6 +26,7 @@ import simpy
 from simulator import engine, world
 from simulator.kube_scheduler import api as ks_api
 from simulator.kube_scheduler import model as ks_model
+from simulator.kube_scheduler import queueing
 from topolvm import constants, errors
 from topolvm.core import resources, workloads
 from topolvm.core import scheduling as scheduling_policy
@@ -60,6 +63,8 @@ class _Failure:
     nodes: int  # how many nodes there were
     settleable: bool  # every node turned it down for resources or storage (see ``_cannot_fit``)
     wanted: dict[str, int]  # bytes per device class (annotation name) the pod asks for
+    rejectors: frozenset[str]  # the plugins that rejected it (its UnschedulablePlugins)
+    claims: frozenset[Key]  # its PVCs
 
 
 @dataclasses.dataclass
@@ -104,6 +109,14 @@ class SchedulerDriver:
         self._queued: set[Key] = set()
         self.backoff: dict[Key, float] = {}  # key -> when it may be tried again
         self.unschedulable: dict[Key, float] = {}  # key -> since when
+        self._parked_at: dict[Key, int] = {}  # key -> the event sequence number when it was parked
+        self._events: list[tuple[int, queueing.Event, Key | None]] = []  # this instant's, not yet applied
+        self._seq = 0
+        self._nodes: dict[str, resources.Node] = {}  # the informer's last copy, to tell what an update changed
+        self._capacities: dict[Key, workloads.CSIStorageCapacity] = {}
+        # the claims of pods whose retries may be settled, as last read; dropped on any claim or volume change
+        self._views: dict[Key, tuple[list[ks_api.ClaimView], str]] = {}
+        self.moves = collections.Counter[str]()  # pods moved back, by event
         self.attempts: collections.Counter[Key] = collections.Counter()
         self.placed: dict[Key, str] = {}  # pods the model counts on a node: assumed (binding) or bound
         self.binding: set[Key] = set()
@@ -113,25 +126,36 @@ class SchedulerDriver:
         self.cluster.watch(resources.NODE, self._on_node)
         self.cluster.watch(workloads.POD, self._on_pod)
         self.cluster.watch(workloads.PVC, self._on_claim)
-        self.cluster.watch(workloads.PV, lambda _e: self._request_move())
+        self.cluster.watch(workloads.PV, self._on_volume)
         self.cluster.watch(workloads.CSI_STORAGE_CAPACITY, self._on_capacity)
         self.env.process(self._loop())
         self.env.process(self._flush_loop())
 
     # --- informers ---
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
+        node = event.object
+        old = self._nodes.get(node.name)
         if event.type is resources.EventType.DELETED:
-            self.model.remove_node(event.object.name)
+            self.model.remove_node(node.name)
+            self._nodes.pop(node.name, None)
+            self._request_move(queueing.Event.NODE_DELETE)
+            return
+        self.model.set_node(node)
+        self._nodes[node.name] = node
+        if old is None:
+            self._request_move(queueing.Event.NODE_ADD)
         else:
-            self.model.set_node(event.object)
-        self._request_move()
+            for change in queueing.node_changes(old, node):
+                self._request_move(change)
 
     def _on_pod(self, event: resources.Event[workloads.Pod]) -> None:
         pod = event.object
         key = (pod.meta.namespace, pod.meta.name)
         if event.type is resources.EventType.DELETED:
+            assigned = key in self.placed
             self._forget(key)
-            self._request_move()  # a pod leaving frees resources
+            if assigned:  # it freed resources
+                self._request_move(queueing.Event.ASSIGNED_POD_DELETE)
             return
         if pod.spec.node_name and key not in self.placed:  # bound elsewhere (a cluster taken from a snapshot)
             self.placed[key] = pod.spec.node_name
@@ -144,18 +168,31 @@ class SchedulerDriver:
         for waiter in self._claim_waiters.pop(key, ()):
             if not waiter.triggered:
                 waiter.succeed()
-        self._request_move()
+        self._views.clear()
+        if event.type is resources.EventType.DELETED:
+            self._request_move(queueing.Event.PVC_DELETE)
+        else:
+            self._request_move(queueing.Event.PVC_ADD_UPDATE, key)
+
+    def _on_volume(self, event: resources.Event[workloads.PersistentVolume]) -> None:
+        deleted = event.type is resources.EventType.DELETED
+        self._views.clear()
+        self._request_move(queueing.Event.PV_DELETE if deleted else queueing.Event.PV_ADD_UPDATE)
 
     def _on_capacity(self, event: resources.Event[workloads.CSIStorageCapacity]) -> None:
         c = event.object
         node = c.node_labels.get(constants.TOPOLOGY_NODE_KEY, "")
+        name = (c.meta.namespace, c.meta.name)
         if event.type is resources.EventType.DELETED:
             self.model.set_capacity(node, c.storage_class_name, None, None)
             self._capacity.get(c.storage_class_name, {}).pop(node, None)
+            self._capacities.pop(name, None)
+            self._request_move(queueing.Event.CAPACITY_OTHER)
         else:
             self.model.set_capacity(node, c.storage_class_name, c.capacity_bytes, c.maximum_volume_size)
             self._capacity.setdefault(c.storage_class_name, {})[node] = c.capacity_bytes or 0
-        self._request_move()
+            self._request_move(queueing.capacity_change(self._capacities.get(name), c))
+            self._capacities[name] = c
 
     # --- the queue ---
     def _enqueue(self, key: Key) -> None:
@@ -169,24 +206,40 @@ class SchedulerDriver:
     def _forget(self, key: Key) -> None:
         self.last_failed.pop(key, None)
         self.unschedulable.pop(key, None)
+        self._parked_at.pop(key, None)
+        self._views.pop(key, None)
         self.backoff.pop(key, None)
         self.binding.discard(key)
         if self.placed.pop(key, None) is not None:
             self.model.remove_pod(key[0], key[1])
 
-    def _request_move(self) -> None:
-        """Coalesce the cluster events of one instant into one move of the unschedulable pods."""
-        if self._move_pending or not self.unschedulable:
+    def _request_move(self, event: queueing.Event, claim: Key | None = None) -> None:
+        """Note a cluster event; the events of one instant are applied to the unschedulable pods together, each
+        only to the pods parked before it (upstream moves the pods that are parked when the event arrives)."""
+        self._seq += 1
+        if not self.unschedulable:
             return
-        self._move_pending = True
-        engine.later(self.env, 0, self._move_all)
+        self._events.append((self._seq, event, claim))
+        if not self._move_pending:
+            self._move_pending = True
+            engine.later(self.env, 0, self._move_all)
 
     def _move_all(self) -> None:
         self._move_pending = False
-        moved = list(self.unschedulable)
-        self.unschedulable.clear()
-        for key in moved:
-            self._retry(key)
+        events, self._events = self._events, []
+        last = events[-1][0]
+        for key in list(self.unschedulable):
+            parked = self._parked_at.get(key, 0)
+            failure = self.last_failed.get(key)
+            if parked >= last or failure is None:
+                continue
+            after = [(e, c) for seq, e, c in events if seq > parked]
+            moved_by = queueing.requeued_by(failure.rejectors, after, failure.claims)
+            if moved_by is not None:
+                self.moves[moved_by.value] += 1
+                del self.unschedulable[key]
+                self._parked_at.pop(key, None)
+                self._retry(key)
 
     def _retry(self, key: Key) -> None:
         ready_at = self.backoff.get(key, 0.0)
@@ -204,16 +257,27 @@ class SchedulerDriver:
     def _flush_loop(self) -> engine.Process:
         while True:
             yield self.env.timeout(30.0)
-            expired = [k for k, since in self.unschedulable.items() if self.env.now - since >= UNSCHEDULABLE_FLUSH]
+            # parked in time order (a pod leaves before it is parked again): the expired ones come first
+            expired = list(
+                itertools.takewhile(
+                    lambda k: self.env.now - self.unschedulable[k] > UNSCHEDULABLE_FLUSH, self.unschedulable
+                )
+            )
             for key in expired:
                 del self.unschedulable[key]
+                self._parked_at.pop(key, None)
+                self.moves["UnschedulableTimeout"] += 1
                 self._retry(key)
 
-    def _park(self, key: Key) -> None:
+    def _park(self, key: Key, rejectors: frozenset[str]) -> None:
         self.attempts[key] += 1
         exponent = min(self.attempts[key] - 1, 16)
         self.backoff[key] = self.env.now + min(MAX_BACKOFF, INITIAL_BACKOFF * 2**exponent)
+        if not rejectors:  # an error, not a rejection: straight to the backoff queue
+            self._retry(key)
+            return
         self.unschedulable[key] = float(self.env.now)
+        self._parked_at[key] = self._seq
 
     # --- the scheduling cycle ---
     def _loop(self) -> engine.Process:
@@ -241,14 +305,15 @@ class SchedulerDriver:
         claims, missing = self._claims(pod)
         if missing:
             message = f'persistentvolumeclaim "{missing}" not found'
-            self._failed(key, pod, Attempt(key, float(self.env.now), None, message, {message: 1}, ()))
+            attempt = Attempt(key, float(self.env.now), None, message, {message: 1}, ())
+            self._failed(key, pod, attempt, rejectors=frozenset({ks_api.VOLUME_BINDING}))  # its PreFilter
             return
         result = self.model.schedule(pod, claims)
         attempt = Attempt(
             key, float(self.env.now), result.node, result.message, dict(result.failures), tuple(result.tied)
         )
         if result.node is None:
-            self._failed(key, pod, attempt)
+            self._failed(key, pod, attempt, rejectors=result.rejectors)
             return
         self.on_attempt(attempt)
         self.model.add_pod(pod, result.node)  # assumed: counted from now on
@@ -275,12 +340,23 @@ class SchedulerDriver:
     def _no_capacity_object_fits(self, pod: workloads.Pod) -> bool:
         """No CSIStorageCapacity of one of the pod's (unbound) claims' classes is as large as the claim: the
         VolumeBinding filter fails on every node."""
-        claims, missing = self._claims(pod)
+        key = (pod.meta.namespace, pod.meta.name)
+        views = self._views.get(key)
+        if views is None:
+            views = self._views[key] = self._claims(pod)
+        claims, missing = views
         if missing or not claims or any(c.bound_node is not None for c in claims):
             return False
         return any(max(self._capacity.get(c.storage_class, {}).values(), default=0) < c.request_bytes for c in claims)
 
-    def _failed(self, key: Key, pod: workloads.Pod, attempt: Attempt, again: _Failure | None = None) -> None:
+    def _failed(
+        self,
+        key: Key,
+        pod: workloads.Pod,
+        attempt: Attempt,
+        again: _Failure | None = None,
+        rejectors: frozenset[str] = frozenset(),
+    ) -> None:
         if again is None:
             reasons = attempt.failures
             settleable = (
@@ -289,9 +365,11 @@ class SchedulerDriver:
                 and all(r in RESOURCE_REASONS or is_storage_reason(r) for r in reasons)
             )
             wanted = scheduling_policy.requested_bytes(pod.meta.annotations) if settleable else {}
-            self.last_failed[key] = _Failure(attempt, len(self.world.nodes), settleable, wanted)
+            claims = frozenset((key[0], name) for name in pod.claim_names())
+            again = _Failure(attempt, len(self.world.nodes), settleable, wanted, rejectors, claims)
+            self.last_failed[key] = again
         self.on_attempt(attempt)
-        self._park(key)
+        self._park(key, again.rejectors)
         status = workloads.PodStatus(
             phase="Pending", unschedulable_reason="Unschedulable", unschedulable_message=attempt.message
         )
@@ -358,6 +436,8 @@ class SchedulerDriver:
                 outcome = f"binding rejected: {exc}"
         if outcome:
             self._forget(key)
+            # forgetting an assumed pod frees what it held, as a deleted assigned pod does (handleBindingCycleError)
+            self._request_move(queueing.Event.ASSIGNED_POD_DELETE)
             current = self.cluster.get(workloads.POD, key[1], namespace=ns)
             if current is not None:
                 attempt = Attempt(key, float(self.env.now), None, outcome, {outcome: 1}, ())

@@ -46,7 +46,25 @@ NODE_AFFINITY = "NodeAffinity"
 NODE_RESOURCES_FIT = "NodeResourcesFit"
 BALANCED_ALLOCATION = "NodeResourcesBalancedAllocation"
 VOLUME_BINDING = "VolumeBinding"
-EXTENDER = "Extender"
+EXTENDER = "Extender"  # framework.ExtenderName: what the queue records when an extender rejected nodes
+NODE_UNSCHEDULABLE = "NodeUnschedulable"
+NODE_NAME = "NodeName"
+
+# The plugin behind each filter reason: the pod's UnschedulablePlugins after a failed cycle (each rejected node
+# counts under the first plugin that rejected it), which decide what cluster events move it back to the queue.
+PLUGIN_OF_REASON = {
+    REASON_UNSCHEDULABLE: NODE_UNSCHEDULABLE,
+    REASON_TAINT: TAINT_TOLERATION,
+    REASON_AFFINITY: NODE_AFFINITY,
+    REASON_TOO_MANY_PODS: NODE_RESOURCES_FIT,
+    REASON_CPU: NODE_RESOURCES_FIT,
+    REASON_MEMORY: NODE_RESOURCES_FIT,
+    REASON_PV_NODE_AFFINITY: VOLUME_BINDING,
+    REASON_BIND_CONFLICT: VOLUME_BINDING,
+    REASON_NOT_ENOUGH_SPACE: VOLUME_BINDING,
+    REASON_NODE_NAME_PREFILTER: NODE_NAME,
+    REASON_UNBOUND_IMMEDIATE: VOLUME_BINDING,
+}
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,9 @@ class ScheduleResult:
     """One scheduling attempt. ``node`` is None when the pod is unschedulable; ``message`` is then the
     FailedScheduling text. ``scores`` holds the total of every scored node (empty when one node was feasible),
     ``tied`` the nodes sharing the top score, ``failures`` the reason histogram of the nodes rejected in this
-    cycle, ``breakdown`` the weighted score per plugin (only when asked for)."""
+    cycle, ``breakdown`` the weighted score per plugin (only when asked for), ``rejectors`` the plugins that
+    rejected nodes of an unschedulable pod (``EXTENDER`` for the extender; empty when no plugin did, as with no
+    nodes at all)."""
 
     node: str | None
     evaluated: int
@@ -118,6 +138,7 @@ class ScheduleResult:
     message: str
     failures: Mapping[str, int]
     breakdown: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    rejectors: frozenset[str] = frozenset()
 
 
 def num_feasible_nodes_to_find(percentage: int, num_all_nodes: int) -> int:

@@ -126,12 +126,15 @@ class KubeScheduler:
             pod, self.config.extender_managed_resources
         )
         names: list[str] | None = None
+        extender_rejected = False
         if interested and len(found):
+            before = len(found)
             found, failed, names = self._extender_filter(pod, found)
             explicit += sum(failed.values())
             histogram.update(failed)
+            extender_rejected = len(found) != before
         if len(found) == 0:
-            return _unschedulable(n, explicit, histogram)
+            return _unschedulable(n, explicit, histogram, extender_rejected=extender_rejected)
         if names is None:
             names = table.name_array[found].tolist()
         if len(found) == 1:
@@ -276,6 +279,11 @@ class _Scores(Mapping[str, int]):
         return repr(self._get())
 
 
-def _unschedulable(n: int, explicit: int, histogram: Counter[str], prefilter: str = "") -> api.ScheduleResult:
+def _unschedulable(
+    n: int, explicit: int, histogram: Counter[str], prefilter: str = "", *, extender_rejected: bool = False
+) -> api.ScheduleResult:
     message = api.fit_error_message(n, histogram, prefilter)
-    return api.ScheduleResult(None, explicit, 0, {}, (), message, dict(histogram))
+    rejectors = {api.PLUGIN_OF_REASON[r] for r in histogram if r in api.PLUGIN_OF_REASON}
+    if extender_rejected:
+        rejectors.add(api.EXTENDER)
+    return api.ScheduleResult(None, explicit, 0, {}, (), message, dict(histogram), rejectors=frozenset(rejectors))

@@ -9,7 +9,9 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from simulator import run
+import msgspec
+
+from simulator import cli, run, scenario
 
 TIB = 1 << 40
 SIZES = {"ssd": 7 * TIB, "thin": 8 * TIB}  # per node; thin is the overprovisioned size
@@ -126,4 +128,5 @@ def result(
         "workload_errors": [],
         "error": error,
     }
-    return run.Result(name, seed, summary, series, rows, [], error, wall_seconds=12.5)
+    inputs = msgspec.to_builtins(scenario.loads(cli.default_scenario_text(), "default scenario").spec)
+    return run.Result(name, seed, summary, series, rows, [], error, wall_seconds=12.5, inputs=inputs)

@@ -151,6 +151,28 @@ def test_run_report_has_every_plot_drawn_with_a_caption(run_report):
     assert "spread across nodes" in page.figures["plot-utilisation-ssd"].caption
 
 
+def test_run_report_restates_the_scenario_it_simulated(result, run_report):
+    """Nodes and their shapes, storage classes, policies, workload, events and seed, as the scenario gave them."""
+    text = run_report.read_text()
+    page = Page(text)
+    section = text[text.index('<section id="scenario">') : text.index("</section>", text.index('id="scenario"'))]
+    assert "seed 1, simulated 90d, sampled every 6h" in section
+    pool = page.cells[page.cells.index("nvme") : page.cells.index("nvme") + 9]
+    assert pool[:5] == ["nvme", "40", "32", "256Gi", "110"]
+    assert pool[5] == "myvg1: 3.84T, 3.84T" and "pool0" in pool[6] and "size=2Ti" in pool[6]
+    assert "ssd (volume-group=myvg1, default=yes, spare-gb=10)" in pool[7] and "overprovision-ratio=4.0" in pool[7]
+    thin = page.cells.index("topolvm-provisioner-thin")
+    assert page.cells[thin : thin + 3] == ["topolvm-provisioner-thin", "thin", "WaitForFirstConsumer"]
+    first = page.cells.index("scheduler mode")
+    policies = dict(zip(page.cells[first::2], page.cells[first + 1 :: 2], strict=False))
+    assert policies["scheduler mode"] == "both"
+    assert policies["extender mode"] == "spread" and policies["extender weight"] == "200"
+    assert policies["extender reservation-ttl"] == "600s"
+    workloads = {name: page.cells[page.cells.index(name) + 1] for name in ("db", "ci-scratch", "kafka")}
+    assert workloads == {"db": "14/d from 0s", "ci-scratch": "40/d from 0s", "kafka": "StatefulSet of 6 from 7d"}
+    assert "at=60d, pool=nvme, action=add, count=4" in page.cells
+
+
 def test_run_report_needs_nothing_outside_its_file(run_report):
     text = run_report.read_text()
     assert_self_contained(Page(text))
@@ -295,7 +317,8 @@ def test_comparison_of_many_runs_draws_one_line_per_run_and_measure():
     runs = [(f"seed={seed}", synthetic.result(seed=seed, samples=40, per_node=False)) for seed in range(1, 6)]
     page = Page(report.comparison_html(runs))
     assert_plots_drawn(page, dict.fromkeys(COMPARISON_PLOTS, "any"))
-    assert page.figures["plot-utilisation-ssd"].caption.startswith("Class ssd: used bytes as a share")
+    caption = page.figures["plot-utilisation-ssd"].caption
+    assert caption.startswith("Class ssd: bytes used by the class's volumes as a share")
     assert "each run's cluster total." in page.figures["plot-utilisation-ssd"].caption
     assert page.figures["plot-pods"].caption.startswith("Pods failed")
 
