@@ -43,12 +43,15 @@ TOPOLVM_CONTROLLER = [
     # services.controller: ControllerExpandVolume (size, resize-requested-at); services.cleanup: a dead node's
     # volume loses its finalizer
     Access("update", "logicalvolumes", group=TOPOLVM),
-    # services.controller: DeleteVolume, DeleteSnapshot, a failed create; services.cleanup: a dead node's volumes
+    # services.controller: DeleteVolume, DeleteSnapshot, a failed create; services.cleanup: a dead node's volumes,
+    # StrandedVolumeSweeper's stranded ones
     Access("delete", "logicalvolumes", group=TOPOLVM),
     *each(("list", "watch"), "nodes"),  # CachedCluster informs Nodes: placement, GetCapacity, NodeCleanup's trigger
     Access("update", "nodes"),  # services.cleanup.NodeCleanup: removes the topolvm.io/node finalizer
     Access("list", "storageclasses", group=STORAGE),  # NodeCleanup: which classes are TopoLVM's
-    Access("list", "persistentvolumeclaims"),  # NodeCleanup: the claims whose selected-node is the dead node
+    # NodeCleanup: the claims whose selected-node is the dead node; StrandedVolumeSweeper: which claims exist
+    Access("list", "persistentvolumeclaims"),
+    Access("list", "persistentvolumes"),  # StrandedVolumeSweeper: which volumes PVs name
     Access("delete", "persistentvolumeclaims", namespace="app"),  # NodeCleanup: deletes them
 ]
 # external-provisioner's deploy/kubernetes/rbac.yaml, with --enable-capacity and --capacity-ownerref-level=2

@@ -1,12 +1,13 @@
-"""``topolvm-controller``: the CSI Identity and Controller services, and node-deletion cleanup.
+"""``topolvm-controller``: CSI Identity and Controller services, node cleanup, the stranded volume sweep.
 
 CreateVolume records LogicalVolumes in the Kubernetes API and waits on a watch for the node agent's answer;
 a second watch, on Nodes, deletes the TopoLVM claims and releases the LogicalVolumes of deleted nodes (the
-``topolvm.io/node`` finalizer; ``topolvm.services.cleanup``).
+``topolvm.io/node`` finalizer; ``topolvm.services.cleanup``). Every ``--stranded-volume-sweep-interval`` it
+deletes LogicalVolumes whose claim was deleted before a PV was made for it (``cleanup.StrandedVolumeSweeper``).
 
 Two replicas may run at once (deploy/manifests/controller.yaml): there is no leader election. Both serve CSI
 calls, which reach them only from the sidecars' elected leaders, and both run node cleanup, which is idempotent
-and tolerates the other replica's writes.
+and tolerates the other replica's writes; so does the sweep.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 
 import grpc
+import prometheus_client
 
 from topolvm import clock, constants, errors, process, runtime, unix_grpc
 from topolvm.cmd import common
@@ -41,8 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest wait of a Controller call (create, delete, expand, snapshot) for the node agent before "
         "UNAVAILABLE; never past the caller's gRPC deadline (default: %(default)s)",
     )
+    p.add_argument(
+        "--stranded-volume-sweep-interval",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how often to look for LogicalVolumes whose claim was deleted before a PV was made for it "
+        "(upstream #1104) and delete them; 0 turns the sweep off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stranded-volume-grace",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how old a LogicalVolume must be before the sweep may delete it (default: %(default)s)",
+    )
     common.add_common_arguments(p)
     return p
+
+
+SWEPT = prometheus_client.Counter(
+    "topolvm_controller_stranded_logical_volumes_deleted_total",
+    "LogicalVolumes deleted because their claim was gone and no PersistentVolume named them",
+)
+
+
+def start_sweep(sweeper: cleanup.StrandedVolumeSweeper, interval: float, stop: threading.Event) -> None:
+    if interval <= 0:
+        return
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                SWEPT.inc(len(sweeper.sweep()))
+            except errors.TopoLVMError as exc:
+                log.warning("stranded LogicalVolume sweep failed, next in %.0f s: %s", interval, exc)
+
+    threading.Thread(target=loop, name="stranded-sweep", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     waiter = runtime.Waiter(cluster)
     janitor = runtime.Reconciler(cluster, cleanup.NodeCleanup(cluster=cluster).reconcile, kind=resources.NODE)
     janitor.start()
+    stop_sweep = threading.Event()
+    sweeper = cleanup.StrandedVolumeSweeper(cluster=cluster, clock=system_clock, grace=args.stranded_volume_grace)
+    start_sweep(sweeper, args.stranded_volume_sweep_interval, stop_sweep)
 
     def register(server: grpc.Server) -> None:
         csi_grpc.add_IdentityServicer_to_server(identity.IdentityServicer(controller=True), server)
@@ -77,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     common.serve_metrics(args.metrics_address)
     common.wait_for_signal()
     server.stop(5).wait()
+    stop_sweep.set()
     janitor.stop()
     waiter.close()
     cluster.close()

@@ -19,6 +19,15 @@ deleted is done, a write that lost a race (Conflict) is retried from a fresh rea
 read from the API server at the time (the controller does not inform them: a Node deletion is rare, and an
 informer would hold every claim of the cluster in memory and keep a watch open for it).
 
+``StrandedVolumeSweeper`` (controller side): LogicalVolumes made for a claim that is gone and that no PV names
+(upstream #1104: a PVC deleted while its CreateVolume was still in flight — timed out, retried — so no PV was ever
+created and nobody calls DeleteVolume). A LogicalVolume is swept only when all of these hold: it is a volume, not
+a snapshot; its name ends with a claim's UID, as external-provisioner names volumes (``pvc-<uid>``); it is older
+than the grace period; no PersistentVolume of ours has it as its volume handle; and no PVC with that UID exists.
+LogicalVolumes are read first, then claims, then PVs: a claim always exists before its volume, and a PV created
+after the read for a claim that is gone is deleted by Kubernetes (reclaim policy Delete) with a DeleteVolume that
+finds nothing to do. Deleting the CR is all it does: the node agent's finalizer removes the LV itself.
+
 ``find_orphans``/``OrphanCollector`` (node side, opt-in): LVs tagged by TopoLVM with an owner whose LogicalVolume
 no longer exists (upstream #1104/#1213: a PVC deleted before its PV was bound). A dry run reports; only an
 explicit run removes. LVs are listed *before* LogicalVolumes are read: an LV is only ever created for a CR that
@@ -28,12 +37,15 @@ already exists, so this order cannot mistake a volume being created for an orpha
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from topolvm import constants, errors, ports
 from topolvm.core import model, resources, workloads
+from topolvm.services import controller as controller_service
 from topolvm.services import node as node_service
 
 log = logging.getLogger(__name__)
@@ -113,6 +125,71 @@ class NodeCleanup:
                 self.cluster.update(replace(lv, meta=lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)))
         except errors.NotFound:
             return  # gone already: the other replica released it
+
+
+_CLAIM_UID = re.compile(r"-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+
+def claim_uid_of(lv: resources.LogicalVolume) -> str | None:
+    """The UID of the claim a volume was created for (external-provisioner names volumes ``<prefix>-<uid>``)."""
+    found = _CLAIM_UID.search(lv.spec.name or lv.name)
+    return found.group(1) if found else None
+
+
+def _age(lv: resources.LogicalVolume, now: float) -> float:
+    if not lv.meta.creation_timestamp:
+        return 0.0
+    created = datetime.datetime.fromisoformat(lv.meta.creation_timestamp.replace("Z", "+00:00"))
+    return now - created.timestamp()
+
+
+class StrandedVolumeSweeper:
+    """Deletes LogicalVolumes whose claim is gone and that no PV names (see the module doc for the rule)."""
+
+    def __init__(self, *, cluster: ports.Cluster, clock: ports.Clock, grace: float) -> None:
+        self.cluster = cluster
+        self.clock = clock
+        self.grace = grace
+
+    def stranded(self) -> list[resources.LogicalVolume]:
+        now = self.clock.now()
+        candidates = [
+            lv
+            for lv in self.cluster.list_of(resources.LOGICAL_VOLUME)
+            if not lv.meta.deleting
+            and not controller_service.is_snapshot(lv)
+            and claim_uid_of(lv) is not None
+            and _age(lv, now) >= self.grace
+        ]
+        if not candidates:
+            return []  # the common case reads no claims and no PVs
+        claims = {claim.meta.uid for claim in self.cluster.list_of(workloads.PVC)}
+        handles = {
+            pv.spec.volume_handle
+            for pv in self.cluster.list_of(workloads.PV)
+            if pv.spec.driver == constants.PLUGIN_NAME
+        }
+        return [lv for lv in candidates if claim_uid_of(lv) not in claims and not (handles & {lv.name, *lv.volume_ids})]
+
+    def sweep(self) -> list[resources.LogicalVolume]:
+        """Delete the stranded LogicalVolumes; the ones this call deleted."""
+        swept = []
+        for lv in self.stranded():
+            try:
+                self.cluster.delete(resources.LOGICAL_VOLUME, lv.name)
+            except errors.NotFound:
+                continue  # the other replica swept it, or its DeleteVolume came after all
+            swept.append(lv)
+            log.warning(
+                "deleted stranded LogicalVolume %s (node=%s, %d bytes, created %s): its claim %s is gone and no "
+                "PersistentVolume names it",
+                lv.name,
+                lv.spec.node_name,
+                lv.spec.size,
+                lv.meta.creation_timestamp,
+                claim_uid_of(lv),
+            )
+        return swept
 
 
 @dataclass(frozen=True)
