@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # kube-controller-manager and kwok (with its default Stages) for the end-to-end cluster (tests/support/cluster.py),
 # csi-provisioner and csi-resizer for TopoLVM deployed on it (tests/support/stack.py), crds for applying deploy/.
 # Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
-PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer crds
+PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer csi-snapshotter snapshot-controller crds
 
 .PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto clean
 

@@ -23,10 +23,10 @@
 #                   - the upstream CSI sidecars that turn PVCs into CreateVolume calls (and publish
 #                     CSIStorageCapacity objects) and PVC expansions into ControllerExpandVolume, for TopoLVM on
 #                     the end-to-end cluster (tests/support/stack.py)
-# and, for end-to-end tests to come (no test uses them yet, so they are in neither DEFAULT nor the Makefile's
-# PEERS, and CI does not pay for them; ask by NAME or with `all`):
 #   csi-snapshotter, snapshot-controller
-#                   - the upstream snapshot sidecar and the snapshot controller
+#                   - the upstream snapshot sidecar (beside each controller replica) and the snapshot controller
+#                     (one per cluster, as its own ServiceAccount with the ClusterRole upstream ships, copied out
+#                     of its module into peers-v1/snapshot-controller-files), for the end-to-end snapshot tests
 # The control-plane binaries, the CSI sidecars and kwok are installed as NAME-VERSION with a NAME symlink, so the
 # bin directory works as KUBEBUILDER_ASSETS and a version bump rebuilds. Idempotent: a binary already present is
 # not rebuilt. Build times and sizes go to peers-v1/build-times.txt.
@@ -190,10 +190,15 @@ copy_kwok_files() {
 # copy_crds NAME MODULE VERSION DIR GLOB: DIR/GLOB of the module's zip (through the module cache) into
 # peers-v1/crds/NAME-VERSION, and a NAME symlink to it. Only the module is downloaded, nothing is built.
 copy_crds() {
-    local name="$1" module="$2" version="$3" subdir="$4" pattern="$5"
-    local dest="$CACHE/peers-v1/crds/$name-$version"
+    copy_module_files "$CACHE/peers-v1/crds" "$@"
+}
+
+# copy_module_files BASE NAME MODULE VERSION DIR GLOB: as copy_crds, into BASE/NAME-VERSION.
+copy_module_files() {
+    local base="$1" name="$2" module="$3" version="$4" subdir="$5" pattern="$6"
+    local dest="$base/$name-$version"
     if [[ -d "$dest" ]]; then
-        echo "build.sh: $name CRDs $version present, skipping"
+        echo "build.sh: $name files $version present, skipping"
     else
         local src
         src=$(module_field "$module@$version" Dir)
@@ -204,9 +209,9 @@ copy_crds() {
         cp "$src/$subdir"/$pattern "$dest.tmp/"
         chmod -R u+w "$dest.tmp"   # the module cache is read-only
         mv "$dest.tmp" "$dest"
-        echo "build.sh: $name CRDs $version -> $dest"
+        echo "build.sh: $name files $version -> $dest"
     fi
-    ln -sfn "$name-$version" "$CACHE/peers-v1/crds/$name"
+    ln -sfn "$name-$version" "$base/$name"
 }
 
 # missing VERSION CMD...: TODO becomes the CMDs not yet built as CMD-VERSION; the others are linked as CMD.
@@ -362,6 +367,10 @@ done
 if [[ ${#snapshot_cmds[@]} -gt 0 ]]; then
     build_wrapped github.com/kubernetes-csi/external-snapshotter/v8 "$CSI_SNAPSHOTTER_VERSION" \
         "-X main.version=$CSI_SNAPSHOTTER_VERSION" "${snapshot_cmds[@]}"
+fi
+if wants snapshot-controller; then
+    copy_module_files "$CACHE/peers-v1" snapshot-controller-files github.com/kubernetes-csi/external-snapshotter/v8 \
+        "$CSI_SNAPSHOTTER_VERSION" deploy/kubernetes/snapshot-controller 'rbac-snapshot-controller.yaml'
 fi
 if wants kwok; then
     build_wrapped sigs.k8s.io/kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" kwok

@@ -7,6 +7,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests.e2e.scene import Scene
 from tests.support import controlplane, stack
 from tests.support.cluster import Cluster
 from tests.support.stack import Stack
@@ -46,3 +47,8 @@ def topolvm(kube_cluster: Cluster) -> Iterator[Stack]:
         assert not refusals, "refused by RBAC:\n" + "\n".join(refusals[:20])
     finally:
         deployed.stop()
+
+
+@pytest.fixture
+def scene(topolvm: Stack) -> Scene:
+    return Scene(topolvm)

@@ -9,107 +9,19 @@ registers its own Nodes, labels them with its tag and pins its pods to that labe
 from __future__ import annotations
 
 import collections
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.e2e.scene import SELECTED_NODE, Scene
 from tests.support import deployment
-from tests.support.stack import CONTROLLER_REPLICAS, PROVISIONER_LEASE, GiB, Stack
+from tests.support.stack import CONTROLLER_REPLICAS, PROVISIONER_LEASE, GiB
 from topolvm import constants
 from topolvm.core.quantity import to_bytes as quantity_bytes
 
 pytestmark = pytest.mark.root
 
 MiB = 1 << 20
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
-
-
-class Scene:
-    """One test's namespace, Nodes (labelled ``e2e-tag=<tag>``) and objects."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack, self.cluster = stack, stack.cluster
-        self.tag = uuid.uuid4().hex[:6]
-        self.ns = f"e2e-{self.tag}"
-        code, reply = self.cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": self.ns}})
-        assert code == 201, reply
-
-    def node(self, suffix: str, vg_sizes: tuple[int, ...]) -> str:
-        name = f"tlvm-{self.tag}-{suffix}"
-        self.stack.add_node(name, vg_sizes, labels={"e2e-tag": self.tag})
-        return name
-
-    def claim_and_pod(
-        self, name: str, size: str, storage_class: str = "topolvm-provisioner", volume_mode: str = "Filesystem"
-    ) -> None:
-        claim = {
-            "metadata": {"name": name},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": storage_class,
-                "volumeMode": volume_mode,
-                "resources": {"requests": {"storage": size}},
-            },
-        }
-        code, reply = self.cluster.request("POST", f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims", claim)
-        assert code == 201, reply
-        device = {"name": "data", "devicePath": "/dev/data"}
-        uses = (
-            {"volumeDevices": [device]}
-            if volume_mode == "Block"
-            else {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-        )
-        pod = {
-            "metadata": {"name": name},
-            "spec": {
-                "nodeSelector": {"e2e-tag": self.tag},
-                "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", **uses}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
-            },
-        }
-        code, reply = self.cluster.request("POST", f"/api/v1/namespaces/{self.ns}/pods", pod)
-        assert code == 201, reply
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        return self.cluster.get(f"/api/v1/namespaces/{self.ns}/{kind}/{name}")
-
-    def running(self, name: str) -> dict[str, Any] | None:
-        pod = self.get("pods", name)
-        return pod if pod and pod.get("status", {}).get("phase") == "Running" else None
-
-    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
-        reply = self.cluster.get(
-            f"/api/v1/namespaces/{self.ns}/events?fieldSelector=involvedObject.name%3D{name},reason%3D{reason}"
-        )
-        return list((reply or {}).get("items", []))
-
-    def capacity(self, node: str, storage_class: str = "topolvm-provisioner") -> dict[str, Any] | None:
-        """The CSIStorageCapacity csi-provisioner published for ``node`` and ``storage_class``, if any."""
-        reply = self.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
-        for item in (reply or {}).get("items", []):
-            labels = item.get("nodeTopology", {}).get("matchLabels", {})
-            if labels == {constants.TOPOLOGY_NODE_KEY: node} and item["storageClassName"] == storage_class:
-                return dict(item)
-        return None
-
-    def logical_volumes(self) -> list[dict[str, Any]]:
-        reply = self.cluster.get("/apis/topolvm.io/v1/logicalvolumes") or {}
-        mine = [lv for lv in reply.get("items", []) if lv["spec"]["nodeName"].startswith(f"tlvm-{self.tag}-")]
-        return mine
-
-    def delete_all(self) -> None:
-        """Pods, then claims (reclaimPolicy Delete: the provisioner deletes the volumes), then the Nodes."""
-        for kind in ("pods", "persistentvolumeclaims"):
-            code, reply = self.cluster.request("DELETE", f"/api/v1/namespaces/{self.ns}/{kind}")
-            assert code == 200, reply
-        self.cluster.wait_for(lambda: not self.logical_volumes(), "every LogicalVolume of the test to go", 90)
-
-
-@pytest.fixture
-def scene(topolvm: Stack) -> Iterator[Scene]:
-    yield Scene(topolvm)
 
 
 def test_a_pod_and_its_claim_land_on_the_node_with_room_and_run(scene: Scene) -> None:

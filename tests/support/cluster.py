@@ -288,6 +288,14 @@ class Cluster:
         self._start(component)
         return component
 
+    def restart(self, name: str) -> Component:
+        """Start the last component called ``name`` again after it was killed (same argv function and log)."""
+        component = next(c for c in reversed(self.components) if c.name == name)
+        if component.proc is not None and component.proc.poll() is None:
+            raise ClusterError(f"{name} is still running")
+        self._start(component)
+        return component
+
     def _kube_controller_manager(self) -> Component:
         kubeconfig = self.kubeconfigs[KUBE_CONTROLLER_MANAGER]
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import shutil
 import ssl
@@ -38,21 +37,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from tests.support import controlplane, deployment, loopvg
+from tests.support import controlplane, deployment, loopvg, stack_snapshots
 from tests.support.cluster import Cluster, ClusterError, _get_ok
+from tests.support.stack_pods import CSI_PROVISIONER, REPO, as_host, register_plugin, scheduler_options, sidecar_flags
 from topolvm import constants
-from topolvm.csi.proto import csi_pb2 as csi
-from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
+from topolvm.lvmd import client as lvmd_client
 
-CSI_PROVISIONER = "csi-provisioner"
 CSI_RESIZER = "csi-resizer"
-SIDECARS = (CSI_PROVISIONER, CSI_RESIZER)  # of deploy/controller.yaml's; csi-snapshotter not yet
-REPO = Path(__file__).resolve().parents[2]
+CSI_SNAPSHOTTER = "csi-snapshotter"
+SIDECARS = (CSI_PROVISIONER, CSI_RESIZER, CSI_SNAPSHOTTER)  # deploy/controller.yaml's, but livenessprobe
 WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
 HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
 CONTROLLER_REPLICAS = ("a", "b")  # deploy/controller.yaml: replicas: 2
+# The stranded volume sweep (upstream #1104) every 2 s for LogicalVolumes older than 20 s, so a test sees it act;
+# deploy/ keeps the defaults (600 s, 3600 s).
+STRANDED_SWEEP = ("--stranded-volume-sweep-interval=2", "--stranded-volume-grace=20")
 PROVISIONER_LEASE = "topolvm-io"  # in topolvm-system: csi-lib-utils names it after the driver
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet"})
 GiB = 1 << 30
@@ -68,6 +67,7 @@ def missing() -> str | None:
     """Why the stack cannot run here, or None."""
     reasons = [r for r in (loopvg.can_run(),) if r]
     reasons += [found for found in map(controlplane.find_binary, SIDECARS) if isinstance(found, str)]
+    reasons += stack_snapshots.missing()
     crds = deployment.third_party_crd_dirs()
     if isinstance(crds, str):
         reasons.append(crds)
@@ -83,8 +83,9 @@ def _socket_ready(path: Path) -> bool:
 @dataclass
 class StackNode:
     name: str
-    vg: loopvg.LoopVg
+    vg: loopvg.LoopVg | None  # None: a thin node's in-memory LVM
     csi_socket: Path
+    lvmd_socket: Path
 
 
 class Stack:
@@ -132,6 +133,7 @@ class Stack:
         for replica in CONTROLLER_REPLICAS:
             self.start_controller(replica)
         self._extender()
+        stack_snapshots.start_snapshot_controller(self.cluster, self.work)
 
     def stop(self) -> None:
         """Stop our processes (the node agents first) and remove every VG; idempotent."""
@@ -232,6 +234,7 @@ class Stack:
                 f"--csi-socket={socket_path}",
                 f"--kubeconfig={kubeconfig}",
                 f"--metrics-address=127.0.0.1:{port}",
+                *STRANDED_SWEEP,
             ]
 
         return argv, None
@@ -269,21 +272,35 @@ class Stack:
     # --- nodes
 
     def add_node(
-        self, name: str, vg_sizes: tuple[int, ...] = (4 * GiB,), labels: dict[str, str] | None = None
+        self,
+        name: str,
+        vg_sizes: tuple[int, ...] = (4 * GiB,),
+        labels: dict[str, str] | None = None,
+        *,
+        thin_pool: int = 0,
     ) -> StackNode:
         """A kwok Node with a VG of ``vg_sizes`` PVs, its lvmd and node agent, registered as kubelet registers a
-        CSI plugin; returns once the Node is Ready with its capacity published and its CSINode written."""
+        CSI plugin; returns once the Node is Ready with its capacity published and its CSINode written. With
+        ``thin_pool`` bytes, the VG also holds a thin pool (device class ``ssd-thin``) and lvmd runs over
+        in-memory LVM (tests/support/stack_snapshots.py says why)."""
         home = self.work / name
         home.mkdir()
-        vg = self._vgs.enter_context(loopvg.loop_vg(home, vg_sizes))
         self.cluster.add_node(name, labels=labels)
         lvmd_socket, csi_socket = home / "lvmd.sock", home / "csi.sock"
-        (home / "lvmd.yaml").write_text(
-            f"socket-name: {lvmd_socket}\n"
-            f"device-classes:\n  - {{name: ssd, volume-group: {vg.name}, default: true, spare-gb: 0}}\n"
-            f"lvm-command-prefix: [{shutil.which('lvm') or 'lvm'}]\n" + self._lvmd_yaml_extra()
-        )
-        (lvmd, lvmd_env), (agent, agent_env) = self._node_commands(name, home, lvmd_socket, csi_socket)
+        vg: loopvg.LoopVg | None = None
+        if thin_pool:
+            (home / "lvmd.yaml").write_text(stack_snapshots.thin_lvmd_yaml(lvmd_socket, f"vg-{name}"))
+            command = stack_snapshots.thin_lvmd_command(home / "lvmd.yaml", f"vg-{name}", sum(vg_sizes), thin_pool)
+            lvmd, lvmd_env = (lambda _: command), {**os.environ, "PYTHONPATH": str(REPO)}
+            agent, agent_env = self._agent_command(name, home, csi_socket)
+        else:
+            vg = self._vgs.enter_context(loopvg.loop_vg(home, vg_sizes))
+            (home / "lvmd.yaml").write_text(
+                f"socket-name: {lvmd_socket}\n"
+                f"device-classes:\n  - {{name: ssd, volume-group: {vg.name}, default: true, spare-gb: 0}}\n"
+                f"lvm-command-prefix: [{shutil.which('lvm') or 'lvm'}]\n" + self._lvmd_yaml_extra()
+            )
+            (lvmd, lvmd_env), (agent, agent_env) = self._node_commands(name, home, lvmd_socket, csi_socket)
         self.cluster.run(f"topolvm-lvmd-{name}", lvmd, lambda _: _socket_ready(lvmd_socket), env=lvmd_env)
         self.cluster.run(f"topolvm-node-{name}", agent, lambda _: _socket_ready(csi_socket), env=agent_env)
         self.cluster.wait_node_ready(name)
@@ -292,7 +309,7 @@ class Stack:
             f"topolvm-node to publish {name}'s capacity",
         )
         register_plugin(self.cluster, name, csi_socket)
-        node = StackNode(name, vg, csi_socket)
+        node = StackNode(name, vg, csi_socket, lvmd_socket)
         self.nodes[name] = node
         return node
 
@@ -304,19 +321,30 @@ class Stack:
         self, name: str, home: Path, lvmd_socket: Path, csi_socket: Path
     ) -> tuple[tuple[Command, dict[str, str] | None], tuple[Command, dict[str, str] | None]]:
         """(lvmd, node agent): each an argv function of a free port and its environment (None: ours)."""
+        lvmd = (lambda _: [_bin("topolvm-lvmd"), f"--config={home / 'lvmd.yaml'}"], None)
+        return lvmd, self._agent_command(name, home, csi_socket)
 
+    def _agent_command(self, name: str, home: Path, csi_socket: Path) -> tuple[Command, dict[str, str] | None]:
         def agent(port: int) -> list[str]:
             return [
                 _bin("topolvm-node"),
                 f"--csi-socket={csi_socket}",
-                f"--lvmd-socket={lvmd_socket}",
+                f"--lvmd-socket={home / 'lvmd.sock'}",
                 f"--node-name={name}",
                 f"--kubeconfig={self.kubeconfigs['topolvm-node']}",
                 f"--allowed-target-prefix={home}",
                 f"--metrics-address=127.0.0.1:{port}",
             ]
 
-        return (lambda _: [_bin("topolvm-lvmd"), f"--config={home / 'lvmd.yaml'}"], None), (agent, None)
+        return agent, None
+
+    def kill_node_agent(self, name: str) -> None:
+        """The node agent's container dies (SIGKILL); lvmd and the Node go on."""
+        self._kill(f"topolvm-node-{name}")
+
+    def restart_node_agent(self, name: str) -> None:
+        """The kubelet starts the node agent's container again."""
+        self.cluster.restart(f"topolvm-node-{name}")
 
     def kill_node(self, name: str) -> None:
         """The node's machine dies: its lvmd and node agent are killed (SIGKILL). The Node object stays (and
@@ -330,75 +358,23 @@ class Stack:
         return found
 
     def vg_free(self, name: str) -> int:
-        """Node ``name``'s VG free bytes, from lvm2 itself."""
+        """Node ``name``'s VG free bytes, from lvm2 itself (from lvmd on a thin node's in-memory LVM)."""
         vg = self.nodes[name].vg
+        if vg is None:
+            with contextlib.closing(lvmd_client.LvmdClient(str(self.nodes[name].lvmd_socket))) as client:
+                return client.free_bytes(device_class="ssd")
         out = vg.runner.run("vgs", ["--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free", "--", vg.name])
         return int(out.stdout.strip())
 
     def lvs(self, name: str) -> dict[str, int]:
-        """The LVs of node ``name``'s VG: name -> size in bytes (from lvm2 itself)."""
+        """The LVs of node ``name``'s VG: name -> size in bytes (from lvm2 itself; from lvmd on a thin node, its
+        thin LVs included, the pool not)."""
         vg = self.nodes[name].vg
+        if vg is None:
+            with contextlib.closing(lvmd_client.LvmdClient(str(self.nodes[name].lvmd_socket))) as client:
+                classes = ("ssd", stack_snapshots.THIN_CLASS)
+                return {lv.name: lv.size for c in classes for lv in client.list_lvs(device_class=c)}
         out = vg.runner.run(
             "lvs", ["--noheadings", "--units", "b", "--nosuffix", "-o", "lv_name,lv_size", "--", vg.name]
         ).stdout
         return {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.strip()}
-
-
-def as_host(hostname: str) -> list[str]:
-    """An argv prefix: run the command in a new UTS namespace whose hostname is ``hostname`` (needs root)."""
-    set_and_exec = "import os, socket, sys; socket.sethostname(sys.argv[1]); os.execv(sys.argv[2], sys.argv[2:])"
-    return ["unshare", "--uts", "--", sys.executable, "-c", set_and_exec, hostname]
-
-
-def sidecar_flags(name: str) -> list[str]:
-    """deploy/controller.yaml's arguments of sidecar ``name``, but the socket, the HTTP endpoint and (for
-    csi-provisioner) the owner-ref level, -1: there is no pod to walk up from. Leader election, capacity
-    publishing and the rest as deployed."""
-    (controller,) = [
-        d for d in deployment.documents(REPO / "deploy" / "manifests" / "controller.yaml") if d["kind"] == "Deployment"
-    ]
-    (container,) = [c for c in controller["spec"]["template"]["spec"]["containers"] if c["name"] == name]
-    dropped = ("--csi-address=", "--http-endpoint=", "--capacity-ownerref-level=")
-    kept = [arg for arg in container["args"] if not arg.startswith(dropped)]
-    return [*kept, "--capacity-ownerref-level=-1"] if name == CSI_PROVISIONER else kept
-
-
-def scheduler_options() -> str:
-    """The extender's options from deploy/'s ConfigMap topolvm-scheduler-options (``listen`` is overridden)."""
-    (config_map,) = [
-        d for d in deployment.documents(REPO / "deploy" / "manifests" / "scheduler.yaml") if d["kind"] == "ConfigMap"
-    ]
-    return str(config_map["data"]["scheduler-options.yaml"])
-
-
-def register_plugin(cluster: Cluster, node: str, csi_socket: Path) -> dict[str, Any]:
-    """What kubelet does when node-driver-registrar announces the plugin: NodeGetInfo, then the CSINode entry
-    (node ID, topology keys) and the topology segments as Node labels (plus the node-id annotation)."""
-    with grpc.insecure_channel(f"unix:{csi_socket}") as channel:
-        info = csi_grpc.NodeStub(channel).NodeGetInfo(csi.NodeGetInfoRequest(), timeout=10)
-    segments = dict(info.accessible_topology.segments)
-    patch = {
-        "metadata": {
-            "labels": segments,
-            "annotations": {"csi.volume.kubernetes.io/nodeid": json.dumps({constants.PLUGIN_NAME: info.node_id})},
-        }
-    }
-    code, reply = cluster.request("PATCH", f"/api/v1/nodes/{node}", patch, content_type="application/merge-patch+json")
-    if code != 200:
-        raise ClusterError(f"labelling Node {node}: HTTP {code}: {reply}")
-    node_obj = reply
-    csinode = {
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "CSINode",
-        "metadata": {
-            "name": node,
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_obj["metadata"]["uid"]}],
-        },
-        "spec": {
-            "drivers": [{"name": constants.PLUGIN_NAME, "nodeID": info.node_id, "topologyKeys": sorted(segments)}]
-        },
-    }
-    code, reply = cluster.request("POST", "/apis/storage.k8s.io/v1/csinodes", csinode)
-    if code != 201:
-        raise ClusterError(f"creating CSINode {node}: HTTP {code}: {reply}")
-    return reply
