@@ -18,7 +18,9 @@
 #                     and its ClusterRole are copied out of its module into peers-v1/kwok-files
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
-#                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
+#                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver, and
+#                     prometheus-operator's PodMonitor and ServiceMonitor (monitoring.coreos.com,
+#                     example/prometheus-operator-crd), for the chart's optional PodMonitors
 #   helm            - Helm v3, to lint and render deploy/helm/topolvm (tests/integration/test_helm_chart.py) and to
 #                     generate deploy/manifests from it (scripts/render_manifests.py)
 #   csi-provisioner, csi-resizer
@@ -60,6 +62,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches csi-snapshotter in deploy/
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.1}"   # the first of its deploy/crds without Helm templating
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"   # the newest the proxy serves (@latest)
 # kube-controller-manager is built from KUBERNETES_VERSION, like kube-apiserver and kube-scheduler.
 # The newest external-provisioner the module proxy serves (v6.3.0 and v6.4.0 listed); built on k8s.io 0.36/0.37.
 # deploy/controller.yaml runs the same versions of csi-provisioner and csi-resizer as built here.
@@ -344,6 +347,8 @@ if wants crds; then
         "$SNAPSHOTTER_CLIENT_VERSION" config/crd 'snapshot.storage.k8s.io_*.yaml'
     copy_crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" deploy/crds \
         'cert-manager.io_*.yaml'
+    copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+        example/prometheus-operator-crd 'monitoring.coreos.com_*monitors.yaml'
 fi
 k8s_cmds=()
 for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
