@@ -375,3 +375,36 @@ def test_kubelet_work_directory(helm: Path) -> None:
 def test_contradictory_values_are_refused(helm: Path, values: dict[str, Any], message: str) -> None:
     done = run_helm(helm, "template", "topolvm", str(CHART), "--namespace", NAMESPACE, values=values)
     assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_install_and_upgrade_keep_the_self_signed_certificate(helm: Path, plane: ControlPlane, tmp_path: Path) -> None:
+    """A real `helm install` and `helm upgrade` against the apiserver (nothing runs the pods): the release
+    namespace made by --create-namespace, the chart's objects stored, and the self-signed pair kept on upgrade."""
+    namespace = "helm-install"
+    homes = {f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}
+    env = {"PATH": "/usr/bin:/bin", **homes}
+    common = [str(CHART), "-n", namespace, "--kubeconfig", plane.kubeconfig, "--values", "-"]
+    values = json.dumps({"namespace": {"create": False}, **SELF_SIGNED})
+
+    def helm_run(*args: str) -> None:
+        done = subprocess.run([str(helm), *args], input=values, env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def webhook_tls() -> tuple[str, str]:
+        code, secret = plane.request("GET", f"/api/v1/namespaces/{namespace}/secrets/topolvm-webhook-tls")
+        assert code == 200, secret
+        path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
+        code, hook = plane.request("GET", path)
+        assert code == 200, hook
+        assert hook["webhooks"][0]["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        return secret["data"]["tls.crt"], secret["data"]["ca.crt"]
+
+    helm_run("install", "topolvm", *common, "--create-namespace")
+    installed = webhook_tls()
+    code, controller = plane.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/topolvm-controller")
+    assert code == 200 and controller["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    helm_run("upgrade", "topolvm", *common)
+    assert webhook_tls() == installed
+    helm_run("uninstall", "topolvm", "-n", namespace, "--kubeconfig", plane.kubeconfig)
+    code, _ = plane.request("GET", f"/api/v1/namespaces/{namespace}/secrets/topolvm-webhook-tls")
+    assert code == 404
