@@ -21,6 +21,7 @@ import yaml
 from tests.support import controlplane, deployment
 from tests.support.controlplane import ControlPlane
 from tests.support.deployment import DEPLOY, NAMESPACE
+from topolvm.extender import config as extender_config
 from topolvm.lvmd import config as lvmd_config
 
 CHART = DEPLOY / "helm" / "topolvm"
@@ -77,6 +78,9 @@ MINIMAL_CONTROLLER = {
 CAPACITY_TRACKING_ONLY = {"scheduler": {"enabled": False}, "webhook": {"podMutatingWebhook": {"enabled": False}}}
 SELF_SIGNED = {"webhook": {"certManager": False, "selfSigned": True}}
 OWN_CERT = {"webhook": {"certManager": False, "secretName": "my-tls", "caBundle": CA_BUNDLE}}
+SCHEDULER_OPTIONS = {
+    "scheduler": {"schedulerOptions": {"mode": "pack", "tie-break": "scheduler", "divisors": {"ssd": 2, "hdd": 10}}}
+}
 ISSUER = {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "ca"}
 MICROK8S_KUBELET = "/var/snap/microk8s/common/var/lib/kubelet"
 
@@ -84,6 +88,7 @@ MICROK8S_KUBELET = "/var/snap/microk8s/common/var/lib/kubelet"
 VALUE_SETS = [
     pytest.param({}, NAMESPACE, id="defaults"),
     pytest.param({"scheduler": {"type": "deployment"}}, NAMESPACE, id="scheduler-deployment"),
+    pytest.param(SCHEDULER_OPTIONS, NAMESPACE, id="scheduler-options"),
     pytest.param(CAPACITY_TRACKING_ONLY, NAMESPACE, id="capacity-tracking-only"),
     pytest.param(SELF_SIGNED, NAMESPACE, id="self-signed"),
     pytest.param(OWN_CERT, NAMESPACE, id="own-cert"),
@@ -177,6 +182,19 @@ def test_every_rendered_object_is_accepted(
             assert workload["spec"]["template"]["spec"]["serviceAccountName"] in rendering.names("ServiceAccount")
 
 
+@pytest.mark.parametrize(("values", "namespace"), VALUE_SETS)
+def test_rendered_configuration_files_load(helm: Path, values: dict[str, Any], namespace: str) -> None:
+    """The scheduler's options and lvmd.yaml, as rendered, load with the programs' own loaders."""
+    rendering = render(helm, values, namespace)
+    for config_map in rendering.of("ConfigMap"):
+        data = config_map["data"]
+        if "scheduler-options.yaml" in data:
+            options = extender_config.from_mapping(yaml.safe_load(data["scheduler-options.yaml"]))
+            extender_config.parse_listen(options.listen)
+        if "lvmd.yaml" in data:
+            assert lvmd_config.parse(data["lvmd.yaml"]).device_classes
+
+
 def test_default_rendering_is_deploy(helm: Path) -> None:
     """Object for object, parsed (comments aside): so the RBAC that test_deploy_rbac.py checks rule by rule in
     deploy/ is what the chart installs by default."""
@@ -218,6 +236,13 @@ def test_scheduler_as_deployment_behind_a_service(helm: Path) -> None:
     assert options["listen"] == ":9251" and options["extender-weight"] == 200
     (port,) = r.one("Service", "topolvm-scheduler")["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (9251, "extender")
+
+
+def test_scheduler_options(helm: Path) -> None:
+    data = render(helm, SCHEDULER_OPTIONS).one("ConfigMap", "topolvm-scheduler-options")["data"]
+    options = extender_config.from_mapping(yaml.safe_load(data["scheduler-options.yaml"]))
+    assert options.policy.divisors == {"ssd": 2, "hdd": 10} and options.policy.default_divisor == 1
+    assert options.policy.tie_break.value == "scheduler" and options.reservation_ttl == 600
 
 
 def test_capacity_tracking_only_renders_no_extender_nor_webhook(helm: Path) -> None:
