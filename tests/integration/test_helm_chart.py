@@ -104,7 +104,7 @@ def test_install_and_upgrade_keep_the_self_signed_certificate(helm: Path, plane:
     namespace made by --create-namespace, the chart's objects stored, and the self-signed pair kept on upgrade."""
     namespace = "helm-install"
     homes = {f"HELM_{d}_HOME": str(tmp_path / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}
-    env = {"PATH": "/usr/bin:/bin", **homes}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **homes}  # helm caches discovery under $HOME/.kube
     common = [str(helm_chart.CHART), "-n", namespace, "--kubeconfig", plane.kubeconfig, "--values", "-"]
     values = json.dumps({"namespace": {"create": False}, **helm_chart.SELF_SIGNED})
 
