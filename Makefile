@@ -1,4 +1,4 @@
-# The single entry point: make install | run | test | lint | bench | proto
+# The single entry point: make install | run | test | lint | bench | proto | manifests
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,11 +7,13 @@ PYTEST_ARGS ?=
 # Go peers and third-party CRDs the suite needs (ci/peers/build.sh): csi-sanity for the HIL csi-sanity suite,
 # etcd + kube-apiserver for the local control plane, kube-scheduler for the extender end-to-end tests,
 # kube-controller-manager and kwok (with its default Stages) for the end-to-end cluster (tests/support/cluster.py),
-# csi-provisioner and csi-resizer for TopoLVM deployed on it (tests/support/stack.py), crds for applying deploy/.
+# csi-provisioner and csi-resizer for TopoLVM deployed on it (tests/support/stack.py), crds for applying deploy/,
+# helm for the chart deploy/helm/topolvm (tests/integration/test_helm_chart.py, `make manifests`).
 # Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
-PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer csi-snapshotter snapshot-controller crds
+PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer \
+	csi-snapshotter snapshot-controller crds helm
 
-.PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto clean
+.PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto manifests clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -65,6 +67,12 @@ bench: install
 
 proto: $(STAMP)
 	scripts/gen_proto.sh
+
+# deploy/manifests and deploy/tls/cert-manager.yaml from the Helm chart's default values (and deploy/crds into the
+# chart's crds/); tests/integration/test_helm_chart.py fails when they drift.
+manifests:
+	ci/peers/build.sh helm
+	$(PY) scripts/render_manifests.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

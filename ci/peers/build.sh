@@ -18,7 +18,11 @@
 #                     and its ClusterRole are copied out of its module into peers-v1/kwok-files
 #   crds            - third-party CRDs that deploy/ refers to, copied out of their Go modules into peers-v1/crds:
 #                     external-snapshotter (snapshot.storage.k8s.io, client/v8 config/crd) and cert-manager
-#                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver
+#                     (cert-manager.io, deploy/crds), for the tests that apply deploy/ to a real kube-apiserver, and
+#                     prometheus-operator's PodMonitor and ServiceMonitor (monitoring.coreos.com,
+#                     example/prometheus-operator-crd), for the chart's optional PodMonitors
+#   helm            - Helm v3, to lint and render deploy/helm/topolvm (tests/integration/test_helm_chart.py) and to
+#                     generate deploy/manifests from it (scripts/render_manifests.py)
 #   csi-provisioner, csi-resizer
 #                   - the upstream CSI sidecars that turn PVCs into CreateVolume calls (and publish
 #                     CSIStorageCapacity objects) and PVC expansions into ControllerExpandVolume, for TopoLVM on
@@ -43,11 +47,13 @@
 # is copied, like upstream's own build. Version ldflags are set as hack/lib/version.sh does, or the binaries
 # would report v0.0.0.
 #
-# The CSI sidecars and kwok (build_wrapped) also go through a wrapper module, whose go.mod is the tag's own go.mod
-# renamed (so the build uses exactly the dependency versions upstream released with, and their replaces: some
-# pin k8s.io/* modules) plus a requirement on the module itself. Local-path replaces (external-snapshotter's
+# The CSI sidecars, kwok and helm (build_wrapped) also go through a wrapper module, whose go.mod is the tag's own
+# go.mod renamed (so the build uses exactly the dependency versions upstream released with, and their replaces:
+# some pin k8s.io/* modules) plus a requirement on the module itself. Local-path replaces (external-snapshotter's
 # client/v8 => ./client) become the sibling module at the same tag. main.version (kwok: consts.Version) is set
-# to the tag, as their release builds do.
+# to the tag, as their release builds do. helm gets the ldflags of its own Makefile: its version, and the
+# Kubernetes version it renders for (.Capabilities.KubeVersion, `helm lint`'s deprecation checks), which that
+# Makefile derives from the k8s.io/client-go it requires (v0.37 -> 1.37); without them helm says v1.20.
 set -euo pipefail
 
 TOPOLVM_VERSION="${TOPOLVM_VERSION:-v0.41.0}"
@@ -56,6 +62,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches csi-snapshotter in deploy/
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-v1.19.1}"   # the first of its deploy/crds without Helm templating
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"   # the newest the proxy serves (@latest)
 # kube-controller-manager is built from KUBERNETES_VERSION, like kube-apiserver and kube-scheduler.
 # The newest external-provisioner the module proxy serves (v6.3.0 and v6.4.0 listed); built on k8s.io 0.36/0.37.
 # deploy/controller.yaml runs the same versions of csi-provisioner and csi-resizer as built here.
@@ -65,6 +72,7 @@ CSI_RESIZER_VERSION="${CSI_RESIZER_VERSION:-v2.3.0}"
 # csi-snapshotter and snapshot-controller from the same tag as the snapshot CRDs and deploy/'s csi-snapshotter.
 CSI_SNAPSHOTTER_VERSION="${CSI_SNAPSHOTTER_VERSION:-$SNAPSHOTTER_CLIENT_VERSION}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"   # the newest kwok served; built on k8s.io 0.36
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"   # the newest helm v3 served; built on k8s.io 0.37
 CACHE="${TOPOLVM_CACHE:-$HOME/.cache/topolvm-py}"
 BIN="$CACHE/peers-v1/bin"
 TIMES="$CACHE/peers-v1/build-times.txt"
@@ -75,7 +83,7 @@ export CGO_ENABLED=0   # static binaries, no C toolchain needed on a fresh CI ma
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler crds
-     kube-controller-manager csi-provisioner csi-resizer csi-snapshotter snapshot-controller kwok)
+     kube-controller-manager csi-provisioner csi-resizer csi-snapshotter snapshot-controller kwok helm)
 DEFAULT=(hypertopolvm csi-sanity loadgen)
 if [[ $# -eq 0 ]]; then
     WANT=("${DEFAULT[@]}")
@@ -344,6 +352,8 @@ if wants crds; then
         "$SNAPSHOTTER_CLIENT_VERSION" config/crd 'snapshot.storage.k8s.io_*.yaml'
     copy_crds cert-manager github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION" deploy/crds \
         'cert-manager.io_*.yaml'
+    copy_crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+        example/prometheus-operator-crd 'monitoring.coreos.com_*monitors.yaml'
 fi
 k8s_cmds=()
 for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
@@ -375,5 +385,16 @@ fi
 if wants kwok; then
     build_wrapped sigs.k8s.io/kwok "$KWOK_VERSION" "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" kwok
     copy_kwok_files "$KWOK_VERSION"
+fi
+if wants helm; then
+    helm_gomod=$(module_field "helm.sh/helm/v3@$HELM_VERSION" GoMod)
+    [[ -f "$helm_gomod" ]] || { echo "build.sh: cannot download helm.sh/helm/v3@$HELM_VERSION" >&2; exit 1; }
+    helm_k8s_minor=$(sed -nE 's#^[[:space:]]*k8s.io/client-go v0\.([0-9]+)\..*$#\1#p' "$helm_gomod")
+    helm_flags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    helm_flags+=" -X helm.sh/helm/v3/internal/version.metadata= -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+        helm_flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
+    done
+    build_wrapped helm.sh/helm/v3 "$HELM_VERSION" "$helm_flags" helm
 fi
 echo "build.sh: peers in $BIN"

@@ -44,6 +44,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         yield Deployed(plane, applied, tokens, kubeconfigs)
 
 
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm peer (`ci/peers/build.sh helm`); skips without it, or fails in CI."""
+    return controlplane.binary_or_skip("helm")
+
+
 def new_namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> str:
     code, reply = plane.request("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels or {}}})
     assert code in (201, 409), reply

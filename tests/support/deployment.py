@@ -38,10 +38,11 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def third_party_crd_dirs() -> list[Path] | str:
-    """The CRD directories of ``THIRD_PARTY_CRDS``, or why they are missing (with the command that makes them)."""
+def third_party_crd_dirs(names: tuple[str, ...] = THIRD_PARTY_CRDS) -> list[Path] | str:
+    """The CRD directories of ``names`` (deploy/'s: ``THIRD_PARTY_CRDS``), or why they are missing (with the
+    command that makes them)."""
     root = controlplane.peers_bin_dir().parent / "crds"
-    dirs = [root / name for name in THIRD_PARTY_CRDS]
+    dirs = [root / name for name in names]
     missing = [str(d) for d in dirs if not any(d.glob("*.yaml"))]
     if missing:
         return f"no CRDs in {', '.join(missing)}; fetch them with: ci/peers/build.sh crds"
@@ -83,8 +84,9 @@ class Applier:
         scope = f"/namespaces/{meta['namespace']}" if resource.namespaced else ""
         return f"{base}{scope}/{resource.plural}/{meta['name']}"
 
-    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
-        path = self.path(doc) + f"?fieldManager={FIELD_MANAGER}&force=true"
+    def apply(self, doc: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply of ``doc``; with ``dry_run`` the apiserver validates and admits it but stores nothing."""
+        path = self.path(doc) + f"?fieldManager={FIELD_MANAGER}&force=true" + ("&dryRun=All" if dry_run else "")
         code, reply = self.plane.request("PATCH", path, doc, content_type="application/apply-patch+yaml")
         if code not in (200, 201):
             raise ApplyError(f"{doc['kind']} {doc['metadata']['name']}: HTTP {code}: {reply.get('message')}")

@@ -1,0 +1,66 @@
+{{/* The image of topolvm-py's own programs. */}}
+{{- define "topolvm.image" -}}
+image: {{ printf "%s:%s" .Values.image.repository (toString .Values.image.reference) }}
+{{- with .Values.image.pullPolicy }}
+imagePullPolicy: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* The restricted securityContext of every container that needs no privilege. */}}
+{{- define "topolvm.restricted" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  capabilities: {drop: ["ALL"]}
+{{- end }}
+
+{{/* resources: of one container, from .Values.resources.<name>; nothing when empty. Call with (list $ "name"). */}}
+{{- define "topolvm.resources" -}}
+{{- $values := index . 0 }}
+{{- with index $values.Values.resources (index . 1) }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level settings shared by every workload: priority, pull secrets, placement.
+Call with (list $ .Values.<component>). */}}
+{{- define "topolvm.podPlacement" -}}
+{{- $root := index . 0 }}
+{{- $c := index . 1 }}
+{{- with $c.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.image.pullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The webhook's TLS Secret. */}}
+{{- define "topolvm.webhookSecretName" -}}
+{{- default "topolvm-webhook-tls" .Values.webhook.secretName }}
+{{- end }}
+
+{{/* Whether an lvmd.yaml ConfigMap is needed: a managed lvmd or lvmd embedded in topolvm-node. */}}
+{{- define "topolvm.lvmdConfig" -}}
+{{- if or .Values.lvmd.managed .Values.node.lvmdEmbedded }}true{{ end }}
+{{- end }}
+
+{{/* (list TEXT N): TEXT on new lines indented by N, or nothing at all when TEXT is empty (nindent alone would
+leave a blank line behind). */}}
+{{- define "topolvm.block" -}}
+{{- $text := trim (index . 0) -}}
+{{- if $text }}{{ $text | nindent (index . 1) }}{{ end -}}
+{{- end }}
