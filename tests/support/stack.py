@@ -8,8 +8,8 @@ deploy/'s Deployments and DaemonSets run here as processes on this host, with th
   processes below); the LogicalVolume CRD, the snapshot CRDs; the webhook's TLS by scripts/webhook_tls.py (as
   docs/deploy.md says without cert-manager), and the MutatingWebhookConfiguration's clientConfig pointed at the
   webhook's loopback URL (nothing routes Service IPs here);
-- **topolvm-controller** + **csi-provisioner** (the sidecar built by ``ci/peers/build.sh csi-provisioner``) on one
-  CSI socket, both as ServiceAccount topolvm-controller, with deploy/controller.yaml's flags;
+- **topolvm-controller** + **csi-provisioner**, **csi-resizer**, **csi-snapshotter** (built by ``ci/peers/build.sh``)
+  on one CSI socket, all as ServiceAccount topolvm-controller, with deploy/controller.yaml's flags;
   ``--capacity-ownerref-level=-1`` instead of 2, because no pod of that Deployment exists to walk up from;
 - **topolvm-scheduler** (the extender) with the options of deploy/'s ConfigMap, on the URL the cluster's
   kube-scheduler calls (``Cluster(extender_url=...)``), as ServiceAccount topolvm-scheduler;
@@ -18,9 +18,11 @@ deploy/'s Deployments and DaemonSets run here as processes on this host, with th
   **topolvm-lvmd** on it and **topolvm-node** (ServiceAccount topolvm-node) talking to it, as deploy/node.yaml
   runs them; then what kubelet does when node-driver-registrar registers the plugin: NodeGetInfo on the node's
   CSI socket, the CSINode object with the driver's node ID and topology keys, and the topology labels on the
-  Node (written as the admin here: the cluster's authorizer is RBAC only, there is no Node authorizer).
+  Node (written as the admin here: the cluster's authorizer is RBAC only, there is no Node authorizer);
+- the cluster's snapshot-controller, and thin nodes whose lvmd runs over in-memory LVM:
+  tests/support/stack_snapshots.py.
 
-Needs root (loop devices), lvm2, openssl and the cluster's peers plus csi-provisioner.
+Needs root (loop devices), lvm2, openssl and the cluster's peers plus the CSI sidecars and snapshot-controller.
 """
 
 from __future__ import annotations
