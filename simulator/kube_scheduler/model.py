@@ -63,7 +63,7 @@ class KubeScheduler:
 
     def add_pod(self, pod: workloads.Pod, node: str) -> None:
         """Count an assumed or bound pod's requests on ``node`` (replaces an earlier entry of the same pod)."""
-        self.table.add_pod(pod.meta.namespace, pod.meta.name, node, podinfo.pod_requests(pod))
+        self.table.add_pod(pod.meta.namespace, pod.meta.name, node, self._requests(pod))
 
     def remove_pod(self, namespace: str, name: str) -> None:
         self.table.remove_pod(namespace, name)
@@ -111,7 +111,7 @@ class KubeScheduler:
         plan = filters.plan_volumes(claims)
         if plan.unbound_immediate:
             return _unschedulable(n, 0, Counter({api.REASON_UNBOUND_IMMEDIATE: n}), api.REASON_UNBOUND_IMMEDIATE)
-        req = podinfo.pod_requests(pod)
+        req = self._requests(pod)
         entry = self.static.get(podinfo.constraints_of(pod))
         evaluator = filters.Evaluator(table, self.capacity, entry, req, plan)
 
