@@ -10,8 +10,10 @@ simulated days, each living about a day, so nearly every PVC is created, provisi
     bench/sim_scale_bench.py --nodes 5000 --pvcs 100000 --profile   one run, with where the time goes
     bench/sim_scale_bench.py --nodes 5000 --pvcs 10000 --mode extender   the extender alone (default: both)
 
-Prints absolute figures, the goal's ratios (wall / 60 s, RSS / 2 GiB for 5,000 nodes and 100,000 PVCs) and how
-wall time grows with nodes and with PVCs (ratios between rows of the same run).
+Prints absolute figures, each run's decisions digest (equal digests: the same placements in the same order, so
+before and after a change that must not alter them can be compared), the goal's ratios (wall / 60 s, RSS / 2 GiB
+for 5,000 nodes and 100,000 PVCs) and how wall time grows with nodes and with PVCs (ratios between rows of the
+same run).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ result = run.simulate(loaded)
 wall = time.perf_counter() - started
 out = {"wall": wall, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
        "created": result.summary["pods"]["created"], "bound": result.summary["pods"]["bound"],
-       "deleted": result.summary["provisioner"]["deleted"], "error": result.error, "sim_wall": result.wall_seconds}
+       "deleted": result.summary["provisioner"]["deleted"], "error": result.error, "sim_wall": result.wall_seconds,
+       "decisions": result.summary["decisions_sha256"]}
 if profile:
     prof.disable()
     stats = pstats.Stats(prof)
@@ -126,6 +129,7 @@ def main() -> int:
         rate = r["bound"] / r["wall"] if r["wall"] else 0.0
         rss = r["rss"] / 2**20
         print(f"{nodes:>7} {pvcs:>8} {r['created']:>8} {r['bound']:>8} {r['wall']:>8.1f} {rss:>7.0f}Mi {rate:>12.0f}")
+        print(f"        decisions_sha256 {r['decisions']} (every pod's node, in binding order)")
         if r["error"]:
             print(f"        error: {r['error'].splitlines()[0]}")
         for module, seconds in r.get("profile", []):

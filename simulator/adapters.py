@@ -41,6 +41,7 @@ class SimExtender:
         self.filter_calls = 0
         self.prioritize_calls = 0
         self._most: dict[str, list[tuple[str, int]]] = {}  # class -> (node, annotation bytes), largest first
+        self._last_pod: tuple[workloads.Pod, scheduler_service.Pod] | None = None
         cluster = w.cluster
         cluster.watch(resources.NODE, self._on_node)
         cluster.watch(workloads.POD, self._on_pod)
@@ -93,13 +94,18 @@ class SimExtender:
             self.service.claim_selected(namespace, name, pvc.selected_node)
 
     def _pod(self, pod: workloads.Pod) -> scheduler_service.Pod:
-        return scheduler_service.Pod(
+        # filter and prioritize of one cycle are asked about the same pod object: translate it once
+        if self._last_pod is not None and self._last_pod[0] is pod:
+            return self._last_pod[1]
+        seen = scheduler_service.Pod(
             key=scheduler_service.pod_key(pod.meta.namespace, pod.meta.name, pod.meta.uid),
             namespace=pod.meta.namespace,
             name=pod.meta.name,
             requested=scheduling.requested_bytes(pod.meta.annotations),
             claims=pod.claim_names(),
         )
+        self._last_pod = (pod, seen)
+        return seen
 
     def interested(self, pod: workloads.Pod) -> bool:
         return any(

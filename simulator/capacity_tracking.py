@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import simpy
 
 from simulator import engine
@@ -80,7 +78,7 @@ class CapacityPublisher:
                         workloads.CSIStorageCapacity(meta, sc.meta.name, labels, capacity_bytes=capacity)
                     )
                 elif current.capacity_bytes != capacity:
-                    self.cluster.update(dataclasses.replace(current, capacity_bytes=capacity))
+                    self.cluster.update(resources.evolve(current, capacity_bytes=capacity))
 
     def _run(self) -> engine.Process:
         while True:

@@ -134,11 +134,27 @@ def later(env: simpy.Environment, delay: float, action: Callable[[], None]) -> N
     timer.callbacks.append(lambda _event: action())
 
 
+class _Start(simpy.Event):
+    """An event that runs ``action`` first thing at the instant it is made, as a process's start does (simpy's
+    ``Initialize``: already triggered, scheduled URGENT), for a callback that stands in for a process."""
+
+    def __init__(self, env: simpy.Environment, action: Callable[[simpy.Event], None]) -> None:
+        self.env = env
+        self.callbacks: list[Callable[[simpy.Event], None]] = [action]
+        self._value: Any = None
+        self._ok = True
+        env.schedule(self, simpy.events.URGENT)
+
+
 class WorkQueue:
     """A deduplicating queue served by one simulated worker (``topolvm.runtime.Reconciler``'s counterpart).
 
     ``handle(name)`` returns the outcome and the seconds the work is modelled to take; RETRY re-adds the name
     after 0.05 s doubling per failure, capped at ``max_backoff`` (the runtime's rule).
+
+    The worker is a chain of callbacks, not a simpy process: it wakes on the same events (its start, a wake-up
+    when idle, the end of each busy period) at the same instants in the same order as the process it replaces,
+    without a generator to resume at each (a run has one per node and handles a few names per volume).
     """
 
     def __init__(
@@ -156,7 +172,7 @@ class WorkQueue:
         self._wake: simpy.Event | None = None
         self.stopped = False
         self.handled = 0
-        env.process(self._run())
+        _Start(env, self._work)
 
     def add(self, name: str) -> None:
         if self.stopped:
@@ -174,13 +190,16 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def _run(self) -> Process:
+    def _work(self, _event: simpy.Event) -> None:
+        """The worker: handle names until the queue is empty (then wait for ``add``) or a handler keeps it busy
+        (then go on when that time has passed)."""
+        self._wake = None
+        env = self.env
         while not self.stopped:
             if not self._items:
-                self._wake = self.env.event()
-                yield self._wake
-                self._wake = None
-                continue
+                self._wake = env.event()
+                self._wake.callbacks.append(self._work)
+                return
             name = next(iter(self._items))
             del self._items[name]
             outcome, busy = self._handle(name)
@@ -188,14 +207,15 @@ class WorkQueue:
             if outcome is node.Outcome.RETRY:
                 self._failures[name] += 1
                 later(
-                    self.env,
+                    env,
                     min(self._max_backoff, 0.05 * 2 ** self._failures[name]),
                     functools.partial(self.add, name),
                 )
             else:
                 self._failures.pop(name, None)
             if busy > 0:
-                yield self.env.timeout(busy)
+                env.timeout(busy).callbacks.append(self._work)
+                return
 
 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython's default: 700)

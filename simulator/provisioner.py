@@ -276,7 +276,7 @@ class Provisioner:
         current = self.cluster.get(PVC, pvc.meta.name, namespace=pvc.meta.namespace)
         if current is not None and current.selected_node:
             meta = current.meta.annotated({workloads.SELECTED_NODE_ANNOTATION: None})
-            self.cluster.update(dataclasses.replace(current, meta=meta))
+            self.cluster.update(resources.evolve(current, meta=meta))
 
     def _bind(self, pvc: workloads.PersistentVolumeClaim, sc: workloads.StorageClass, ready: controller.Ready) -> None:
         """Create the PV and bind both ways, as external-provisioner and the PV controller do."""
@@ -292,14 +292,14 @@ class Provisioner:
             volume_mode=pvc.spec.volume_mode,
         )
         pv = self.cluster.create(workloads.PersistentVolume(resources.Meta(name=ready.cr_name), spec))
-        self.cluster.update_status(dataclasses.replace(pv, status=workloads.VolumeStatus("Bound")))
+        self.cluster.update_status(resources.evolve(pv, status=workloads.VolumeStatus("Bound")))
         current = self.cluster.get(PVC, pvc.meta.name, namespace=pvc.meta.namespace)
         if current is None:
             return  # deleted meanwhile: the PV's watch-driven cleanup handles it
         bound = self.cluster.update(
-            dataclasses.replace(current, spec=dataclasses.replace(current.spec, volume_name=pv.meta.name))
+            resources.evolve(current, spec=resources.evolve(current.spec, volume_name=pv.meta.name))
         )
-        self.cluster.update_status(dataclasses.replace(bound, status=workloads.ClaimStatus("Bound", ready.size)))
+        self.cluster.update_status(resources.evolve(bound, status=workloads.ClaimStatus("Bound", ready.size)))
         self.stats.provisioned += 1
 
     def _delete(self, pvc: workloads.PersistentVolumeClaim) -> engine.Process:

@@ -376,7 +376,7 @@ class SchedulerDriver:
         if pod.status != status:
             # changed or gone meanwhile: the next attempt writes it again
             with contextlib.suppress(errors.Conflict, errors.NotFound):
-                self.cluster.update_status(dataclasses.replace(pod, status=status))
+                self.cluster.update_status(resources.evolve(pod, status=status))
 
     def _claims(self, pod: workloads.Pod) -> tuple[list[ks_api.ClaimView], str]:
         views: list[ks_api.ClaimView] = []
@@ -458,7 +458,7 @@ class SchedulerDriver:
                 return
             try:
                 meta = pvc.meta.annotated({workloads.SELECTED_NODE_ANNOTATION: node})
-                self.cluster.update(dataclasses.replace(pvc, meta=meta))
+                self.cluster.update(resources.evolve(pvc, meta=meta))
                 return
             except errors.Conflict:
                 continue

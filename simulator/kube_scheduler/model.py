@@ -47,7 +47,13 @@ class KubeScheduler:
     # --- the cache -------------------------------------------------------------------------------------------
 
     def set_node(self, node: resources.Node) -> None:
-        existed = node.meta.name in self.table.slot
+        slot = self.table.slot.get(node.meta.name)
+        if slot is not None and _same_for_scheduling(self.table.nodes[slot], node):
+            # Only what no filter or score reads changed (TopoLVM's capacity annotations, on every volume): keep
+            # the newest copy, leave the columns and the filter cache as they are.
+            self.table.nodes[slot] = node
+            return
+        existed = slot is not None
         slot = self.table.set_node(node)
         if existed:
             self.static.node_updated(slot)
@@ -57,7 +63,7 @@ class KubeScheduler:
 
     def add_pod(self, pod: workloads.Pod, node: str) -> None:
         """Count an assumed or bound pod's requests on ``node`` (replaces an earlier entry of the same pod)."""
-        self.table.add_pod(pod.meta.namespace, pod.meta.name, node, podinfo.pod_requests(pod))
+        self.table.add_pod(pod.meta.namespace, pod.meta.name, node, self._requests(pod))
 
     def remove_pod(self, namespace: str, name: str) -> None:
         self.table.remove_pod(namespace, name)
@@ -105,7 +111,7 @@ class KubeScheduler:
         plan = filters.plan_volumes(claims)
         if plan.unbound_immediate:
             return _unschedulable(n, 0, Counter({api.REASON_UNBOUND_IMMEDIATE: n}), api.REASON_UNBOUND_IMMEDIATE)
-        req = podinfo.pod_requests(pod)
+        req = self._requests(pod)
         entry = self.static.get(podinfo.constraints_of(pod))
         evaluator = filters.Evaluator(table, self.capacity, entry, req, plan)
 
@@ -252,6 +258,16 @@ class KubeScheduler:
                 prioritized * self.config.extender_weight * (api.MAX_NODE_SCORE // api.MAX_EXTENDER_PRIORITY)
             )
         return parts
+
+
+def _same_for_scheduling(old: resources.Node, new: resources.Node) -> bool:
+    """Whether two copies of a Node agree on all the model reads of it: labels, spec (taints, unschedulable) and
+    status (allocatable); annotations and the resourceVersion are never read."""
+    return (
+        (old.spec is new.spec or old.spec == new.spec)
+        and (old.status is new.status or old.status == new.status)
+        and (old.meta.labels is new.meta.labels or old.meta.labels == new.meta.labels)
+    )
 
 
 class _Scores(Mapping[str, int]):

@@ -299,18 +299,25 @@ def _rank_fast(
     best = max(scores)
     if best <= 0:
         return []
-    tied = list(itertools.compress(range(len(scores)), map(best.__eq__, scores)))
+    # Every node tied (common on a roomy cluster, where all reach the top score): no positions to gather.
+    everyone = scores.count(best) == len(scores)
+    tied: Sequence[int] = (
+        range(len(scores)) if everyone else list(itertools.compress(range(len(scores)), map(best.__eq__, scores)))
+    )
     if len(tied) == 1:
         return [names[tied[0]]]
     if len(columns) == 1:
-        totals = list(map(columns[0].__getitem__, tied))
+        totals = columns[0] if everyone else list(map(columns[0].__getitem__, tied))
     else:
         totals = [sum(column[i] for column in columns) for i in tied]
     target = max(totals) if policy.mode is scheduling.Mode.SPREAD else min(totals)
     winner = min(itertools.compress(tied, map(target.__eq__, totals)), key=names.__getitem__)
     if policy.tie_break is scheduling.TieBreak.SCHEDULER:
         return [names[winner], *(names[i] for i in tied if i != winner)]
-    scores[:] = map(operator.sub, scores, map(best.__eq__, scores))  # a bool is 0 or 1: every tied node, one less
+    if everyone:
+        scores[:] = [best - 1] * len(scores)
+    else:
+        scores[:] = map(operator.sub, scores, map(best.__eq__, scores))  # a bool is 0 or 1: each tied node, one less
     scores[winner] = best
     return [names[winner]]
 

@@ -121,10 +121,11 @@ def mutated(pod: workloads.Pod, capacities: Mapping[str, int]) -> workloads.Pod:
         return pod
     meta = pod.meta.annotated({key: str(size) for key, size in sorted(capacities.items())})
     first, *rest = pod.spec.containers
-    first = dataclasses.replace(
+    first = resources.evolve(
         first,
         requests={**first.requests, constants.CAPACITY_RESOURCE: CAPACITY_REQUEST},
         limits={**first.limits, constants.CAPACITY_RESOURCE: CAPACITY_REQUEST},
     )
-    spec = dataclasses.replace(pod.spec, containers=(first, *rest))
-    return dataclasses.replace(pod, meta=meta, spec=spec)
+    spec = resources.evolve(pod.spec, containers=(first, *rest))
+    pod_with_capacity: workloads.Pod = resources.evolve(pod, meta=meta, spec=spec)
+    return pod_with_capacity

@@ -71,7 +71,7 @@ class LogicalVolumeReconciler:
             return self._finalize(lv)
         if constants.LOGICAL_VOLUME_FINALIZER not in lv.meta.finalizers:
             meta = lv.meta.with_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-            lv = self.cluster.update(replace(lv, meta=meta))
+            lv = self.cluster.update(resources.evolve(lv, meta=meta))
         if not lv.status.volume_id:
             # A recorded failure is final for this CR: the controller deletes it and CreateVolume starts afresh.
             return Outcome.DONE if lv.status.code != errors.OK else self._create(lv)
@@ -85,7 +85,7 @@ class LogicalVolumeReconciler:
         # By UID, not status.volume_id: the LV may exist from a create whose status update never landed.
         self.lvmd.remove_lv(name=lv.meta.uid, device_class=lv.spec.device_class)
         meta = lv.meta.without_finalizer(constants.LOGICAL_VOLUME_FINALIZER)
-        self.cluster.update(replace(lv, meta=meta))
+        self.cluster.update(resources.evolve(lv, meta=meta))
         log.info("LogicalVolume %s: removed LV %s", lv.name, lv.meta.uid)
         return Outcome.DONE
 
@@ -115,12 +115,12 @@ class LogicalVolumeReconciler:
         except errors.TopoLVMError as exc:
             # A final answer for this spec (no room, bad class...): record it for the controller to return.
             status = resources.LogicalVolumeStatus(code=exc.code, message=str(exc))
-            self.cluster.update_status(replace(lv, status=status))
+            self.cluster.update_status(resources.evolve(lv, status=status))
             log.warning("LogicalVolume %s: %s", lv.name, exc)
             return Outcome.DONE
         self._publish_capacity()
         status = resources.LogicalVolumeStatus(volume_id=lv.meta.uid, current_size=created.size)
-        self.cluster.update_status(replace(lv, status=status))
+        self.cluster.update_status(resources.evolve(lv, status=status))
         log.info("LogicalVolume %s: LV %s ready (%d bytes)", lv.name, lv.meta.uid, created.size)
         return Outcome.DONE
 
@@ -181,7 +181,7 @@ class CapacityPublisher:
             if annotations == dict(node.meta.annotations):
                 return
             try:
-                self.cluster.update(replace(node, meta=replace(node.meta, annotations=annotations)))
+                self.cluster.update(resources.evolve(node, meta=resources.evolve(node.meta, annotations=annotations)))
                 return
             except errors.Conflict:
                 continue  # someone else wrote the Node; re-read and try again
