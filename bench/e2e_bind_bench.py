@@ -13,16 +13,18 @@ arguments, manifests), one after the other in the same run:
 - ``upstream``: TopoLVM v0.41.0 (hypertopolvm: controller, node agent, lvmd; tests/support/upstream_stack.py) in
   its default mode, Storage Capacity Tracking.
 
-Per mode, PVC+pod pairs (1 GiB each, WaitForFirstConsumer) are created back to back in a fresh namespace and
-timed from each PVC's creation until a watch sees it Bound and its pod Running (kwok's); then all are deleted and
-the LVs awaited gone. Prints p50/p99/max, the throughput (pairs Bound per second from the first creation to the
-last Bound) and the ratios: ours in each mode against upstream (like with like: tracking/tracking), and our two
-modes against each other.
+Per mode, PVC+pod pairs (1 GiB each, WaitForFirstConsumer) are created in a fresh namespace — back to back (a
+burst: what it measures is mostly queueing, i.e. throughput) or, with ``--rate R``, R pairs per second (below
+saturation: what it measures is each claim's own latency) — and timed from each PVC's creation until a watch sees
+it Bound and its pod Running (kwok's); then all are deleted and the LVs awaited gone. Prints p50/p99/max, the
+throughput (pairs Bound per second from the first creation to the last Bound) and the ratios: ours in each mode
+against upstream (like with like: tracking/tracking), and our two modes against each other.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -94,7 +96,7 @@ class Watcher(threading.Thread):
                     break
 
 
-def run_mode(stack: Stack, mode: str, count: int, label: str) -> dict[str, Any]:
+def run_mode(stack: Stack, mode: str, count: int, label: str, rate: float = 0.0) -> dict[str, Any]:
     cluster = stack.cluster
     ns = f"bench-{mode}"
     labels = {constants.NAMESPACE_OPT_OUT_LABEL: constants.NAMESPACE_OPT_OUT_VALUE} if mode == "tracking" else {}
@@ -106,9 +108,12 @@ def run_mode(stack: Stack, mode: str, count: int, label: str) -> dict[str, Any]:
         watcher.ready.wait()
     time.sleep(1)  # the watches are open
     created: dict[str, float] = {}
+    start = time.monotonic()
     for i in range(count):
         name = f"v{i:04d}"
         claim, pod = pair(name, label)
+        if rate > 0:
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
         created[name] = time.monotonic()
         code, reply = cluster.request("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", claim)
         assert code == 201, reply
@@ -151,7 +156,12 @@ def run_implementation(impl: str, args: argparse.Namespace, vg_bytes: int) -> li
     url = f"http://127.0.0.1:{cluster_mod.free_port()}"
     modes = [m for m in args.modes if impl == "ours" or m == "tracking"]
     results = []
-    with tempfile.TemporaryDirectory(prefix=f"tlvm-e2e-bench-{impl}-", dir="/tmp") as work:
+    with contextlib.ExitStack() as cleanup:
+        if args.keep_logs:
+            work = str(Path(args.keep_logs) / impl)
+            Path(work).mkdir(parents=True, exist_ok=False)
+        else:
+            work = cleanup.enter_context(tempfile.TemporaryDirectory(prefix=f"tlvm-e2e-bench-{impl}-", dir="/tmp"))
         cluster = cluster_mod.Cluster(workdir=work, extender_url=url, verbosity=1)
         cluster.start()
         stack = Stack(cluster) if impl == "ours" else UpstreamStack(cluster)
@@ -162,7 +172,7 @@ def run_implementation(impl: str, args: argparse.Namespace, vg_bytes: int) -> li
                 stack.add_node(f"bench-n{i:03d}", (vg_bytes,), labels={"bench": "yes"})
             print(f"{impl}: {args.nodes} Nodes ready in {time.monotonic() - started:.1f} s", flush=True)
             for mode in modes:
-                result = {"impl": impl, **run_mode(stack, mode, args.pvcs, "yes")}
+                result = {"impl": impl, "rate": args.rate, **run_mode(stack, mode, args.pvcs, "yes", args.rate)}
                 results.append(result)
                 print(
                     f"{impl:8s} {mode:9s} {args.pvcs} PVCs: Bound p50 {result['bound_p50']:.2f} s, p99 "
@@ -192,8 +202,22 @@ def main() -> int:
     p.add_argument("--vg-size", default="24Gi", help="each Node's VG (default: 24Gi, sparse)")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="our modes (default: both)")
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS), help="(default: ours upstream)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="PER_SECOND",
+        help="create this many PVC+pod pairs per second; 0 creates them back to back (default: 0)",
+    )
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    p.add_argument(
+        "--keep-logs",
+        metavar="DIR",
+        help="run each implementation's cluster in DIR/IMPL and keep its logs (default: a temporary directory)",
+    )
     args = p.parse_args()
+    if args.rate < 0:
+        p.error("--rate must not be negative")
     vg_bytes = quantity.to_bytes(args.vg_size)
     if args.pvcs > args.nodes * (vg_bytes // (1 << 30) - 1):
         p.error(f"--pvcs {args.pvcs} do not fit {args.nodes} VGs of {args.vg_size}")

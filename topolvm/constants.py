@@ -19,6 +19,9 @@ LOGICAL_VOLUME_FINALIZER: Final = "topolvm.io/logicalvolume"
 NODE_FINALIZER: Final = "topolvm.io/node"
 RESIZE_REQUESTED_AT_ANNOTATION: Final = "topolvm.io/resize-requested-at"
 PENDING_DELETION_ANNOTATION: Final = "topolvm.io/pendingdeletion"
+# On a volume's LogicalVolume from its creation until CreateVolume first answers OK with it: a volume still carrying
+# it was never handed to a provisioner (topolvm.services.cleanup.StrandedVolumeSweeper). Ours, not upstream's.
+UNANSWERED_ANNOTATION: Final = "topolvm.io/create-unanswered"
 
 # Capacity annotations on Nodes and Pods: capacity.topolvm.io/<device-class>
 CAPACITY_KEY_PREFIX: Final = "capacity.topolvm.io/"

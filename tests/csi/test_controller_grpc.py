@@ -105,6 +105,8 @@ def test_identity(env: Env) -> None:
 def test_create_expand_delete_over_grpc(env: Env) -> None:
     vol = create(env, "pvc-1", 3 * GiB).volume
     assert vol.capacity_bytes == 3 * GiB
+    lv = env.cluster.get(resources.LOGICAL_VOLUME, "pvc-1")
+    assert lv is not None and constants.UNANSWERED_ANNOTATION not in lv.meta.annotations  # answered: never swept
     assert vol.accessible_topology[0].segments[constants.TOPOLOGY_NODE_KEY] == "n1"
     assert create(env, "pvc-1", 3 * GiB).volume == vol  # idempotent
     cap = env.ctrl.GetCapacity(csi.GetCapacityRequest(parameters={constants.DEVICE_CLASS_PARAMETER: "ssd"}))

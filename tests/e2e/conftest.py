@@ -40,7 +40,7 @@ def topolvm(kube_cluster: Cluster) -> Iterator[Stack]:
         if controlplane.in_ci():
             pytest.fail(f"TopoLVM cannot be deployed on the end-to-end cluster in CI: {reason}", pytrace=False)
         pytest.skip(f"TopoLVM cannot be deployed on the end-to-end cluster: {reason}")
-    deployed = Stack(kube_cluster)
+    deployed = Stack(kube_cluster, controller_args=stack.STRANDED_SWEEP)
     try:
         yield deployed.start()
         refusals = deployed.refusals()

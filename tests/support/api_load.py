@@ -192,7 +192,8 @@ def start_fleet(kubeconfig: str, nodes: list[str], mode: str, *, vg_bytes: int =
 
 
 def _create(fleet: Fleet, name: str, node_name: str, timeout: float) -> str:
-    """CreateVolume as the CSI controller runs it: record the LogicalVolume, wait on the watch until it is ready."""
+    """CreateVolume as the CSI controller runs it: record the LogicalVolume, wait on the watch until it is ready,
+    mark it answered."""
     request = controller.VolumeRequest(
         name=name,
         required_bytes=GiB,
@@ -207,6 +208,7 @@ def _create(fleet: Fleet, name: str, node_name: str, timeout: float) -> str:
         return state if isinstance(state, controller.Ready) else None
 
     done = first if isinstance(first, controller.Ready) else fleet.waiter.wait(ready, timeout, time.monotonic)
+    fleet.service.answered(name)  # before the answer: the volume is no longer the stranded sweep's
     return done.volume_id
 
 

@@ -51,8 +51,8 @@ SIDECARS = (CSI_PROVISIONER, CSI_RESIZER, CSI_SNAPSHOTTER)  # deploy/controller.
 WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
 HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
 CONTROLLER_REPLICAS = ("a", "b")  # deploy/controller.yaml: replicas: 2
-# The stranded volume sweep (upstream #1104) every 2 s for LogicalVolumes older than 20 s, so a test sees it act;
-# deploy/ keeps the defaults (600 s, 3600 s).
+# The stranded volume sweep (upstream #1104) every 2 s for LogicalVolumes older than 20 s, so a test sees it act
+# (tests/e2e's stack; benchmarks and the CLI keep deploy/'s defaults, 600 s and 3600 s).
 STRANDED_SWEEP = ("--stranded-volume-sweep-interval=2", "--stranded-volume-grace=20")
 PROVISIONER_LEASE = "topolvm-io"  # in topolvm-system: csi-lib-utils names it after the driver
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet"})
@@ -94,8 +94,9 @@ class Stack:
     """TopoLVM on a started ``Cluster`` whose kube-scheduler calls ``extender_url``. ``start()`` once; then
     ``add_node``; ``stop()`` stops our processes and removes the VGs (the cluster's own stop ends the rest)."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, controller_args: tuple[str, ...] = ()) -> None:
         self.cluster = cluster
+        self.controller_args = controller_args  # extra topolvm-controller flags (tests: STRANDED_SWEEP)
         self.plane = cluster.plane
         self.work = cluster.workdir / "topolvm"
         self.work.mkdir(exist_ok=True)
@@ -236,7 +237,7 @@ class Stack:
                 f"--csi-socket={socket_path}",
                 f"--kubeconfig={kubeconfig}",
                 f"--metrics-address=127.0.0.1:{port}",
-                *STRANDED_SWEEP,
+                *self.controller_args,
             ]
 
         return argv, None

@@ -1,5 +1,6 @@
 """The controller's sweep of LogicalVolumes stranded by a claim deleted before its PV existed (upstream #1104),
-on in-memory adapters: the claim, PV, age, snapshot and name rules, and that the node agent then removes the LV."""
+on in-memory adapters: the answered, claim, PV, age, snapshot and name rules, and that the node agent then removes
+the LV."""
 
 from __future__ import annotations
 
@@ -32,13 +33,17 @@ class World:
         spec = workloads.ClaimSpec(storage_class_name="topolvm-provisioner")
         return self.cluster.create(workloads.PersistentVolumeClaim(meta, spec))
 
-    def provision(self, claim: workloads.PersistentVolumeClaim) -> resources.LogicalVolume:
-        """external-provisioner's CreateVolume for the claim (named pvc-<uid>), and the node agent's answer."""
+    def provision(self, claim: workloads.PersistentVolumeClaim, *, answered: bool = False) -> resources.LogicalVolume:
+        """external-provisioner's CreateVolume for the claim (named pvc-<uid>) and the node agent's work; with
+        ``answered``, CreateVolume also answered OK (the CSI servicer's last step)."""
         name = f"pvc-{claim.meta.uid}"
         self.ctl.create_volume(controller.VolumeRequest(name=name, required_bytes=GiB, device_class="ssd"))
         self.agent.reconcile(name)
+        if answered:
+            self.ctl.answered(name)
         lv = self.cluster.get(resources.LOGICAL_VOLUME, name)
         assert lv is not None and lv.status.volume_id
+        assert (constants.UNANSWERED_ANNOTATION in lv.meta.annotations) is not answered
         return lv
 
     def lvs(self) -> list[str]:
@@ -125,9 +130,32 @@ class Counting:
         self.inner.delete(kind, name, namespace=namespace)
 
 
-def test_with_no_old_volume_no_claims_or_pvs_are_listed() -> None:
+def test_a_volume_handed_to_a_provisioner_is_kept_when_its_claim_and_pv_are_gone() -> None:
+    """Reclaim policy Retain, then the Released PV deleted by hand to keep the data (or re-created later):
+    CreateVolume answered with it, so it is the operator's, never the sweep's."""
     w = World()
-    w.provision(w.claim("young"))
+    lv = w.provision(w.claim("kept"), answered=True)
+    w.ctl.answered(lv.name)  # idempotent
+    w.cluster.delete(workloads.PVC, "kept", namespace="app")
+    w.clock.advance(10 * GRACE)
+    assert w.sweeper.sweep() == []
+    assert w.lvs() == [lv.status.volume_id]
+
+
+def test_a_volume_made_before_the_mark_existed_is_kept() -> None:
+    w = World()
+    lv = w.provision(w.claim("old"))
+    w.cluster.update(resources.evolve(lv, meta=lv.meta.annotated({constants.UNANSWERED_ANNOTATION: None})))
+    w.cluster.delete(workloads.PVC, "old", namespace="app")
+    w.clock.advance(GRACE)
+    assert w.sweeper.sweep() == []
+
+
+def test_with_no_unanswered_old_volume_no_claims_or_pvs_are_listed() -> None:
+    w = World()
+    w.provision(w.claim("bound"), answered=True)
+    w.clock.advance(GRACE)  # old, but answered
+    w.provision(w.claim("young"))  # unanswered, but young
     counting = Counting(w.cluster)
     sweeper = cleanup.StrandedVolumeSweeper(cluster=counting, clock=w.clock, grace=GRACE)  # type: ignore[arg-type]
     assert sweeper.sweep() == []

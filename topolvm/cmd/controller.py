@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=600.0,
         metavar="SECONDS",
-        help="how often to look for LogicalVolumes whose claim was deleted before a PV was made for it "
-        "(upstream #1104) and delete them; 0 turns the sweep off (default: %(default)s)",
+        help="how often to look for LogicalVolumes that CreateVolume never answered with and whose claim was "
+        "deleted before a PV was made for it (upstream #1104), and delete them; volumes named without the "
+        "claim's whole UID (--volume-name-uuid-length) are never swept; 0 turns the sweep off (default: %(default)s)",
     )
     p.add_argument(
         "--stranded-volume-grace",
@@ -65,7 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 SWEPT = prometheus_client.Counter(
     "topolvm_controller_stranded_logical_volumes_deleted_total",
-    "LogicalVolumes deleted because their claim was gone and no PersistentVolume named them",
+    "LogicalVolumes deleted because CreateVolume never answered with them, their claim was gone and no "
+    "PersistentVolume named them",
+)
+SWEEP_ERRORS = prometheus_client.Counter(
+    "topolvm_controller_stranded_volume_sweep_errors_total", "Stranded volume sweeps that failed"
+)
+SWEEP_SUCCESS = prometheus_client.Gauge(
+    "topolvm_controller_stranded_volume_sweep_last_success_timestamp_seconds",
+    "When the stranded volume sweep last finished without an error (Unix time)",
 )
 
 
@@ -77,8 +86,13 @@ def start_sweep(sweeper: cleanup.StrandedVolumeSweeper, interval: float, stop: t
         while not stop.wait(interval):
             try:
                 SWEPT.inc(len(sweeper.sweep()))
+                SWEEP_SUCCESS.set_to_current_time()
             except errors.TopoLVMError as exc:
+                SWEEP_ERRORS.inc()
                 log.warning("stranded LogicalVolume sweep failed, next in %.0f s: %s", interval, exc)
+            except Exception:  # a bug must not end the sweep for the life of the process unseen
+                SWEEP_ERRORS.inc()
+                log.exception("stranded LogicalVolume sweep failed, next in %.0f s", interval)
 
     threading.Thread(target=loop, name="stranded-sweep", daemon=True).start()
 

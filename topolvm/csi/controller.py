@@ -171,6 +171,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
             ready = self._until_ready(
                 first, lambda: self._service.creation_state(name), context, f"CreateVolume {name}"
             )
+            self._service.answered(ready.cr_name)
         return csi.CreateVolumeResponse(volume=_volume(ready, request))
 
     @grpc_status.handler

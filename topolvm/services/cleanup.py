@@ -21,9 +21,13 @@ informer would hold every claim of the cluster in memory and keep a watch open f
 
 ``StrandedVolumeSweeper`` (controller side): LogicalVolumes made for a claim that is gone and that no PV names
 (upstream #1104: a PVC deleted while its CreateVolume was still in flight — timed out, retried — so no PV was ever
-created and nobody calls DeleteVolume). A LogicalVolume is swept only when all of these hold: it is a volume, not
-a snapshot; its name ends with a claim's UID, as external-provisioner names volumes (``pvc-<uid>``); it is older
-than the grace period; no PersistentVolume of ours has it as its volume handle; and no PVC with that UID exists.
+created and nobody calls DeleteVolume). A LogicalVolume is swept only when all of these hold: it still carries
+``topolvm.io/create-unanswered`` (CreateVolume never answered OK with it, so no provisioner ever got it: a volume
+whose PV is deleted later with its data retained is never swept, nor one made before the mark existed); it is a
+volume, not a snapshot; its name ends with a claim's UID, as external-provisioner names volumes (``pvc-<uid>``;
+with ``--volume-name-uuid-length`` the UID is cut and nothing is swept); it is older than the grace period (this
+process's clock against the API server's creationTimestamp: clock skew shortens or lengthens the grace by as
+much); no PersistentVolume of ours has it as its volume handle; and no PVC with that UID exists.
 LogicalVolumes are read first, then claims, then PVs: a claim always exists before its volume, and a PV created
 after the read for a claim that is gone is deleted by Kubernetes (reclaim policy Delete) with a DeleteVolume that
 finds nothing to do. Deleting the CR is all it does: the node agent's finalizer removes the LV itself.
@@ -156,13 +160,14 @@ class StrandedVolumeSweeper:
         candidates = [
             lv
             for lv in self.cluster.list_of(resources.LOGICAL_VOLUME)
-            if not lv.meta.deleting
+            if constants.UNANSWERED_ANNOTATION in lv.meta.annotations
+            and not lv.meta.deleting
             and not controller_service.is_snapshot(lv)
             and claim_uid_of(lv) is not None
             and _age(lv, now) >= self.grace
         ]
         if not candidates:
-            return []  # the common case reads no claims and no PVs
+            return []  # the common case (every volume answered, or young) reads no claims and no PVs
         claims = {claim.meta.uid for claim in self.cluster.list_of(workloads.PVC)}
         handles = {
             pv.spec.volume_handle

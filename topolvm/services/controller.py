@@ -116,7 +116,11 @@ class ControllerService:
             source=source.status.volume_id if source is not None else "",
             access_type=("ro" if req.read_only_source else "rw") if source is not None else "",
         )
-        meta = resources.Meta(name=req.name, labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER})
+        meta = resources.Meta(
+            name=req.name,
+            labels={constants.CREATED_BY_LABEL: constants.CREATED_BY_CONTROLLER},
+            annotations={constants.UNANSWERED_ANNOTATION: "true"},
+        )
         try:
             self.cluster.create(resources.LogicalVolume(meta, spec))
         except errors.AlreadyExists:
@@ -138,6 +142,23 @@ class ControllerService:
             size = lv.status.current_size or lv.spec.size
             return Ready(lv.status.volume_id, size, lv.spec.node_name, cr_name, lv.meta.creation_timestamp)
         return Pending(cr_name, node_name=lv.spec.node_name)
+
+    def answered(self, cr_name: str) -> None:
+        """CreateVolume is about to answer OK with this volume: drop its ``create-unanswered`` mark, so the
+        stranded volume sweep never takes a volume a provisioner was given (one whose PV is later deleted with
+        its data retained, say). Idempotent; a volume gone meanwhile is not an error."""
+        for _ in range(5):
+            lv = self.cluster.get(resources.LOGICAL_VOLUME, cr_name)
+            if lv is None or constants.UNANSWERED_ANNOTATION not in lv.meta.annotations:
+                return
+            try:
+                self.cluster.update(replace(lv, meta=lv.meta.annotated({constants.UNANSWERED_ANNOTATION: None})))
+                return
+            except errors.NotFound:
+                return
+            except errors.Conflict:
+                continue  # the node agent wrote it meanwhile: read it again
+        raise errors.Unavailable(f"volume {cr_name!r}: not marked answered after repeated conflicts; retry")
 
     def find_by_volume_id(self, volume_id: str) -> resources.LogicalVolume | None:
         # The volume ID is the LV's name: the CR's UID, recorded in status.volumeID once it exists (a CR restored
