@@ -30,12 +30,22 @@ def test_the_simulated_decisions_are_unique_and_agree_with_themselves() -> None:
     assert agreement.ok and agreement.same_node == agreement.claims == agreement.unique and not agreement.mismatches
 
 
+def test_after_a_tied_pick_went_elsewhere_nothing_later_is_compared() -> None:
+    first, second = ("ns", "c1"), ("ns", "c2")
+    simulated = fidelity.Outcome({first: "a", second: "a"}, {first: ("a", "b"), second: ("a",)}, {("a", "ssd"): 1}, 0)
+    real = fidelity.Outcome({first: "b", second: "b"}, {}, {("a", "ssd"): 5}, 1)
+    agreement = fidelity.compare(simulated, real)
+    assert agreement.ok and (agreement.claims, agreement.compared, agreement.diverged_at) == (2, 1, "ns/c1")
+    assert agreement.mismatches == ()
+
+
 def test_a_pick_among_tied_nodes_agrees_but_is_not_the_same_node() -> None:
     key = ("ns", "c")
     simulated = fidelity.Outcome({key: "a"}, {key: ("a", "b")}, {("a", "ssd"): 1}, 0)
     real = fidelity.Outcome({key: "b"}, {}, {("a", "ssd"): 1}, 0)
     agreement = fidelity.compare(simulated, real)
     assert agreement.ok and (agreement.same_node, agreement.in_tied_set, agreement.unique) == (0, 1, 0)
+    assert agreement.diverged_at == "ns/c"
     moved = dataclasses.replace(real, nodes={key: "c"}, free={("a", "ssd"): 2}, unplaced=1)
     agreement = fidelity.compare(simulated, moved)
     assert not agreement.ok
