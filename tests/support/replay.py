@@ -32,6 +32,7 @@ SELECTED_NODE = "volume.kubernetes.io/selected-node"
 # makes the real VG exactly the simulated disk's size (docs/fidelity.md: what the simulator does not model).
 PV_METADATA_ALLOWANCE = 4 << 20
 THICK_CLASS = "ssd"
+THICK_STORAGE_CLASS = "topolvm-provisioner"  # deploy/manifests/storageclasses.yaml, the default device class
 PROBE_VG = 32 << 30  # more than any probe asks (the largest VG of the trace); a sparse loop file
 
 
@@ -39,9 +40,20 @@ class Replayer:
     """Applies trace operations to ``stack`` in ``namespace``; ``disks`` gives each simulated node's PV sizes."""
 
     def __init__(
-        self, stack: Stack, namespace: str, tag: str, disks: dict[str, tuple[int, ...]], *, timeout: float = 120.0
+        self,
+        stack: Stack,
+        namespace: str,
+        tag: str,
+        disks: dict[str, tuple[int, ...]],
+        *,
+        timeout: float = 120.0,
+        capacity_objects: bool = False,
     ) -> None:
+        """``capacity_objects``: also wait, after every event, until each node's CSIStorageCapacity is its VG's
+        free bytes (csi-provisioner polls every minute when its refresh after provisioning raced the node agent:
+        docs/fidelity.md); needed when kube-scheduler decides by those objects alone."""
         self.stack, self.cluster = stack, stack.cluster
+        self.capacity_objects = capacity_objects
         self.ns, self.tag, self.disks, self.timeout = namespace, tag, disks, timeout
         self.prefix = f"tlvm-{tag}-"
         self.probe_node = f"{self.prefix}probe"
@@ -92,6 +104,10 @@ class Replayer:
             )
         for real, free in published.items():
             self.cluster.wait_for(functools.partial(self._extender_passes, real, free), f"{real} in the extender")
+            if self.capacity_objects:
+                self.cluster.wait_for(
+                    lambda real=real, free=free: self._capacity(real) == free, f"{real}'s CSIStorageCapacity", 90
+                )
 
     def _published(self, real: str) -> int | None:
         node = self.cluster.get(f"/api/v1/nodes/{real}") or {}
@@ -229,9 +245,11 @@ class Replayer:
     # --- API helpers
 
     def _capacity(self, node: str) -> int | None:
+        """The capacity csi-provisioner published for ``node`` and the thick StorageClass, if it has."""
         reply = self.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
         for item in (reply or {}).get("items", []):
-            if item.get("nodeTopology", {}).get("matchLabels", {}) == {constants.TOPOLOGY_NODE_KEY: node}:
+            topology = item.get("nodeTopology", {}).get("matchLabels", {})
+            if topology == {constants.TOPOLOGY_NODE_KEY: node} and item.get("storageClassName") == THICK_STORAGE_CLASS:
                 return quantity_bytes(item.get("capacity", "0"))
         return None
 
