@@ -27,6 +27,17 @@ class Scene:
         self.stack.add_node(name, vg_sizes, labels={"e2e-tag": self.tag}, thin_pool=thin_pool)
         return name
 
+    def skip_webhook(self) -> None:
+        """Label the namespace so the webhook ignores its pods: they ask kube-scheduler for no
+        ``topolvm.io/capacity``, so the extender is never called (Storage Capacity Tracking alone)."""
+        code, reply = self.cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{self.ns}",
+            {"metadata": {"labels": {constants.NAMESPACE_OPT_OUT_LABEL: constants.NAMESPACE_OPT_OUT_VALUE}}},
+            content_type="application/merge-patch+json",
+        )
+        assert code == 200, reply
+
     def claim_and_pod(
         self,
         name: str,

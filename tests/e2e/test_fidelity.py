@@ -21,7 +21,6 @@ import pytest
 from simulator import fidelity, run, scenario
 from tests.e2e.scene import Scene
 from tests.support.replay import Replayer
-from topolvm import constants
 
 pytestmark = pytest.mark.root
 
@@ -70,16 +69,22 @@ def simulate(mode: str = "both", shape: fidelity.TraceShape = SHAPE) -> tuple[li
     return ops, fidelity.simulated(result, ops)
 
 
-def test_the_real_plane_places_every_claim_where_the_simulator_does(scene: Scene) -> None:
-    ops, simulated = simulate()
-    assert all(len(tied) == 1 for tied in simulated.tied.values() if tied)  # no ties: every decision unique
-    replayer = Replayer(scene.stack, scene.ns, scene.tag, {n: (g * GiB,) for n, g in (INITIAL | LATE).items()})
+def replay(scene: Scene, ops: list[Any], *, capacity_objects: bool = False) -> fidelity.Outcome:
+    """The trace on the real plane: the initial Nodes, then every event, each awaited (tests/support/replay.py)."""
+    disks = {n: (g * GiB,) for n, g in (INITIAL | LATE).items()}
+    replayer = Replayer(scene.stack, scene.ns, scene.tag, disks, capacity_objects=capacity_objects)
     replayer.start()
     for node in INITIAL:
         replayer.add_node(node)
     for op in ops:
         replayer.apply(op)
-    agreement = fidelity.compare(simulated, replayer.outcome())
+    return replayer.outcome()
+
+
+def test_the_real_plane_places_every_claim_where_the_simulator_does(scene: Scene) -> None:
+    ops, simulated = simulate()
+    assert all(len(tied) == 1 for tied in simulated.tied.values() if tied)  # no ties: every decision unique
+    agreement = fidelity.compare(simulated, replay(scene, ops))
     print("fidelity:", agreement.as_dict())
     assert agreement.ok, "\n".join(agreement.mismatches)
     assert agreement.same_node == agreement.claims == agreement.unique
@@ -92,23 +97,10 @@ def test_capacity_tracking_alone_agrees_until_a_tie_goes_elsewhere(scene: Scene)
     and scores (StorageCapacityScoring) by the CSIStorageCapacity objects alone, which the replayer lets catch up
     with each VG after every event. Its scores tie more often: a real pick inside the simulated tied set agrees,
     and once it differs from the simulated pick the clusters differ and the rest is not compared."""
-    code, reply = scene.cluster.request(
-        "PATCH",
-        f"/api/v1/namespaces/{scene.ns}",
-        {"metadata": {"labels": {constants.NAMESPACE_OPT_OUT_LABEL: constants.NAMESPACE_OPT_OUT_VALUE}}},
-        content_type="application/merge-patch+json",
-    )
-    assert code == 200, reply
+    scene.skip_webhook()
     shape = dataclasses.replace(SHAPE, events=16)
     ops, simulated = simulate("capacity-tracking", shape)
-    disks = {n: (g * GiB,) for n, g in (INITIAL | LATE).items()}
-    replayer = Replayer(scene.stack, scene.ns, scene.tag, disks, capacity_objects=True)
-    replayer.start()
-    for node in INITIAL:
-        replayer.add_node(node)
-    for op in ops:
-        replayer.apply(op)
-    agreement = fidelity.compare(simulated, replayer.outcome())
+    agreement = fidelity.compare(simulated, replay(scene, ops, capacity_objects=True))
     print("fidelity (capacity tracking):", agreement.as_dict())
     assert agreement.ok, "\n".join(agreement.mismatches)
     assert agreement.compared >= 5
