@@ -9,13 +9,14 @@ Its memory is not shared: a leader that dies mid-call, as in a node drain or an 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from tests.e2e.scene import Scene
 from tests.support import deployment
-from tests.support.stack import CONTROLLER_REPLICAS, PROVISIONER_LEASE, GiB
+from tests.support.stack import CONTROLLER_REPLICAS, PROVISIONER_LEASE, STRANDED_GRACE, STRANDED_INTERVAL, GiB
 
 pytestmark = pytest.mark.root
 
@@ -61,3 +62,46 @@ def test_a_claim_deleted_while_its_volume_is_created_leaves_no_lv_behind(scene: 
     )
     assert f"deleted stranded LogicalVolume {lv['metadata']['name']}" in logs
     assert scene.stack.vg_free(node) == free
+
+
+def test_a_retained_volume_whose_pv_is_deleted_by_hand_is_kept(scene: Scene) -> None:
+    """Reclaim policy Retain, claim deleted, the Released PV deleted by hand to keep the data (the documented
+    manual reclaim): the volume was handed to a provisioner, so the sweep leaves it, past its grace, to its
+    operator."""
+    node = scene.node("a", (4 * GiB,))
+    retain = f"retain-{scene.tag}"
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": retain},
+        "provisioner": "topolvm.io",
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    }
+    code, reply = scene.cluster.request("POST", "/apis/storage.k8s.io/v1/storageclasses", storage_class)
+    assert code == 201, reply
+    scene.claim_and_pod("kept", "1Gi", storage_class=retain)
+    scene.cluster.wait_for(lambda: scene.running("kept"), "the pod to run", timeout=120)
+    claim = scene.get("persistentvolumeclaims", "kept")
+    assert claim is not None
+    pv_path = f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}"
+    for kind in ("pods", "persistentvolumeclaims"):
+        code, reply = scene.cluster.request("DELETE", f"/api/v1/namespaces/{scene.ns}/{kind}/kept")
+        assert code == 200, reply
+
+    def released() -> dict[str, Any] | None:
+        pv = scene.cluster.get(pv_path)
+        return pv if pv and pv.get("status", {}).get("phase") == "Released" else None
+
+    handle = scene.cluster.wait_for(released, "the PV to be Released", timeout=60)["spec"]["csi"]["volumeHandle"]
+    code, reply = scene.cluster.request("DELETE", pv_path)
+    assert code == 200, reply
+    scene.cluster.wait_for(lambda: scene.cluster.get(pv_path) is None, "the PV to go", timeout=30)
+    time.sleep(STRANDED_GRACE + 3 * STRANDED_INTERVAL)  # older than the grace, several sweeps later
+    (lv,) = scene.logical_volumes()
+    assert lv["status"]["volumeID"] == handle and handle in scene.stack.lvs(node)
+    # The operator's reclaim: delete the LogicalVolume, and the node agent removes the LV.
+    code, reply = scene.cluster.request("DELETE", f"/apis/topolvm.io/v1/logicalvolumes/{lv['metadata']['name']}")
+    assert code == 200, reply
+    scene.cluster.wait_for(lambda: not scene.stack.lvs(node), "the LV to be removed", timeout=60)
+    scene.cluster.request("DELETE", f"/apis/storage.k8s.io/v1/storageclasses/{retain}")

@@ -53,7 +53,11 @@ HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topo
 CONTROLLER_REPLICAS = ("a", "b")  # deploy/controller.yaml: replicas: 2
 # The stranded volume sweep (upstream #1104) every 2 s for LogicalVolumes older than 20 s, so a test sees it act
 # (tests/e2e's stack; benchmarks and the CLI keep deploy/'s defaults, 600 s and 3600 s).
-STRANDED_SWEEP = ("--stranded-volume-sweep-interval=2", "--stranded-volume-grace=20")
+STRANDED_INTERVAL, STRANDED_GRACE = 2, 20
+STRANDED_SWEEP = (
+    f"--stranded-volume-sweep-interval={STRANDED_INTERVAL}",
+    f"--stranded-volume-grace={STRANDED_GRACE}",
+)
 PROVISIONER_LEASE = "topolvm-io"  # in topolvm-system: csi-lib-utils names it after the driver
 WORKLOAD_KINDS = frozenset({"Deployment", "DaemonSet"})
 GiB = 1 << 30
