@@ -35,9 +35,11 @@ def serve(
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    server.add_insecure_port(f"unix:{path}")
-    old_umask = os.umask(0o177)  # the socket is born 0600: whoever can connect can create and delete volumes
+    # The socket is born 0600 (whoever can connect can create and delete volumes): gRPC binds it in
+    # add_insecure_port already, so the umask covers that call and the start.
+    old_umask = os.umask(0o177)
     try:
+        server.add_insecure_port(f"unix:{path}")
         server.start()
     finally:
         os.umask(old_umask)

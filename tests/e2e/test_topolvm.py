@@ -25,8 +25,11 @@ MiB = 1 << 20
 
 
 def test_a_pod_and_its_claim_land_on_the_node_with_room_and_run(scene: Scene) -> None:
-    small = scene.node("small", (2 * GiB,))
+    # large first: the extender learns a Node's capacity from its own watch, which can trail add_node's return by
+    # a moment on a loaded machine (docs/fidelity.md); a pod placed then would not see the last Node added. CI saw
+    # it once (2026-12-05) with small-then-large.
     large = scene.node("large", (6 * GiB,))
+    small = scene.node("small", (2 * GiB,))
     scene.claim_and_pod("app", "1Gi")
 
     pod = scene.cluster.wait_for(lambda: scene.running("app"), "the pod to run", timeout=120)
