@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness import availability
-from tests.support import loopvg
+from tests.support import cgroups, loopvg
 
 # The session-scoped ``kube_api`` fixture: a real etcd + kube-apiserver on loopback (built by ci/peers/build.sh);
 # ``kube_cluster``: that plus kube-controller-manager, kube-scheduler and kwok (tests/support/cluster.py).
@@ -19,7 +19,7 @@ EXT4_ONLINE_RESIZE_REASON = "the host kernel refuses online ext4 resize; runs in
 # (make test runs them right after, on a real kernel). Any other skip in CI is reported as a failure with its
 # reason, so a missing peer binary, a missing package or a lost root privilege breaks CI instead of shrinking
 # the suite. Add to this list only what another part of `make test` runs instead.
-CI_ALLOWED_SKIPS = (DM_REASON, EXT4_ONLINE_RESIZE_REASON)
+CI_ALLOWED_SKIPS = (DM_REASON, EXT4_ONLINE_RESIZE_REASON, cgroups.IO_REASON)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

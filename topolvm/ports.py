@@ -184,6 +184,22 @@ class Mounter(Protocol):
     def usage(self, *, target: str) -> model.VolumeUsage: ...
 
 
+class IoLimiter(Protocol):
+    """Per-device IO limits on a pod's cgroup (cgroup v2 ``io.max``), keyed by the pod's UID.
+
+    Values are by io.max key (rbps, wbps, riops, wiops); a key left out is unlimited, so an empty mapping
+    clears the device's limits."""
+
+    def set_limits(self, *, pod_uid: str, device: str, limits: Mapping[str, int]) -> None:
+        """Limit IO to block device ``device`` from the pod's cgroup. InvalidArgument for a malformed pod UID,
+        NotFound if the pod has no cgroup on this node, FailedPrecondition if the io controller cannot be used."""
+        ...
+
+    def get_limits(self, *, pod_uid: str, device: str) -> dict[str, int] | None:
+        """The limits the pod's cgroup holds for ``device`` (empty if none); None if the pod has no cgroup."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch (real or simulated)."""

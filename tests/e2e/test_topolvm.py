@@ -99,11 +99,12 @@ def test_a_burst_of_pods_never_overcommits_a_node(scene: Scene) -> None:
     failed = scene.cluster.get(f"/api/v1/namespaces/{scene.ns}/events?fieldSelector=reason%3DProvisioningFailed")
     messages = [e["message"] for e in (failed or {}).get("items", [])]
     # No claim was handed to a node without room: nothing sent back for lack of space. Backpressure is allowed:
-    # on a loaded machine more than 8 CreateVolumes may wait on one node and the rest are told UNAVAILABLE, retry
-    # (runtime.Waiter's per-node cap; a fresh-clone CI saw it on 2026-12-05).
+    # on a loaded machine more than 8 CreateVolumes may wait on one node, or more than 24 in all, and the rest are
+    # told UNAVAILABLE, retry (runtime.Waiter's per-node and total caps; fresh-clone CIs saw the first on
+    # 2026-12-05 and the second on 2026-12-06).
     refused = [m for m in messages if "Unavailable" not in m]
     assert not refused, refused
-    assert all("too many calls are waiting for node" in m for m in messages), messages
+    assert all("too many calls are waiting" in m for m in messages), messages
     pending = [name for name in names if name not in running]
     for name in pending:
         pod = scene.get("pods", name)

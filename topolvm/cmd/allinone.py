@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import grpc
 
 from topolvm import clock, errors, ports, process, runtime, unix_grpc
+from topolvm.cmd import common
 from topolvm.csi import controller as csi_controller
 from topolvm.csi import identity, node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest wait of a Controller call (create, delete, expand, snapshot) for the node agent before "
         "UNAVAILABLE; never past the caller's gRPC deadline (default: %(default)s)",
     )
+    common.add_cgroup_argument(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -92,6 +94,7 @@ class AllInOne:
         socket_path: str,
         allowed_target_prefixes: Sequence[str],
         create_timeout: float,
+        io_limiter: ports.IoLimiter | None = None,
     ) -> None:
         self.lvmd = lvmd_service
         self.mounter = mounter
@@ -99,6 +102,7 @@ class AllInOne:
         self.socket_path = socket_path
         self.allowed_target_prefixes = tuple(allowed_target_prefixes)
         self.create_timeout = create_timeout
+        self.io_limiter = io_limiter
         self.cluster = kube_memory.InMemoryCluster()
         self._subscription: ports.Subscription | None = None
         self._reconciler: runtime.Reconciler | None = None
@@ -133,6 +137,7 @@ class AllInOne:
             config=publish.NodeConfig(node_name=self.node_name, allowed_target_prefixes=self.allowed_target_prefixes),
             lvmd=self.lvmd,
             mounter=self.mounter,
+            io_limiter=self.io_limiter,
         )
 
         def register(server: grpc.Server) -> None:
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_path=args.csi_socket,
         allowed_target_prefixes=_prefixes(args.allowed_target_prefixes),
         create_timeout=args.create_timeout,
+        io_limiter=common.io_limiter(args.cgroup_root),
     )
     stop = process.stop_on_signals()
     try:

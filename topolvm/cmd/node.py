@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s; run report first)",
     )
     p.add_argument("--orphan-gc-interval", type=float, default=3600.0, metavar="SECONDS", help="(default: %(default)s)")
+    common.add_cgroup_argument(p)
     common.add_common_arguments(p)
     return p
 
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         lvmd=lvmd_api,
         mounter=system.SystemMounter(),
+        io_limiter=common.io_limiter(args.cgroup_root),
     )
 
     def register(server: grpc.Server) -> None:

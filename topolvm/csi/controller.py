@@ -28,6 +28,7 @@ from typing import TypeVar
 import grpc
 
 from topolvm import constants, errors, grpc_status, ports, runtime
+from topolvm.core import iolimits
 from topolvm.csi import locks
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
@@ -76,11 +77,15 @@ def _nodes(topologies: Iterable[csi.Topology]) -> list[str]:
     return [t.segments[constants.TOPOLOGY_NODE_KEY] for t in topologies if constants.TOPOLOGY_NODE_KEY in t.segments]
 
 
-def _volume(ready: controller.Ready, request: csi.CreateVolumeRequest) -> csi.Volume:
+def _volume(
+    ready: controller.Ready, request: csi.CreateVolumeRequest, limits: iolimits.IoLimits | None = None
+) -> csi.Volume:
     vol = csi.Volume(
         volume_id=ready.volume_id,
         capacity_bytes=ready.size,
         accessible_topology=[csi.Topology(segments={constants.TOPOLOGY_NODE_KEY: ready.node_name})],
+        # IO limits travel to NodePublish in the PV's volumeAttributes.
+        volume_context=limits.parameters() if limits else {},
     )
     if request.HasField("volume_content_source"):
         vol.content_source.CopyFrom(request.volume_content_source)
@@ -142,6 +147,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
         name = request.name.lower()
         fstype = check_capabilities(request.volume_capabilities)
         params = request.parameters
+        limits = iolimits.parse(params)  # INVALID_ARGUMENT before anything is made
         fstype = "block" if fstype == "block" else params.get(constants.FSTYPE_PARAMETER, fstype) or "ext4"
         source_id = ""
         if request.HasField("volume_content_source"):
@@ -172,7 +178,7 @@ class ControllerServicer(csi_grpc.ControllerServicer):  # type: ignore[misc]
                 first, lambda: self._service.creation_state(name), context, f"CreateVolume {name}"
             )
             self._service.answered(ready.cr_name)
-        return csi.CreateVolumeResponse(volume=_volume(ready, request))
+        return csi.CreateVolumeResponse(volume=_volume(ready, request, limits))
 
     @grpc_status.handler
     def DeleteVolume(self, request: csi.DeleteVolumeRequest, context: grpc.ServicerContext) -> csi.DeleteVolumeResponse:

@@ -1,6 +1,8 @@
-"""``InMemoryMounter``: the ``Mounter`` port without a kernel, with SystemMounter's semantics (never
-reformats; idempotent mounts; ALREADY_EXISTS for a different volume on a target; a failed mount removes the
-target it created and nothing else; mkfs.xfs refuses devices under 300 MB).
+"""``InMemoryMounter`` and ``InMemoryIoLimiter``: the ``Mounter`` and ``IoLimiter`` ports without a kernel.
+
+The mounter has SystemMounter's semantics (never reformats; idempotent mounts; ALREADY_EXISTS for a different
+volume on a target; a failed mount removes the target it created and nothing else; mkfs.xfs refuses devices
+under 300 MB).
 
 ``paths`` stands for the targets that exist on disk (tests add one to play kubelet creating it first);
 ``fail_next`` injects a failure at one step of the next mount (mkfs or mount) to reach the error paths.
@@ -8,12 +10,13 @@ target it created and nothing else; mkfs.xfs refuses devices under 300 MB).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from topolvm import errors
 from topolvm.core import model
+from topolvm.core.iolimits import check_pod_uid
 
 FSTYPES = ("ext4", "xfs", "btrfs")
 XFS_MINIMUM = 300_000_000  # mkfs.xfs: "Filesystem must be larger than 300MB."
@@ -116,3 +119,32 @@ class InMemoryMounter:
             return model.VolumeUsage(size, 0, size)
         size = self.fs_sizes.get(mount.device, 1 << 30)
         return model.VolumeUsage(size, 0, size, 1000, 0, 1000)
+
+
+class InMemoryIoLimiter:
+    """The ``IoLimiter`` port without cgroups: pods are added by tests (kubelet making the pod's cgroup), and
+    ``io_controller=False`` plays a node whose io controller cannot be enabled."""
+
+    def __init__(self, *, io_controller: bool = True) -> None:
+        self.io_controller = io_controller
+        self.pods: dict[str, dict[str, dict[str, int]]] = {}  # pod UID -> device -> limits
+
+    def add_pod(self, pod_uid: str) -> None:
+        self.pods.setdefault(check_pod_uid(pod_uid), {})
+
+    def set_limits(self, *, pod_uid: str, device: str, limits: Mapping[str, int]) -> None:
+        devices = self.pods.get(check_pod_uid(pod_uid))
+        if devices is None:
+            raise errors.NotFound(f"pod {pod_uid} has no cgroup")
+        if not self.io_controller:
+            if not limits:
+                return
+            raise errors.FailedPrecondition("cannot enable the cgroup io controller")
+        if limits:
+            devices[device] = dict(limits)
+        else:
+            devices.pop(device, None)
+
+    def get_limits(self, *, pod_uid: str, device: str) -> dict[str, int] | None:
+        devices = self.pods.get(check_pod_uid(pod_uid))
+        return None if devices is None else dict(devices.get(device, {}))

@@ -4,23 +4,31 @@ Volumes are found through lvmd by their ID (the LV name); a volume that is not i
 so publishing on the wrong node fails cleanly. Target paths must be absolute, normalised, and under a configured
 prefix (the kubelet directory), so a request can never mount over an arbitrary path. CSI inline ephemeral
 volumes (seed slide 12) are created at publish time and removed at unpublish, capped per request.
+
+IO limits (``topolvm.core.iolimits``) in the volume context are written to the consuming pod's cgroup for the
+LV's device before the volume is mounted, so no IO ever runs unlimited, and cleared at unpublish.
 """
 
 from __future__ import annotations
 
 import logging
 import os.path
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from topolvm import constants, errors, ports
-from topolvm.core import health, model, names, quantity, sizing
+from topolvm.core import health, iolimits, model, names, quantity, sizing
 
 log = logging.getLogger(__name__)
 
 EPHEMERAL_CONTEXT = "csi.storage.k8s.io/ephemeral"
 EPHEMERAL_SIZE = "topolvm.io/size"
 EPHEMERAL_TAG = "topolvm.io/ephemeral"
+POD_UID_CONTEXT = "csi.storage.k8s.io/pod.uid"  # sent by kubelet when the CSIDriver has podInfoOnMount
+# kubelet's target paths name the pod: .../pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount (filesystem) and
+# .../plugins/kubernetes.io/csi/volumeDevices/publish/<pv>/<uid> (raw block).
+_POD_IN_TARGET = re.compile(r"/pods/([^/]+)/volumes/|/volumeDevices/publish/[^/]+/([^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,18 @@ class NodeConfig:
 
 
 class NodeVolumeService:
-    def __init__(self, *, config: NodeConfig, lvmd: ports.Lvmd, mounter: ports.Mounter) -> None:
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        lvmd: ports.Lvmd,
+        mounter: ports.Mounter,
+        io_limiter: ports.IoLimiter | None = None,
+    ) -> None:
         self.config = config
         self.lvmd = lvmd
         self.mounter = mounter
+        self.io_limiter = io_limiter  # None: this node cannot apply IO limits (no cgroup v2 io controller)
 
     # --- lookups ---
     def find(self, volume_id: str) -> tuple[str, model.LogicalVolume] | None:
@@ -91,6 +107,7 @@ class NodeVolumeService:
         for flag in req.mount_flags:
             if not flag or "," in flag or any(c.isspace() for c in flag):
                 raise errors.InvalidArgument(f"mount flag {flag!r} is invalid")
+        limits = self._io_limits(req)  # checked before anything is made
         created_here = False
         if req.volume_context.get(EPHEMERAL_CONTEXT) == "true":
             created_here = self.find(req.volume_id) is None
@@ -98,6 +115,8 @@ class NodeVolumeService:
         else:
             lv = self._require(req.volume_id)[1]
         try:
+            if limits is not None:
+                self._set_io_limits(limits[0], lv.path, limits[1].resolve(lv.size))
             if req.block:
                 self.mounter.mount_block(device=lv.path, target=target, read_only=req.read_only)
             else:
@@ -105,12 +124,47 @@ class NodeVolumeService:
                     device=lv.path, target=target, fstype=fstype, options=req.mount_flags, read_only=req.read_only
                 )
         except errors.TopoLVMError:
+            if limits is not None:
+                self._clear_io_limits(limits[0], lv.path)
             if created_here:  # kubelet may never call NodeUnpublish after a failed publish: do not leak the LV
                 self.lvmd.remove_lv(
                     name=lv.name, device_class=req.volume_context.get(constants.DEVICE_CLASS_PARAMETER, "")
                 )
             raise
         log.info("published %s (%s) at %s", req.volume_id, fstype, target)
+
+    def _io_limits(self, req: PublishRequest) -> tuple[str, iolimits.IoLimits] | None:
+        """(pod UID, limits) when the volume has IO limits; errors if this node cannot apply them."""
+        limits = iolimits.parse(req.volume_context)
+        if limits is None:
+            return None
+        if self.io_limiter is None:
+            raise errors.FailedPrecondition(
+                f"volume {req.volume_id!r} has IO limits, but node {self.config.node_name} cannot apply them: "
+                "no cgroup v2 hierarchy with the io controller at topolvm-node's --cgroup-root"
+            )
+        pod_uid = req.volume_context.get(POD_UID_CONTEXT, "")
+        if not pod_uid:
+            raise errors.FailedPrecondition(
+                f"volume {req.volume_id!r} has IO limits, but NodePublish names no pod "
+                f"({POD_UID_CONTEXT}): the CSIDriver {constants.PLUGIN_NAME} needs podInfoOnMount: true"
+            )
+        return pod_uid, limits
+
+    def _set_io_limits(self, pod_uid: str, device: str, values: Mapping[str, int]) -> None:
+        assert self.io_limiter is not None
+        self.io_limiter.set_limits(pod_uid=pod_uid, device=device, limits=values)
+        log.info("IO limits of pod %s on %s: %s", pod_uid, device, values or "none")
+
+    def _clear_io_limits(self, pod_uid: str, device: str) -> None:
+        if self.io_limiter is None:
+            return
+        try:
+            self.io_limiter.set_limits(pod_uid=pod_uid, device=device, limits={})
+        except errors.NotFound:
+            pass  # the pod's cgroup is gone, and its limits with it
+        except errors.TopoLVMError as exc:
+            log.warning("could not clear the IO limits of pod %s on %s: %s", pod_uid, device, exc)
 
     def _ensure_ephemeral(self, req: PublishRequest) -> model.LogicalVolume:
         ctx = req.volume_context
@@ -140,6 +194,9 @@ class NodeVolumeService:
             # Another volume is mounted there: not ours to take down.
             raise errors.FailedPrecondition(f"{target} holds another volume, not {volume_id!r}")
         self.mounter.unmount(target=target)
+        pod = _POD_IN_TARGET.search(target)
+        if found is not None and pod is not None and iolimits.POD_UID.fullmatch(pod.group(1) or pod.group(2)):
+            self._clear_io_limits(pod.group(1) or pod.group(2), found[1].path)
         if found is not None and EPHEMERAL_TAG in found[1].tags:
             self.lvmd.remove_lv(name=volume_id, device_class=found[0])
             log.info("removed inline ephemeral volume %s", volume_id)

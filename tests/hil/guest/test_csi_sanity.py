@@ -27,11 +27,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from harness import faults
+from tests.hil.guest.serving import wait_serving
 
 pytestmark = [pytest.mark.root, pytest.mark.dm, pytest.mark.slow]
 
@@ -130,24 +129,6 @@ class Driver:
     process: subprocess.Popen[bytes]
 
 
-def _wait_serving(socket_path: Path, process: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the driver exited with {process.returncode}:\n{log.read_text()[-4000:]}", pytrace=False)
-        if socket_path.is_socket():
-            with grpc.insecure_channel(f"unix:{socket_path}") as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service="csi.v1.Node"), timeout=5)
-                except grpc.RpcError:
-                    reply = None
-            if reply is not None and reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        time.sleep(0.5)
-    pytest.fail(f"the driver did not serve within {timeout:.0f}s:\n{log.read_text()[-4000:]}", pytrace=False)
-
-
 def _volume_lvs() -> list[str]:
     """Every visible LV of the VG but the thin pool: what the driver made and has not removed yet."""
     report = json.loads(faults.run("lvs", "--reportformat", "json", "-o", "lv_name", "--select", f"vg_name={VG}"))
@@ -213,7 +194,7 @@ def driver(request: pytest.FixtureRequest, csi_sanity: Path) -> Iterator[Driver]
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_serving(socket_path, process, log)
+        wait_serving(socket_path, process, log)
         yield Driver(config, config, socket_path, workdir, log, process)
         process.send_signal(signal.SIGTERM)
         try:
