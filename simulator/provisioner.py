@@ -353,7 +353,7 @@ class Provisioner:
             )
         self.stats.expanded += 1
 
-    # --- snapshots (thin classes) ---
+    # --- snapshots (thin snapshots; full copies on thick classes) ---
     def snapshot(self, name: str, pvc: workloads.PersistentVolumeClaim) -> engine.Process:
         """Take a snapshot of a bound claim's volume (csi-snapshotter's CreateSnapshot)."""
         pv = self.cluster.get(PV, pvc.spec.volume_name) if pvc.spec.volume_name else None

@@ -45,6 +45,18 @@ class Lvm(Protocol):
         """Create a thin snapshot of thin LV ``vg/source`` (same virtual size, activation not skipped)."""
         ...
 
+    def copy_lv(self, *, vg: str, source: str, name: str, cow_size: int) -> None:
+        """Copy every byte of thick LV ``vg/source`` onto the existing LV ``vg/name`` (at least as large), as of
+        one instant: through a transient COW snapshot of the source of ``cow_size`` bytes (``<name>-copy``),
+        removed afterwards whether the copy worked or not. NotFound, InsufficientCapacity (no room for the COW
+        snapshot), InvalidArgument (``name`` smaller than the source), Unavailable (the copy failed or timed out:
+        the COW snapshot overflowed, an IO error)."""
+        ...
+
+    def change_lv(self, *, vg: str, name: str, del_tags: Sequence[str] = (), read_only: bool = False) -> None:
+        """Remove tags from ``vg/name`` and, with ``read_only``, make it read-only. NotFound."""
+        ...
+
     def resize_lv(self, *, vg: str, name: str, size: int) -> None:
         """Grow ``vg/name`` to ``size`` bytes. NotFound, InsufficientCapacity."""
         ...

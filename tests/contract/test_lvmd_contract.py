@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 from pathlib import Path
@@ -206,7 +207,7 @@ def test_thin_class_overprovision_and_snapshots(lvmd_world: LvmdWorld) -> None:
     assert lvmd_world.lvmd.free_bytes(device_class="thin") == 2 * pool - 200 * MiB
     with pytest.raises(errors.InsufficientCapacity):
         lvmd_world.lvmd.create_lv(name="t2", device_class="thin", size_bytes=400 * MiB)
-    with pytest.raises(errors.InvalidArgument):  # snapshots need a thin class
+    with pytest.raises(errors.NotFound):  # a thick class's snapshot copies a thick volume of that class
         lvmd_world.lvmd.create_lv_snapshot(name="s0", device_class="ssd", source_volume="t1", size_bytes=200 * MiB)
     snap = lvmd_world.lvmd.create_lv_snapshot(
         name="s1",
@@ -246,3 +247,64 @@ def test_watch_streams_are_capped_so_calls_always_get_a_thread(tmp_path: Path) -
         server.stop(None).wait()
         sock.unlink(missing_ok=True)
         sock.parent.rmdir()
+
+
+def _write(path: str, byte: int, size: int) -> None:
+    with open(path, "r+b") as dev:
+        dev.write(bytes([byte]) * size)
+        dev.flush()
+        os.fsync(dev.fileno())
+
+
+def _read(path: str, size: int) -> bytes:
+    with open(path, "rb") as dev:
+        return dev.read(size)
+
+
+@pytest.mark.dm
+def test_thick_snapshots_are_independent_full_copies(lvmd_world: LvmdWorld) -> None:
+    real = lvmd_world.backend.kind == "lvm2"
+    lvmd = lvmd_world.lvmd
+    src = lvmd.create_lv(name="vol", device_class="ssd", size_bytes=64 * MiB)
+    if real:
+        _write(src.path, 0xA5, 64 * MiB)
+    free = lvmd.free_bytes(device_class="ssd")
+    snap = lvmd.create_lv_snapshot(
+        name="snap", device_class="ssd", source_volume="vol", size_bytes=MiB, access_type=model.AccessType.READ_ONLY
+    )
+    # A full copy: the source's size, read-only, no origin (it does not depend on its source), space taken.
+    assert snap.size == 64 * MiB and snap.attr[1] == "r" and not snap.origin
+    assert "topolvm.io/copy-of=vol" in snap.tags and "topolvm.io/copying" not in snap.tags
+    assert lvmd.free_bytes(device_class="ssd") == free - 64 * MiB
+    assert sorted(lv.name for lv in lvmd.list_lvs(device_class="ssd")) == ["snap", "vol"]
+    assert "snap-copy" not in {lv.name for lv in vg(lvmd_world).lvs}  # the transient COW snapshot is gone
+    again = lvmd.create_lv_snapshot(
+        name="snap", device_class="ssd", source_volume="vol", size_bytes=MiB, access_type=model.AccessType.READ_ONLY
+    )
+    assert again.uuid == snap.uuid  # idempotent
+    if real:
+        _write(src.path, 0x5A, 4 * MiB)  # the source moves on; the snapshot keeps the instant it was taken
+        assert _read(snap.path, 64 * MiB) == bytes([0xA5]) * (64 * MiB)
+    # Restore: a writable copy of the snapshot, at least as large as requested.
+    restored = lvmd.create_lv_snapshot(name="restored", device_class="ssd", source_volume="snap", size_bytes=80 * MiB)
+    assert restored.size == 80 * MiB and restored.attr[1] == "w"
+    if real:
+        assert _read(restored.path, 64 * MiB) == bytes([0xA5]) * (64 * MiB)
+    # The source can go; its snapshot and the restored volume stay.
+    lvmd.remove_lv(name="vol", device_class="ssd")
+    assert sorted(lv.name for lv in lvmd.list_lvs(device_class="ssd")) == ["restored", "snap"]
+    with pytest.raises(errors.AlreadyExists):  # a name taken by another volume is not a copy of this source
+        lvmd.create_lv_snapshot(name="restored", device_class="ssd", source_volume="snap", size_bytes=MiB)
+
+
+@pytest.mark.dm
+def test_a_thick_copy_without_room_makes_nothing(lvmd_world: LvmdWorld) -> None:
+    lvmd = lvmd_world.lvmd
+    # After "big", the VG has room for a copy of it (5 % more than its size) but not for the copy's transient
+    # COW snapshot as well (10 % of the source).
+    big = int(vg(lvmd_world).free / 2.05) // (4 * MiB) * (4 * MiB)
+    lvmd.create_lv(name="big", device_class="ssd", size_bytes=big)
+    before = {lv.name for lv in vg(lvmd_world).lvs}
+    with pytest.raises(errors.InsufficientCapacity, match="transient snapshot"):
+        lvmd.create_lv_snapshot(name="big-snap", device_class="ssd", source_volume="big", size_bytes=big)
+    assert {lv.name for lv in vg(lvmd_world).lvs} == before

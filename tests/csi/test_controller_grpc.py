@@ -208,9 +208,19 @@ def test_snapshot_rpcs(env: Env) -> None:
         csi.ControllerServiceCapability.RPC.CLONE_VOLUME,
     } <= rpcs
     vol = create(env, "pvc-snapsrc", GiB).volume
-    with pytest.raises(grpc.RpcError) as info:  # this env's class is thick: lvmd refuses, the answer comes back
-        env.ctrl.CreateSnapshot(csi.CreateSnapshotRequest(name="Snap-1", source_volume_id=vol.volume_id), timeout=15)
-    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    # This env's class is thick: the snapshot is a full, read-only copy beside its source (thick_copy).
+    snap = env.ctrl.CreateSnapshot(
+        csi.CreateSnapshotRequest(name="Snap-1", source_volume_id=vol.volume_id), timeout=15
+    ).snapshot
+    assert snap.ready_to_use and snap.size_bytes == GiB and snap.source_volume_id == vol.volume_id
+    assert env.lvm.copied_from("vg", snap.snapshot_id) == vol.volume_id
+    source = csi.VolumeContentSource(snapshot=csi.VolumeContentSource.SnapshotSource(snapshot_id=snap.snapshot_id))
+    restored = create(env, "pvc-restored", 2 * GiB, volume_content_source=source).volume
+    assert env.lvm.copied_from("vg", restored.volume_id) == snap.snapshot_id
+    env.ctrl.DeleteVolume(csi.DeleteVolumeRequest(volume_id=vol.volume_id), timeout=15)  # the copies stay
+    env.ctrl.DeleteSnapshot(csi.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id), timeout=15)
+    left = {lv.name for lv in env.lvm.report(vg_names=["vg"]).vgs["vg"].lvs}
+    assert left == {restored.volume_id}
     with pytest.raises(grpc.RpcError) as info:
         env.ctrl.CreateSnapshot(csi.CreateSnapshotRequest(name="snap-2", source_volume_id="nope"), timeout=15)
     assert info.value.code() is grpc.StatusCode.NOT_FOUND

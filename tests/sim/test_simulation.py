@@ -339,3 +339,17 @@ def test_answering_hopeless_retries_without_a_cycle_changes_no_outcome(mode: str
     assert sum(moved_a.values()) == sum(moved_b.values())
     assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert sum(reasons_a.values()) == sum(reasons_b.values())
+
+
+def test_thick_snapshots_take_their_source_size_on_its_node() -> None:
+    """A thick snapshot is a full copy (lvmd's thick_copy): the simulated VG loses its source's size, on the
+    source's node, for as long as the snapshot lives (samples every 600 s)."""
+    ops: list[trace.Op] = [
+        pod(60, "p1", 100 * GiB),
+        trace.Snapshot(t=1000, namespace="default", claim="p1-data", name="snap-1"),
+        trace.DeleteSnapshot(t=2000, name="snap-1"),
+    ]
+    result = simulate(copy.deepcopy(FIVE), ops)
+    assert result.summary["provisioner"]["snapshots"] == 1
+    used = {row["t"]: row["ssd.used"] for row in result.series}
+    assert (used[600], used[1200], used[1800], used[2400]) == (100 * GiB, 200 * GiB, 200 * GiB, 100 * GiB)

@@ -1,4 +1,5 @@
-"""Snapshots and restores (thin classes) through the controller and node services, single-threaded."""
+"""Snapshots and restores (thin classes; full copies on thick ones) through the controller and node services,
+single-threaded."""
 
 from __future__ import annotations
 
@@ -100,17 +101,27 @@ def test_snapshot_restore_clone_and_delete() -> None:
     assert [lv.name for lv in w.lvm.report(vg_names=["vg"]).vgs["vg"].lvs] == ["pool"]
 
 
-def test_snapshot_of_a_thick_volume_is_refused_and_cleaned_up() -> None:
-    w = ThinWorld()
-    vol = w.ready(
-        w.ctl.create_volume(controller.VolumeRequest(name="pvc-thick", required_bytes=GiB, device_class="thick"))
+def test_thick_snapshots_are_full_copies_and_need_room_on_the_node() -> None:
+    w = ThinWorld()  # 10 GiB of the VG outside the thin pool, for the thick class
+    small = w.ready(
+        w.ctl.create_volume(controller.VolumeRequest(name="pvc-small", required_bytes=2 * GiB, device_class="thick"))
     )
-    pending = w.ctl.create_snapshot(name="snap-thick", source_volume_id=vol.volume_id)
+    snap = w.ready(w.ctl.create_snapshot(name="snap-small", source_volume_id=small.volume_id))
+    lv = w.lvm.report(vg_names=["vg"]).vgs["vg"].find_lv(snap.volume_id)
+    assert lv is not None and lv.read_only and not lv.origin and lv.size == 2 * GiB
+    assert w.lvm.copied_from("vg", snap.volume_id) == small.volume_id
+    # 6 GiB free now, 2 GiB after a 4 GiB volume: no room for a copy of it.
+    big = w.ready(
+        w.ctl.create_volume(controller.VolumeRequest(name="pvc-big", required_bytes=4 * GiB, device_class="thick"))
+    )
+    pending = w.ctl.create_snapshot(name="snap-big", source_volume_id=big.volume_id)
     w.drain()
-    with pytest.raises(errors.InvalidArgument, match="thick"):
+    with pytest.raises(errors.InsufficientCapacity, match="cannot fit a copy"):
         w.ctl.creation_state(pending.cr_name)
     w.drain()
-    assert w.cluster.get(resources.LOGICAL_VOLUME, "snap-thick") is None
+    assert w.cluster.get(resources.LOGICAL_VOLUME, "snap-big") is None
+    lvs = {lv.name for lv in w.lvm.report(vg_names=["vg"]).vgs["vg"].lvs}
+    assert lvs == {"pool", small.volume_id, snap.volume_id, big.volume_id}  # no half-made copy left
 
 
 @pytest.mark.parametrize(

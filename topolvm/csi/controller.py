@@ -48,7 +48,7 @@ _CAPABILITIES = (
     _RPC.CREATE_DELETE_VOLUME,
     _RPC.GET_CAPACITY,
     _RPC.EXPAND_VOLUME,
-    _RPC.CREATE_DELETE_SNAPSHOT,  # thin classes; a thick class answers INVALID_ARGUMENT
+    _RPC.CREATE_DELETE_SNAPSHOT,  # thin: thin snapshots; thick: full copies (services/thick_copy.py)
     _RPC.CLONE_VOLUME,
 )
 

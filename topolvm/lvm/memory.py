@@ -28,6 +28,7 @@ class _Lv:
     pool: str = ""
     origin: str = ""
     uuid: str = ""
+    copied_from: str = ""  # copy_lv's source (no data is kept: tests read what was copied from where)
 
 
 @dataclass
@@ -187,6 +188,38 @@ class InMemoryLvm:
             raise errors.InvalidArgument(f"{vg}/{source} is not a thin volume; only thin snapshots are supported")
         attr = "Vri-a-tz--" if read_only else "Vwi-a-tz--"
         v.lvs[name] = _Lv(name, src.size, attr, _tags(tags), pool=src.pool, origin=source, uuid=self._uuid())
+
+    def copy_lv(self, *, vg: str, source: str, name: str, cow_size: int) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(source)
+        names.check_lv_name(name)
+        names.check_lv_name(name + "-copy")
+        capacity.check_lvm_size(cow_size)
+        self.calls += 1
+        v = self._vg(vg)
+        src, dst = self._lv(v, source), self._lv(v, name)
+        if dst.size < src.size:
+            raise errors.InvalidArgument(f"{vg}/{name} ({dst.size} bytes) is smaller than {vg}/{source}")
+        if src.attr[0] in "Vt":
+            raise errors.InvalidArgument(f"{vg}/{source} is thin; copy_lv copies thick LVs")
+        # The transient COW snapshot must find room, even though it is gone again when the copy is done.
+        _place(v, capacity.round_up(cow_size, capacity.LINEAR, v.extent_size), capacity.LINEAR)
+        dst.copied_from = source
+
+    def change_lv(self, *, vg: str, name: str, del_tags: Sequence[str] = (), read_only: bool = False) -> None:
+        names.check_vg_name(vg)
+        names.check_lv_name(name)
+        for tag in del_tags:
+            names.check_tag(tag)
+        self.calls += 1
+        lv = self._lv(self._vg(vg), name)
+        lv.tags = tuple(t for t in lv.tags if t not in del_tags)
+        if read_only:
+            lv.attr = lv.attr[0] + "r" + lv.attr[2:]
+
+    def copied_from(self, vg: str, name: str) -> str:
+        """The LV ``vg/name`` was last copied from by copy_lv ("" if never)."""
+        return self._lv(self._vg(vg), name).copied_from
 
     def resize_lv(self, *, vg: str, name: str, size: int) -> None:
         names.check_vg_name(vg)

@@ -250,10 +250,11 @@ class ControllerService:
         return source
 
     def create_snapshot(self, *, name: str, source_volume_id: str) -> Ready | Pending:
-        """A read-only thin snapshot of a volume, recorded as a LogicalVolume beside its source (as upstream).
+        """A read-only snapshot of a volume, recorded as a LogicalVolume beside its source (as upstream): a thin
+        snapshot on a thin class, a full copy on a thick one (lvmd's ``thick_copy``; upstream has none).
 
         Its ID is the LogicalVolume's UID, like a volume's; restoring it is CreateVolume with it as the source.
-        Thick classes are refused by lvmd on the node, and the refusal comes back as the answer."""
+        A refusal by lvmd on the node (no room for a copy, say) comes back as the answer."""
         _check_cr_name(name)
         if not source_volume_id:
             raise errors.InvalidArgument("source volume ID is required")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from topolvm import constants, errors, ports
 from topolvm.core import capacity, devclass, model, names
-from topolvm.services import broadcast
+from topolvm.services import broadcast, thick_copy
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class LvmdService:
         self._last_capacity: model.NodeCapacity | None = None
         self._pending: tuple[int, model.NodeCapacity] | None = None
         self._broadcast: broadcast.Broadcaster[model.NodeCapacity] = broadcast.Broadcaster()
+        self._copies = thick_copy.ThickCopies(self)
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -222,8 +223,9 @@ class LvmdService:
         _check_request(name, size_bytes, tags)
         names.check_lv_name(source_volume)
         dc = devclass.find(self._config.device_classes, device_class)
-        if dc.type is not model.DeviceType.THIN:
-            raise errors.InvalidArgument(f"device class {dc.name!r} is thick; snapshots need a thin device class")
+        if dc.type is model.DeviceType.THICK:
+            read_only = access_type is model.AccessType.READ_ONLY
+            return self._copies.create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
         with self._transaction():
             vg = self._writable_vg(dc)
             source = self._require_lv(dc, source_volume)
@@ -335,7 +337,7 @@ class LvmdService:
         if dc.type is model.DeviceType.THIN:
             assert dc.thin_pool is not None
             return lv.is_thin and lv.pool == dc.thin_pool.name
-        return not lv.is_thin
+        return not lv.is_thin and not lv.origin  # a thick COW snapshot is only ever a copy's transient source
 
     def _require_lv(self, dc: model.DeviceClass, name: str) -> model.LogicalVolume:
         lv = self._vg(dc).find_lv(name)

@@ -1,0 +1,127 @@
+"""Snapshots, restores and clones on thick device classes: full copies, independent of their source.
+
+An LVM COW snapshot of a thick LV needs space of its own, slows every write to its origin, turns invalid when its
+COW area fills, and is destroyed with its origin; a CSI snapshot must outlive its source. So a thick snapshot here
+is a new LV of the source's size holding a copy of its data as of one instant: lvmd makes the destination (tagged
+``topolvm.io/copying`` and ``topolvm.io/copy-of=<source>``), copies the source through a transient COW snapshot
+(``Lvm.copy_lv``; 10 % of the source, at least one extent, gone when the copy is done), then drops the copying
+tag and, for a snapshot, makes the LV read-only. Restoring a snapshot or cloning a volume is the same copy into a
+writable LV. Deleting the source never touches its snapshots. The cost: a snapshot takes its source's full size
+(the scheduler and the simulator see it as used space), and creating one reads and writes the whole volume.
+
+The copy runs outside lvmd's lock, so other requests go on meanwhile; a second request for a copy still running
+in this process is told UNAVAILABLE (retry), and a destination still tagged ``copying`` that no copy in this
+process is writing (lvmd died mid-copy) is removed and copied again, never handed out half-done.
+docs/thick-snapshots.md has the design and its limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from topolvm import constants, errors
+from topolvm.core import capacity, model
+
+if TYPE_CHECKING:
+    from topolvm.services.lvmd import LvmdService
+
+log = logging.getLogger(__name__)
+
+COPYING_TAG = "topolvm.io/copying"
+COPY_OF_TAG = "topolvm.io/copy-of="
+COW_FRACTION = 10  # the transient COW snapshot holds 1/10 of the source's size
+
+
+def cow_size(source_size: int, extent_size: int) -> int:
+    return capacity.round_up(max(source_size // COW_FRACTION, 1), capacity.LINEAR, extent_size)
+
+
+class ThickCopies:
+    def __init__(self, service: LvmdService) -> None:
+        self._svc = service
+        self._running: set[str] = set()  # destinations being copied by this process
+        self._guard = threading.Lock()
+
+    def create(
+        self,
+        dc: model.DeviceClass,
+        name: str,
+        source_volume: str,
+        size_bytes: int,
+        *,
+        read_only: bool,
+        tags: Sequence[str],
+    ) -> model.LogicalVolume:
+        with self._guard:
+            if name in self._running:
+                raise errors.Unavailable(f"logical volume {name!r} is still being copied from {source_volume!r}")
+            self._running.add(name)
+        try:
+            return self._create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
+        finally:
+            with self._guard:
+                self._running.discard(name)
+
+    def _create(
+        self,
+        dc: model.DeviceClass,
+        name: str,
+        source_volume: str,
+        size_bytes: int,
+        *,
+        read_only: bool,
+        tags: Sequence[str],
+    ) -> model.LogicalVolume:
+        svc, lvm = self._svc, self._svc._lvm
+        copy_of = COPY_OF_TAG + source_volume
+        with svc._transaction():
+            vg = svc._writable_vg(dc)
+            source = svc._require_lv(dc, source_volume)
+            wanted = max(capacity.round_up(size_bytes, capacity.LINEAR, vg.extent_size), source.size)
+            existing = vg.find_lv(name)
+            if existing is not None and COPYING_TAG in existing.tags and svc._belongs(dc, existing):
+                log.warning("LV %s/%s is a copy that was interrupted: removing it to copy again", vg.name, name)
+                svc._mutate(functools.partial(lvm.remove_lv, vg=vg.name, name=name))
+                vg, existing = svc._vg(dc), None
+            if existing is not None:
+                if copy_of not in existing.tags or not svc._belongs(dc, existing) or existing.size > wanted:
+                    raise errors.AlreadyExists(f"logical volume {name!r} already exists and is not this copy")
+                return svc._grow_locked(dc, vg, existing, wanted)
+            cow = cow_size(source.size, vg.extent_size)
+            if not capacity.fits(vg, wanted + cow, capacity.LINEAR):
+                raise errors.InsufficientCapacity(
+                    f"device class {dc.name!r} cannot fit a copy of {source_volume!r}: {wanted} bytes plus "
+                    f"{cow} for the copy's transient snapshot; at most {capacity.largest_lv(vg, capacity.LINEAR)} "
+                    "bytes can be allocated now"
+                )
+            create = functools.partial(
+                lvm.create_lv, vg=vg.name, name=name, size=wanted,
+                tags=[*dict.fromkeys([*tags, constants.MANAGED_TAG, COPYING_TAG, copy_of])],
+                stripes=dc.stripes, stripe_size=dc.stripe_size, options=dc.lvcreate_options,
+            )  # fmt: skip
+            svc._mutate(create)
+            vg_name = vg.name
+        log.info("copying LV %s/%s into %s (%d bytes)", vg_name, source_volume, name, source.size)
+        try:
+            lvm.copy_lv(vg=vg_name, source=source_volume, name=name, cow_size=cow)
+        except errors.TopoLVMError:
+            try:
+                with svc._transaction():
+                    svc._mutate(functools.partial(lvm.remove_lv, vg=vg_name, name=name))
+            except errors.TopoLVMError as exc:  # still tagged copying: the next attempt removes it
+                log.warning("could not remove the failed copy %s/%s: %s", vg_name, name, exc)
+            raise
+        finally:
+            with svc._transaction(catch_up=False):
+                svc._refresh_locked()  # the transient snapshot came and went: capacity listeners hear the end
+        with svc._transaction():
+            finish = functools.partial(
+                lvm.change_lv, vg=vg_name, name=name, del_tags=[COPYING_TAG], read_only=read_only
+            )
+            svc._mutate(finish)
+            log.info("copied LV %s/%s into %s%s", vg_name, source_volume, name, " (read-only)" if read_only else "")
+            return svc._require_lv(dc, name)
