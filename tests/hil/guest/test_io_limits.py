@@ -34,7 +34,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 POD = "3c9d2a41-7b6e-4f10-9d2c-5a8e1f0b7c64"
 OTHER_POD = "8e1f0b7c-3c9d-4a41-8b6e-9d2c5a4f1070"
-WRITE_LIMIT = 2 * MiB  # bytes per second
+WRITE_LIMIT = MiB  # bytes per second
 READ_IOPS_PER_GIB = 40  # a 1 GiB volume: 40 read IOPS
 TOLERANCE = 1.25
 UNLIMITED_FACTOR = 3.0
@@ -103,7 +103,7 @@ def _io_stat(cgroup: Path, device: str) -> dict[str, int]:
 def test_a_pod_is_held_to_its_volume_limits(driver: Node) -> None:
     params = {
         "topolvm.io/device-class": "ssd",
-        "topolvm.io/write-bytes-per-second": "2Mi",
+        "topolvm.io/write-bytes-per-second": "1Mi",
         "topolvm.io/read-iops-per-gib": str(READ_IOPS_PER_GIB),
     }
     vol = driver.ctrl.CreateVolume(
@@ -142,11 +142,12 @@ def test_a_pod_is_held_to_its_volume_limits(driver: Node) -> None:
         in (pod / "io.max").read_text()
     )
 
-    # Writes: 8 MiB at 2 MiB/s from the pod; the same from outside it, unlimited.
-    size = 8 * MiB
+    # Writes: 4 MiB at 1 MiB/s from the pod; the same from outside it, unlimited (8 MiB/s on a loaded machine
+    # under TCG, 2026-12-06).
+    size = 4 * MiB
     write = ("dd", "if=/dev/zero", "bs=256k", f"count={size // (256 << 10)}", "oflag=direct", "status=none")
     limited = size / _run_in(container, *write, f"of={target / 'limited'}")
-    assert limited <= WRITE_LIMIT * TOLERANCE, f"the pod wrote at {limited / MiB:.2f} MiB/s, limit 2 MiB/s"
+    assert limited <= WRITE_LIMIT * TOLERANCE, f"the pod wrote at {limited / MiB:.2f} MiB/s, limit 1 MiB/s"
     assert _io_stat(container.parent, device).get("wbytes", 0) >= size  # charged to the pod, on this device
     other = cgroups.pod_cgroup(driver.root, OTHER_POD)
     free = size / _run_in(other, *write, f"of={target / 'free'}")
