@@ -300,9 +300,16 @@ def size_bytes() -> int:
 
 
 def save(path: Path) -> None:
-    """A docker-archive of the image (``docker load``, ``kind load image-archive``, ``ctr image import``)."""
+    """A docker-archive of the image (``docker load``, ``kind load image-archive``, ``ctr image import``), named
+    as Docker and containerd spell the manifests' ``topolvm-py:<version>`` (podman's own name for it is
+    ``localhost/topolvm-py:<version>``)."""
     path.unlink(missing_ok=True)
-    podman("save", "--format", "docker-archive", "-o", str(path), reference())
+    qualified = f"docker.io/library/{reference()}"
+    podman("tag", reference(), qualified)
+    try:
+        podman("save", "--format", "docker-archive", "-o", str(path), qualified)
+    finally:
+        podman("untag", reference(), qualified, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
