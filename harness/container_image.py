@@ -54,8 +54,10 @@ USER = (65532, "topolvm")
 INPUTS_LABEL = "io.topolvm-py.inputs"
 COMMANDS_LABEL = "io.topolvm-py.commands"
 # What the wheel is built from (a copy: the worktree gets no build/ or egg-info); the simulator and the HIL
-# harness, packaged in the same wheel, are left out of the image.
-SOURCES = ("pyproject.toml", "README.md", "topolvm")
+# harness, packaged in the same wheel, are left out of the image, and the README (the wheel's long description)
+# is replaced by a line, so editing it does not rebuild the image.
+SOURCES = ("pyproject.toml", "topolvm")
+README_STUB = "topolvm-py: TopoLVM in Python. See the project's README.md.\n"
 # Removed from the rootfs after installation: nothing in the image reads them.
 _STRIP = (
     "usr/share/doc",
@@ -221,6 +223,7 @@ def _install_project(rootfs: Path, work: Path, log: bool) -> list[str]:
         else:
             source.mkdir(exist_ok=True)
             shutil.copyfile(origin, source / name)
+    (source / "README.md").write_text(README_STUB)
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
     image.run([*pip, str(source)], log)
     (wheel,) = wheels.glob("*.whl")
