@@ -122,7 +122,8 @@ def test_every_program_and_library_resolves(rootfs: Path) -> None:
 
 
 def test_the_filesystem_and_lvm_tools_run(rootfs: Path) -> None:
-    """The tools topolvm runs (topolvm/mount/system.py, the lvm command prefix) and the thin tools lvm2 runs."""
+    """The tools topolvm runs (topolvm/mount/system.py, the lvm command prefix, dd for thick copies in
+    topolvm/lvm/cli.py) and the thin tools lvm2 runs."""
     for argv, expected in (
         (["lvm", "version"], "LVM version"),
         (["thin_check", "-V"], "."),
@@ -136,6 +137,7 @@ def test_the_filesystem_and_lvm_tools_run(rootfs: Path) -> None:
         (["mount", "-V"], "mount from util-linux"),
         (["umount", "-V"], "umount from util-linux"),
         (["nsenter", "-V"], "nsenter from util-linux"),
+        (["dd", "--version"], "dd (coreutils)"),
     ):
         done = in_image(rootfs, 0, *argv)
         assert expected in done.stdout + done.stderr, (argv, done.returncode, done.stdout, done.stderr)
