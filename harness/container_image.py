@@ -13,8 +13,8 @@ Documentation, locales, apt's lists, the package managers' caches and what nothi
 are removed. The rootfs is ``podman import``-ed as one layer (``FROM scratch`` in effect) into podman's own
 storage under the cache (``<cache>/containers``, ``--storage-driver vfs``), labelled with the hash of every
 input (including the project's sources): while that label matches, the image is not built again. What the
-build measured is kept in ``<cache>/ctr-v1-<hash>.json``. Podman stores, mounts and saves the image; it never
-runs it.
+build measured is kept in ``<cache>/ctr-v<BUILDER_VERSION>-<hash>.json``. Podman stores, mounts and saves the
+image; it never runs it.
 The image's user is ``topolvm`` (65532); deploy/ runs topolvm-node and lvmd as root (they mount, open block
 devices and run lvm on the host), and the controller, scheduler and webhook as that user.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from harness import cache, image
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 NAME = "topolvm-py"
 PACKAGES = (
     "python3",
@@ -166,7 +166,7 @@ def ensure(log: bool = False) -> dict[str, object]:
         current = podman("image", "inspect", "--format", label, reference(), check=False)
         if not (record.exists() and current.returncode == 0 and current.stdout.strip() == record.stem):
             _build(record, log)
-            for old in cache.cache_root().glob(f"ctr-v{BUILDER_VERSION}-*.json"):
+            for old in cache.cache_root().glob("ctr-v*-*.json"):
                 if old != record:
                     old.unlink()
     built: dict[str, object] = json.loads(record.read_text())
@@ -224,7 +224,7 @@ def _install_project(rootfs: Path, work: Path, log: bool) -> list[str]:
             source.mkdir(exist_ok=True)
             shutil.copyfile(origin, source / name)
     (source / "README.md").write_text(README_STUB)
-    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)]
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels)]
     image.run([*pip, str(source)], log)
     (wheel,) = wheels.glob("*.whl")
     pins = work / "constraints.txt"
