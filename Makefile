@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer \
 	csi-snapshotter snapshot-controller crds helm
 
-.PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto manifests clean
+.PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto manifests image clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -73,6 +73,12 @@ proto: $(STAMP)
 manifests:
 	ci/peers/build.sh helm
 	$(PY) scripts/render_manifests.py
+
+# The container image topolvm-py:<version> deploy/ runs, built from a Debian rootfs into podman's storage under
+# the cache (root; harness/container_image.py); IMAGE_ARCHIVE=file.tar also writes a docker-archive of it.
+# tests/integration/test_container_image.py builds it the same way when its inputs changed.
+image: install
+	$(BIN)/python -m harness.container_image build $(if $(IMAGE_ARCHIVE),--save $(IMAGE_ARCHIVE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -154,10 +154,10 @@ def build(log: bool = True) -> None:
     with cache.staging(final) as work:
         rootfs = work / "rootfs"
         started = time.monotonic()
-        _debootstrap(rootfs, log)
+        debootstrap(rootfs, PACKAGES, log)
         timings["debootstrap_s"] = time.monotonic() - started
         started = time.monotonic()
-        _pip_install(rootfs / SITE_DIR, [str(r) for r in spec["requirements"]], log)  # type: ignore[attr-defined]
+        pip_install(rootfs / SITE_DIR, [str(r) for r in spec["requirements"]], log)  # type: ignore[attr-defined]
         timings["pip_s"] = time.monotonic() - started
         _configure(rootfs)
         _copy_boot_files(rootfs, work)
@@ -177,27 +177,35 @@ def build(log: bool = True) -> None:
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _run(argv: list[str], log: bool, env: dict[str, str] | None = None) -> None:
+def run(argv: list[str], log: bool, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    """Run a build step; its output streams when ``log``, else its tail is in the error."""
     if log:
         print("+", " ".join(argv), file=sys.stderr, flush=True)
     result = subprocess.run(
-        argv, env=env, stdout=None if log else subprocess.PIPE, stderr=subprocess.STDOUT, check=False, text=True
+        argv,
+        env=env,
+        cwd=cwd,
+        stdout=None if log else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        check=False,
+        text=True,
     )
     if result.returncode != 0:
         tail = "" if log else "\n" + (result.stdout or "")[-4000:]
         raise RuntimeError(f"command failed with exit code {result.returncode}: {argv[0]} ...{tail}")
 
 
-def _debootstrap(rootfs: Path, log: bool) -> None:
+def debootstrap(rootfs: Path, packages: tuple[str, ...], log: bool) -> None:
+    """A minbase Debian of ``SUITE`` with ``packages`` (also used by harness.container_image)."""
     debs = cache.cache_root() / "debs"  # .deb cache: a rebuild after an input change downloads nothing
     debs.mkdir(parents=True, exist_ok=True)
     mirror = os.environ.get("TOPOLVM_DEBIAN_MIRROR", DEFAULT_MIRROR)
-    _run(
+    run(
         [
             "debootstrap",
             "--variant=minbase",
             f"--cache-dir={debs}",
-            f"--include={','.join(PACKAGES)}",
+            f"--include={','.join(packages)}",
             SUITE,
             str(rootfs),
             mirror,
@@ -207,8 +215,9 @@ def _debootstrap(rootfs: Path, log: bool) -> None:
     )
 
 
-def _pip_install(target: Path, reqs: list[str], log: bool) -> None:
-    """Install wheels for the guest's CPython into ``target`` with the host's pip (no chroot, no pip in guest)."""
+def pip_install(target: Path, reqs: list[str], log: bool) -> None:
+    """Install wheels for the guest's (or the container image's) CPython into ``target`` with the host's pip (no
+    chroot, no pip in the guest)."""
     argv = [
         sys.executable,
         "-m",
@@ -228,7 +237,7 @@ def _pip_install(target: Path, reqs: list[str], log: bool) -> None:
     ]
     for platform in _PLATFORMS:
         argv += ["--platform", platform]
-    _run([*argv, *reqs], log)
+    run([*argv, *reqs], log)
 
 
 def _configure(rootfs: Path) -> None:
@@ -285,7 +294,7 @@ def _make_ext4(rootfs: Path, image: Path) -> int:
     size = (size // (1024 * 1024) + 1) * 1024 * 1024
     with image.open("wb") as handle:
         handle.truncate(size)
-    _run(["mkfs.ext4", "-q", "-F", "-L", "hil-root", "-d", str(rootfs), str(image)], log=False)
+    run(["mkfs.ext4", "-q", "-F", "-L", "hil-root", "-d", str(rootfs), str(image)], log=False)
     return size
 
 

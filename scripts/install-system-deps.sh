@@ -7,6 +7,8 @@
 #   git                               listing the source files shipped into the VM
 #   openssl                           keys for the local kube-apiserver the Cluster contract suite starts
 #   chromium                          renders the simulator's HTML report headless (tests/sim/test_report.py)
+#   podman                            imports and mounts the container image (harness/container_image.py; used as
+#                                     root with --storage-driver vfs, never to run a container)
 # Go (>= 1.26, preinstalled on this machine kind; Debian's golang-go is too old) builds the upstream peers.
 #
 # With --python only what `make run` needs: a Python able to make a virtualenv (python3-venv), and only when
@@ -20,7 +22,7 @@ if [ "${1:-}" = "--python" ]; then
 else
   pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
         qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates
-        chromium)
+        chromium podman)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

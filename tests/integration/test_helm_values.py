@@ -184,6 +184,27 @@ def test_placement_resources_and_image(helm: Path) -> None:
     assert "resources" not in r.container("Deployment", "topolvm-controller", "csi-resizer")
 
 
+def test_security_context_of_the_unprivileged_pods(helm: Path) -> None:
+    """`securityContext` is the pod securityContext of controller, scheduler (both modes) and webhook; topolvm-node
+    and lvmd stay root whatever it says (the image's default user is not)."""
+    own = {"runAsNonRoot": True, "runAsUser": 10000, "runAsGroup": 10000}
+    for values in ({}, {"scheduler": {"type": "deployment"}}):
+        r = helm_chart.render(helm, {"securityContext": own, "lvmd": {"managed": True}, **values})
+        kind = "Deployment" if values else "DaemonSet"
+        for workload_kind, name in (("Deployment", "topolvm-controller"), (kind, "topolvm-scheduler")):
+            assert r.one(workload_kind, name)["spec"]["template"]["spec"]["securityContext"] == own
+        assert r.one("Deployment", "topolvm-webhook")["spec"]["template"]["spec"]["securityContext"] == own
+        for name, container in (("topolvm-node", "topolvm-node"), ("topolvm-lvmd", "lvmd")):
+            assert r.container("DaemonSet", name, container)["securityContext"] == {"privileged": True, "runAsUser": 0}
+            assert "securityContext" not in r.one("DaemonSet", name)["spec"]["template"]["spec"]
+    default = helm_chart.render(helm, {})
+    assert default.one("Deployment", "topolvm-controller")["spec"]["template"]["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+    }
+
+
 def test_kubelet_work_directory(helm: Path) -> None:
     kubelet = helm_chart.MICROK8S_KUBELET
     r = helm_chart.render(helm, {"node": {"kubeletWorkDirectory": kubelet}})
