@@ -15,8 +15,8 @@ pytest_plugins = ["tests.support.controlplane", "tests.support.cluster"]
 DM_REASON = "needs device-mapper (thin pools, snapshots, RAID): runs in the HIL VM"
 EXT4_ONLINE_RESIZE_REASON = "the host kernel refuses online ext4 resize; runs in the HIL VM"
 NO_DOCKER_REASON = (
-    "no Docker engine (no DOCKER_HOST, no /var/run/docker.sock): the k3s run of ci/kind's scenario needs one; "
-    "tests/e2e/test_snapshots.py runs that scenario on the control-plane harness"
+    "no Docker engine for the k3s scenario (no DOCKER_HOST, no /var/run/docker.sock): runs in the control-plane "
+    "harness (tests/e2e/test_snapshots.py)"
 )
 
 # The only skips CI accepts (CI=true/1/yes): each names a case this host cannot run and the HIL VM suites run
