@@ -204,7 +204,8 @@ class IoLimiter(Protocol):
 
     def set_limits(self, *, pod_uid: str, device: str, limits: Mapping[str, int]) -> None:
         """Limit IO to block device ``device`` from the pod's cgroup. InvalidArgument for a malformed pod UID,
-        NotFound if the pod has no cgroup on this node, FailedPrecondition if the io controller cannot be used."""
+        Unavailable if the pod has no cgroup on this node (yet: kubelet makes it; retry), FailedPrecondition if
+        the io controller cannot be used. Clearing (empty ``limits``) a pod without a cgroup does nothing."""
         ...
 
     def get_limits(self, *, pod_uid: str, device: str) -> dict[str, int] | None:

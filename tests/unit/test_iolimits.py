@@ -3,13 +3,17 @@ them to the consuming pod's cgroup (in-memory limiter) around mounts."""
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from pathlib import Path
 
 import pytest
 
 from topolvm import errors
 from topolvm.core import iolimits, model
 from topolvm.lvm import memory as lvm_memory
+from topolvm.mount import cgroup
 from topolvm.mount import memory as mount_memory
 from topolvm.services import lvmd, publish
 
@@ -56,6 +60,11 @@ def test_no_limit_parameters_means_no_limits() -> None:
         ({"topolvm.io/read-bytes-per-second": "0Mi"}, "topolvm.io/read-bytes-per-second"),
         ({"topolvm.io/write-bytes-per-second-per-gib": "-1Mi"}, "topolvm.io/write-bytes-per-second-per-gib"),
         ({"topolvm.io/read-iops": "99999999999999999999"}, "topolvm.io/read-iops"),
+        ({"topolvm.io/write-bytes-per-second": "100m"}, "topolvm.io/write-bytes-per-second"),  # milli: a typo
+        ({"topolvm.io/write-bytes-per-second": "4095"}, "topolvm.io/write-bytes-per-second"),  # below a page
+        ({"topolvm.io/write-iop": "100"}, "topolvm.io/write-iop"),  # misspelt: would leave it unlimited
+        ({"topolvm.io/read-iops-per-GiB": "10"}, "topolvm.io/read-iops-per-GiB"),
+        ({"topolvm.io/read-bytes-per-sec": "1Mi"}, "topolvm.io/read-bytes-per-sec"),
         (
             {"topolvm.io/read-iops": "100", "topolvm.io/read-iops-per-gib": "10"},
             "topolvm.io/read-iops-per-gib",
@@ -153,7 +162,7 @@ def test_a_failed_mount_leaves_no_limit(node: Node) -> None:
         ),
         (
             _ctx(**{publish.POD_UID_CONTEXT: "11111111-2222-3333-4444-555555555555"}),
-            errors.NotFound,
+            errors.Unavailable,  # kubelet makes the pod's cgroup first, normally; it retries otherwise
             "no cgroup",
         ),
     ],
@@ -196,3 +205,26 @@ def test_inline_ephemeral_volume_with_bad_limits_creates_no_lv(node: Node) -> No
         svc.publish(publish.PublishRequest("eph-1", T, volume_context=ctx))
     assert lvmd_svc.list_lvs(device_class="ssd") == []
     assert not mounter.mounts
+
+
+def _a_block_device() -> str:
+    for name in sorted(os.listdir("/dev")):
+        path = f"/dev/{name}"
+        if stat.S_ISBLK(os.stat(path).st_mode):
+            return path
+    pytest.fail("no block device under /dev")
+
+
+def test_pod_cgroups_are_found_below_kubelets_cgroup_root(tmp_path: Path) -> None:
+    """kubelet's cgroupRoot (kind: /kubelet) moves the kubepods hierarchy; a plain directory stands for cgroupfs."""
+    pod = tmp_path / "kubelet" / "kubepods" / "besteffort" / f"pod{POD}"
+    pod.mkdir(parents=True)
+    (pod / "io.max").write_text("")
+    device = _a_block_device()
+    with pytest.raises(errors.Unavailable, match="kubelet-cgroup-root"):
+        cgroup.CgroupIoLimiter(tmp_path).set_limits(pod_uid=POD, device=device, limits={"wiops": 5})
+    cgroup.CgroupIoLimiter(tmp_path, "/kubelet").set_limits(pod_uid=POD, device=device, limits={"wiops": 5})
+    dev = os.stat(device).st_rdev
+    assert (pod / "io.max").read_text() == f"{os.major(dev)}:{os.minor(dev)} rbps=max wbps=max riops=max wiops=5\n"
+    with pytest.raises(errors.ConfigError):
+        cgroup.CgroupIoLimiter(tmp_path, "/kubelet/../..")

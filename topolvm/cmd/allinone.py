@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_path=args.csi_socket,
         allowed_target_prefixes=_prefixes(args.allowed_target_prefixes),
         create_timeout=args.create_timeout,
-        io_limiter=common.io_limiter(args.cgroup_root),
+        io_limiter=common.io_limiter(args.cgroup_root, args.kubelet_cgroup_root),
     )
     stop = process.stop_on_signals()
     try:

@@ -8,7 +8,7 @@ import logging
 
 from prometheus_client import start_http_server
 
-from topolvm import ports, process
+from topolvm import errors, ports, process
 from topolvm.mount import cgroup
 
 log = logging.getLogger("topolvm")
@@ -26,18 +26,28 @@ def add_cgroup_argument(p: argparse.ArgumentParser) -> None:
         default="/sys/fs/cgroup",
         metavar="PATH",
         help="the host's cgroup v2 hierarchy, where kubelet makes pod cgroups; volumes with IO limits are "
-        "published only when it offers the io controller (default: %(default)s)",
+        "published only when it offers the io controller; empty: off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--kubelet-cgroup-root",
+        default="/",
+        metavar="PATH",
+        help="kubelet's cgroupRoot setting, below which it makes the kubepods hierarchy (kind: /kubelet) "
+        "(default: %(default)s)",
     )
 
 
-def io_limiter(root: str) -> ports.IoLimiter | None:
+def io_limiter(root: str, kubelet_cgroup_root: str = "/") -> ports.IoLimiter | None:
     """The cgroup v2 IO limiter at ``root``, or None (logged) when volumes with IO limits cannot be published."""
     if not root:
         log.info("IO limits: off (--cgroup-root is empty); volumes with IO limits will not be published")
         return None
     if cgroup.CgroupIoLimiter.available(root):
         log.info("IO limits: pod cgroups under %s (cgroup v2, io controller)", root)
-        return cgroup.CgroupIoLimiter(root)
+        try:
+            return cgroup.CgroupIoLimiter(root, kubelet_cgroup_root)
+        except errors.ConfigError as exc:
+            raise SystemExit(f"--kubelet-cgroup-root: {exc}") from None
     log.info("IO limits: unavailable (%s is not a cgroup v2 hierarchy with the io controller)", root)
     return None
 

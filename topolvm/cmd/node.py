@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         lvmd=lvmd_api,
         mounter=system.SystemMounter(),
-        io_limiter=common.io_limiter(args.cgroup_root),
+        io_limiter=common.io_limiter(args.cgroup_root, args.kubelet_cgroup_root),
     )
 
     def register(server: grpc.Server) -> None:

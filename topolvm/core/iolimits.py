@@ -8,7 +8,9 @@ Upstream TopoLVM has no IO limits; these parameters are ours (docs/iolimits.md).
     topolvm.io/read-bytes-per-second         topolvm.io/read-bytes-per-second-per-gib
     topolvm.io/write-bytes-per-second        topolvm.io/write-bytes-per-second-per-gib
 
-IOPS are positive integers; bytes per second are positive Kubernetes quantities ("100Mi", "5M", "1048576").
+IOPS are positive integers; bytes per second are whole-byte Kubernetes quantities of at least 4 KiB/s ("100Mi",
+"5M", "1048576"; "100m", a milli quantity, is refused rather than read as a tenth of a byte). Any other
+``topolvm.io/`` parameter that names IOPS or bytes per second is refused as a misspelling.
 The controller validates them at CreateVolume (INVALID_ARGUMENT naming the parameter, before anything is made)
 and passes them through the volume context, unchanged, to NodePublish, which resolves per-GiB values against the
 volume's size at that moment (whole GiB, rounded up) and writes them to the consuming pod's cgroup.
@@ -37,6 +39,7 @@ _NAMES = {
 PER_GIB = "-per-gib"
 PARAMETERS = frozenset(PREFIX + n + suffix for n in _NAMES.values() for suffix in ("", PER_GIB))
 _MAX = (1 << 63) - 1  # the kernel parses io.max values as u64; stay well inside it
+MIN_BPS = 4096  # one page a second: anything less stalls the pod rather than limiting it
 POD_UID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{0,63}")  # a Kubernetes UID; it becomes part of a cgroup path
 
 
@@ -80,11 +83,15 @@ def _value(name: str, raw: str, *, iops: bool) -> int:
         if iops and not (text.isascii() and text.isdigit()):
             raise ValueError(text)
         value = int(text) if iops else quantity.to_bytes(text)
+        if not iops and quantity.to_milli(text) % 1000:
+            raise ValueError(text)  # a fraction of a byte: "100m" is a typo for "100M", not 0.1 byte/s
     except (ValueError, errors.InvalidArgument):
-        kind = "a positive integer" if iops else "a positive quantity such as 100Mi"
+        kind = "a positive integer" if iops else "a whole number of bytes such as 100Mi"
         raise errors.InvalidArgument(f"parameter {name}={raw!r}: must be {kind}") from None
     if value <= 0:
         raise errors.InvalidArgument(f"parameter {name}={raw!r}: must be greater than zero")
+    if not iops and value < MIN_BPS:
+        raise errors.InvalidArgument(f"parameter {name}={raw!r}: must be at least {MIN_BPS} bytes per second")
     if value > _MAX:
         raise errors.InvalidArgument(f"parameter {name}={raw!r}: must be at most {_MAX}")
     return value
@@ -93,8 +100,15 @@ def _value(name: str, raw: str, *, iops: bool) -> int:
 def parse(parameters: Mapping[str, str]) -> IoLimits | None:
     """The IO limits in StorageClass parameters (or a volume context), None if there are none.
 
-    InvalidArgument names the parameter for a bad value, an unknown ``topolvm.io/...-iops``-style key is left
-    to the caller (other topolvm.io/ parameters exist), and absolute plus per-GiB for one dimension is refused."""
+    InvalidArgument names the parameter for a bad value, for a ``topolvm.io/`` key that names IOPS or bytes
+    per second but is none of ours (a misspelling would leave the volume unlimited), and for absolute plus
+    per-GiB in one dimension. Other parameters are not judged here."""
+    for param in parameters:
+        named = any(word in param.lower() for word in ("iop", "bytes", "per-sec"))
+        if param.startswith(PREFIX) and param not in PARAMETERS and named:
+            raise errors.InvalidArgument(
+                f"parameter {param} is not an IO limit this driver knows: use one of {', '.join(sorted(PARAMETERS))}"
+            )
     limits: dict[str, Limit] = {}
     for key, name in _NAMES.items():
         absolute, per_gib = PREFIX + name, PREFIX + name + PER_GIB

@@ -1,12 +1,13 @@
 """``CgroupIoLimiter``: the ``IoLimiter`` port on cgroup v2, writing a pod cgroup's ``io.max``.
 
-A pod's cgroup is found where kubelet makes it, under either cgroup driver and any QoS class (kubelet's default
-cgroupRoot "/"):
+A pod's cgroup is found where kubelet makes it, under either cgroup driver and any QoS class, below kubelet's
+cgroupRoot (default "/"; kind runs kubelet with "/kubelet"):
 
     systemd:   kubepods.slice/[kubepods-<qos>.slice/]kubepods[-<qos>]-pod<uid with _ for ->.slice
     cgroupfs:  kubepods/[<qos>/]pod<uid>
 
-kubelet creates the pod's cgroup before it mounts the pod's volumes, so it exists at NodePublish. When the io
+kubelet normally creates the pod's cgroup before it mounts the pod's volumes; a NodePublish that comes first is
+UNAVAILABLE and kubelet retries it. When the io
 controller is not enabled for the pod's cgroup (no ``io.max`` file), it is enabled in each ancestor's
 ``cgroup.subtree_control`` from the root down, as ``systemd`` does for a unit with IOAccounting. Only the pod's
 cgroup is written, never a container's: a limit there covers every container of the pod together.
@@ -30,7 +31,7 @@ QOS = ("", "burstable", "besteffort")
 
 
 def pod_cgroup_candidates(root: Path, pod_uid: str) -> list[Path]:
-    """Where kubelet puts the pod's cgroup, for both cgroup drivers and every QoS class."""
+    """Where kubelet puts the pod's cgroup below its cgroupRoot ``root``, for both drivers and every QoS class."""
     iolimits.check_pod_uid(pod_uid)
     escaped = pod_uid.replace("-", "_")
     found = []
@@ -55,8 +56,12 @@ def device_numbers(device: str) -> tuple[int, int]:
 
 
 class CgroupIoLimiter:
-    def __init__(self, root: str | Path = "/sys/fs/cgroup") -> None:
+    def __init__(self, root: str | Path = "/sys/fs/cgroup", kubelet_cgroup_root: str = "/") -> None:
         self.root = Path(root)
+        parts = [p for p in kubelet_cgroup_root.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise errors.ConfigError(f"kubelet cgroup root {kubelet_cgroup_root!r} must not contain . or ..")
+        self.pods_root = self.root.joinpath(*parts)
 
     @staticmethod
     def available(root: str | Path = "/sys/fs/cgroup") -> bool:
@@ -67,7 +72,7 @@ class CgroupIoLimiter:
             return False
 
     def _pod_cgroup(self, pod_uid: str) -> Path | None:
-        return next((p for p in pod_cgroup_candidates(self.root, pod_uid) if p.is_dir()), None)
+        return next((p for p in pod_cgroup_candidates(self.pods_root, pod_uid) if p.is_dir()), None)
 
     def _enable_io(self, cgroup: Path) -> None:
         """Enable the io controller on the way down from the root to ``cgroup``."""
@@ -86,7 +91,12 @@ class CgroupIoLimiter:
     def set_limits(self, *, pod_uid: str, device: str, limits: Mapping[str, int]) -> None:
         cgroup = self._pod_cgroup(pod_uid)
         if cgroup is None:
-            raise errors.NotFound(f"pod {pod_uid} has no cgroup under {self.root} (is this the pod's node?)")
+            if not limits:
+                return  # nothing to clear: the pod's cgroup is gone, and its limits with it
+            raise errors.Unavailable(
+                f"pod {pod_uid} has no cgroup under {self.pods_root} yet (kubelet's cgroupRoot is "
+                "topolvm-node's --kubelet-cgroup-root); retry"
+            )
         major, minor = device_numbers(device)
         io_max = cgroup / "io.max"
         if not io_max.exists():

@@ -135,7 +135,9 @@ class InMemoryIoLimiter:
     def set_limits(self, *, pod_uid: str, device: str, limits: Mapping[str, int]) -> None:
         devices = self.pods.get(check_pod_uid(pod_uid))
         if devices is None:
-            raise errors.NotFound(f"pod {pod_uid} has no cgroup")
+            if not limits:
+                return
+            raise errors.Unavailable(f"pod {pod_uid} has no cgroup yet; retry")
         if not self.io_controller:
             if not limits:
                 return

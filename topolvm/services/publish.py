@@ -161,8 +161,6 @@ class NodeVolumeService:
             return
         try:
             self.io_limiter.set_limits(pod_uid=pod_uid, device=device, limits={})
-        except errors.NotFound:
-            pass  # the pod's cgroup is gone, and its limits with it
         except errors.TopoLVMError as exc:
             log.warning("could not clear the IO limits of pod %s on %s: %s", pod_uid, device, exc)
 
