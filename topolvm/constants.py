@@ -53,6 +53,8 @@ DEFAULT_LVM_COMMAND_PREFIX: Final = ("/usr/bin/nsenter", "-m", "-u", "-i", "-n",
 OWNER_TAG_PREFIX: Final = "topolvm.io/owner="
 # lvmd marks every LV it creates; it removes, resizes and lists only LVs with a TopoLVM tag.
 MANAGED_TAG: Final = "topolvm.io/managed"
+# A thick copy (services/thick_copy.py) reads its source through a transient COW snapshot named <destination>-copy.
+COPY_SNAPSHOT_SUFFIX: Final = "-copy"
 TOPOLVM_TAG_PREFIXES: Final = ("topolvm.io/", "topolvm/")
 
 

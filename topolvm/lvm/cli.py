@@ -12,12 +12,11 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from topolvm import errors
+from topolvm import constants, errors
 from topolvm.core import capacity, model, names
 from topolvm.lvm import command, parse
 
 log = logging.getLogger(__name__)
-COPY_SUFFIX = "-copy"  # the transient COW snapshot copy_lv reads from: <name>-copy
 COPY_BLOCK = 4 << 20
 MIN_COPY_RATE = 20 << 20  # bytes/s: a copy slower than this for its whole length is given up (Unavailable)
 MIN_COPY_TIMEOUT = 600.0
@@ -102,7 +101,7 @@ class LvmCli:
         names.check_vg_name(vg)
         names.check_lv_name(source)
         names.check_lv_name(name)
-        tmp = name + COPY_SUFFIX
+        tmp = name + constants.COPY_SNAPSHOT_SUFFIX
         names.check_lv_name(tmp)
         state = self.report(vg_names=[vg]).vgs.get(vg)
         if state is None:
@@ -118,7 +117,10 @@ class LvmCli:
         try:
             _copy_device(f"/dev/{vg}/{tmp}", f"/dev/{vg}/{name}", src.size)
         finally:
-            self.runner.run("lvremove", ["-y", "--", f"{vg}/{tmp}"])
+            try:
+                self.runner.run("lvremove", ["-y", "--", f"{vg}/{tmp}"])
+            except errors.TopoLVMError as exc:  # udev may still hold it: lvmd's sweep removes it later
+                log.warning("could not remove the transient snapshot %s/%s yet: %s", vg, tmp, exc)
 
     def change_lv(self, *, vg: str, name: str, del_tags: Sequence[str] = (), read_only: bool = False) -> None:
         names.check_vg_name(vg)

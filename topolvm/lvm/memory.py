@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from topolvm import errors
+from topolvm import constants, errors
 from topolvm.core import capacity, model, names
 
 DEFAULT_EXTENT = 4 << 20
@@ -193,7 +193,7 @@ class InMemoryLvm:
         names.check_vg_name(vg)
         names.check_lv_name(source)
         names.check_lv_name(name)
-        names.check_lv_name(name + "-copy")
+        names.check_lv_name(name + constants.COPY_SNAPSHOT_SUFFIX)
         capacity.check_lvm_size(cow_size)
         self.calls += 1
         v = self._vg(vg)
@@ -216,6 +216,13 @@ class InMemoryLvm:
         lv.tags = tuple(t for t in lv.tags if t not in del_tags)
         if read_only:
             lv.attr = lv.attr[0] + "r" + lv.attr[2:]
+
+    def leave_copy_snapshot(self, *, vg: str, source: str, name: str, size: int) -> None:
+        """What copy_lv leaves when it is killed mid-copy: a thick COW snapshot ``name`` of ``source``."""
+        v = self._vg(vg)
+        self._lv(v, source)
+        placement = _place(v, capacity.round_up(size, capacity.LINEAR, v.extent_size), capacity.LINEAR)
+        v.lvs[name] = _Lv(name, size, "swi-a-s---", (), capacity.LINEAR, placement, origin=source, uuid=self._uuid())
 
     def copied_from(self, vg: str, name: str) -> str:
         """The LV ``vg/name`` was last copied from by copy_lv ("" if never)."""

@@ -70,6 +70,9 @@ class LvmdService:
                 log.warning(
                     "volume group %s has %d missing PVs: allocation refused until repaired", vg.name, vg.missing_pvs
                 )
+            elif dc.type is model.DeviceType.THICK:
+                with self._transaction():
+                    self._copies.sweep_locked(dc)  # what a copy killed with the last lvmd left behind
 
     def refresh(self) -> None:
         """Re-read LVM (one report call) and tell listeners if capacity changed."""
@@ -179,6 +182,8 @@ class LvmdService:
                 )
             self._mutate(lambda: self._lvm.remove_lv(vg=vg.name, name=name))
             log.info("removed LV %s/%s (class %s)", vg.name, name, dc.name)
+            if dc.type is model.DeviceType.THICK:
+                self._copies.sweep_locked(dc, destination=name)  # an interrupted copy's transient snapshot
 
     def resize_lv(self, *, name: str, device_class: str, size_bytes: int) -> model.LogicalVolume:
         _check_request(name, size_bytes)
@@ -186,6 +191,8 @@ class LvmdService:
         with self._transaction():
             vg = self._writable_vg(dc)
             lv = self._require_lv(dc, name)
+            if dc.type is model.DeviceType.THICK:
+                self._copies.check_not_copied(vg, lv)
             return self._grow_locked(dc, vg, lv, size_bytes)
 
     def _grow_locked(

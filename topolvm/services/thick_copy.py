@@ -9,10 +9,12 @@ tag and, for a snapshot, makes the LV read-only. Restoring a snapshot or cloning
 writable LV. Deleting the source never touches its snapshots. The cost: a snapshot takes its source's full size
 (the scheduler and the simulator see it as used space), and creating one reads and writes the whole volume.
 
-The copy runs outside lvmd's lock, so other requests go on meanwhile; a second request for a copy still running
-in this process is told UNAVAILABLE (retry), and a destination still tagged ``copying`` that no copy in this
-process is writing (lvmd died mid-copy) is removed and copied again, never handed out half-done.
-docs/thick-snapshots.md has the design and its limits.
+The copy runs outside lvmd's lock, so other requests go on meanwhile; at most ``MAX_COPIES`` run at once, and a
+request beyond that, or for a copy still running in this process, is told UNAVAILABLE (retry). A destination
+still tagged ``copying`` that no copy in this process is writing (lvmd died mid-copy) is removed and copied
+again, never handed out half-done. A transient ``-copy`` snapshot no copy is using (lvmd died, or its removal
+failed) is swept at start, after each copy and with its destination, so it cannot linger on its origin, slowing
+its writes and blocking its expansion. docs/thick-snapshots.md has the design and its limits.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from topolvm import constants, errors
-from topolvm.core import capacity, model
+from topolvm.core import capacity, devclass, model
 
 if TYPE_CHECKING:
     from topolvm.services.lvmd import LvmdService
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 COPYING_TAG = "topolvm.io/copying"
 COPY_OF_TAG = "topolvm.io/copy-of="
 COW_FRACTION = 10  # the transient COW snapshot holds 1/10 of the source's size
+COPY_SUFFIX = constants.COPY_SNAPSHOT_SUFFIX
+MAX_COPIES = 2  # each holds an lvmd gRPC thread and the disk's bandwidth for as long as it runs
 
 
 def cow_size(source_size: int, extent_size: int) -> int:
@@ -59,6 +63,8 @@ class ThickCopies:
         with self._guard:
             if name in self._running:
                 raise errors.Unavailable(f"logical volume {name!r} is still being copied from {source_volume!r}")
+            if len(self._running) >= MAX_COPIES:
+                raise errors.Unavailable(f"{len(self._running)} copies are running on this node, the most allowed")
             self._running.add(name)
         try:
             return self._create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
@@ -90,13 +96,19 @@ class ThickCopies:
             if existing is not None:
                 if copy_of not in existing.tags or not svc._belongs(dc, existing) or existing.size > wanted:
                     raise errors.AlreadyExists(f"logical volume {name!r} already exists and is not this copy")
-                return svc._grow_locked(dc, vg, existing, wanted)
+                if read_only and not existing.read_only:  # made read-only before its tag went: never needed
+                    svc._mutate(functools.partial(lvm.change_lv, vg=vg.name, name=name, read_only=True))
+                    vg = svc._vg(dc)
+                return svc._grow_locked(dc, vg, svc._require_lv(dc, name), wanted)
+            # The copy takes the class's default layout (lvcreate-options, stripes), like a new volume of it.
+            layout = devclass.layout(dc)
+            wanted = capacity.round_up(wanted, layout, vg.extent_size)
             cow = cow_size(source.size, vg.extent_size)
-            if not capacity.fits(vg, wanted + cow, capacity.LINEAR):
+            if wanted > capacity.largest_lv(vg, layout, reserve=cow):
                 raise errors.InsufficientCapacity(
                     f"device class {dc.name!r} cannot fit a copy of {source_volume!r}: {wanted} bytes plus "
-                    f"{cow} for the copy's transient snapshot; at most {capacity.largest_lv(vg, capacity.LINEAR)} "
-                    "bytes can be allocated now"
+                    f"{cow} for the copy's transient snapshot; at most "
+                    f"{capacity.largest_lv(vg, layout, reserve=cow)} bytes can be allocated now"
                 )
             create = functools.partial(
                 lvm.create_lv, vg=vg.name, name=name, size=wanted,
@@ -119,9 +131,44 @@ class ThickCopies:
             with svc._transaction(catch_up=False):
                 svc._refresh_locked()  # the transient snapshot came and went: capacity listeners hear the end
         with svc._transaction():
-            finish = functools.partial(
-                lvm.change_lv, vg=vg_name, name=name, del_tags=[COPYING_TAG], read_only=read_only
-            )
-            svc._mutate(finish)
+            if read_only:  # before the copying tag goes: a finished copy is never writable by mistake
+                svc._mutate(functools.partial(lvm.change_lv, vg=vg_name, name=name, read_only=True))
+            svc._mutate(functools.partial(lvm.change_lv, vg=vg_name, name=name, del_tags=[COPYING_TAG]))
             log.info("copied LV %s/%s into %s%s", vg_name, source_volume, name, " (read-only)" if read_only else "")
+            self.sweep_locked(dc)
             return svc._require_lv(dc, name)
+
+    # --- transient snapshots nobody uses any more ---
+    def _stray(self, vg: model.VolumeGroup, dc: model.DeviceClass) -> list[str]:
+        """Transient ``-copy`` snapshots of this class's volumes that no running copy is reading."""
+        with self._guard:
+            running = set(self._running)
+        stray = []
+        for lv in vg.lvs:
+            origin = vg.find_lv(lv.origin) if lv.origin and not lv.is_thin else None
+            destination = lv.name.removesuffix(COPY_SUFFIX)
+            if origin is None or destination == lv.name or destination in running:
+                continue
+            if self._svc._belongs(dc, origin):
+                stray.append(lv.name)
+        return stray
+
+    def sweep_locked(self, dc: model.DeviceClass, destination: str | None = None) -> None:
+        """Remove stray transient snapshots (all of them, or ``destination``'s); under lvmd's lock."""
+        vg = self._svc._vg(dc)
+        for name in self._stray(vg, dc):
+            if destination is not None and name != destination + COPY_SUFFIX:
+                continue
+            log.warning("removing the transient snapshot %s/%s of a copy that is over", vg.name, name)
+            try:
+                self._svc._mutate(functools.partial(self._svc._lvm.remove_lv, vg=vg.name, name=name))
+            except errors.TopoLVMError as exc:  # tried again at the next sweep
+                log.warning("could not remove %s/%s: %s", vg.name, name, exc)
+
+    def check_not_copied(self, vg: model.VolumeGroup, lv: model.LogicalVolume) -> None:
+        """UNAVAILABLE while ``lv`` is the origin of a transient snapshot: lvm2 resizes a snapshot origin only
+        while it is inactive."""
+        if any(other.origin == lv.name and not other.is_thin for other in vg.lvs):
+            raise errors.Unavailable(
+                f"LV {vg.name}/{lv.name} is being copied (a snapshot or clone of it); it can grow once the copy ends"
+            )
