@@ -40,7 +40,7 @@ class Layout:
         return self.images == 1
 
 
-LINEAR = Layout()
+LINEAR: Layout = Layout()
 
 # Default data stripes lvcreate picks per RAID type when -i is not given (lvcreate(8)).
 _RAID_DEFAULT_STRIPES = {"raid0": 2, "raid0_meta": 2, "raid4": 2, "raid5": 2, "raid6": 3, "raid10": 2}
