@@ -15,7 +15,9 @@ the trace keeps clear of what the two worlds cannot agree on by nature:
   them in both worlds alike, but the real pod garbage collector deletes its pods only after a 40 s quarantine,
   and the replay would wait that out for every such node;
 - a pod no node can hold (every ``HUGE_EVERY`` events) is deleted by the next event, so the real kube-scheduler
-  does not keep retrying it for the rest of the replay.
+  does not keep retrying it for the rest of the replay;
+- a claim is expanded at most once: after csi-resizer has expanded a volume it waits for the node to grow the
+  file system (kubelet's NodeExpandVolume, which kwok's Nodes never do) before it expands it again.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class _Generator:
         self.ops: list[trace.Op] = []
         self.live: dict[str, list[trace.Claim]] = {}  # placeable pods still there -> their claims
         self.sizes: dict[str, int] = {}
+        self.expanded: set[str] = set()
         self.used = {THICK_SC: 0, THIN_SC: 0}
         self.nodes = list(INITIAL)
         self.pending_huge = ""
@@ -182,10 +185,12 @@ class _Generator:
         if self.live and roll < 0.22:
             self.delete(rng.choice(sorted(self.live)))
             return
-        if self.live and roll < 0.36:
-            name = rng.choice(sorted(c.name for claims in self.live.values() for c in claims))
+        growable = sorted(c.name for claims in self.live.values() for c in claims if c.name not in self.expanded)
+        if growable and roll < 0.36:
+            name = rng.choice(growable)
             sc = next(c.storage_class for claims in self.live.values() for c in claims if c.name == name)
             if self.used[sc] + GiB <= FILL * self.total(sc):
+                self.expanded.add(name)
                 self.sizes[name] += GiB
                 self.used[sc] += GiB
                 self.ops.append(trace.ExpandClaim(t=self.t(), namespace=NAMESPACE, name=name, size=self.sizes[name]))
