@@ -16,9 +16,10 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from simulator import run, trace
+from simulator import chi_square, run, trace
 
 GiB = 1 << 30
+P_THRESHOLD = 0.05  # the chi-square homogeneity test of per-node placements fails below this p-value
 ClaimKey = tuple[str, str]  # (namespace, name)
 VgKey = tuple[str, str]  # (node, device class)
 
@@ -30,7 +31,15 @@ class Outcome:
     nodes: dict[ClaimKey, str | None]  # claim -> the node its volume went to (None: never placed)
     tied: dict[ClaimKey, tuple[str, ...]]  # claim -> the nodes sharing the top score when it was placed
     free: dict[VgKey, int]  # (node, device class) -> free bytes at the end
-    unplaced: int  # pods of the trace never placed (and not deleted before)
+    unplaced: int  # pods of the trace never placed
+
+    def per_node(self) -> dict[str, int]:
+        """Claims placed per node over the whole trace: the distribution the chi-square test compares."""
+        counts: dict[str, int] = {}
+        for node in self.nodes.values():
+            if node is not None:
+                counts[node] = counts.get(node, 0) + 1
+        return counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,19 +59,25 @@ class Agreement:
     unplaced: tuple[int, int]  # (simulated, real)
     diverged_at: str  # "namespace/claim" of the first tied pick that went elsewhere, or ""
     mismatches: tuple[str, ...]
+    distribution: chi_square.Homogeneity  # per-node placements, simulated against real
+
+    @property
+    def same_distribution(self) -> bool:
+        return self.distribution.p_value >= P_THRESHOLD
 
     @property
     def ok(self) -> bool:
-        """Every unique decision the same, every pick in its tied set; equal free bytes and failure counts unless
-        a tie made the worlds diverge."""
+        """Every unique decision the same, every pick in its tied set, per-node placements homogeneous (chi-square
+        p >= ``P_THRESHOLD``); equal free bytes and failure counts unless a tie made the worlds diverge."""
         return (
-            self.unique_same == self.unique
+            self.same_distribution
+            and self.unique_same == self.unique
             and self.in_tied_set == self.compared
             and (bool(self.diverged_at) or (self.vgs_equal == self.vgs and self.unplaced[0] == self.unplaced[1]))
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ok": self.ok}
+        return {**dataclasses.asdict(self), "ok": self.ok, "same_distribution": self.same_distribution}
 
 
 def compare(simulated_: Outcome, real: Outcome) -> Agreement:
@@ -101,6 +116,7 @@ def compare(simulated_: Outcome, real: Outcome) -> Agreement:
     return Agreement(
         len(claims), compared, same, in_tied, unique, unique_same, len(vgs), equal,
         (simulated_.unplaced, real.unplaced), diverged_at, tuple(mismatches),
+        chi_square.homogeneity(simulated_.per_node(), real.per_node()),
     )  # fmt: skip
 
 
@@ -109,22 +125,16 @@ def simulated(result: run.Result, ops: Iterable[trace.Op]) -> Outcome:
     decisions = {d.pod: d for d in result.decisions}
     nodes: dict[ClaimKey, str | None] = {}
     tied: dict[ClaimKey, tuple[str, ...]] = {}
-    deleted: set[ClaimKey] = set()
     unplaced = 0
-    created: list[trace.CreatePod] = []
     for op in ops:
-        if isinstance(op, trace.CreatePod):
-            created.append(op)
-        elif isinstance(op, trace.DeletePod):
-            deleted.add((op.namespace, op.name))
-    for op in created:
+        if not isinstance(op, trace.CreatePod):
+            continue
         decision = decisions.get((op.namespace, op.name))
         for claim in op.claims:
             key = (op.namespace, claim.name)
             nodes[key] = decision.node if decision else None
             tied[key] = decision.tied if decision else ()
-        if decision is None and (op.namespace, op.name) not in deleted:
-            unplaced += 1
+        unplaced += decision is None
     last = max((row[0] for row in result.per_node), default=0.0)
     free = {(node, cls): free for t, node, cls, _, free in result.per_node if t == last}
     return Outcome(nodes, tied, free, unplaced)

@@ -354,3 +354,20 @@ def plan_curve(points: Sequence[PlanPoint], target: float, chosen: int | None, p
         ax.set_ylabel("pods failed (%)")
         _legend(ax, "upper right")
         return _svg(fig, prefix)
+
+
+def placements(worlds: Sequence[tuple[str, dict[str, int]]], prefix: str) -> str:
+    """Claims placed per node over a trace, one bar per world side by side (the fidelity view: the simulator's
+    and the real control plane's)."""
+    nodes = sorted({node for _, counts in worlds for node in counts})
+    width = 0.8 / max(len(worlds), 1)
+    with _style():
+        fig, (ax,) = _figure(2.6)
+        positions = np.arange(len(nodes))
+        for i, (label, counts) in enumerate(worlds):
+            heights = [counts.get(node, 0) for node in nodes]
+            ax.bar(positions + (i - (len(worlds) - 1) / 2) * width, heights, width, color=_color(i), label=label)
+        ax.set_xticks(positions, nodes, rotation=90 if len(nodes) > 12 else 0)
+        ax.set_ylabel("claims placed")
+        _legend(ax)
+        return _svg(fig, prefix)

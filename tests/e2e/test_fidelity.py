@@ -20,7 +20,7 @@ import pytest
 
 from simulator import fidelity, run, scenario
 from tests.e2e.scene import Scene
-from tests.support.replay import Replayer
+from tests.support.replay import Disks, Replayer
 
 pytestmark = pytest.mark.root
 
@@ -69,10 +69,10 @@ def simulate(mode: str = "both", shape: fidelity.TraceShape = SHAPE) -> tuple[li
     return ops, fidelity.simulated(result, ops)
 
 
-def replay(scene: Scene, ops: list[Any], *, capacity_objects: bool = False) -> fidelity.Outcome:
+def replay(scene: Scene, ops: list[Any]) -> fidelity.Outcome:
     """The trace on the real plane: the initial Nodes, then every event, each awaited (tests/support/replay.py)."""
-    disks = {n: (g * GiB,) for n, g in (INITIAL | LATE).items()}
-    replayer = Replayer(scene.stack, scene.ns, scene.tag, disks, capacity_objects=capacity_objects)
+    disks = {n: Disks((g * GiB,)) for n, g in (INITIAL | LATE).items()}
+    replayer = Replayer(scene.stack, scene.ns, scene.tag, disks)
     replayer.start()
     for node in INITIAL:
         replayer.add_node(node)
@@ -100,7 +100,7 @@ def test_capacity_tracking_alone_agrees_until_a_tie_goes_elsewhere(scene: Scene)
     scene.skip_webhook()
     shape = dataclasses.replace(SHAPE, events=16)
     ops, simulated = simulate("capacity-tracking", shape)
-    agreement = fidelity.compare(simulated, replay(scene, ops, capacity_objects=True))
+    agreement = fidelity.compare(simulated, replay(scene, ops))
     print("fidelity (capacity tracking):", agreement.as_dict())
     assert agreement.ok, "\n".join(agreement.mismatches)
     assert agreement.compared >= 5

@@ -1,70 +1,85 @@
 """Replays a simulator trace (simulator/trace.py, docs/simulator.md "Trace format") on a started ``Stack``
 (tests/support/stack.py): the real kube-scheduler with our extender, csi-provisioner, csi-resizer, our
-controller and node agents on kwok Nodes. tests/e2e/test_fidelity.py compares what it ends with to the
+controller and node agents on kwok Nodes. tests/e2e/test_fidelity*.py compare what it ends with to the
 simulator's run of the same trace (simulator/fidelity.py, docs/fidelity.md).
 
 One event at a time, each settled before the next, so nothing depends on how fast a component is: a pod is
-Running with its claims Bound (or has kube-scheduler's FailedScheduling event), a deleted pod and its claims
-and volumes are gone, an expanded volume has its new size in lvm, a new Node has its CSIStorageCapacity; and
-after every event each node's published capacity is its VG's free bytes and the extender's node cache has it.
+Running with its claims Bound and their LVs in lvm (or has kube-scheduler's FailedScheduling event), a deleted
+pod and its claims and volumes are gone, an expanded volume has its new size in lvm, a new Node has registered,
+a cordoned Node is unschedulable, a deleted Node is gone (TopoLVM's node cleanup ran); and then, for every node
+the event touched and each of its device classes, tests/support/replay_capacity.py's wait (published capacity,
+the extender's cache, CSIStorageCapacity).
 
 Names: trace namespaces all map to the test's namespace; a simulated node ``n`` is the kwok Node
 ``<prefix>n`` (the prefix keeps the nodes' name order, which the extender's tie-break uses), labelled
-``e2e-tag=<tag>``, and every pod is pinned to that label as tests/e2e/scene.py does.
+``e2e-tag=<tag>``, and every pod is pinned to that label as tests/e2e/scene.py does. Thin nodes (a thin pool in
+their VG) run lvmd over in-memory LVM, as tests/support/stack_snapshots.py explains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
-import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from simulator import fidelity, trace
-from tests.support import deployment
+from tests.support import stack_snapshots
+from tests.support.replay_capacity import Capacity
 from tests.support.stack import Stack
-from topolvm import constants
-from topolvm.core.quantity import to_bytes as quantity_bytes
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 # lvm2 keeps the first MiB of a PV for its label and metadata (pe_start) and the VG gets whole 4 MiB extents of
 # the rest; the simulator's in-memory LVM gives a disk's whole size to its VG. One extent more of loop device
 # makes the real VG exactly the simulated disk's size (docs/fidelity.md: what the simulator does not model).
 PV_METADATA_ALLOWANCE = 4 << 20
-THICK_CLASS = "ssd"
-THICK_STORAGE_CLASS = "topolvm-provisioner"  # deploy/manifests/storageclasses.yaml, the default device class
-PROBE_VG = 32 << 30  # more than any probe asks (the largest VG of the trace); a sparse loop file
+THICK_CLASS, THIN_CLASS = "ssd", stack_snapshots.THIN_CLASS
+STORAGE_CLASSES = {THICK_CLASS: "topolvm-provisioner", THIN_CLASS: "topolvm-provisioner-thin"}  # deploy/'s
+BATCHED = (trace.DeletePod, trace.ExpandClaim)
+PROBE_VG, PROBE_POOL = 48 << 30, 16 << 30  # thick and thin room beyond any probe; the probe's lvmd is in memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Disks:
+    """A simulated node's disks: its VG's PV sizes, and the thin pool in it (0: none, a loop-device VG)."""
+
+    sizes: tuple[int, ...]
+    thin_pool: int = 0
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return (THICK_CLASS, THIN_CLASS) if self.thin_pool else (THICK_CLASS,)
 
 
 class Replayer:
-    """Applies trace operations to ``stack`` in ``namespace``; ``disks`` gives each simulated node's PV sizes."""
+    """Applies trace operations to ``stack`` in ``namespace``; ``disks`` gives each simulated node's disks."""
 
     def __init__(
         self,
         stack: Stack,
         namespace: str,
         tag: str,
-        disks: dict[str, tuple[int, ...]],
+        disks: dict[str, Disks],
         *,
         timeout: float = 120.0,
-        capacity_objects: bool = False,
+        capacity_objects: bool = True,
     ) -> None:
-        """``capacity_objects``: also wait, after every event, until each node's CSIStorageCapacity is its VG's
-        free bytes (csi-provisioner polls every minute when its refresh after provisioning raced the node agent:
-        docs/fidelity.md); needed when kube-scheduler decides by those objects alone."""
+        """``capacity_objects``: also wait until each touched node's CSIStorageCapacity objects are fresh."""
         self.stack, self.cluster = stack, stack.cluster
-        self.capacity_objects = capacity_objects
         self.ns, self.tag, self.disks, self.timeout = namespace, tag, disks, timeout
+        self.capacity_objects = capacity_objects
         self.prefix = f"tlvm-{tag}-"
         self.probe_node = f"{self.prefix}probe"
+        self.capacity = Capacity(stack, namespace, STORAGE_CLASSES, self.probe_node)
         self.claims_of: dict[str, list[str]] = {}  # pod -> its claims
+        self.node_of: dict[str, str] = {}  # claim -> real node, once placed
         self.placed: dict[fidelity.ClaimKey, str | None] = {}  # (trace namespace, claim) -> simulated node
-        self.deleted: set[str] = set()  # pods deleted
+        self.gone: set[str] = set()  # simulated nodes deleted
 
     def start(self) -> None:
-        """The probe node: a Node with a VG larger than any probe asks, labelled so no pod of the trace can go
-        there (``_extender_passes`` says why it is needed)."""
-        self.stack.add_node(self.probe_node, (PROBE_VG,), labels={"fidelity-probe": self.tag})
+        """The probe node: a Node with room for any probe in both classes, labelled so no pod of the trace can go
+        there (replay_capacity.Capacity.extender_passes says why it is needed)."""
+        self.stack.add_node(self.probe_node, (PROBE_VG,), labels={"fidelity-probe": self.tag}, thin_pool=PROBE_POOL)
 
     def real(self, node: str) -> str:
         return self.prefix + node
@@ -72,80 +87,95 @@ class Replayer:
     def simulated(self, real: str) -> str:
         return real.removeprefix(self.prefix)
 
-    def add_node(self, name: str) -> None:
-        sizes = tuple(size + PV_METADATA_ALLOWANCE for size in self.disks[name])
-        self.stack.add_node(self.real(name), sizes, labels={"e2e-tag": self.tag})
-        self.cluster.wait_for(lambda: self._capacity(self.real(name)) is not None, f"{name}'s CSIStorageCapacity")
-        self._settle_capacity()
-
     def apply(self, op: trace.Op) -> None:
-        if isinstance(op, trace.AddNode):
-            self.add_node(op.name)
-            return
-        if isinstance(op, trace.CreatePod):
-            self._create_pod(op)
-        elif isinstance(op, trace.DeletePod):
-            self._delete_pod(op)
-        elif isinstance(op, trace.ExpandClaim):
-            self._expand(op)
-        else:
-            raise NotImplementedError(f"the real-plane replayer has no {type(op).__name__} yet")
-        self._settle_capacity()
-
-    def _settle_capacity(self) -> None:
-        """Every node's published capacity is its VG's free bytes, and the extender's node cache (its own watch)
-        has it: a filter request for exactly that much passes every node. Without this the next pod can reach
-        the extender before a capacity change or a new Node has, and the extender then refuses or prefers nodes
-        by what it saw before."""
-        published: dict[str, int] = {}
-        for real in (self.real(name) for name in self.disks if self._exists(name)):
-            published[real] = self.cluster.wait_for(
-                functools.partial(self._published, real), f"{real}'s published capacity to be its VG's free bytes"
-            )
-        for real, free in published.items():
-            self.cluster.wait_for(functools.partial(self._extender_passes, real, free), f"{real} in the extender")
-            if self.capacity_objects:
-                self.cluster.wait_for(
-                    lambda real=real, free=free: self._capacity(real) == free, f"{real}'s CSIStorageCapacity", 90
-                )
-
-    def _published(self, real: str) -> int | None:
-        node = self.cluster.get(f"/api/v1/nodes/{real}") or {}
-        value = node.get("metadata", {}).get("annotations", {}).get(constants.capacity_annotation(THICK_CLASS))
-        free = self.stack.vg_free(real)
-        return free if value is not None and int(value) == free else None
-
-    def _extender_passes(self, real: str, free: int) -> bool:
-        """The extender's filter lets ``real`` through for a probe pod asking ``free`` bytes. The probe node is
-        in the request too, with room for any probe, so two nodes pass and the extender holds nothing (a filter
-        that lets one node through holds the pod's request there: kube-scheduler skips prioritize then)."""
-        key = constants.CAPACITY_KEY_PREFIX + constants.DEFAULT_DEVICE_CLASS_ANNOTATION_NAME
-        meta = {
-            "name": "fidelity-probe",
-            "namespace": self.ns,
-            "uid": "fidelity-probe",
-            "annotations": {key: str(free)},
+        handlers = {
+            trace.AddNode: self._add_node,
+            trace.CreatePod: self._create_pod,
+            trace.DrainNode: self._drain,
+            trace.FailNode: self._fail,
         }
-        body = json.dumps({"Pod": {"metadata": meta}, "NodeNames": [real, self.probe_node]}).encode()
-        request = urllib.request.Request(f"{self.cluster.extender_url}/predicate", data=body, method="POST")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            reply = json.loads(response.read())
-        passed = reply.get("NodeNames") or []
-        return self.probe_node in passed and real in passed
+        handler = handlers.get(type(op))
+        if isinstance(op, BATCHED):
+            self.apply_batch([op])
+        elif handler is None:
+            raise NotImplementedError(f"the real-plane replayer has no {type(op).__name__} yet")
+        else:
+            self._settle(handler(op))
+
+    def apply_batch(self, ops: list[trace.DeletePod | trace.ExpandClaim]) -> None:
+        """Deletions and expansions in a row decide nothing, and none of the trace's touches another's objects
+        (it never expands a claim it deletes): all are sent at once, then all awaited, then the nodes settled."""
+        started = [self._begin_delete(op) if isinstance(op, trace.DeletePod) else self._begin_expand(op) for op in ops]
+        touched: set[str] = set()
+        for nodes, wait in started:
+            wait()
+            touched |= nodes
+        self._settle(touched)
+
+    def replay(self, ops: list[trace.Op]) -> int:
+        """Every operation in order, runs of deletions and expansions as one batch; returns the batches sent."""
+        batches = 0
+        run: list[trace.DeletePod | trace.ExpandClaim] = []
+        for op in [*ops, None]:
+            if isinstance(op, BATCHED):
+                run.append(op)
+                continue
+            if run:
+                self.apply_batch(run)
+                batches, run = batches + 1, []
+            if op is not None:
+                self.apply(op)
+        return batches
+
+    def _settle(self, touched: set[str]) -> None:
+        for real in sorted(touched):
+            if self.simulated(real) not in self.gone:
+                disks = self.disks[self.simulated(real)]
+                self.capacity.settle(real, disks.classes, objects=self.capacity_objects)
 
     def outcome(self) -> fidelity.Outcome:
-        free = {(name, THICK_CLASS): self.stack.vg_free(self.real(name)) for name in self.disks if self._exists(name)}
-        unplaced = sum(
-            1
-            for pod in self.claims_of
-            if pod not in self.deleted and not (self._get("pods", pod) or {}).get("spec", {}).get("nodeName")
-        )
+        free = {
+            (name, cls): self.capacity.free(self.real(name), cls)
+            for name, disks in self.disks.items()
+            if self.real(name) in self.stack.nodes and name not in self.gone
+            for cls in disks.classes
+        }
+        unplaced = sum(1 for claims in self.claims_of.values() if all(c not in self.node_of for c in claims))
         return fidelity.Outcome(dict(self.placed), {}, free, unplaced)
 
-    # --- operations
+    # --- operations: each returns the real nodes it touched
 
-    def _create_pod(self, op: trace.CreatePod) -> None:
+    def add_node(self, name: str) -> None:
+        self.apply(trace.AddNode(t=0.0, pool="", name=name))
+
+    def _add_node(self, op: trace.AddNode) -> set[str]:
+        disks = self.disks[op.name]
+        # in-memory LVM (thin nodes): a VG of exactly the disks' size; lvm2: one extent more each
+        sizes = disks.sizes if disks.thin_pool else tuple(size + PV_METADATA_ALLOWANCE for size in disks.sizes)
+        self.stack.add_node(self.real(op.name), sizes, labels={"e2e-tag": self.tag}, thin_pool=disks.thin_pool)
+        return {self.real(op.name)}
+
+    def _drain(self, op: trace.DrainNode) -> set[str]:
+        """Cordon, as ``kubectl cordon`` does."""
+        path = f"/api/v1/nodes/{self.real(op.name)}"
+        code, reply = self.cluster.request(
+            "PATCH", path, {"spec": {"unschedulable": True}}, content_type="application/merge-patch+json"
+        )
+        assert code == 200, reply
+        return set()
+
+    def _fail(self, op: trace.FailNode) -> set[str]:
+        """The node's machine is gone (its lvmd and node agent killed) and its Node deleted; topolvm-controller's
+        node cleanup removes the Node's finalizer. The trace deletes a node only once its pods are gone."""
+        real = self.real(op.name)
+        self.stack.kill_node(real)
+        code, reply = self.cluster.request("DELETE", f"/api/v1/nodes/{real}")
+        assert code == 200, reply
+        self.cluster.wait_for(functools.partial(self._gone, f"/api/v1/nodes/{real}"), f"Node {real} to go")
+        self.gone.add(op.name)
+        return set()
+
+    def _create_pod(self, op: trace.CreatePod) -> set[str]:
         for claim in op.claims:
             body = {
                 "metadata": {"name": claim.name},
@@ -180,6 +210,9 @@ class Replayer:
         for claim in op.claims:
             node = settled.get(claim.name) if isinstance(settled, dict) else None
             self.placed[(op.namespace, claim.name)] = self.simulated(node) if node else None
+            if node:
+                self.node_of[claim.name] = node
+        return set(settled.values()) if isinstance(settled, dict) else set()
 
     def _placed(self, op: trace.CreatePod) -> dict[str, str] | None:
         """Claim -> real node once the pod runs and each claim is Bound to a volume whose LV exists."""
@@ -199,31 +232,37 @@ class Replayer:
         return found
 
     def _failed(self, pod: str) -> bool:
+        """kube-scheduler found no node for the pod ("0/N nodes are available: ..."). Not any FailedScheduling:
+        one run of the 20-node trace saw a pod's first attempt fail later than that (a binding error, retried) and
+        the pod then placed where the simulator put it."""
         reply = self.cluster.get(
             f"/api/v1/namespaces/{self.ns}/events?fieldSelector=involvedObject.name%3D{pod},reason%3DFailedScheduling"
         )
-        return bool((reply or {}).get("items"))
+        return any(e.get("message", "").startswith("0/") for e in (reply or {}).get("items", []))
 
-    def _delete_pod(self, op: trace.DeletePod) -> None:
-        claims = self.claims_of.get(op.name, [])
+    def _begin_delete(self, op: trace.DeletePod) -> tuple[set[str], Callable[[], None]]:
+        """Delete the pod and (``delete-claims``) its claims, as ``kubectl delete`` of both does; the wait: the
+        pod is gone, and the claims' PVs (reclaimPolicy Delete: csi-provisioner deleted their volumes)."""
+        claims = self.claims_of.get(op.name, []) if op.delete_claims else []
         volumes = [
             pvc["spec"].get("volumeName")
             for pvc in (self._get("persistentvolumeclaims", c) for c in claims)
             if pvc and pvc["spec"].get("volumeName")
         ]
         self._delete("pods", op.name)
-        self.deleted.add(op.name)
-        self.cluster.wait_for(lambda: self._get("pods", op.name) is None, f"pod {op.name} to go", self.timeout)
-        if not op.delete_claims:
-            return
         for claim in claims:
             self._delete("persistentvolumeclaims", claim)
-        for pv in volumes:  # reclaimPolicy Delete: csi-provisioner deletes the volume, then the PV
-            self.cluster.wait_for(
-                functools.partial(self._gone, f"/api/v1/persistentvolumes/{pv}"), f"PV {pv} to go", self.timeout
-            )
 
-    def _expand(self, op: trace.ExpandClaim) -> None:
+        def wait() -> None:
+            self.cluster.wait_for(lambda: self._get("pods", op.name) is None, f"pod {op.name} to go", self.timeout)
+            for pv in volumes:
+                self.cluster.wait_for(
+                    functools.partial(self._gone, f"/api/v1/persistentvolumes/{pv}"), f"PV {pv} to go", self.timeout
+                )
+
+        return {self.node_of[c] for c in claims if c in self.node_of}, wait
+
+    def _begin_expand(self, op: trace.ExpandClaim) -> tuple[set[str], Callable[[], None]]:
         size = trace.size_of(op.size)
         code, reply = self.cluster.request(
             "PATCH",
@@ -238,26 +277,18 @@ class Replayer:
         assert pv is not None
         handle = pv["spec"]["csi"]["volumeHandle"]
         node = pvc["metadata"]["annotations"][SELECTED_NODE]
-        self.cluster.wait_for(
-            lambda: self.stack.lvs(node).get(handle, 0) >= size, f"{op.name}'s LV to grow to {size}", self.timeout
-        )
+
+        def wait() -> None:
+            self.cluster.wait_for(
+                lambda: self.stack.lvs(node).get(handle, 0) >= size, f"{op.name}'s LV to grow to {size}", self.timeout
+            )
+
+        return {node}, wait
 
     # --- API helpers
 
-    def _capacity(self, node: str) -> int | None:
-        """The capacity csi-provisioner published for ``node`` and the thick StorageClass, if it has."""
-        reply = self.cluster.get(f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities")
-        for item in (reply or {}).get("items", []):
-            topology = item.get("nodeTopology", {}).get("matchLabels", {})
-            if topology == {constants.TOPOLOGY_NODE_KEY: node} and item.get("storageClassName") == THICK_STORAGE_CLASS:
-                return quantity_bytes(item.get("capacity", "0"))
-        return None
-
     def _gone(self, path: str) -> bool:
         return self.cluster.get(path) is None
-
-    def _exists(self, name: str) -> bool:
-        return self.real(name) in self.stack.nodes
 
     def _get(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.cluster.get(f"/api/v1/namespaces/{self.ns}/{kind}/{name}")

@@ -1,0 +1,95 @@
+"""The simulator and the real control plane agree on the checked-in fidelity trace (docs/fidelity.md):
+simulator/traces/fidelity-20-nodes.jsonl, over 500 events on 20 nodes (thick-only nodes on loop-device VGs, thin
+nodes whose lvmd runs over in-memory LVM), with both of deploy/'s device classes, node adds and deletes,
+expansions and deletions (simulator/fidelity_trace.py made it and says how to make it again).
+
+Each test replays the trace through the real programs (tests/support/replay.py) in one scheduler mode and fails
+when the agreement drops below the thresholds below; it writes the fidelity view of the simulator's HTML report
+(simulator/report_fidelity.py) to ``$FIDELITY_REPORT_DIR`` (else the test's tmp_path) and prints its figures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator import fidelity, fidelity_trace, report_fidelity, trace
+from tests.e2e.scene import Scene
+from tests.support.replay import Disks, Replayer
+
+pytestmark = pytest.mark.root
+
+GiB = 1 << 30
+# Thresholds: unique decisions and picks within the simulated tied set must all agree; the per-node placements of
+# the real run and of the simulator over REPEATS seeds must pass the chi-square homogeneity test at
+# fidelity.P_THRESHOLD; free bytes and failures must be equal unless a tied pick made the clusters diverge.
+UNIQUE_AGREEMENT = 1.0
+TIED_AGREEMENT = 1.0
+REPEATS = (1, 2, 3, 4, 5)  # simulator seeds: kube-scheduler's random tie-breaks, if any, draw from them
+MODES = {"both": "extender and Storage Capacity Tracking (deploy/)", "capacity-tracking": "Storage Capacity Tracking"}
+
+
+def disks() -> dict[str, Disks]:
+    return {n: Disks((s.vg_gib * GiB,), s.pool_gib * GiB) for n, s in fidelity_trace.NODES.items()}
+
+
+def replay(scene: Scene, ops: list[trace.Op]) -> tuple[fidelity.Outcome, dict[str, float]]:
+    """The real plane's outcome, and what it took: wall seconds for the initial Nodes and for the events, and
+    how many batches of deletions and expansions (tests/support/replay.py) the events went in."""
+    replayer = Replayer(scene.stack, scene.ns, scene.tag, disks())
+    start = time.monotonic()
+    replayer.start()
+    for node in fidelity_trace.INITIAL:
+        replayer.add_node(node)
+    nodes = time.monotonic()
+    batches = replayer.replay(ops)
+    return replayer.outcome(), {"nodes": nodes - start, "events": time.monotonic() - nodes, "batches": batches}
+
+
+def pooled(mode: str, ops: list[trace.Op]) -> fidelity.Outcome:
+    """The simulator's outcome at the trace's seed, with the per-node placements of every seed of REPEATS pooled
+    into its ``nodes`` for the distribution test (a claim key per seed)."""
+    first = fidelity.simulated(fidelity_trace.simulate(mode, ops), ops)
+    nodes = dict(first.nodes)
+    for seed in REPEATS:
+        repeat = fidelity.simulated(fidelity_trace.simulate(mode, ops, seed), ops)
+        nodes |= {(f"{ns}@{seed}", claim): node for (ns, claim), node in repeat.nodes.items()}
+    return fidelity.Outcome(nodes, first.tied, first.free, first.unplaced)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_real_plane_agrees_with_the_simulator_on_the_scale_trace(scene: Scene, mode: str, tmp_path: Path) -> None:
+    if mode == "capacity-tracking":
+        scene.skip_webhook()  # kube-scheduler never asks the extender: VolumeBinding decides by CSIStorageCapacity
+    ops = fidelity_trace.load()
+    assert sum(isinstance(op, trace.CreatePod | trace.DeletePod | trace.ExpandClaim) for op in ops) >= 500
+    simulated = fidelity.simulated(fidelity_trace.simulate(mode, ops), ops)
+    began = time.monotonic()
+    real, spent = replay(scene, ops)
+    seconds = time.monotonic() - began
+    agreement = fidelity.compare(simulated, real)
+    distribution = fidelity.compare(pooled(mode, ops), real).distribution
+    out = Path(os.environ.get("FIDELITY_REPORT_DIR") or tmp_path)
+    facts = [
+        ("trace", f"{fidelity_trace.TRACE.name}: {len(ops)} events"),
+        ("scheduler mode", MODES[mode]),
+        ("real-plane replay, wall seconds", round(seconds, 1)),
+        (f"chi-square p-value against the simulator over seeds {list(REPEATS)}", distribution.p_value),
+    ]
+    page = report_fidelity.write(agreement, simulated, real, out / f"fidelity-{mode}.html", title=mode, facts=facts)
+    print(f"fidelity ({mode}): {agreement.as_dict()}")
+    print(f"fidelity ({mode}): replay {seconds:.0f} s, per kind {spent}; pooled {distribution}; view {page}")
+    assert agreement.ok, "\n".join(agreement.mismatches)
+    tied = agreement.compared - agreement.unique
+    assert agreement.unique_same >= UNIQUE_AGREEMENT * agreement.unique
+    assert agreement.in_tied_set - agreement.unique_same >= TIED_AGREEMENT * tied
+    assert distribution.p_value >= fidelity.P_THRESHOLD
+    assert agreement.claims >= 300 and agreement.unplaced[0] >= 10  # the trace's own claims and too-large pods
+    if not agreement.diverged_at:
+        assert agreement.compared == agreement.claims
+        assert agreement.vgs_equal == agreement.vgs and agreement.unplaced[0] == agreement.unplaced[1]
+    scene.delete_all()
