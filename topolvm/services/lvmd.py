@@ -232,7 +232,8 @@ class LvmdService:
         dc = devclass.find(self._config.device_classes, device_class)
         if dc.type is model.DeviceType.THICK:
             read_only = access_type is model.AccessType.READ_ONLY
-            return self._copies.create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
+            with self._copies.slot(name, source_volume):
+                return self._copies.create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
         with self._transaction():
             vg = self._writable_vg(dc)
             source = self._require_lv(dc, source_volume)

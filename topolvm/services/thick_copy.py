@@ -19,10 +19,11 @@ its writes and blocking its expansion. docs/thick-snapshots.md has the design an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from topolvm import constants, errors
@@ -50,16 +51,10 @@ class ThickCopies:
         self._running: set[str] = set()  # destinations being copied by this process
         self._guard = threading.Lock()
 
-    def create(
-        self,
-        dc: model.DeviceClass,
-        name: str,
-        source_volume: str,
-        size_bytes: int,
-        *,
-        read_only: bool,
-        tags: Sequence[str],
-    ) -> model.LogicalVolume:
+    @contextlib.contextmanager
+    def slot(self, name: str, source_volume: str) -> Iterator[None]:
+        """One of MAX_COPIES, and ``name`` copied by nobody else in this process, for the block's length
+        (around ``create``)."""
         with self._guard:
             if name in self._running:
                 raise errors.Unavailable(f"logical volume {name!r} is still being copied from {source_volume!r}")
@@ -67,12 +62,12 @@ class ThickCopies:
                 raise errors.Unavailable(f"{len(self._running)} copies are running on this node, the most allowed")
             self._running.add(name)
         try:
-            return self._create(dc, name, source_volume, size_bytes, read_only=read_only, tags=tags)
+            yield
         finally:
             with self._guard:
                 self._running.discard(name)
 
-    def _create(
+    def create(
         self,
         dc: model.DeviceClass,
         name: str,
