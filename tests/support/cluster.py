@@ -31,7 +31,7 @@ and from the shell (the processes keep running between ``up`` and ``down``; ``te
     python -m tests.support.cluster_cli run --nodes 3                  # in the foreground, until Ctrl-C
 
 Binaries are found like ``ControlPlane``'s (``TEST_ASSET_KUBE_CONTROLLER_MANAGER``..., ``$KUBEBUILDER_ASSETS``, the
-peers cache); ``find_cluster_binaries`` says what is missing and how to build it.
+peers cache); ``find_cluster_binaries`` (tests/support/cluster_peers.py) says what is missing and how to build it.
 """
 
 from __future__ import annotations
@@ -54,17 +54,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import yaml
-
 from tests.support import controlplane, deployment
-from tests.support.controlplane import Binaries, ControlPlane, ControlPlaneError
+from tests.support.cluster_peers import (
+    KUBE_CONTROLLER_MANAGER,
+    KUBE_SCHEDULER,
+    KWOK,
+    ClusterBinaries,
+    find_cluster_binaries,
+    scheduler_configuration,
+)
+from tests.support.controlplane import ControlPlane, ControlPlaneError
 
-KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
-KUBE_SCHEDULER = "kube-scheduler"
-KWOK = "kwok"
-KWOK_FILES_HINT = "copy them with: ci/peers/build.sh kwok"
 REPO = Path(__file__).resolve().parents[2]
-SCHEDULER_CONFIG = REPO / "deploy" / "scheduler-config.yaml"
 
 # Identities (static tokens): the users the bootstrap RBAC policy binds system:kube-controller-manager and
 # system:kube-scheduler (+ system:volume-scheduler) to; kwok's is bound to kwok's ClusterRole by ``start``.
@@ -99,35 +100,6 @@ _RBAC = "/apis/rbac.authorization.k8s.io/v1"
 # ConfigMap: without this the controllers' delegated authentication logs its absence again and again. Bearer
 # tokens still work on their secure ports (TokenReview, then SubjectAccessReview).
 SKIP_LOOKUP = "--authentication-skip-lookup=true"
-
-
-def kwok_files_dir() -> Path:
-    """kwok's Stages (``stages/*.yaml``) and ClusterRole (``rbac/role.yaml``), copied by ``ci/peers/build.sh kwok``."""
-    return controlplane.peers_bin_dir().parent / "kwok-files"
-
-
-@dataclass(frozen=True)
-class ClusterBinaries:
-    control_plane: Binaries
-    kube_controller_manager: Path
-    kube_scheduler: Path
-    kwok: Path
-    kwok_files: Path
-
-
-def find_cluster_binaries() -> ClusterBinaries | str:
-    """Every binary and kwok file the cluster needs, or the reasons the missing ones cannot be found."""
-    plane = controlplane.find_binaries()
-    found = {name: controlplane.find_binary(name) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
-    files = kwok_files_dir()
-    problems = [reason for reason in (plane, *found.values()) if isinstance(reason, str)]
-    if not any((files / "stages").glob("*.yaml")) or not (files / "rbac" / "role.yaml").is_file():
-        problems.append(f"no kwok Stages in {files}/stages or no {files}/rbac/role.yaml; {KWOK_FILES_HINT}")
-    if problems:
-        return "; ".join(problems)
-    assert isinstance(plane, Binaries)
-    paths = {name: path for name, path in found.items() if isinstance(path, Path)}
-    return ClusterBinaries(plane, paths[KUBE_CONTROLLER_MANAGER], paths[KUBE_SCHEDULER], paths[KWOK], files)
 
 
 class ClusterError(ControlPlaneError):
@@ -492,18 +464,6 @@ class Cluster:
                 why = "; ".join(problems) or f"timed out after {timeout:.0f}s"
                 raise AssertionError(f"{why} waiting for {what}\n{self.log_tails()}")
             time.sleep(interval)
-
-
-def scheduler_configuration(kubeconfig: str, extender_url: str | None = None) -> str:
-    """deploy/scheduler-config.yaml as shipped, with the scheduler's kubeconfig, no leader election (one
-    instance) and, when given, another ``urlPrefix`` for its extender."""
-    (config,) = [doc for doc in yaml.safe_load_all(SCHEDULER_CONFIG.read_text()) if doc]
-    if extender_url is not None:
-        (extender,) = config["extenders"]
-        extender["urlPrefix"] = extender_url
-    config["clientConnection"] = {"kubeconfig": kubeconfig}
-    config["leaderElection"] = {"leaderElect": False}
-    return yaml.safe_dump(config)
 
 
 # --- pytest

@@ -1,0 +1,60 @@
+"""What the end-to-end ``Cluster`` (tests/support/cluster.py) runs besides the control plane, and how: finding
+kube-controller-manager, kube-scheduler, kwok and kwok's files (built by ci/peers/build.sh), and
+kube-scheduler's configuration (deploy/scheduler-config.yaml as shipped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.support import controlplane
+from tests.support.controlplane import Binaries
+
+KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
+KUBE_SCHEDULER = "kube-scheduler"
+KWOK = "kwok"
+KWOK_FILES_HINT = "copy them with: ci/peers/build.sh kwok"
+SCHEDULER_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "scheduler-config.yaml"
+
+
+def kwok_files_dir() -> Path:
+    """kwok's Stages (``stages/*.yaml``) and ClusterRole (``rbac/role.yaml``), copied by ``ci/peers/build.sh kwok``."""
+    return controlplane.peers_bin_dir().parent / "kwok-files"
+
+
+@dataclass(frozen=True)
+class ClusterBinaries:
+    control_plane: Binaries
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwok_files: Path
+
+
+def find_cluster_binaries() -> ClusterBinaries | str:
+    """Every binary and kwok file the cluster needs, or the reasons the missing ones cannot be found."""
+    plane = controlplane.find_binaries()
+    found = {name: controlplane.find_binary(name) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
+    files = kwok_files_dir()
+    problems = [reason for reason in (plane, *found.values()) if isinstance(reason, str)]
+    if not any((files / "stages").glob("*.yaml")) or not (files / "rbac" / "role.yaml").is_file():
+        problems.append(f"no kwok Stages in {files}/stages or no {files}/rbac/role.yaml; {KWOK_FILES_HINT}")
+    if problems:
+        return "; ".join(problems)
+    assert isinstance(plane, Binaries)
+    paths = {name: path for name, path in found.items() if isinstance(path, Path)}
+    return ClusterBinaries(plane, paths[KUBE_CONTROLLER_MANAGER], paths[KUBE_SCHEDULER], paths[KWOK], files)
+
+
+def scheduler_configuration(kubeconfig: str, extender_url: str | None = None) -> str:
+    """deploy/scheduler-config.yaml as shipped, with the scheduler's kubeconfig, no leader election (one
+    instance) and, when given, another ``urlPrefix`` for its extender."""
+    (config,) = [doc for doc in yaml.safe_load_all(SCHEDULER_CONFIG.read_text()) if doc]
+    if extender_url is not None:
+        (extender,) = config["extenders"]
+        extender["urlPrefix"] = extender_url
+    config["clientConnection"] = {"kubeconfig": kubeconfig}
+    config["leaderElection"] = {"leaderElect": False}
+    return yaml.safe_dump(config)
