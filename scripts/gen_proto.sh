@@ -15,6 +15,7 @@ gen() {  # gen <proto dir relative to repo, as a python package path>
 }
 gen topolvm/lvmd/proto
 [ -d topolvm/csi/proto ] && ls topolvm/csi/proto/*.proto >/dev/null 2>&1 && gen topolvm/csi/proto
+gen topolvm/sidecars/proto   # kubelet's plugin registration API (topolvm-registrar)
 if [ "$out" != . ]; then
   status=0
   for f in $(cd "$out" && find . -name '*_pb2*.py*' | sort); do
