@@ -21,6 +21,12 @@ from tests.support.controlplane import ControlPlane
 from topolvm.extender import config as extender_config
 from topolvm.lvmd import config as lvmd_config
 
+# The value sets of tests/support/helm_chart.py, and our own sidecars in place of upstream's.
+VALUE_SETS = [
+    *helm_chart.VALUE_SETS,
+    pytest.param({"image": {"csi": {"builtinSidecars": True}}}, deployment.NAMESPACE, id="builtin-sidecars"),
+]
+
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
@@ -38,13 +44,13 @@ def plane() -> Iterator[ControlPlane]:
         yield cp
 
 
-@pytest.mark.parametrize(("values", "namespace"), helm_chart.VALUE_SETS)
+@pytest.mark.parametrize(("values", "namespace"), VALUE_SETS)
 def test_lint(helm: Path, values: dict[str, Any], namespace: str) -> None:
     done = helm_chart.run_helm(helm, "lint", "--strict", str(helm_chart.CHART), "--namespace", namespace, values=values)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("values", "namespace"), helm_chart.VALUE_SETS)
+@pytest.mark.parametrize(("values", "namespace"), VALUE_SETS)
 def test_every_rendered_object_is_accepted(
     helm: Path, plane: ControlPlane, values: dict[str, Any], namespace: str
 ) -> None:
@@ -62,7 +68,7 @@ def test_every_rendered_object_is_accepted(
             assert workload["spec"]["template"]["spec"]["serviceAccountName"] in rendering.names("ServiceAccount")
 
 
-@pytest.mark.parametrize(("values", "namespace"), helm_chart.VALUE_SETS)
+@pytest.mark.parametrize(("values", "namespace"), VALUE_SETS)
 def test_rendered_configuration_files_load(helm: Path, values: dict[str, Any], namespace: str) -> None:
     """The scheduler's options and lvmd.yaml, as rendered, load with the programs' own loaders."""
     rendering = helm_chart.render(helm, values, namespace)

@@ -17,6 +17,7 @@ from tests.support import helm_chart
 from tests.support.deployment import DEPLOY, NAMESPACE
 from topolvm.extender import config as extender_config
 from topolvm.lvmd import config as lvmd_config
+from topolvm.sidecars import livenessprobe, registrar
 
 
 def test_default_lvmd_values_are_deploy_lvmd_yaml() -> None:
@@ -213,6 +214,44 @@ def test_kubelet_work_directory(helm: Path) -> None:
     assert f"--allowed-target-prefix={kubelet}/" in node["command"]
     paths = {v["hostPath"]["path"] for v in r.one("DaemonSet", "topolvm-node")["spec"]["template"]["spec"]["volumes"]}
     assert {f"{kubelet}/plugins_registry/", f"{kubelet}/pods/", f"{kubelet}/plugins/topolvm.io/node"} <= paths
+
+
+# (workload kind, workload, container, our program, its argument parser, user it runs as when builtin)
+SIDECARS = [
+    ("DaemonSet", "topolvm-node", "csi-registrar", "topolvm-registrar", registrar.parse_args, 0),
+    ("DaemonSet", "topolvm-node", "liveness-probe", "topolvm-livenessprobe", livenessprobe.parse_args, 0),
+    ("Deployment", "topolvm-controller", "liveness-probe", "topolvm-livenessprobe", livenessprobe.parse_args, None),
+]
+
+
+def test_builtin_sidecars(helm: Path) -> None:
+    """image.csi.builtinSidecars: the registrar and every liveness probe run topolvm-py's image and our program,
+    with upstream's args (which our programs accept); beside topolvm-node as root, beside topolvm-controller as
+    the pod's user; the other sidecars keep upstream's images."""
+    upstream = helm_chart.render(helm, {})
+    image = {"repository": "registry.example/topolvm-py", "reference": "0.2.0", "pullPolicy": "IfNotPresent"}
+    builtin = helm_chart.render(helm, {"image": {"csi": {"builtinSidecars": True}, **image}})
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    for kind, workload, name, program, parse_args, user in SIDECARS:
+        before = upstream.container(kind, workload, name)
+        after = builtin.container(kind, workload, name)
+        assert before["image"].startswith("registry.k8s.io/sig-storage/") and "command" not in before
+        assert (after["image"], after["imagePullPolicy"]) == ("registry.example/topolvm-py:0.2.0", "IfNotPresent")
+        assert after["command"] == [program]
+        assert after["args"] == before["args"]
+        parse_args(after["args"])  # exits 2 on a flag our program does not take
+        assert before["securityContext"] == restricted
+        assert after["securityContext"] == (restricted if user is None else {**restricted, "runAsUser": user})
+        assert {
+            k: v for k, v in after.items() if k not in ("image", "imagePullPolicy", "command", "securityContext")
+        } == {k: v for k, v in before.items() if k not in ("image", "securityContext")}
+    controller_pod = builtin.one("Deployment", "topolvm-controller")["spec"]["template"]["spec"]
+    assert controller_pod["securityContext"]["runAsUser"] == 65532  # opens topolvm-controller's 0600 socket
+    assert "securityContext" not in builtin.one("DaemonSet", "topolvm-node")["spec"]["template"]["spec"]
+    for name in ("csi-provisioner", "csi-resizer", "csi-snapshotter"):
+        assert builtin.container("Deployment", "topolvm-controller", name)["image"].startswith("registry.k8s.io/")
+    others = [d for d in upstream.docs if d["kind"] not in ("DaemonSet", "Deployment")]
+    assert others == [d for d in builtin.docs if d["kind"] not in ("DaemonSet", "Deployment")]
 
 
 @pytest.mark.parametrize(

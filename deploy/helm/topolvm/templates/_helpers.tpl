@@ -13,6 +13,30 @@ securityContext:
   capabilities: {drop: ["ALL"]}
 {{- end }}
 
+{{/* image: of a CSI sidecar: upstream's image .Values.image.csi.<KEY>, or with image.csi.builtinSidecars
+topolvm-py's image running PROGRAM, our own sidecar of the same job that takes the same args (topolvm/sidecars).
+Call with (list $ "KEY" "PROGRAM"). */}}
+{{- define "topolvm.sidecarImage" -}}
+{{- $root := index . 0 }}
+{{- if $root.Values.image.csi.builtinSidecars }}
+{{- include "topolvm.image" $root }}
+command: [{{ index . 2 }}]
+{{- else -}}
+image: {{ index $root.Values.image.csi (index . 1) }}
+{{- end }}
+{{- end }}
+
+{{/* The securityContext of the sidecars beside topolvm-node (csi-registrar, liveness-probe): restricted, and root
+for our own sidecars. They open topolvm-node's CSI socket (root's, mode 0600) and the registrar makes its socket in
+kubelet's plugins_registry (root's, mode 0750). Upstream's images run as root for that; topolvm-py's image runs
+as 65532 unless told. No capability is needed: root owns both, so the owner's permission bits suffice. */}}
+{{- define "topolvm.nodeSidecarSecurity" -}}
+{{- include "topolvm.restricted" . }}
+{{- if .Values.image.csi.builtinSidecars }}
+  runAsUser: 0
+{{- end }}
+{{- end }}
+
 {{/* resources: of one container, from .Values.resources.<name>; nothing when empty. Call with (list $ "name"). */}}
 {{- define "topolvm.resources" -}}
 {{- $values := index . 0 }}
