@@ -4,6 +4,7 @@ point as a process, stopped by SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from topolvm import constants, unix_grpc
 from topolvm.csi import identity
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
-from topolvm.sidecars import healthz, livenessprobe
+from topolvm.sidecars import flags, healthz, livenessprobe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,12 +148,15 @@ def test_bad_flags_exit_2_with_the_reason(argv: list[str], message: str, capsys:
     assert message in capsys.readouterr().err
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0, *, fail: bool = True) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            if fail:
+                pytest.fail(f"timed out waiting for {what}")
+            return False
         time.sleep(0.05)
+    return True
 
 
 def test_the_process_serves_healthz_and_stops_on_sigterm(csi_socket: Path) -> None:
@@ -172,7 +176,9 @@ def test_the_process_serves_healthz_and_stops_on_sigterm(csi_socket: Path) -> No
             except OSError:
                 return process.poll() is not None
 
-        wait_until(answers, "the livenessprobe's /healthz")
+        if not wait_until(answers, "the livenessprobe's /healthz", fail=False):
+            process.kill()
+            pytest.fail(f"no 200 from /healthz; the livenessprobe said:\n{process.communicate()[0]}")
         assert get(port) == (200, "ok")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
@@ -182,3 +188,31 @@ def test_the_process_serves_healthz_and_stops_on_sigterm(csi_socket: Path) -> No
         process.kill()
         process.communicate()
         server.stop(None)
+
+
+def test_an_endpoint_without_host_listens_on_every_interface() -> None:
+    """The chart passes Go's ``:9808``: kubelet's probe comes to the pod's IP, IPv4 or IPv6."""
+    server = healthz.HealthServer(*flags.http_address(":0"), lambda: (False, "not yet")).start()
+    try:
+        assert get(server.port) == (500, "not yet")
+        if socket.has_ipv6:
+            with urllib.request.urlopen(f"http://[::1]:{server.port}/nothing", timeout=10) as reply:
+                pytest.fail(f"answered {reply.status} for an unknown path")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("3s", 3.0), ("500ms", 0.5), ("1m30s", 90.0), ("1.5h", 5400.0), ("0", 0.0), ("250us", 0.00025)],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert flags.go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "3", "s", "3 s", "3sec", "1s2"])
+def test_not_go_durations(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        flags.go_duration(text)
