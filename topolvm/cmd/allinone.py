@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.warning("all-in-one driver for testing and single-node demos: volumes are tracked in memory only")
     log.info("node %s: CSI on unix:%s", args.node_name, args.csi_socket)
-    stop.wait()
+    process.wait(stop)
     driver.stop()
     log.info("stopped")
     return 0

@@ -61,4 +61,4 @@ def serve_metrics(address: str) -> None:
 
 
 def wait_for_signal() -> None:
-    process.stop_on_signals().wait()
+    process.wait(process.stop_on_signals())

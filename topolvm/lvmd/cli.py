@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = process.stop_on_signals()
     interval = args.refresh_interval if args.refresh_interval > 0 else None
-    while not stop.wait(interval):
+    while not process.wait(stop, interval):
         try:
             service.refresh()
         except errors.TopoLVMError as exc:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from topolvm import __version__, process
-from topolvm.sidecars import csi_identity, flags, healthz, lifecycle
+from topolvm.sidecars import csi_identity, flags, healthz
 
 log = logging.getLogger("topolvm.livenessprobe")
 
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = process.stop_on_signals()
     server.start()
     probe.driver()  # the name in the log at start, when the driver is up already
-    lifecycle.wait(stop)
+    process.wait(stop)
     server.close()
     return 0
 

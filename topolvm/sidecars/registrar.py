@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from topolvm import __version__, errors, process, unix_grpc
-from topolvm.sidecars import csi_identity, flags, healthz, lifecycle
+from topolvm.sidecars import csi_identity, flags, healthz
 from topolvm.sidecars.proto import pluginregistration_pb2 as reg
 from topolvm.sidecars.proto import pluginregistration_pb2_grpc as reg_grpc
 
@@ -215,7 +215,7 @@ class Registrar:
             log.error("cannot serve the registration socket driver=%s socket=%s: %s", driver, socket_path, exc)
             return 1
         log.info("registration socket ready driver=%s socket=%s endpoint=%s", driver, socket_path, self.endpoint)
-        lifecycle.wait(self.stop)
+        process.wait(self.stop)
         server.stop(1).wait()  # kubelet still gets its answer to NotifyRegistrationStatus
         socket_path.unlink(missing_ok=True)
         log.info("registration socket removed driver=%s socket=%s", driver, socket_path)
