@@ -8,10 +8,11 @@ PYTEST_ARGS ?=
 # etcd + kube-apiserver for the local control plane, kube-scheduler for the extender end-to-end tests,
 # kube-controller-manager and kwok (with its default Stages) for the end-to-end cluster (tests/support/cluster.py),
 # csi-provisioner and csi-resizer for TopoLVM deployed on it (tests/support/stack.py), crds for applying deploy/,
-# helm for the chart deploy/helm/topolvm (tests/integration/test_helm_chart.py, `make manifests`).
+# helm for the chart deploy/helm/topolvm (tests/integration/test_helm_chart.py, `make manifests`), kubelet and pause
+# for the HIL node (harness/node_profile.py).
 # Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
-PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kwok csi-provisioner csi-resizer \
-	csi-snapshotter snapshot-controller crds helm
+PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kubelet pause kwok csi-provisioner \
+	csi-resizer csi-snapshotter snapshot-controller crds helm
 
 .PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto manifests image clean
 

@@ -9,6 +9,7 @@
 #   chromium                          renders the simulator's HTML report headless (tests/sim/test_report.py)
 #   podman                            imports and mounts the container image (harness/container_image.py; used as
 #                                     root with --storage-driver vfs, never to run a container)
+#   busybox-static                    the HIL node's workload image (harness/node_profile.py)
 # Go (>= 1.26, preinstalled on this machine kind; Debian's golang-go is too old) builds the upstream peers.
 #
 # With --python only what `make run` needs: a Python able to make a virtualenv (python3-venv), and only when
@@ -22,7 +23,7 @@ if [ "${1:-}" = "--python" ]; then
 else
   pkgs=(lvm2 thin-provisioning-tools util-linux e2fsprogs xfsprogs btrfs-progs
         qemu-system-x86 qemu-utils debootstrap debian-archive-keyring git openssl ca-certificates
-        chromium podman)
+        chromium podman busybox-static)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -13,6 +13,9 @@
 #   kube-scheduler  - real scheduler, for extender end-to-end tests
 #   kube-controller-manager - the rest of the control plane (PV binder and expander, garbage collector, node
 #                     lifecycle, ...), same version; for the end-to-end cluster (tests/support/cluster.py)
+#   kubelet         - the real node agent of the HIL node (harness/node_profile.py: kubelet, containerd and pods
+#                     on our volumes inside the VM), same version
+#   pause           - our own sandbox ("pause") container program for that node (ci/peers/pause), static
 #   kwok            - simulated nodes (and their pods) for the end-to-end cluster; its default Stages (what
 #                     kwokctl configures: node-initialize, node-heartbeat-with-lease, pod-ready/-complete/-delete)
 #                     and its ClusterRole are copied out of its module into peers-v1/kwok-files
@@ -83,7 +86,7 @@ export CGO_ENABLED=0   # static binaries, no C toolchain needed on a fresh CI ma
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 ALL=(hypertopolvm csi-sanity loadgen etcd kube-apiserver kube-scheduler crds
-     kube-controller-manager csi-provisioner csi-resizer csi-snapshotter snapshot-controller kwok helm)
+     kube-controller-manager kubelet pause csi-provisioner csi-resizer csi-snapshotter snapshot-controller kwok helm)
 DEFAULT=(hypertopolvm csi-sanity loadgen)
 if [[ $# -eq 0 ]]; then
     WANT=("${DEFAULT[@]}")
@@ -344,6 +347,16 @@ if wants loadgen; then
     fi
     ln -sfn "loadgen-$LOADGEN_SUM" "$BIN/loadgen"
 fi
+if wants pause; then
+    # Our own pause program (stdlib only), named by the hash of its source like loadgen.
+    PAUSE_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pause"
+    PAUSE_SUM=$(cat "$PAUSE_SRC/main.go" "$PAUSE_SRC/go.mod" | sha256sum | cut -c1-12)
+    if [[ ! -x "$BIN/pause-$PAUSE_SUM" ]]; then
+        (cd "$PAUSE_SRC" && go build -trimpath -ldflags '-s -w' -o "$BIN/pause-$PAUSE_SUM" .)
+        echo "build.sh: built pause ($PAUSE_SUM)"
+    fi
+    ln -sfn "pause-$PAUSE_SUM" "$BIN/pause"
+fi
 if wants etcd; then
     build_etcd
 fi
@@ -356,7 +369,7 @@ if wants crds; then
         example/prometheus-operator-crd 'monitoring.coreos.com_*monitors.yaml'
 fi
 k8s_cmds=()
-for cmd in kube-apiserver kube-scheduler kube-controller-manager; do
+for cmd in kube-apiserver kube-scheduler kube-controller-manager kubelet; do
     if wants "$cmd"; then k8s_cmds+=("$cmd"); fi
 done
 if [[ ${#k8s_cmds[@]} -gt 0 ]]; then

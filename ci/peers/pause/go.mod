@@ -1,0 +1,3 @@
+module topolvm-py/pause
+
+go 1.22
