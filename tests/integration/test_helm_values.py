@@ -216,6 +216,39 @@ def test_kubelet_work_directory(helm: Path) -> None:
     assert {f"{kubelet}/plugins_registry/", f"{kubelet}/pods/", f"{kubelet}/plugins/topolvm.io/node"} <= paths
 
 
+# (livenessProbe key, workload kind, workload, container) of every liveness probe of topolvm-py's own programs
+LIVENESS = [
+    ("topolvm_node", "DaemonSet", "topolvm-node", "topolvm-node"),
+    ("csi_registrar", "DaemonSet", "topolvm-node", "csi-registrar"),
+    ("topolvm_controller", "Deployment", "topolvm-controller", "topolvm-controller"),
+    ("topolvm_scheduler", "DaemonSet", "topolvm-scheduler", "topolvm-scheduler"),
+    ("topolvm_webhook", "Deployment", "topolvm-webhook", "topolvm-webhook"),
+]
+
+
+def test_liveness_probe_timings(helm: Path) -> None:
+    """livenessProbe.<component> (upstream's keys): upstream's defaults (10 s delay, 3 s timeout, every 60 s,
+    kubelet's failureThreshold), each field settable per component, an emptied field left to kubelet."""
+    defaults = helm_chart.render(helm, {})
+    for _, kind, workload, container in LIVENESS:
+        probe = defaults.container(kind, workload, container)["livenessProbe"]
+        assert {k: v for k, v in probe.items() if k != "httpGet"} == {
+            "initialDelaySeconds": 10,
+            "timeoutSeconds": 3,
+            "periodSeconds": 60,
+        }, (workload, container)
+    tuned = {key: {"failureThreshold": 5, "initialDelaySeconds": None, "periodSeconds": 20} for key, *_ in LIVENESS}
+    changed = helm_chart.render(helm, {"livenessProbe": tuned})
+    for _, kind, workload, container in LIVENESS:
+        probe = changed.container(kind, workload, container)["livenessProbe"]
+        assert {k: v for k, v in probe.items() if k != "httpGet"} == {
+            "failureThreshold": 5,
+            "timeoutSeconds": 3,
+            "periodSeconds": 20,
+        }, (workload, container)
+        assert probe["httpGet"] == defaults.container(kind, workload, container)["livenessProbe"]["httpGet"]
+
+
 # (workload kind, workload, container, our program, its argument parser, user it runs as when builtin)
 SIDECARS = [
     ("DaemonSet", "topolvm-node", "csi-registrar", "topolvm-registrar", registrar.parse_args, 0),

@@ -88,3 +88,15 @@ leave a blank line behind). */}}
 {{- $text := trim (index . 0) -}}
 {{- if $text }}{{ $text | nindent (index . 1) }}{{ end -}}
 {{- end }}
+
+{{/* The timings of a liveness probe from livenessProbe.<component> (upstream's values), e.g.
+include "topolvm.livenessTimings" (list . "topolvm_node"); empty fields are left to kubelet. */}}
+{{- define "topolvm.livenessTimings" -}}
+{{- $root := index . 0 -}}
+{{- $probe := index $root.Values.livenessProbe (index . 1) | default dict -}}
+{{- range $field := list "failureThreshold" "initialDelaySeconds" "timeoutSeconds" "periodSeconds" }}
+{{- with index $probe $field }}
+{{ $field }}: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
