@@ -45,6 +45,14 @@ PACKAGES = (
     "udev",
     "nvme-cli",
     "python3",
+    # The HIL node (harness/node_profile.py): a real kubelet's container runtime, pod networking and the
+    # service-address rule that stands in for kube-proxy.
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "iproute2",
+    "openssl",  # the node's control plane makes its service-account signing key with it
 )
 # Test-only requirements installed next to the project's runtime dependencies.
 EXTRA_REQUIREMENTS = ("pytest", "hypothesis", "simpy")

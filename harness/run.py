@@ -5,6 +5,7 @@
     python -m harness.run --exec -- lvs --reportformat json
     python -m harness.run --nvme 2 --timeout 300 tests/contract/test_lvm.py
     python -m harness.run --ship ~/.cache/topolvm-py/peers-v1/bin/csi-sanity -m "" tests/hil/guest/test_csi_sanity.py
+    python -m harness.run --node --memory 4096 -m "" tests/hil/node          # with the HIL node profile disk
 
 Exit code: the in-VM command's exit code, or 3 when the VM produced no result (reason on stderr).
 """
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import runner, vm
+from harness import node_profile, runner, vm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="a host file or directory to ship as $TOPOLVM_HIL_FILES/<its name> (repeatable)",
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="attach the HIL node profile disk (kubelet, control plane, images; harness/node_profile.py)",
+    )
     raw = sys.argv[1:] if argv is None else argv
     extra: list[str] = []
     if "--" in raw:
@@ -47,17 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(raw)
     config = vm.VmConfig(nvme_disks=args.nvme, memory_mib=args.memory, timeout_s=args.timeout + 180)
     files = {Path(p).name: Path(p).expanduser() for p in args.ship}
+    drives = {node_profile.SERIAL: node_profile.ensure(log=True).disk} if args.node else {}
     if args.exec_:
         if not extra:
             parser.error("--exec needs a command after --")
-        job = runner.Job(name=args.name or "exec", argv=tuple(extra), timeout_s=args.timeout, files=files)
+        job = runner.Job(
+            name=args.name or "exec", argv=tuple(extra), timeout_s=args.timeout, files=files, drives=drives
+        )
         result = runner.run(job, config)
         print(result.run_dir / "out" / "output.log")
     else:
         if not args.paths:
             parser.error("give at least one pytest path")
         job = runner.pytest_job(
-            args.paths, args.mark or None, name=args.name, extra_args=extra, timeout_s=args.timeout, files=files
+            args.paths,
+            args.mark or None,
+            name=args.name,
+            extra_args=extra,
+            timeout_s=args.timeout,
+            files=files,
+            drives=drives,
         )
         pytest_run = runner.run_pytest(job, config)
         result = pytest_run.run

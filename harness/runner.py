@@ -48,6 +48,9 @@ class Job:
     # Extra host files or directories (built tools the repository does not hold, e.g. csi-sanity), shipped as
     # /job/files/<name>; the guest finds that directory in $TOPOLVM_HIL_FILES.
     files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    # Read-only disk images attached as they are (serial -> host path), for content too large to copy into the
+    # job on every boot (the HIL node profile); the guest finds them by serial in /sys/block/vd*/serial.
+    drives: Mapping[str, Path] = dataclasses.field(default_factory=dict)
 
 
 FILES_DIR = "/job/files"
@@ -170,7 +173,7 @@ def run(job: Job, config: vm.VmConfig | None = None) -> RunResult:
     config = config or vm.VmConfig(timeout_s=job.timeout_s + 180)
     base = image.ensure(log=False)
     run_dir = new_run_dir(job.name)
-    disks = vm.Disks(job=run_dir / "job.tar", out=run_dir / "out.img")
+    disks = vm.Disks(job=run_dir / "job.tar", out=run_dir / "out.img", extra=tuple(sorted(job.drives.items())))
     pack_job(job, disks.job)
     with disks.out.open("wb") as handle:
         handle.truncate(OUT_DISK_BYTES)
@@ -220,6 +223,7 @@ def pytest_job(
     timeout_s: float = 600.0,
     source: Path = cache.REPO_ROOT,
     files: Mapping[str, Path] | None = None,
+    drives: Mapping[str, Path] | None = None,
 ) -> Job:
     """A job running ``python3 -m pytest PATHS`` in the guest with JUnit XML collected into the run dir."""
     argv = [
@@ -252,6 +256,7 @@ def pytest_job(
         timeout_s=timeout_s,
         source=source,
         files=dict(files or {}),
+        drives=dict(drives or {}),
     )
 
 

@@ -39,6 +39,9 @@ class VmConfig:
     nvme_bytes: int = 1024**3  # sparse: costs only what the guest writes
     timeout_s: float = 900.0
     kernel_args: tuple[str, ...] = ()
+    # No AVX/AVX2/SHA-NI: qemu 7.2 emulates them slowly (Go hashes and copies with them when offered): `ctr image
+    # import` of a 65 MB image took 20 s with them and 12.7 s without (2026-12-06, harness/node_profile.py).
+    cpu: str = "max,-avx,-avx2,-sha-ni"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Disks:
 
     job: Path  # a tar archive, attached raw and read-only (serial hil-job)
     out: Path  # zero-filled, the guest writes a tar onto it (serial hil-out)
+    # More read-only raw disks, by serial (e.g. the HIL node profile, harness/node_profile.py).
+    extra: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +96,7 @@ def argv(config: VmConfig, base: image.Image, run_dir: Path, disks: Disks) -> li
         "-accel",
         "tcg",
         "-cpu",
-        "max",
+        config.cpu,
         "-smp",
         str(config.cpus),
         "-m",
@@ -122,6 +127,13 @@ def argv(config: VmConfig, base: image.Image, run_dir: Path, disks: Disks) -> li
         "-device",
         "virtio-blk-pci,drive=out,serial=hil-out",
     ]
+    for index, (serial, path) in enumerate(disks.extra):
+        args += [
+            "-drive",
+            f"file={path},if=none,id=x{index},format=raw,readonly=on",
+            "-device",
+            f"virtio-blk-pci,drive=x{index},serial={serial}",
+        ]
     for index in range(config.nvme_disks):
         args += [
             "-drive",
