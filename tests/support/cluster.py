@@ -94,6 +94,17 @@ CONTROLLERS = (
     "deployment-controller",
     "statefulset-controller",
 )
+# What a cluster of real kubelets and pods needs on top (tests/support/hil_node.py): DaemonSets, the
+# kube-root-ca.crt ConfigMap every pod's projected token volume mounts, Endpoints/EndpointSlices (kube-apiserver
+# reaches the webhook through them), attach/detach bookkeeping, and the PVCs of generic ephemeral volumes.
+KUBELET_CONTROLLERS = (
+    "daemonset-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "persistentvolume-attach-detach-controller",
+    "ephemeral-volume-controller",
+)
 
 _RBAC = "/apis/rbac.authorization.k8s.io/v1"
 # The apiserver has no client CA nor request-header CA, so it publishes no extension-apiserver-authentication
@@ -165,7 +176,11 @@ class Cluster:
         extender_url: str | None = None,
         start_timeout: float = 120.0,
         verbosity: int = 2,
+        address: str = "127.0.0.1",
+        kubelets: bool = False,
     ) -> None:
+        """``kubelets``: for real kubelets instead of kwok (tests/support/hil_node.py): kube-apiserver configured
+        for pods on ``address`` (``ControlPlane``), no kwok, and the controllers pods need (``KUBELET_CONTROLLERS``)."""
         found = binaries or find_cluster_binaries()
         if isinstance(found, str):
             raise ClusterError(found)
@@ -176,9 +191,15 @@ class Cluster:
         self.extender_url = extender_url
         self.start_timeout = start_timeout
         self.verbosity = verbosity
-        self.plane = ControlPlane(found.control_plane, self.workdir, start_timeout=start_timeout)
-        self._tokens = {name: secrets.token_hex(16) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
-        for name, user in ((KUBE_CONTROLLER_MANAGER, KCM_USER), (KUBE_SCHEDULER, SCHEDULER_USER), (KWOK, KWOK_USER)):
+        self.kubelets = kubelets
+        self.plane = ControlPlane(
+            found.control_plane, self.workdir, start_timeout=start_timeout, address=address, kubelets=kubelets
+        )
+        users = {KUBE_CONTROLLER_MANAGER: KCM_USER, KUBE_SCHEDULER: SCHEDULER_USER}
+        if not kubelets:
+            users[KWOK] = KWOK_USER
+        self._tokens = {name: secrets.token_hex(16) for name in users}
+        for name, user in users.items():
             self.plane.add_token(self._tokens[name], user)
         self.kubeconfigs: dict[str, str] = {}
         self.components: list[Component] = []
@@ -195,8 +216,11 @@ class Cluster:
             for name, token in self._tokens.items():
                 path = self.workdir / f"{name}.kubeconfig"
                 self.kubeconfigs[name] = deployment.write_kubeconfig(self.plane, token, path)
-            self._bind_kwok_role()
-            for component in (self._kube_controller_manager(), self._kube_scheduler(), self._kwok()):
+            components = [self._kube_controller_manager(), self._kube_scheduler()]
+            if not self.kubelets:
+                self._bind_kwok_role()
+                components.append(self._kwok())
+            for component in components:
                 self.components.append(component)
                 self._start(component)
             # The controllers run once the manager has their ServiceAccounts' tokens: the serviceaccount
@@ -270,6 +294,9 @@ class Cluster:
 
     def _kube_controller_manager(self) -> Component:
         kubeconfig = self.kubeconfigs[KUBE_CONTROLLER_MANAGER]
+        controllers = (*CONTROLLERS, *KUBELET_CONTROLLERS) if self.kubelets else CONTROLLERS
+        # The CA pods trust kube-apiserver with (the kube-root-ca.crt ConfigMap), for real pods only.
+        root_ca = [f"--root-ca-file={self.plane.ca_file}"] if self.kubelets else []
 
         def argv(port: int) -> list[str]:
             return [
@@ -286,7 +313,8 @@ class Cluster:
                 # only feeds the legacy Secret-token controller (not run, nor the root-CA publisher that
                 # --root-ca-file feeds).
                 "--use-service-account-credentials=true",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(controllers)}",
+                *root_ca,
                 "--leader-elect=false",
                 f"-v={self.verbosity}",
             ]
@@ -314,6 +342,7 @@ class Cluster:
         return Component(KUBE_SCHEDULER, argv, lambda port: self._healthz(port, "/readyz"))
 
     def _kwok(self) -> Component:
+        assert self.binaries.kwok is not None and self.binaries.kwok_files is not None
         config_path = self.workdir / "kwok.yaml"
         stages = sorted((self.binaries.kwok_files / "stages").glob("*.yaml"))
         config_path.write_text("\n---\n".join(path.read_text().strip() for path in stages) + "\n")
@@ -337,6 +366,7 @@ class Cluster:
         )
 
     def _bind_kwok_role(self) -> None:
+        assert self.binaries.kwok_files is not None
         (role,) = deployment.documents(self.binaries.kwok_files / "rbac" / "role.yaml")
         name, group = role["metadata"]["name"], "rbac.authorization.k8s.io"
         binding: dict[str, Any] = {

@@ -29,8 +29,8 @@ class ClusterBinaries:
     control_plane: Binaries
     kube_controller_manager: Path
     kube_scheduler: Path
-    kwok: Path
-    kwok_files: Path
+    kwok: Path | None  # None: a cluster of real kubelets (tests/support/hil_node.py) runs no kwok
+    kwok_files: Path | None
 
 
 def find_cluster_binaries() -> ClusterBinaries | str:

@@ -177,7 +177,14 @@ class ControlPlane:
         *,
         start_timeout: float = 120.0,
         extra_apiserver_args: tuple[str, ...] = (),
+        address: str = "127.0.0.1",
+        kubelets: bool = False,
     ) -> None:
+        """``address``: where kube-apiserver listens and what it advertises. ``kubelets``: configured for real
+        kubelets and pods (tests/support/hil_node.py) instead of a loopback-only API: the ServiceAccount admission
+        plugin on (pods get tokens), NodeRestriction and the Node authorizer (kubelets act as system:node:NAME),
+        the ``kubernetes`` Service's endpoints maintained, and webhooks reached at their endpoints' pod IPs (no
+        kube-proxy needed for them)."""
         found = binaries or find_binaries()
         if isinstance(found, str):
             raise ControlPlaneError(found)
@@ -186,6 +193,9 @@ class ControlPlane:
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="topolvm-kube-"))
         self.start_timeout = start_timeout
         self.extra_apiserver_args = extra_apiserver_args
+        self.address = address
+        self.kubelets = kubelets
+        self.port = 0
         self.token = secrets.token_hex(16)
         self.url = ""
         self.etcd_url = ""
@@ -290,12 +300,27 @@ class ControlPlane:
         tokens.write_text(
             "".join(f'{tok},{user},{uid},"{",".join(groups)}"\n' for tok, user, uid, groups in self._tokens)
         )
-        self.url = f"https://127.0.0.1:{port}"
+        self.port = port
+        self.url = f"https://{self.address}:{port}"
         log = self.workdir / "kube-apiserver.log"
+        if self.kubelets:
+            mode = [
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                "--enable-aggregator-routing=true",
+                # Logs and exec at the node's address: its hostname resolves to loopback in the VM.
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+        else:
+            mode = [
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",  # no "kubernetes" Endpoints pointing at a node: nothing routes
+            ]
         argv = [
             str(self.binaries.kube_apiserver),
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            f"--advertise-address={self.address}",
+            f"--bind-address={self.address}",
             f"--secure-port={port}",
             f"--etcd-servers={self.etcd_url}",
             f"--cert-dir={certs}",
@@ -304,10 +329,8 @@ class ControlPlane:
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
             f"--token-auth-file={tokens}",
-            "--authorization-mode=RBAC",
-            "--disable-admission-plugins=ServiceAccount",
+            *mode,
             "--allow-privileged=true",
-            "--endpoint-reconciler-type=none",  # no "kubernetes" Endpoints pointing at a node: nothing routes
             *self.extra_apiserver_args,
         ]
         self._apiserver = self._spawn(argv, log)
