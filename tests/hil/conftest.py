@@ -12,7 +12,7 @@ import pytest
 
 from harness import availability
 
-collect_ignore_glob = [] if os.environ.get("TOPOLVM_HIL_GUEST") == "1" else ["guest/*"]
+collect_ignore_glob = [] if os.environ.get("TOPOLVM_HIL_GUEST") == "1" else ["guest/*", "node/*"]
 
 
 @pytest.fixture(scope="session")

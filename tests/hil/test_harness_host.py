@@ -117,3 +117,25 @@ def test_shipped_file_names_are_plain(tmp_path: Path, name: str) -> None:
 def test_missing_shipped_file_fails_before_boot(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         runner.pack_job(runner.Job("x", ("true",), files={"tool": tmp_path / "nope"}), tmp_path / "job.tar")
+
+
+def test_extra_drives_are_attached_read_only_by_serial(tmp_path: Path) -> None:
+    """A job's drives (the node profile) reach qemu as read-only virtio disks named by serial, after the job and
+    output disks (so the guest's vda..vdc stay root, job, out); the CPU hides the vector extensions qemu 7.2
+    emulates slowly."""
+    from harness import image, vm
+
+    base = image.Image(tmp_path, tmp_path / "vmlinuz", tmp_path / "initrd.img", tmp_path / "root.img", {})
+    profile = tmp_path / "node.img"
+    disks = vm.Disks(job=tmp_path / "job.tar", out=tmp_path / "out.img", extra=(("hil-node", profile),))
+    argv = vm.argv(vm.VmConfig(nvme_disks=1), base, tmp_path, disks)
+    drives = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-drive"]
+    devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+    assert drives[3] == f"file={profile},if=none,id=x0,format=raw,readonly=on"
+    assert devices[:4] == [
+        "virtio-blk-pci,drive=root,serial=hil-root",
+        "virtio-blk-pci,drive=job,serial=hil-job",
+        "virtio-blk-pci,drive=out,serial=hil-out",
+        "virtio-blk-pci,drive=x0,serial=hil-node",
+    ]
+    assert argv[argv.index("-cpu") + 1] == "max,-avx,-avx2,-sha-ni"

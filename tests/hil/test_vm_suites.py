@@ -8,11 +8,12 @@ of the tree on the VM's real kernel (device-mapper, NVMe); ``python -m harness.r
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import availability, cache, report, runner
+from harness import availability, cache, node_profile, report, runner, vm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,10 @@ class Suite:
     files: tuple[str, ...] = ()
     build_hint: str = ""
     extra_args: tuple[str, ...] = ()  # more pytest arguments inside the VM
+    # The HIL node: the profile disk attached (harness/node_profile.py) and the chart rendered with
+    # tests/hil/node/values.yaml shipped as $TOPOLVM_HIL_FILES/topolvm.yaml.
+    node: bool = False
+    memory_mib: int = 2048
 
 
 SUITES = {
@@ -41,7 +46,43 @@ SUITES = {
         files=("peers-v1/bin/csi-sanity",),
         build_hint="ci/peers/build.sh",
     ),
+    # A real kubelet, containerd and pods on TopoLVM volumes, the chart deployed as an operator would.
+    "node": Suite(
+        ("tests/hil/node",),
+        markexpr=None,
+        timeout_s=1800.0,
+        files=("peers-v1/bin/helm",),
+        build_hint="ci/peers/build.sh helm kubelet pause (and the peers harness/node_profile.py lists)",
+        node=True,
+        memory_mib=6144,
+    ),
 }
+NODE_VALUES = cache.REPO_ROOT / "tests" / "hil" / "node" / "values.yaml"
+CHART = cache.REPO_ROOT / "deploy" / "helm" / "topolvm"
+
+
+def _unavailable(reason: str) -> None:
+    if availability.in_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def _node_drive_and_chart(helm: Path, destination: Path) -> dict[str, Path]:
+    """The node profile disk (built if need be) and the chart rendered for the node into ``destination``."""
+    problems = node_profile.prerequisites()
+    if problems:
+        _unavailable("cannot build the HIL node profile: " + "; ".join(problems))
+    profile = node_profile.ensure()
+    argv = [str(helm), "template", "topolvm", str(CHART), "--namespace", "topolvm-system", "--include-crds"]
+    rendered = subprocess.run(
+        [*argv, "--values", str(NODE_VALUES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, f"helm template for the node failed: {rendered.stderr}"
+    destination.write_text(rendered.stdout)
+    return {node_profile.SERIAL: profile.disk}
 
 
 def _has_tests(paths: tuple[str, ...]) -> bool:
@@ -54,17 +95,19 @@ def _has_tests(paths: tuple[str, ...]) -> bool:
 @pytest.mark.hil
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SUITES))
-def test_suite_in_vm(name: str, hil_ready: None, request: pytest.FixtureRequest) -> None:
+def test_suite_in_vm(name: str, hil_ready: None, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     suite = SUITES[name]
     if not _has_tests(suite.paths):
         pytest.skip(f"no test files under {', '.join(suite.paths)} yet")
     files = {Path(f).name: cache.cache_root() / f for f in suite.files}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        reason = f"not built: {', '.join(missing)} (run {suite.build_hint})"
-        if availability.in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        _unavailable(f"not built: {', '.join(missing)} (run {suite.build_hint})")
+    drives: dict[str, Path] = {}
+    if suite.node:
+        chart = tmp_path / "topolvm.yaml"
+        drives = _node_drive_and_chart(files.pop("helm"), chart)
+        files["topolvm.yaml"] = chart
     job = runner.pytest_job(
         suite.paths,
         suite.markexpr,
@@ -72,7 +115,9 @@ def test_suite_in_vm(name: str, hil_ready: None, request: pytest.FixtureRequest)
         extra_args=suite.extra_args,
         timeout_s=suite.timeout_s,
         files=files,
+        drives=drives,
     )
-    pytest_run = runner.run_pytest(job)
+    config = vm.VmConfig(memory_mib=suite.memory_mib, timeout_s=suite.timeout_s + 180)
+    pytest_run = runner.run_pytest(job, config)
     report.emit(request.node, pytest_run)
     report.check(pytest_run, suite.markexpr, request.node)

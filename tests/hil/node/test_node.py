@@ -1,0 +1,21 @@
+"""The HIL node itself: kubelet runs pods from the profile's images (before any TopoLVM scenario)."""
+
+from __future__ import annotations
+
+from tests.hil.node.conftest import Kube, busybox_pod
+
+
+def test_pod_runs_and_reaches_the_api(kube: Kube) -> None:
+    """A pod runs the workload image to completion on the real kubelet, and its log comes back through
+    kube-apiserver (kube-apiserver -> kubelet); the pod reaches kube-apiserver at the kubernetes Service's
+    address (the node's stand-in for kube-proxy) with its projected ServiceAccount token."""
+    script = (
+        "echo hello from $(cat /etc/hostname); "
+        "ls /var/run/secrets/kubernetes.io/serviceaccount/; "
+        "echo service=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"
+    )
+    kube.create("/api/v1/namespaces/default/pods", busybox_pod("hello", script))
+    log = kube.wait_pod_done("hello")
+    assert "hello from hello" in log
+    assert "token" in log and "ca.crt" in log
+    assert "service=10.0.0.1:443" in log
