@@ -206,12 +206,15 @@ def test_csi_inline_ephemeral_volume(kube: Kube, topolvm: dict[str, Any]) -> Non
         },
         "mounts": [{"name": "inline", "mountPath": "/inline"}],
     }
-    script = "echo inline > /inline/f && cat /inline/f && df -kP /inline | tail -1"
+    # The pod stays up: kubelet unpublishes the volumes of a finished pod, which removes an inline one.
+    script = "echo inline > /inline/f && cat /inline/f && df -kP /inline | tail -1 && sleep 3600"
     kube.create(PODS, busybox_pod("inline", script, [volume]))
-    log = kube.wait_pod_done("inline")
-    lines = log.splitlines()
-    assert lines[0] == "inline", log
-    assert 200 * 1024 < int(lines[1].split()[1]) <= 256 * 1024, log  # df's size of the 256 MiB ext4
+    lines = kube.wait(
+        lambda: kube.pod_phase("inline") == "Running" and len(out := kube.logs("inline").splitlines()) >= 2 and out,
+        "the pod's output",
+    )
+    assert lines[0] == "inline", lines
+    assert 200 * 1024 < int(lines[1].split()[1]) <= 256 * 1024, lines  # df's size of the 256 MiB ext4
     made = lv_names() - before
     assert len(made) == 1, (before, lv_names())
     tags = subprocess.run(
