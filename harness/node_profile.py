@@ -36,7 +36,7 @@ import yaml
 
 from harness import cache, container_image, image_archive
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 1  # bump when this builder or harness/image_archive.py changes what goes on the disk
 SERIAL = "hil-node"
 MOUNT_POINT = "/opt/hil-node"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")

@@ -214,6 +214,13 @@ def test_kubelet_work_directory(helm: Path) -> None:
     assert f"--allowed-target-prefix={kubelet}/" in node["command"]
     paths = {v["hostPath"]["path"] for v in r.one("DaemonSet", "topolvm-node")["spec"]["template"]["spec"]["volumes"]}
     assert {f"{kubelet}/plugins_registry/", f"{kubelet}/pods/", f"{kubelet}/plugins/topolvm.io/node"} <= paths
+    # Where kubelet publishes raw block volumes (plugins/kubernetes.io/csi/volumeDevices/publish/...): topolvm-node
+    # creates the device there, so the host must see it (Bidirectional), as for filesystem mounts under pods/.
+    csi_dir = f"{kubelet}/plugins/kubernetes.io/csi"
+    assert csi_dir in paths
+    mounts = {m["mountPath"]: m for m in node["volumeMounts"]}
+    assert mounts[csi_dir].get("mountPropagation") == "Bidirectional"
+    assert mounts[f"{kubelet}/pods"].get("mountPropagation") == "Bidirectional"
 
 
 # (livenessProbe key, workload kind, workload, container) of every liveness probe of topolvm-py's own programs
@@ -247,6 +254,12 @@ def test_liveness_probe_timings(helm: Path) -> None:
             "periodSeconds": 20,
         }, (workload, container)
         assert probe["httpGet"] == defaults.container(kind, workload, container)["livenessProbe"]["httpGet"]
+    # All emptied (or the whole key null): the probes keep only their target, kubelet's timings apply.
+    emptied = {key: dict.fromkeys(("initialDelaySeconds", "timeoutSeconds", "periodSeconds")) for key, *_ in LIVENESS}
+    for values in ({"livenessProbe": emptied}, {"livenessProbe": None}):
+        bare = helm_chart.render(helm, values)
+        for _, kind, workload, container in LIVENESS:
+            assert list(bare.container(kind, workload, container)["livenessProbe"]) == ["httpGet"], values
 
 
 # (workload kind, workload, container, our program, its argument parser, user it runs as when builtin)

@@ -189,6 +189,12 @@ class HilNode:
         self.start_timeout = start_timeout
         self.profile_dir = mount_profile()
         self.profile: dict[str, Any] = json.loads((self.profile_dir / "profile.json").read_text())
+        missing = (images or set()) - {normalized(entry["reference"]) for entry in self.profile["images"]}
+        if missing:  # kubelet could only try to pull them, and the VM has no network: say so now
+            raise NodeError(
+                f"images not on the node profile disk: {', '.join(sorted(missing))} (harness/node_profile.py "
+                "puts the chart's image.csi sidecars, topolvm-py, pause and the workload image there)"
+            )
         bins = self.profile_dir / "bin"
         binaries = ClusterBinaries(
             Binaries(etcd=bins / "etcd", kube_apiserver=bins / "kube-apiserver"),

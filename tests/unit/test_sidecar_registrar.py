@@ -142,7 +142,8 @@ def test_a_stale_socket_is_replaced_and_stop_removes_it(sockets: Path) -> None:
     try:
         with InProcess(sockets) as run:
             wait_until(lambda: run.registrar.socket_path is not None, "the driver's name")
-            info = kubelet(reg_socket).GetInfo(reg.InfoRequest(), timeout=5)  # the stale socket refuses calls
+            # the stale socket refuses calls until the registrar replaced it
+            info = kubelet(reg_socket).GetInfo(reg.InfoRequest(), timeout=5, wait_for_ready=True)
             assert info.name == constants.PLUGIN_NAME
         assert run.code == 0 and not reg_socket.exists()
     finally:

@@ -177,7 +177,7 @@ class Registrar:
                 with self._lock:
                     self._waiting_for = str(exc)
                 log.info("waiting for the CSI driver address=%s retry_in=%.1fs error=%s", self.csi_address, delay, exc)
-            self.stop.wait(delay)
+            process.wait(self.stop, delay)
             delay = min(delay * 2, longest)
         return None
 
@@ -216,7 +216,11 @@ class Registrar:
             return 1
         log.info("registration socket ready driver=%s socket=%s endpoint=%s", driver, socket_path, self.endpoint)
         process.wait(self.stop)
-        server.stop(1).wait()  # kubelet still gets its answer to NotifyRegistrationStatus
+        # kubelet still gets its answer to NotifyRegistrationStatus. gRPC unlinks the socket path as the server
+        # goes, whoever bound it last: during a surge update (two pods on the node) the old pod takes the new
+        # one's socket with it and kubelet deregisters the driver until the new registrar restarts (its liveness
+        # probe fails); upstream's preStop rm does the same. The chart's DaemonSet rolls without surge.
+        server.stop(1).wait()
         socket_path.unlink(missing_ok=True)
         log.info("registration socket removed driver=%s socket=%s", driver, socket_path)
         with self._lock:

@@ -12,101 +12,27 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import faults
+from tests.hil.node.kube import Kube
+from tests.hil.node.workloads import VG, busybox_pod
 from tests.support import deployment, hil_node
-
-NAMESPACE = "default"
-
-
-class Kube:
-    """The admin's requests against the node's kube-apiserver, plus waits."""
-
-    def __init__(self, node: hil_node.HilNode) -> None:
-        self.node = node
-        self.cluster = node.cluster
-
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        code, reply = self.cluster.request("POST", path, body)
-        assert code == 201, f"POST {path}: HTTP {code}: {reply.get('message')}\n{self.describe()}"
-        return reply
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        return self.cluster.get(path)
-
-    def delete(self, path: str) -> None:
-        code, reply = self.cluster.request("DELETE", path)
-        assert code in (200, 202, 404), f"DELETE {path}: HTTP {code}: {reply.get('message')}"
-
-    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        code, reply = self.cluster.request("PATCH", path, body, content_type="application/merge-patch+json")
-        assert code == 200, f"PATCH {path}: HTTP {code}: {reply.get('message')}"
-        return reply
-
-    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            problems = self.cluster.problems()
-            assert not problems, f"waiting for {what}: {problems}\n{self.node.log_tails()}"
-            value = predicate()
-            if value:
-                return value
-            time.sleep(1.0)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.describe()}")
-
-    def describe(self) -> str:
-        """Pods and their states plus recent events: what a failed wait leaves to read."""
-        lines = []
-        for namespace in (NAMESPACE, "topolvm-system"):
-            pods = self.get(f"/api/v1/namespaces/{namespace}/pods") or {"items": []}
-            for pod in pods["items"]:
-                statuses = [_container_state(s) for s in pod.get("status", {}).get("containerStatuses", [])]
-                lines.append(f"pod {namespace}/{pod['metadata']['name']} {pod['status'].get('phase')} {statuses}")
-            events = self.get(f"/api/v1/namespaces/{namespace}/events") or {"items": []}
-            for event in events["items"][-25:]:
-                lines.append(
-                    f"event {event.get('reason')} {event['involvedObject'].get('name')}: {event.get('message')}"
-                )
-        return "\n".join(lines)
-
-    def pod_phase(self, name: str, namespace: str = NAMESPACE) -> str | None:
-        pod = self.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-        return None if pod is None else str(pod["status"].get("phase"))
-
-    def wait_pod_done(self, name: str, namespace: str = NAMESPACE, timeout: float = 240.0) -> str:
-        """Wait until the pod Succeeded and return its log; fail on Failed."""
-        phase = self.wait(
-            lambda: (p := self.pod_phase(name, namespace)) in ("Succeeded", "Failed") and p,
-            f"pod {name} to finish",
-            timeout,
-        )
-        log = self.logs(name, namespace)
-        assert phase == "Succeeded", f"pod {name} {phase}; log:\n{log}\n{self.describe()}"
-        return log
-
-    def logs(self, name: str, namespace: str = NAMESPACE) -> str:
-        code, reply = self.cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log")
-        assert code == 200, f"log of {name}: HTTP {code}: {reply}"
-        return str(reply.get("text", reply))
-
-    def wait_gone(self, path: str, timeout: float = 120.0) -> None:
-        self.wait(lambda: self.get(path) is None, f"{path} to be deleted", timeout)
 
 
 @pytest.fixture(scope="session")
 def node() -> Iterator[hil_node.HilNode]:
     workdir = Path("/tmp/hil-node")
     chart = deployment.documents(hil_node.env_files() / "topolvm.yaml")
-    started = hil_node.HilNode(workdir, images={*hil_node.images_of(chart), hil_node.WORKLOAD_IMAGE}).start()
+    built = hil_node.HilNode(workdir, images={*hil_node.images_of(chart), hil_node.WORKLOAD_IMAGE})
     try:
-        yield started
-    finally:
-        started.stop()
+        yield built.start()
+    finally:  # the logs come back also (above all) when the node did not start
+        built.stop()
         out = Path(os.environ.get("TOPOLVM_HIL_OUT", "/job/out")) / "node"
         out.mkdir(parents=True, exist_ok=True)
         for log in workdir.glob("*.log"):
@@ -114,7 +40,7 @@ def node() -> Iterator[hil_node.HilNode]:
         pod_logs = Path("/var/log/pods")  # kubelet's: <namespace>_<pod>_<uid>/<container>/<restart>.log
         if pod_logs.is_dir():
             shutil.copytree(pod_logs, out / "pods", dirs_exist_ok=True, ignore_dangling_symlinks=True)
-        (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in started.timings.items()}, indent=2))
+        (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in built.timings.items()}, indent=2))
 
 
 @pytest.fixture(scope="session")
@@ -122,31 +48,6 @@ def kube(node: hil_node.HilNode) -> Kube:
     return Kube(node)
 
 
-def busybox_pod(name: str, script: str, volumes: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
-    """A pod of the profile's workload image running ``script`` under sh, once."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": hil_node.WORKLOAD_IMAGE,
-                    "command": ["/bin/sh", "-c", script],
-                    "volumeMounts": [m for v in volumes or [] for m in v.get("mounts", [])],
-                    "volumeDevices": [d for v in volumes or [] for d in v.get("devices", [])],
-                }
-            ],
-            "volumes": [v["volume"] for v in volumes or []],
-            **spec,
-        },
-    }
-
-
-VG = "myvg1"  # tests/hil/node/values.yaml's device classes
 THIN_POOL_SIZE = "1G"
 DRIVER = "topolvm.io"
 
@@ -190,6 +91,13 @@ def topolvm(node: hil_node.HilNode, kube: Kube) -> dict[str, Any]:
         if doc["kind"] != "CustomResourceDefinition":
             applier.apply(doc)
     kube.wait(lambda: workloads_ready(kube), "TopoLVM's pods to be ready", timeout=600)
+    # The webhook answers kube-apiserver (at its endpoint's address) before any test pod is created.
+    probe = busybox_pod("webhook-probe", "true")
+    kube.wait(
+        lambda: kube.cluster.request("POST", "/api/v1/namespaces/default/pods?dryRun=All", probe)[0] == 201,
+        "the pod webhook to answer",
+        timeout=300,
+    )
     csi_node = kube.wait(
         lambda: (
             (n := kube.get(f"/apis/storage.k8s.io/v1/csinodes/{hil_node.NODE_NAME}"))
@@ -215,8 +123,3 @@ def _established(kube: Kube, name: str) -> bool:
     crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
     conditions = {c["type"]: c["status"] for c in (crd or {}).get("status", {}).get("conditions", [])}
     return conditions.get("Established") == "True"
-
-
-def _container_state(status: dict[str, Any]) -> str:
-    state = status.get("state", {})
-    return f"{status['name']}:{next(iter(state), '?')} {state.get('waiting', {}).get('reason', '')}".strip()

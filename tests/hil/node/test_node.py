@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from tests.hil.node.conftest import Kube, busybox_pod
+from tests.hil.node.kube import Kube
+from tests.hil.node.workloads import busybox_pod
 
 
 def test_pod_runs_and_reaches_the_api(kube: Kube) -> None:
     """A pod runs the workload image to completion on the real kubelet, and its log comes back through
-    kube-apiserver (kube-apiserver -> kubelet); the pod reaches kube-apiserver at the kubernetes Service's
-    address (the node's stand-in for kube-proxy) with its projected ServiceAccount token."""
+    kube-apiserver (kube-apiserver -> kubelet); it gets its projected ServiceAccount token and the kubernetes
+    Service's address. (That address reaching kube-apiserver through the node's DNAT rule is proven by TopoLVM's
+    own pods, which use it for every API call: tests/hil/node/test_volumes.py.)"""
     script = (
         "echo hello from $(cat /etc/hostname); "
         "ls /var/run/secrets/kubernetes.io/serviceaccount/; "

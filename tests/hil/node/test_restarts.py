@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.hil.node.conftest import Kube, busybox_pod, workloads_ready
-from tests.hil.node.test_volumes import PODS, bound_volume, claim, lv_names, mounted, remove
+from tests.hil.node.conftest import workloads_ready
+from tests.hil.node.kube import Kube
+from tests.hil.node.workloads import PODS, bound_volume, busybox_pod, claim, lv_names, mounted, remove
 
 SYSTEM_PODS = "/api/v1/namespaces/topolvm-system/pods"
 

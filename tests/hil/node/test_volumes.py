@@ -6,7 +6,6 @@ what LVM holds underneath.
 
 from __future__ import annotations
 
-import json
 import secrets
 import ssl
 import subprocess
@@ -16,61 +15,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.hil.node.conftest import VG, Kube, busybox_pod
+from tests.hil.node.kube import Kube
+from tests.hil.node.workloads import PODS, PVCS, VG, bound_volume, busybox_pod, claim, lv_names, mounted, remove
 from tests.support import hil_node
-
-PODS = "/api/v1/namespaces/default/pods"
-PVCS = "/api/v1/namespaces/default/persistentvolumeclaims"
-
-
-def claim(name: str, storage_class: str, size: str = "512Mi", mode: str = "Filesystem") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "storageClassName": storage_class,
-            "volumeMode": mode,
-            "resources": {"requests": {"storage": size}},
-        },
-    }
-
-
-def mounted(claim_name: str, path: str = "/data") -> dict[str, Any]:
-    return {
-        "volume": {"name": "data", "persistentVolumeClaim": {"claimName": claim_name}},
-        "mounts": [{"name": "data", "mountPath": path}],
-    }
-
-
-def lv_names() -> set[str]:
-    report = subprocess.run(
-        ["lvs", "--reportformat", "json", "-o", "lv_name", VG], capture_output=True, text=True, check=True
-    ).stdout
-    return {row["lv_name"] for row in json.loads(report)["report"][0]["lv"]}
-
-
-def bound_volume(kube: Kube, claim_name: str) -> dict[str, Any]:
-    pvc = kube.wait(
-        lambda: (c := kube.get(f"{PVCS}/{claim_name}")) and c["status"].get("phase") == "Bound" and c,
-        f"PVC {claim_name} Bound",
-    )
-    pv = kube.get(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
-    assert pv is not None
-    return pv
-
-
-def remove(kube: Kube, pods: list[str], claim_name: str) -> None:
-    """Delete the pods and the claim; the LV goes with the PV (reclaimPolicy Delete)."""
-    for pod in pods:
-        kube.delete(f"{PODS}/{pod}")
-    for pod in pods:
-        kube.wait_gone(f"{PODS}/{pod}")
-    pvc = kube.get(f"{PVCS}/{claim_name}")
-    kube.delete(f"{PVCS}/{claim_name}")
-    if pvc is not None and pvc["spec"].get("volumeName"):
-        kube.wait_gone(f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
 
 
 @pytest.mark.parametrize(
@@ -111,11 +58,19 @@ def test_raw_block_volume(kube: Kube, topolvm: dict[str, Any]) -> None:
         "devices": [{"name": "data", "devicePath": "/dev/xvda"}],
     }
     script = (
-        f"printf {mark} | dd of=/dev/xvda bs=4096 conv=sync,fsync 2>/dev/null && "
+        f"test -b /dev/xvda && printf {mark} | dd of=/dev/xvda bs=4096 conv=sync,fsync 2>/dev/null && "
         "dd if=/dev/xvda bs=16 count=1 2>/dev/null"
     )
     kube.create(PODS, busybox_pod("raw-writer", script, [device]))
-    assert kube.wait_pod_done("raw-writer").strip() == mark
+    assert kube.wait_pod_done("raw-writer").strip() == mark  # a device node in the pod, the bytes read back
+    # ... and the bytes are on the claim's LV, read on the node
+    handle = bound_volume(kube, "raw")["spec"]["csi"]["volumeHandle"]
+    on_lv = subprocess.run(
+        ["dd", f"if=/dev/{VG}/{handle}", "bs=16", "count=1", "iflag=direct", "status=none"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert on_lv == mark.encode()
     remove(kube, ["raw-writer"], "raw")
 
 

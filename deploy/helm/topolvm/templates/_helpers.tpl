@@ -89,14 +89,15 @@ leave a blank line behind). */}}
 {{- if $text }}{{ $text | nindent (index . 1) }}{{ end -}}
 {{- end }}
 
-{{/* The timings of a liveness probe from livenessProbe.<component> (upstream's values), e.g.
-include "topolvm.livenessTimings" (list . "topolvm_node"); empty fields are left to kubelet. */}}
+{{/* The timings of a liveness probe from livenessProbe.<component> (upstream's values) as YAML, e.g.
+include "topolvm.livenessTimings" (list . "topolvm_node"); empty fields are left to kubelet (nothing when all
+are). Use through topolvm.block. */}}
 {{- define "topolvm.livenessTimings" -}}
-{{- $root := index . 0 -}}
-{{- $probe := index $root.Values.livenessProbe (index . 1) | default dict -}}
-{{- range $field := list "failureThreshold" "initialDelaySeconds" "timeoutSeconds" "periodSeconds" }}
-{{- with index $probe $field }}
-{{ $field }}: {{ . }}
-{{- end }}
-{{- end }}
+{{- $probes := (index . 0).Values.livenessProbe | default dict -}}
+{{- $probe := index $probes (index . 1) | default dict -}}
+{{- $timings := dict -}}
+{{- range $field := list "failureThreshold" "initialDelaySeconds" "timeoutSeconds" "periodSeconds" -}}
+{{- with index $probe $field -}}{{- $_ := set $timings $field . -}}{{- end -}}
+{{- end -}}
+{{- if $timings }}{{ toYaml $timings }}{{ end -}}
 {{- end -}}
