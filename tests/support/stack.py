@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -47,6 +48,8 @@ from topolvm.lvmd import client as lvmd_client
 
 CSI_RESIZER = "csi-resizer"
 CSI_SNAPSHOTTER = "csi-snapshotter"
+# An HTTP 403 in a log line: the number on its own, not part of a name or ID (a volume ID "403f0ea2-..." is not).
+_REFUSED = re.compile(r"(?<![\w.-])403(?![\w.-])")
 SIDECARS = (CSI_PROVISIONER, CSI_RESIZER, CSI_SNAPSHOTTER)  # deploy/controller.yaml's, but livenessprobe
 WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
 HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
@@ -158,7 +161,7 @@ class Stack:
         for log in sorted(self.cluster.workdir.glob("*.log")):
             if log.name.startswith(("topolvm-", *SIDECARS)):
                 for line in log.read_text(errors="replace").splitlines():
-                    if " 403" in line or "forbidden" in line.lower():
+                    if _REFUSED.search(line) or "forbidden" in line.lower():
                         found.append(f"{log.name}: {line}")
         return found
 
