@@ -65,12 +65,12 @@ def test_raw_block_volume(kube: Kube, topolvm: dict[str, Any]) -> None:
     assert kube.wait_pod_done("raw-writer").strip() == mark  # a device node in the pod, the bytes read back
     # ... and the bytes are on the claim's LV, read on the node
     handle = bound_volume(kube, "raw")["spec"]["csi"]["volumeHandle"]
-    on_lv = subprocess.run(
-        ["dd", f"if=/dev/{VG}/{handle}", "bs=16", "count=1", "iflag=direct", "status=none"],
+    on_lv = subprocess.run(  # O_DIRECT: past the node's page cache, whole 4 KiB blocks only
+        ["dd", f"if=/dev/{VG}/{handle}", "bs=4096", "count=1", "iflag=direct", "status=none"],
         capture_output=True,
         check=True,
     ).stdout
-    assert on_lv == mark.encode()
+    assert on_lv[: len(mark)] == mark.encode() and not on_lv[len(mark) :].strip(b"\0")
     remove(kube, ["raw-writer"], "raw")
 
 
