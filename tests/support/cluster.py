@@ -56,9 +56,12 @@ from typing import Any
 
 from tests.support import controlplane, deployment
 from tests.support.cluster_peers import (
+    CONTROLLERS,
     KUBE_CONTROLLER_MANAGER,
     KUBE_SCHEDULER,
+    KUBELET_CONTROLLERS,
     KWOK,
+    SKIP_LOOKUP,
     ClusterBinaries,
     find_cluster_binaries,
     scheduler_configuration,
@@ -79,38 +82,7 @@ KWOK_LABEL_VALUE = "fake"
 NODE_LEASE_SECONDS = 40  # kwokctl's: kwok renews each Node's Lease (the heartbeat node-lifecycle watches)
 POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs (its default /24 has 254); off the service range 10.0.0.0/24
 
-CONTROLLERS = (
-    "persistentvolume-binder-controller",
-    "persistentvolume-expander-controller",
-    "persistentvolume-protection-controller",
-    "persistentvolumeclaim-protection-controller",
-    "garbage-collector-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "node-lifecycle-controller",  # removes the not-ready taint of a Ready Node; marks silent Nodes unreachable
-    "taint-eviction-controller",
-    "pod-garbage-collector-controller",
-    "replicaset-controller",
-    "deployment-controller",
-    "statefulset-controller",
-)
-# What a cluster of real kubelets and pods needs on top (tests/support/hil_node.py): DaemonSets, the
-# kube-root-ca.crt ConfigMap every pod's projected token volume mounts, Endpoints/EndpointSlices (kube-apiserver
-# reaches the webhook through them), attach/detach bookkeeping, and the PVCs of generic ephemeral volumes.
-KUBELET_CONTROLLERS = (
-    "daemonset-controller",
-    "root-ca-certificate-publisher-controller",
-    "endpoints-controller",
-    "endpointslice-controller",
-    "persistentvolume-attach-detach-controller",
-    "ephemeral-volume-controller",
-)
-
 _RBAC = "/apis/rbac.authorization.k8s.io/v1"
-# The apiserver has no client CA nor request-header CA, so it publishes no extension-apiserver-authentication
-# ConfigMap: without this the controllers' delegated authentication logs its absence again and again. Bearer
-# tokens still work on their secure ports (TokenReview, then SubjectAccessReview).
-SKIP_LOOKUP = "--authentication-skip-lookup=true"
 
 
 class ClusterError(ControlPlaneError):

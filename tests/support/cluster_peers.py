@@ -1,6 +1,6 @@
 """What the end-to-end ``Cluster`` (tests/support/cluster.py) runs besides the control plane, and how: finding
-kube-controller-manager, kube-scheduler, kwok and kwok's files (built by ci/peers/build.sh), and
-kube-scheduler's configuration (deploy/scheduler-config.yaml as shipped)."""
+kube-controller-manager, kube-scheduler, kwok and kwok's files (built by ci/peers/build.sh), the controllers
+kube-controller-manager runs, and kube-scheduler's configuration (deploy/scheduler-config.yaml as shipped)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,39 @@ KUBE_SCHEDULER = "kube-scheduler"
 KWOK = "kwok"
 KWOK_FILES_HINT = "copy them with: ci/peers/build.sh kwok"
 SCHEDULER_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "scheduler-config.yaml"
+
+# kube-controller-manager's controllers for the storage flow (kwok Nodes), as Cluster runs it.
+CONTROLLERS = (
+    "persistentvolume-binder-controller",
+    "persistentvolume-expander-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "node-lifecycle-controller",  # removes the not-ready taint of a Ready Node; marks silent Nodes unreachable
+    "taint-eviction-controller",
+    "pod-garbage-collector-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "statefulset-controller",
+)
+# What a cluster of real kubelets and pods needs on top (tests/support/hil_node.py): DaemonSets, the
+# kube-root-ca.crt ConfigMap every pod's projected token volume mounts, Endpoints/EndpointSlices (kube-apiserver
+# reaches the webhook through them), attach/detach bookkeeping, and the PVCs of generic ephemeral volumes.
+KUBELET_CONTROLLERS = (
+    "daemonset-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "persistentvolume-attach-detach-controller",
+    "ephemeral-volume-controller",
+)
+
+# The apiserver has no client CA nor request-header CA, so it publishes no extension-apiserver-authentication
+# ConfigMap: without this the controllers' delegated authentication logs its absence again and again. Bearer
+# tokens still work on their secure ports (TokenReview, then SubjectAccessReview).
+SKIP_LOOKUP = "--authentication-skip-lookup=true"
 
 
 def kwok_files_dir() -> Path:
