@@ -23,6 +23,17 @@ def setup_logging(level: str) -> None:
     )
 
 
+def parse_listen(address: str) -> tuple[str, int]:
+    """(host, port) of a Go-style listen address: ``:8000`` ("" host: every interface), ``127.0.0.1:8000``,
+    ``[::1]:8000``. ValueError when it is none."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not a listen address: {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT (call from the main thread)."""
     stop = threading.Event()

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from topolvm import errors
+from topolvm import errors, process
 from topolvm.core import scheduling
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,7 @@ def load(path: str) -> Config:
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """Go-style listen address (``:8000``, ``127.0.0.1:8000``, ``[::1]:8000``) as (host, port); "" host = all."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise errors.ConfigError(f"listen: must be host:port, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
+    try:
+        return process.parse_listen(listen)
+    except ValueError:
+        raise errors.ConfigError(f"listen: must be host:port, got {listen!r}") from None

@@ -97,9 +97,7 @@ def setup_logging(verbosity: int) -> None:
 
 def http_address(endpoint: str) -> tuple[str, int]:
     """(host, port) of a Go listen address: ``:9808`` (every interface), ``127.0.0.1:9808``, ``[::1]:9808``."""
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"invalid address {endpoint!r} (HOST:PORT, e.g. :9808)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
+    try:
+        return process.parse_listen(endpoint)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid address {endpoint!r} (HOST:PORT, e.g. :9808)") from None
