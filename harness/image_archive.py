@@ -47,8 +47,8 @@ def _layer(files: Mapping[str, Path], symlinks: Mapping[str, str]) -> bytes:
             add_parents(relative)
             host = files[name]
             info = tarfile.TarInfo(relative)
-            info.size = host.stat().st_size
-            info.mode = host.stat().st_mode & 0o7777
+            stat = host.stat()
+            info.size, info.mode = stat.st_size, stat.st_mode & 0o7777
             info.mtime = _EPOCH
             with host.open("rb") as handle:
                 layer.addfile(info, handle)
