@@ -48,8 +48,9 @@ from topolvm.lvmd import client as lvmd_client
 
 CSI_RESIZER = "csi-resizer"
 CSI_SNAPSHOTTER = "csi-snapshotter"
-# An HTTP 403 in a log line: the number on its own, not part of a name or ID (a volume ID "403f0ea2-..." is not).
-_REFUSED = re.compile(r"(?<![\w.-])403(?![\w.-])")
+# An HTTP 403 in a log line, as a status: "-> 403" (the extender), "(403)" (the kubernetes client), "HTTP 403",
+# "status 403", "code: 403". Not a bare 403: a volume ID "403f0ea2-..." or a timestamp's ",403" milliseconds are not.
+_REFUSED = re.compile(r"(?:-> |\(|\bHTTP |\bstatus:? |\bcode:? )403\b|forbidden|access denied", re.IGNORECASE)
 SIDECARS = (CSI_PROVISIONER, CSI_RESIZER, CSI_SNAPSHOTTER)  # deploy/controller.yaml's, but livenessprobe
 WEBHOOK_TLS = REPO / "scripts" / "webhook_tls.py"
 HOOK = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/topolvm-hook"
@@ -161,7 +162,7 @@ class Stack:
         for log in sorted(self.cluster.workdir.glob("*.log")):
             if log.name.startswith(("topolvm-", *SIDECARS)):
                 for line in log.read_text(errors="replace").splitlines():
-                    if _REFUSED.search(line) or "forbidden" in line.lower():
+                    if _REFUSED.search(line):
                         found.append(f"{log.name}: {line}")
         return found
 
