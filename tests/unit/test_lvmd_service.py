@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from topolvm import errors
-from topolvm.core import model
+from topolvm.clock import ManualClock
+from topolvm.core import health, model
 from topolvm.lvm import memory
 from topolvm.services import lvmd
 
@@ -224,3 +225,55 @@ def test_adapters_refuse_sizes_lvm2_refuses_before_counting_a_command() -> None:
     with pytest.raises(errors.InvalidArgument, match="multiple of 512"):
         lvm.create_lv(vg="vg", name="odd", size=1000)
     assert lvm.calls == 0
+
+
+def test_a_request_rereads_lvm_when_the_state_is_older_than_max_state_age() -> None:
+    """A disk that fails while nothing changes the VG still reaches volume health, within the age, at one
+    report per age however often the state is read (kubelet asks for every volume's stats each minute)."""
+    lvm = CountingLvm()
+    lvm.add_vg("vg", [GiB, GiB])
+    clock = ManualClock()
+    cfg = model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),))
+    svc = lvmd.LvmdService(lvm=lvm, config=cfg, max_state_age=60, clock=clock)
+    svc.start()
+    svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+    after_create = lvm.reports
+    lvm.mark_pv_missing("vg", 0)  # the disk under "a" dies; lvmd is not told
+    for _ in range(100):
+        assert health.condition(svc.list_lvs(device_class="ssd")[0].attr).abnormal is False  # cached, no lvm call
+    assert lvm.reports == after_create
+    clock.advance(60)
+    for _ in range(100):
+        lv = svc.list_lvs(device_class="ssd")[0]
+        assert health.condition(lv.attr) == health.Condition(True, "partial: one or more PVs of this LV are missing")
+    assert lvm.reports == after_create + 1
+    assert svc.free_bytes(device_class="ssd") == 0  # and capacity follows: a VG with a missing PV gives none
+
+
+def test_without_max_state_age_the_state_waits_for_a_change_or_refresh() -> None:
+    lvm = CountingLvm()
+    lvm.add_vg("vg", [GiB])
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),)))
+    svc.start()
+    lvm.mark_pv_missing("vg", 0)
+    assert svc.free_bytes(device_class="ssd") == GiB
+    assert lvm.reports == 1
+    svc.refresh()
+    assert svc.free_bytes(device_class="ssd") == 0
+
+
+@pytest.mark.parametrize("age", [0, -1])
+def test_max_state_age_must_be_positive_and_timed(age: float) -> None:
+    cfg = model.LvmdConfig((model.DeviceClass("ssd", "vg"),))
+    with pytest.raises(errors.ConfigError, match="max_state_age"):
+        lvmd.LvmdService(lvm=memory.InMemoryLvm(), config=cfg, max_state_age=age, clock=ManualClock())
+    with pytest.raises(errors.ConfigError, match="max_state_age"):
+        lvmd.LvmdService(lvm=memory.InMemoryLvm(), config=cfg, max_state_age=60)
+
+
+class CountingLvm(memory.InMemoryLvm):
+    reports = 0
+
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        self.reports += 1
+        return super().report(vg_names=vg_names)

@@ -52,7 +52,8 @@ class _Vg:
         lvs = tuple(
             model.LogicalVolume(
                 name=lv.name, vg_name=self.name, size=lv.size, uuid=lv.uuid, path=f"/dev/{self.name}/{lv.name}",
-                attr=lv.attr, tags=lv.tags, pool=lv.pool, origin=lv.origin,
+                attr=_partial(lv.attr) if self.missing & lv.placement.keys() else lv.attr,
+                tags=lv.tags, pool=lv.pool, origin=lv.origin,
                 data_percent=0.0 if lv.attr[0] in "tV" else None,
                 metadata_percent=0.0 if lv.attr[0] == "t" else None,
                 segtype=_segtype(lv), stripes=lv.layout.images, data_stripes=lv.layout.data_stripes,
@@ -73,6 +74,11 @@ def _segtype(lv: _Lv) -> str:
     if lv.layout.meta_extents:
         return "raid1" if lv.layout.data_stripes == 1 else "raid5"  # enough for layout_of(); not every raid level
     return "striped" if lv.layout.images > 1 else "linear"
+
+
+def _partial(attr: str) -> str:
+    """lv_attr with volume health 'p' (9th character), as lvm2 reports an LV with extents on a missing PV."""
+    return attr[:8] + "p" + attr[9:]
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 The thin runtime around ``LvmdService``: logging, the gRPC server, signal handling, and an optional slow
 background refresh that notices changes made to the VGs outside lvmd (an added disk, a hand-made LV). Requests
-refresh state themselves; between them lvmd runs no lvm command unless that timer is set.
+refresh state themselves (after a mutation, or when it is older than --max-state-age); between them lvmd runs
+no lvm command unless that timer is set.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from topolvm import errors, process
+from topolvm import clock, errors, process
 from topolvm.core import model
 from topolvm.lvm import cli as lvm_cli
 from topolvm.lvm import command
@@ -20,6 +21,7 @@ from topolvm.lvmd import server
 from topolvm.services import lvmd as lvmd_service
 
 log = logging.getLogger("topolvm.lvmd")
+DEFAULT_MAX_STATE_AGE = 60.0  # kubelet asks for every volume's stats once a minute (volumeStatsAggPeriod)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,15 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="re-read LVM this often to notice changes made outside lvmd; 0 disables (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-state-age",
+        type=float,
+        default=DEFAULT_MAX_STATE_AGE,
+        metavar="SECONDS",
+        help="a request finding the last LVM report older than this re-reads LVM first, so a failed disk shows in "
+        "volume health (NodeGetVolumeStats) within this time; at most one report per period however often "
+        "kubelet asks; 0 reuses the report until the next change or refresh (default: %(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--check-config", action="store_true", help="validate the config file and exit")
     return p
 
 
-def service_from_config(cfg: model.LvmdConfig) -> lvmd_service.LvmdService:
-    """lvmd's service over real lvm2 as lvmd.yaml says (command prefix, --config override, timeout)."""
+def service_from_config(
+    cfg: model.LvmdConfig, max_state_age: float | None = DEFAULT_MAX_STATE_AGE
+) -> lvmd_service.LvmdService:
+    """lvmd's service over real lvm2 as lvmd.yaml says (command prefix, --config override, timeout); embedded
+    lvmd (topolvm-node --lvmd-config, all-in-one) takes the default state age."""
     runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
-    return lvmd_service.LvmdService(lvm=lvm_cli.LvmCli(runner), config=cfg)
+    return lvmd_service.LvmdService(
+        lvm=lvm_cli.LvmCli(runner), config=cfg, max_state_age=max_state_age, clock=clock.SystemClock()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{args.config}: OK ({len(cfg.device_classes)} device classes)")
         return 0
-    service = service_from_config(cfg)
+    if args.max_state_age < 0 or args.refresh_interval < 0:
+        log.error("--max-state-age and --refresh-interval must not be negative")
+        return 2
+    service = service_from_config(cfg, args.max_state_age or None)
     try:
         service.start()
     except errors.TopoLVMError as exc:

@@ -2,11 +2,13 @@
 
 Keeps the state of its VGs from one report call, refreshed after every mutation (one mutating lvm call plus
 one report per request) and whenever the runtime asks (``refresh``); while idle it runs no lvm command at all
-(upstream #1221 runs about 40 a minute). If a refresh fails the state is marked stale and the next request
-re-reads LVM before deciding anything. Requests are checked against that state before any command runs, so bad
-input changes nothing. lvmd only touches LVs that carry a TopoLVM tag (it tags every LV it makes), so a VG
-shared with the OS never loses a volume TopoLVM did not create. Listeners (the Watch stream, the capacity
-publisher) hear about every change, in order.
+(upstream #1221 runs about 40 a minute). A request that finds the state older than ``max_state_age`` re-reads
+it first, so what a disk's failure does to a VG (a missing PV, a partial LV) reaches volume health within that
+age however rarely lvmd mutates, at one report per age however often it is asked. If a refresh fails the state
+is marked stale and the next request re-reads LVM before deciding anything. Requests are checked against that
+state before any command runs, so bad input changes nothing. lvmd only touches LVs that carry a TopoLVM tag (it
+tags every LV it makes), so a VG shared with the OS never loses a volume TopoLVM did not create. Listeners (the
+Watch stream, the capacity publisher) hear about every change, in order.
 
 Called by the lvmd gRPC server (``topolvm.lvmd.server``), by node code in embedded mode, and by the simulator.
 """
@@ -39,13 +41,27 @@ def _with_managed_tag(tags: Sequence[str]) -> list[str]:
 
 
 class LvmdService:
-    def __init__(self, *, lvm: ports.Lvm, config: model.LvmdConfig) -> None:
+    def __init__(
+        self,
+        *,
+        lvm: ports.Lvm,
+        config: model.LvmdConfig,
+        max_state_age: float | None = None,
+        clock: ports.Clock | None = None,
+    ) -> None:
+        """``max_state_age``: seconds a request may act on the last report (None: until a mutation or
+        ``refresh``), measured by ``clock``."""
         devclass.validate(config)
+        if max_state_age is not None and (max_state_age <= 0 or clock is None):
+            raise errors.ConfigError(f"max_state_age must be positive and come with a clock, got {max_state_age}")
         self._lvm = lvm
         self._config = config
+        self._max_age = max_state_age
+        self._clock = clock
         self._lock = threading.RLock()
         self._state = model.LvmState()
         self._stale = True  # nothing read yet, or the last refresh failed
+        self._read_at = 0.0  # clock time of the last successful report
         self._seq = 0
         self._last_capacity: model.NodeCapacity | None = None
         self._pending: tuple[int, model.NodeCapacity] | None = None
@@ -85,7 +101,7 @@ class LvmdService:
         change after releasing the lock, never under it."""
         try:
             with self._lock:
-                if catch_up and self._stale:
+                if catch_up and (self._stale or self._too_old_locked()):
                     self._refresh_locked()
                 yield
         finally:
@@ -94,6 +110,11 @@ class LvmdService:
             if pending is not None:
                 self._broadcast.deliver(*pending)
 
+    def _too_old_locked(self) -> bool:
+        return (
+            self._clock is not None and self._max_age is not None and self._clock.now() - self._read_at >= self._max_age
+        )
+
     def _refresh_locked(self) -> None:
         try:
             self._state = self._lvm.report(vg_names=self._config.volume_groups())
@@ -101,6 +122,7 @@ class LvmdService:
             self._stale = True
             raise errors.Unavailable(f"cannot read LVM state: {exc}") from exc
         self._stale = False
+        self._read_at = self._clock.now() if self._clock is not None else 0.0
         current = self._capacity_locked()
         if current != self._last_capacity:
             self._last_capacity = current

@@ -11,6 +11,11 @@ import subprocess
 import pytest
 
 from harness import faults
+from topolvm.clock import ManualClock
+from topolvm.core import health, model
+from topolvm.lvm import cli as lvm_cli
+from topolvm.lvm import command
+from topolvm.services import lvmd
 
 pytestmark = [pytest.mark.root, pytest.mark.dm]
 
@@ -75,3 +80,32 @@ def test_unplugged_nvme_disk_makes_vg_partial_until_it_returns(disks: list[str])
     assert faults.vgs("plugvg")[0]["vg_missing_pv_count"] == "0"
     assert pulled.disk in faults.run("pvs", "--noheadings", "-o", "pv_name", "-S", "vg_name=plugvg")
     faults.run("vgchange", "-an", "plugvg")
+
+
+def test_lvmd_reports_a_dead_pv_as_abnormal_volume_health_within_max_state_age(disks: list[str]) -> None:
+    """lvmd (over real lvm2) learns of a disk that died while nothing changed the VG at the first request
+    after ``max_state_age``, and NodeGetVolumeStats's VolumeCondition (core.health) says so; until then it
+    serves the old report without running lvm."""
+    with faults.FaultablePV(disks[0], "health") as pv:
+        faults.run("pvcreate", "-y", pv.path)
+        faults.run("vgcreate", "-y", "healthvg", pv.path)
+        clock = ManualClock()
+        cfg = model.LvmdConfig((model.DeviceClass("ssd", "healthvg", default=True, spare_bytes=0),))
+        service = lvmd.LvmdService(
+            lvm=lvm_cli.LvmCli(command.Runner(timeout=60)), config=cfg, max_state_age=60, clock=clock
+        )
+        service.start()
+        service.create_lv(name="vol", device_class="ssd", size_bytes=16 << 20)
+        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False
+
+        pv.fail()
+        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False  # not re-read yet
+        clock.advance(60)
+        lv = service.list_lvs(device_class="ssd")[0]
+        assert health.condition(lv.attr) == health.Condition(True, "partial: one or more PVs of this LV are missing")
+        assert service.free_bytes(device_class="ssd") == 0
+
+        pv.restore()
+        clock.advance(60)
+        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False
+        faults.run("vgchange", "-an", "healthvg")
