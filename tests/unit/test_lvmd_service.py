@@ -240,12 +240,14 @@ def test_a_request_rereads_lvm_when_the_state_is_older_than_max_state_age() -> N
     after_create = lvm.reports
     lvm.mark_pv_missing("vg", 0)  # the disk under "a" dies; lvmd is not told
     for _ in range(100):
-        assert health.condition(svc.list_lvs(device_class="ssd")[0].attr).abnormal is False  # cached, no lvm call
+        assert health.problems(svc.list_lvs(device_class="ssd")[0].attr) == ()  # cached, no lvm call
     assert lvm.reports == after_create
     clock.advance(60)
     for _ in range(100):
         lv = svc.list_lvs(device_class="ssd")[0]
-        assert health.condition(lv.attr) == health.Condition(True, "partial: one or more PVs of this LV are missing")
+        assert [(p.status, p.reason) for p in health.problems(lv.attr, lv.segtype)] == [
+            ("INACCESSIBLE", "PhysicalVolumeMissing")
+        ]
     assert lvm.reports == after_create + 1
     assert svc.free_bytes(device_class="ssd") == 0  # and capacity follows: a VG with a missing PV gives none
 

@@ -37,8 +37,8 @@ def test_publish_unpublish_is_idempotent(
     svc.publish(req)
     svc.publish(req)
     assert mounter.mounts[T].device == lv.path and mounter.mounts[T].fstype == "xfs"
-    usage, condition = svc.stats("vol-1", T)
-    assert usage.total_bytes > 0 and not condition.abnormal
+    assert svc.stats("vol-1", T).total_bytes > 0
+    assert svc.health("vol-1") == ()
     svc.unpublish("vol-1", T)
     svc.unpublish("vol-1", T)
     assert T not in mounter.mounts
@@ -127,7 +127,7 @@ def test_expand_grows_the_filesystem(
     lvmd_svc.resize_lv(name="g", device_class="ssd", size_bytes=2 * GiB)
     mounter.sizes[lv.path] = 2 * GiB
     assert svc.expand("g", T, block=False) == 2 * GiB
-    assert svc.stats("g", T)[0].total_bytes == 2 * GiB
+    assert svc.stats("g", T).total_bytes == 2 * GiB
     with pytest.raises(errors.FailedPrecondition):
         svc.expand("g", "/var/lib/kubelet/elsewhere", block=False)
 

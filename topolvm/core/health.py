@@ -1,40 +1,69 @@
-"""Volume health from LVM's ``lv_attr`` (lvs(8)), for CSI VolumeCondition.
+"""Volume health from LVM's ``lv_attr`` (lvs(8)), for CSI's NodeGetVolumeHealth (spec v1.13).
 
-Called by the node service (NodeGetVolumeStats) and by anything that reports LV health.
+An LV's adverse conditions as CSI VolumeHealth entries: a status (DEGRADED: usable but not as it should be;
+INACCESSIBLE: I/O cannot reach the data; DATA_LOSS: data is known lost), a CamelCase reason for machines and a
+message for people. No entry means healthy. kubelet (feature gate CSIVolumeHealth) asks once per
+volumeStatsAggPeriod and puts the entries in the pod's ``status.volumeHealth``.
+
+Called by the node service (``topolvm.services.publish``).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-# lv_attr[8], "volume health": what each letter means (lvs(8)).
-_HEALTH = {
-    "p": "partial: one or more PVs of this LV are missing",
-    "r": "refresh needed: a RAID image failed and needs repair",
-    "m": "mismatches: the RAID scrub found mismatches",
-    "w": "writemostly",
-    "X": "unknown",
-    "F": "failed: the thin pool or LV failed",
-    "D": "out of data space: the thin pool is full",
-    "M": "metadata read only: the thin pool metadata failed",
-    "E": "dm-writecache reports an error",
-}
-_ABNORMAL = set("prmFDME")
+
+class Status(enum.StrEnum):
+    DEGRADED = "DEGRADED"
+    INACCESSIBLE = "INACCESSIBLE"
+    DATA_LOSS = "DATA_LOSS"
 
 
 @dataclass(frozen=True)
-class Condition:
-    abnormal: bool
+class Problem:
+    status: Status
+    reason: str
     message: str
 
 
-def condition(attr: str) -> Condition:
-    if len(attr) < 9:
-        return Condition(False, "healthy")
-    letter = attr[8]
-    if letter in _ABNORMAL:
-        return Condition(True, _HEALTH[letter])
-    if attr[4:5] not in ("a", "-", "X", ""):
-        # lv_attr[4] is the activation state: suspended ('s'), invalid snapshot ('I'), ...
-        return Condition(True, f"LV state {attr[4]!r} (see lvs(8))")
-    return Condition(False, "healthy")
+_MISSING_PV = "one or more PVs of this LV are missing (lvs: partial)"
+# lv_attr[8], "volume health" (lvs(8)); 'p' (partial) depends on the layout, below. 'w' (writemostly) and
+# 'X' (unknown) are not problems.
+_HEALTH = {
+    "r": Problem(Status.DEGRADED, "RaidImageFailed", "a RAID image failed and needs repair (lvs: refresh needed)"),
+    "m": Problem(Status.DEGRADED, "RaidMismatches", "the RAID scrub found mismatches between images"),
+    "F": Problem(Status.INACCESSIBLE, "ThinPoolFailed", "the thin pool or thin volume failed"),
+    "D": Problem(Status.DEGRADED, "ThinPoolOutOfDataSpace", "the thin pool is out of data space: writes fail"),
+    "M": Problem(Status.DEGRADED, "ThinPoolMetadataReadOnly", "the thin pool's metadata failed and is read only"),
+    "E": Problem(Status.DEGRADED, "WritecacheError", "dm-writecache reports an error"),
+}
+# lv_attr[4], the state; 'a' (active) and '-' (inactive: nothing is mounted from it) are not problems.
+_STATE = {
+    "s": Problem(Status.INACCESSIBLE, "Suspended", "the LV is suspended: I/O waits"),
+    "I": Problem(Status.DATA_LOSS, "SnapshotInvalid", "the snapshot overflowed and is invalid"),
+    "S": Problem(Status.DATA_LOSS, "SnapshotInvalid", "the snapshot overflowed and is invalid (suspended)"),
+    "m": Problem(Status.DEGRADED, "SnapshotMergeFailed", "merging the snapshot failed"),
+    "M": Problem(Status.DEGRADED, "SnapshotMergeFailed", "merging the snapshot failed (suspended)"),
+    "d": Problem(Status.INACCESSIBLE, "DeviceWithoutTable", "the mapped device has no table"),
+    "i": Problem(Status.INACCESSIBLE, "DeviceInactiveTable", "the mapped device has only an inactive table"),
+    "c": Problem(Status.DEGRADED, "ThinPoolCheckNeeded", "the thin pool needs a check (thin_check)"),
+    "C": Problem(Status.DEGRADED, "ThinPoolCheckNeeded", "the thin pool needs a check (thin_check; suspended)"),
+}
+
+
+def problems(attr: str, segtype: str = "") -> tuple[Problem, ...]:
+    """What is wrong with an LV, from its ``lv_attr`` and segment type (``raid1``, ``linear``, ...)."""
+    found = []
+    state = attr[4:5]
+    if state not in ("a", "-", "X", ""):
+        found.append(_STATE.get(state, Problem(Status.DEGRADED, "UnknownState", f"LV state {state!r} (lvs(8))")))
+    letter = attr[8:9]
+    if letter == "p":
+        if segtype.startswith(("raid", "mirror")):  # the surviving images still serve the data
+            found.append(Problem(Status.DEGRADED, "PhysicalVolumeMissing", f"{_MISSING_PV}; running on the rest"))
+        else:
+            found.append(Problem(Status.INACCESSIBLE, "PhysicalVolumeMissing", _MISSING_PV))
+    elif letter in _HEALTH:
+        found.append(_HEALTH[letter])
+    return tuple(found)

@@ -1,5 +1,6 @@
 """CSI Node service over ``topolvm.services.publish``: publish/unpublish (no staging, as upstream), volume
-stats with VolumeCondition from lv_attr, online expansion, and node info with the topology key.
+stats, volume health from lv_attr (NodeGetVolumeHealth, CSI v1.13 alpha), online expansion, and node info with
+the topology key.
 
 Publish, unpublish and expansion answer by the caller's deadline while their work goes on, one at a time per
 volume (``topolvm.csi.volume_work``)."""
@@ -16,7 +17,7 @@ from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.services import publish
 
 _RPC = csi.NodeServiceCapability.RPC
-_CAPABILITIES = (_RPC.GET_VOLUME_STATS, _RPC.EXPAND_VOLUME, _RPC.VOLUME_CONDITION)
+_CAPABILITIES = (_RPC.GET_VOLUME_STATS, _RPC.EXPAND_VOLUME, _RPC.GET_VOLUME_HEALTH)
 _Usage = csi.VolumeUsage
 
 
@@ -63,7 +64,7 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
     def NodeGetVolumeStats(
         self, request: csi.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi.NodeGetVolumeStatsResponse:
-        usage, condition = self._service.stats(request.volume_id, request.volume_path)
+        usage = self._service.stats(request.volume_id, request.volume_path)
         items = [
             _Usage(unit=_Usage.BYTES, total=usage.total_bytes, used=usage.used_bytes, available=usage.available_bytes)
         ]
@@ -76,8 +77,18 @@ class NodeServicer(csi_grpc.NodeServicer):  # type: ignore[misc]
                     available=usage.available_inodes or 0,
                 )
             )
-        return csi.NodeGetVolumeStatsResponse(
-            usage=items, volume_condition=csi.VolumeCondition(abnormal=condition.abnormal, message=condition.message)
+        return csi.NodeGetVolumeStatsResponse(usage=items)
+
+    @grpc_status.handler
+    def NodeGetVolumeHealth(
+        self, request: csi.NodeGetVolumeHealthRequest, context: grpc.ServicerContext
+    ) -> csi.NodeGetVolumeHealthResponse:
+        entries = [
+            csi.VolumeHealth.VolumeHealthEntry(status=p.status.value, reason=p.reason, message=p.message)
+            for p in self._service.health(request.volume_id)
+        ]
+        return csi.NodeGetVolumeHealthResponse(
+            volume_health=csi.VolumeHealth(volume_id=request.volume_id, health_statuses=entries)
         )
 
     @grpc_status.handler

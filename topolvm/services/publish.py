@@ -65,6 +65,7 @@ class NodeVolumeService:
         self.lvmd = lvmd
         self.mounter = mounter
         self.io_limiter = io_limiter  # None: this node cannot apply IO limits (no cgroup v2 io controller)
+        self._health_seen: dict[str, tuple[health.Problem, ...]] = {}  # volume ID -> what health() last said
 
     # --- lookups ---
     def find(self, volume_id: str) -> tuple[str, model.LogicalVolume] | None:
@@ -201,7 +202,7 @@ class NodeVolumeService:
         log.info("unpublished %s from %s", volume_id, target)
 
     # --- stats and expansion ---
-    def stats(self, volume_id: str, volume_path: str) -> tuple[model.VolumeUsage, health.Condition]:
+    def stats(self, volume_id: str, volume_path: str) -> model.VolumeUsage:
         if not volume_id:
             raise errors.InvalidArgument("volume ID is required")
         if not volume_path:
@@ -214,7 +215,23 @@ class NodeVolumeService:
             raise errors.NotFound(f"volume {volume_id!r} is not mounted at {volume_path!r}: {exc}") from None
         if self.mounter.mounted_from(target=path, device=lv.path) is not True:
             raise errors.NotFound(f"volume {volume_id!r} is not mounted at {path}")
-        return self.mounter.usage(target=path), health.condition(lv.attr)
+        return self.mounter.usage(target=path)
+
+    def health(self, volume_id: str) -> tuple[health.Problem, ...]:
+        """The volume's adverse conditions from lvmd's state (no lvm command unless that state is older than
+        lvmd's --max-state-age); empty when healthy. The paths kubelet sends add nothing: the LV is the volume."""
+        if not volume_id:
+            raise errors.InvalidArgument("volume ID is required")
+        lv = self._require(volume_id)[1]
+        found = health.problems(lv.attr, lv.segtype)
+        if self._health_seen.get(volume_id, ()) != found:  # kubelet asks every minute: log changes only
+            self._health_seen[volume_id] = found
+            if found:
+                what = "; ".join(f"{p.status} {p.reason}: {p.message}" for p in found)
+                log.warning("volume %s (LV %s/%s, lv_attr %s): %s", volume_id, lv.vg_name, lv.name, lv.attr, what)
+            else:
+                log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
+        return found
 
     def expand(self, volume_id: str, volume_path: str, block: bool) -> int:
         if not volume_path:

@@ -96,16 +96,18 @@ def test_lvmd_reports_a_dead_pv_as_abnormal_volume_health_within_max_state_age(d
         )
         service.start()
         service.create_lv(name="vol", device_class="ssd", size_bytes=16 << 20)
-        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False
+        assert health.problems(service.list_lvs(device_class="ssd")[0].attr) == ()
 
         pv.fail()
-        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False  # not re-read yet
+        assert health.problems(service.list_lvs(device_class="ssd")[0].attr) == ()  # not re-read yet
         clock.advance(60)
         lv = service.list_lvs(device_class="ssd")[0]
-        assert health.condition(lv.attr) == health.Condition(True, "partial: one or more PVs of this LV are missing")
+        assert [(p.status, p.reason) for p in health.problems(lv.attr, lv.segtype)] == [
+            ("INACCESSIBLE", "PhysicalVolumeMissing")
+        ]
         assert service.free_bytes(device_class="ssd") == 0
 
         pv.restore()
         clock.advance(60)
-        assert health.condition(service.list_lvs(device_class="ssd")[0].attr).abnormal is False
+        assert health.problems(service.list_lvs(device_class="ssd")[0].attr) == ()
         faults.run("vgchange", "-an", "healthvg")
