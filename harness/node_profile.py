@@ -4,11 +4,14 @@ The VM image (harness/image.py) carries the Debian side: containerd, runc, the C
 module builds the rest into one read-only ext4 disk, attached to the VM with serial ``hil-node`` and mounted by
 the guest (tests/support/hil_node.py) at /opt/hil-node::
 
-    bin/       etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (ci/peers/build.sh)
+    bin/       etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, snapshot-controller
+               (ci/peers/build.sh)
+    manifests/ what snapshot-controller needs in the cluster: external-snapshotter's CRDs and its RBAC
     images/    docker-archives for ``ctr -n k8s.io image import``: our pause container (registry.k8s.io/pause),
                the workload image (busybox), the upstream CSI sidecars the chart names (built from their
-               upstream tags by ci/peers/build.sh, named as the chart's image.csi values name them) and
-               topolvm-py's own image (harness/container_image.py)
+               upstream tags by ci/peers/build.sh, named as the chart's image.csi values name them),
+               topolvm-py's own image (harness/container_image.py), and upstream TopoLVM's hypertopolvm with
+               busybox's nsenter (the baseline of tests/hil/node/bench_lvm_calls.py)
     profile.json  what is where: images with their references, binaries, the pause and workload references
 
     python -m harness.node_profile build      # build if missing (needs the peers, podman, busybox-static)
@@ -39,9 +42,10 @@ from harness import cache, container_image, image_archive
 PROFILE_VERSION = 1  # bump when this builder or harness/image_archive.py changes what goes on the disk
 SERIAL = "hil-node"
 MOUNT_POINT = "/opt/hil-node"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "snapshot-controller")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 WORKLOAD_IMAGE = "localhost/hil-busybox:1"
+UPSTREAM_IMAGE = "localhost/hypertopolvm:v0.41.0"  # ci/peers/build.sh's TOPOLVM_VERSION
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static (scripts/install-system-deps.sh)
 # The chart's image.csi values whose sidecars the node runs, and the peers binary of each: the binary is built
 # from the same upstream tag as the image the chart names (ci/peers/build.sh, NAME-VERSION).
@@ -64,6 +68,17 @@ def peers_bin() -> Path:
     return cache.cache_root() / "peers-v1" / "bin"
 
 
+def manifests() -> dict[str, Path]:
+    """Name on the disk -> file: the VolumeSnapshot CRDs and snapshot-controller's RBAC (both copied out of
+    external-snapshotter's module by ci/peers/build.sh crds snapshot-controller)."""
+    crds = peers_bin().parent / "crds" / "external-snapshotter"
+    found = {f"crd-{p.name}": p for p in sorted(crds.glob("*.yaml"))}
+    found["rbac-snapshot-controller.yaml"] = (
+        peers_bin().parent / "snapshot-controller-files" / ("rbac-snapshot-controller.yaml")
+    )
+    return found
+
+
 def sidecar_images() -> dict[str, Path]:
     """Image reference -> the peers binary built from the same tag, for each sidecar the node runs."""
     values = yaml.safe_load(VALUES.read_text())["image"]["csi"]
@@ -79,7 +94,7 @@ def prerequisites() -> list[str]:
     """What is missing to build the profile (empty when it can be built)."""
     problems = [
         f"{peers_bin() / name} not built (ci/peers/build.sh {name})"
-        for name in (*BINARIES, "pause")
+        for name in (*BINARIES, "pause", "hypertopolvm")
         if not (peers_bin() / name).is_file()
     ]
     problems += [
@@ -88,6 +103,10 @@ def prerequisites() -> list[str]:
         for reference, binary in sidecar_images().items()
         if not binary.is_file()
     ]
+    problems += [f"{path} not found (ci/peers/build.sh crds snapshot-controller)" for path in manifests().values()
+                 if not path.is_file()]  # fmt: skip
+    if len(manifests()) < 4:
+        problems.append("external-snapshotter's CRDs not found (ci/peers/build.sh crds)")
     if not BUSYBOX.is_file():
         problems.append(f"{BUSYBOX} not found (apt-get install busybox-static)")
     if shutil.which("mkfs.ext4") is None:
@@ -105,9 +124,10 @@ def _file_digest(path: Path) -> str:
 
 
 def inputs() -> dict[str, object]:
-    files = {name: peers_bin() / name for name in (*BINARIES, "pause")}
+    files = {name: peers_bin() / name for name in (*BINARIES, "pause", "hypertopolvm")}
     files.update({reference: binary for reference, binary in sidecar_images().items()})
     files["busybox"] = BUSYBOX
+    files.update(manifests())
     return {
         "profile": PROFILE_VERSION,
         "files": {name: _file_digest(path.resolve()) for name, path in sorted(files.items())},
@@ -157,6 +177,9 @@ def _build(spec: dict[str, object], final: Path, log: bool) -> None:
         tree = work / "tree"
         (tree / "bin").mkdir(parents=True)
         (tree / "images").mkdir()
+        (tree / "manifests").mkdir()
+        for name, path in manifests().items():
+            shutil.copyfile(path, tree / "manifests" / name)
         for name in BINARIES:
             shutil.copyfile(peers_bin() / name, tree / "bin" / name)
             (tree / "bin" / name).chmod(0o755)
@@ -185,6 +208,17 @@ def _build(spec: dict[str, object], final: Path, log: bool) -> None:
                 entrypoint=["/bin/sh"],
             ),
         )
+        add(
+            "hypertopolvm.tar",
+            UPSTREAM_IMAGE,
+            image_archive.write(
+                tree / "images" / "hypertopolvm.tar",
+                UPSTREAM_IMAGE,
+                {"hypertopolvm": peers_bin() / "hypertopolvm", "bin/busybox": BUSYBOX},
+                symlinks={"usr/bin/nsenter": "../../bin/busybox"},  # upstream lvmd's lvm-command-prefix
+                entrypoint=["/hypertopolvm"],
+            ),
+        )
         for reference, binary in sidecar_images().items():
             name = binary.name.rsplit("-", 1)[0]
             add(
@@ -205,6 +239,7 @@ def _build(spec: dict[str, object], final: Path, log: bool) -> None:
         manifest: dict[str, object] = {
             "inputs": spec,
             "binaries": [f"bin/{name}" for name in BINARIES],
+            "manifests": [f"manifests/{name}" for name in manifests()],
             "images": images,
             "pause_image": PAUSE_IMAGE,
             "workload_image": WORKLOAD_IMAGE,
@@ -224,6 +259,22 @@ def _build(spec: dict[str, object], final: Path, log: bool) -> None:
         manifest["disk_bytes"] = size
         manifest["build_seconds"] = round(time.monotonic() - started, 1)
         (work / "profile.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+NODE_VALUES = cache.REPO_ROOT / "tests" / "hil" / "node" / "values.yaml"
+CHART = cache.REPO_ROOT / "deploy" / "helm" / "topolvm"
+
+
+def render_chart(destination: Path, helm: Path | None = None) -> None:
+    """The chart rendered for the node (tests/hil/node/values.yaml, CRDs included) into ``destination``, which
+    the node suite and its benchmark ship to the guest as $TOPOLVM_HIL_FILES/topolvm.yaml."""
+    argv = [str(helm or peers_bin() / "helm"), "template", "topolvm", str(CHART), "--namespace", "topolvm-system"]
+    rendered = subprocess.run(
+        [*argv, "--include-crds", "--values", str(NODE_VALUES)], capture_output=True, text=True, check=False
+    )
+    if rendered.returncode != 0:
+        raise RuntimeError(f"helm template for the node failed: {rendered.stderr}")
+    destination.write_text(rendered.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:

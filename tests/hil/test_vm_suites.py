@@ -8,7 +8,6 @@ of the tree on the VM's real kernel (device-mapper, NVMe); ``python -m harness.r
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,8 +56,6 @@ SUITES = {
         memory_mib=6144,
     ),
 }
-NODE_VALUES = cache.REPO_ROOT / "tests" / "hil" / "node" / "values.yaml"
-CHART = cache.REPO_ROOT / "deploy" / "helm" / "topolvm"
 
 
 def _unavailable(reason: str) -> None:
@@ -73,15 +70,7 @@ def _node_drive_and_chart(helm: Path, destination: Path) -> dict[str, Path]:
     if problems:
         _unavailable("cannot build the HIL node profile: " + "; ".join(problems))
     profile = node_profile.ensure()
-    argv = [str(helm), "template", "topolvm", str(CHART), "--namespace", "topolvm-system", "--include-crds"]
-    rendered = subprocess.run(
-        [*argv, "--values", str(NODE_VALUES)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert rendered.returncode == 0, f"helm template for the node failed: {rendered.stderr}"
-    destination.write_text(rendered.stdout)
+    node_profile.render_chart(destination, helm)
     return {node_profile.SERIAL: profile.disk}
 
 

@@ -310,6 +310,8 @@ class ControlPlane:
                 "--enable-aggregator-routing=true",
                 # Logs and exec at the node's address: its hostname resolves to loopback in the VM.
                 "--kubelet-preferred-address-types=InternalIP",
+                # Pods' status.volumeHealth, which kubelet fills from CSI NodeGetVolumeHealth (alpha in 1.37).
+                "--feature-gates=CSIVolumeHealth=true",
             ]
         else:
             mode = [

@@ -173,6 +173,8 @@ def kubelet_config(healthz_port: int) -> dict[str, Any]:
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "serializeImagePulls": False,
+        # NodeGetVolumeHealth every volumeStatsAggPeriod (1 min), into the pods' status.volumeHealth.
+        "featureGates": {"CSIVolumeHealth": True},
     }
 
 

@@ -35,10 +35,14 @@ def missing() -> list[str]:
     return [*reasons, rbac] if isinstance(rbac, str) else reasons
 
 
-def start_snapshot_controller(cluster: Cluster, work: Path) -> None:
+def start_snapshot_controller(
+    cluster: Cluster, work: Path, binary: Path | str | None = None, rbac: Path | str | None = None
+) -> None:
     """Apply its RBAC (ServiceAccount, ClusterRole, leader-election Role and their bindings) and run it with
-    that ServiceAccount's token and leader election, as external-snapshotter's Deployment does."""
-    rbac, binary = rbac_file(), controlplane.find_binary(SNAPSHOT_CONTROLLER)
+    that ServiceAccount's token and leader election, as external-snapshotter's Deployment does. ``binary`` and
+    ``rbac`` default to the peers' (the HIL node passes its profile disk's)."""
+    rbac = rbac or rbac_file()
+    binary = binary or controlplane.find_binary(SNAPSHOT_CONTROLLER)
     if isinstance(rbac, str) or isinstance(binary, str):
         raise ClusterError("; ".join(missing()))
     applier = deployment.Applier(cluster.plane)

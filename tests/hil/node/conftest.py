@@ -21,7 +21,7 @@ import pytest
 from harness import faults
 from tests.hil.node.kube import Kube
 from tests.hil.node.workloads import VG, busybox_pod
-from tests.support import deployment, hil_node
+from tests.support import deployment, hil_node, stack_snapshots
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,7 @@ def kube(node: hil_node.HilNode) -> Kube:
 
 
 THIN_POOL_SIZE = "1G"
+FLAKY_VG = "flakyvg"
 DRIVER = "topolvm.io"
 
 
@@ -74,20 +75,43 @@ def workloads_ready(kube: Kube) -> bool:
 
 
 @pytest.fixture(scope="session")
-def topolvm(node: hil_node.HilNode, kube: Kube) -> dict[str, Any]:
-    """TopoLVM deployed from the rendered chart onto a VG over three NVMe disks, every pod ready, kubelet's
-    CSINode listing the driver and topolvm-node's capacity annotation on the Node. Returns the Node."""
+def flaky_pv() -> Iterator[faults.FaultablePV]:
+    """The PV of tests/hil/node/values.yaml's "flaky" class: a dm device over the fourth NVMe disk that a test
+    can switch to dm-error (a dead disk still enumerated) and back."""
+    disks = faults.nvme_disks()
+    assert len(disks) == 4, f"the node suite needs four NVMe disks, found {disks}"
+    with faults.FaultablePV(disks[3], "flaky") as pv:
+        _lvm("vgcreate", "-y", FLAKY_VG, pv.path)
+        yield pv
+        pv.restore()
+
+
+@pytest.fixture(scope="session")
+def topolvm(node: hil_node.HilNode, kube: Kube, flaky_pv: faults.FaultablePV) -> dict[str, Any]:
+    """TopoLVM deployed from the rendered chart onto a VG over three NVMe disks (and the flaky class's VG),
+    every pod ready, kubelet's CSINode listing the driver and topolvm-node's capacity annotation on the Node.
+    Returns the Node."""
     started = time.monotonic()
     disks = faults.nvme_disks()[:3]
-    assert len(disks) == 3, f"the node suite needs three NVMe disks, found {disks}"
     _lvm("vgcreate", "-y", VG, *disks)
     _lvm("lvcreate", "-y", "--type", "thin-pool", "-L", THIN_POOL_SIZE, "-n", "thinpool", VG)
     applier = deployment.Applier(node.cluster.plane)
-    for doc in deployment.documents(hil_node.env_files() / "topolvm.yaml"):
-        if doc["kind"] == "CustomResourceDefinition":
-            applier.apply(doc)
-            kube.wait(lambda d=doc: _established(kube, d["metadata"]["name"]), f"CRD {doc['metadata']['name']}", 60)
-    for doc in deployment.documents(hil_node.env_files() / "topolvm.yaml"):
+    # The cluster's snapshot add-on first (the chart's VolumeSnapshotClass needs its CRDs), as an operator has it.
+    manifests = node.profile_dir / "manifests"
+    chart = hil_node.env_files() / "topolvm.yaml"
+    for path in [*sorted(manifests.glob("crd-*.yaml")), chart]:
+        for doc in deployment.documents(path):
+            if doc["kind"] == "CustomResourceDefinition":
+                applier.apply(doc)
+                name = doc["metadata"]["name"]
+                kube.wait(lambda n=name: _established(kube, n), f"CRD {name}", 60)
+    stack_snapshots.start_snapshot_controller(
+        node.cluster,
+        node.workdir,
+        binary=node.profile_dir / "bin" / stack_snapshots.SNAPSHOT_CONTROLLER,
+        rbac=manifests / "rbac-snapshot-controller.yaml",
+    )
+    for doc in deployment.documents(chart):
         if doc["kind"] != "CustomResourceDefinition":
             applier.apply(doc)
     kube.wait(lambda: workloads_ready(kube), "TopoLVM's pods to be ready", timeout=600)

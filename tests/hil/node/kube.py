@@ -79,10 +79,17 @@ class Kube:
         assert phase == "Succeeded", f"pod {name} {phase}; log:\n{log}\n{self.describe()}"
         return log
 
-    def logs(self, name: str, namespace: str = NAMESPACE) -> str:
-        code, reply = self.cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log")
+    def logs(self, name: str, namespace: str = NAMESPACE, container: str = "") -> str:
+        query = f"?container={container}" if container else ""
+        code, reply = self.cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log{query}")
         assert code == 200, f"log of {name}: HTTP {code}: {reply}"
         return str(reply.get("text", reply))
+
+    def node_agent_logs(self) -> str:
+        """The topolvm-node container's log of every topolvm-node pod (the DaemonSet's, one node)."""
+        pods = (self.get("/api/v1/namespaces/topolvm-system/pods") or {"items": []})["items"]
+        names = [p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith("topolvm-node-")]
+        return "".join(self.logs(n, "topolvm-system", container="topolvm-node") for n in names)
 
     def wait_gone(self, path: str, timeout: float = 120.0) -> None:
         self.wait(lambda: self.get(path) is None, f"{path} to be deleted", timeout)

@@ -35,9 +35,9 @@ def mounted(claim_name: str, path: str = "/data") -> dict[str, Any]:
     }
 
 
-def lv_names() -> set[str]:
+def lv_names(vg: str = VG) -> set[str]:
     report = subprocess.run(
-        ["lvs", "--reportformat", "json", "-o", "lv_name", VG], capture_output=True, text=True, check=True
+        ["lvs", "--reportformat", "json", "-o", "lv_name", vg], capture_output=True, text=True, check=True
     ).stdout
     return {row["lv_name"] for row in json.loads(report)["report"][0]["lv"]}
 
