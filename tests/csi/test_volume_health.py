@@ -92,21 +92,22 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
 
 
 @pytest.mark.parametrize(
-    ("attr", "segtype", "expected"),
+    ("attr", "expected"),
     [
-        ("-wi-ao----", "linear", []),
-        ("Vwi-aotz--", "thin", []),
-        ("-wi-ao---w", "linear", []),  # writemostly is a setting, not a problem
-        ("-wi-ao--p-", "linear", [("INACCESSIBLE", "PhysicalVolumeMissing")]),
-        ("rwi-aor-p-", "raid1", [("DEGRADED", "PhysicalVolumeMissing")]),
-        ("rwi-aor-r-", "raid1", [("DEGRADED", "RaidImageFailed")]),
-        ("twi-aotzD-", "thin-pool", [("DEGRADED", "ThinPoolOutOfDataSpace")]),
-        ("Vwi-aotzF-", "thin", [("INACCESSIBLE", "ThinPoolFailed")]),
-        ("swi-Io-s--", "snapshot", [("DATA_LOSS", "SnapshotInvalid")]),
-        ("-wi-so--p-", "linear", [("INACCESSIBLE", "Suspended"), ("INACCESSIBLE", "PhysicalVolumeMissing")]),
-        ("-wi-Qo----", "linear", [("DEGRADED", "UnknownState")]),
-        ("", "", []),
+        ("-wi-ao----", []),
+        ("Vwi-aotz--", []),
+        ("-wi-ao---w", []),  # writemostly is a setting, not a problem
+        ("-wi-ao--p-", [("INACCESSIBLE", "PhysicalVolumeMissing")]),
+        ("rwi-aor-p-", [("DEGRADED", "PhysicalVolumeMissing")]),  # RAID: the other images serve
+        ("mwi-aom-p-", [("DEGRADED", "PhysicalVolumeMissing")]),
+        ("rwi-aor-r-", [("DEGRADED", "RaidImageFailed")]),
+        ("twi-aotzD-", [("DEGRADED", "ThinPoolOutOfDataSpace")]),
+        ("Vwi-aotzF-", [("INACCESSIBLE", "ThinPoolFailed")]),
+        ("swi-Io-s--", [("DATA_LOSS", "SnapshotInvalid")]),
+        ("-wi-so--p-", [("INACCESSIBLE", "Suspended"), ("INACCESSIBLE", "PhysicalVolumeMissing")]),
+        ("-wi-Qo----", [("DEGRADED", "UnknownState")]),
+        ("", []),
     ],
 )
-def test_problems_from_lv_attr(attr: str, segtype: str, expected: list[tuple[str, str]]) -> None:
-    assert [(p.status, p.reason) for p in health.problems(attr, segtype)] == expected
+def test_problems_from_lv_attr(attr: str, expected: list[tuple[str, str]]) -> None:
+    assert [(p.status, p.reason) for p in health.problems(attr)] == expected

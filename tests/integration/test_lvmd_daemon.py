@@ -104,3 +104,18 @@ def test_lvmd_refuses_a_bad_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "more than one default device class" in proc.stderr
+
+
+def test_lvmd_refuses_negative_intervals(tmp_path: Path) -> None:
+    cfg = tmp_path / "lvmd.yaml"
+    cfg.write_text("device-classes: [{name: a, volume-group: v, default: true}]")
+    for flag in ("--max-state-age=-1", "--refresh-interval=-5"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "topolvm.lvmd.cli", "--config", str(cfg), flag],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, flag
+        assert "must not be negative" in proc.stderr, proc.stderr

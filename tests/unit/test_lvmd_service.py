@@ -245,9 +245,7 @@ def test_a_request_rereads_lvm_when_the_state_is_older_than_max_state_age() -> N
     clock.advance(60)
     for _ in range(100):
         lv = svc.list_lvs(device_class="ssd")[0]
-        assert [(p.status, p.reason) for p in health.problems(lv.attr, lv.segtype)] == [
-            ("INACCESSIBLE", "PhysicalVolumeMissing")
-        ]
+        assert [(p.status, p.reason) for p in health.problems(lv.attr)] == [("INACCESSIBLE", "PhysicalVolumeMissing")]
     assert lvm.reports == after_create + 1
     assert svc.free_bytes(device_class="ssd") == 0  # and capacity follows: a VG with a missing PV gives none
 
@@ -279,3 +277,30 @@ class CountingLvm(memory.InMemoryLvm):
     def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
         self.reports += 1
         return super().report(vg_names=vg_names)
+
+
+def test_a_vg_whose_only_disk_died_is_kept_as_lost_not_forgotten() -> None:
+    """lvm2 reports nothing of a VG whose every PV is gone; lvmd keeps what it knew, with all PVs missing and
+    the LVs partial, so their health says so (instead of "no such volume") and nothing is allocated there."""
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    lvm.add_vg("other", [GiB])
+    cfg = model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0), model.DeviceClass("b", "other")))
+    svc = lvmd.LvmdService(lvm=lvm, config=cfg, max_state_age=60, clock=(clock := ManualClock()))
+    svc.start()
+    svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+    lvm.mark_pv_missing("vg", 0)
+    assert "vg" not in lvm.report(vg_names=["vg"]).vgs
+    clock.advance(60)
+    [lv] = svc.list_lvs(device_class="ssd")
+    assert [(p.status, p.reason) for p in health.problems(lv.attr)] == [("INACCESSIBLE", "PhysicalVolumeMissing")]
+    assert svc.free_bytes(device_class="ssd") == 0
+    with pytest.raises(errors.FailedPrecondition, match="missing PVs"):
+        svc.create_lv(name="b", device_class="ssd", size_bytes=8 * MiB)
+    svc.create_lv(name="c", device_class="b", size_bytes=8 * MiB)  # the other class is untouched
+
+    lvm.mark_pv_present("vg", 0)
+    clock.advance(60)
+    [lv] = svc.list_lvs(device_class="ssd")
+    assert health.problems(lv.attr) == ()
+    assert svc.free_bytes(device_class="ssd") == GiB - 8 * MiB

@@ -52,18 +52,23 @@ _STATE = {
 }
 
 
-def problems(attr: str, segtype: str = "") -> tuple[Problem, ...]:
-    """What is wrong with an LV, from its ``lv_attr`` and segment type (``raid1``, ``linear``, ...)."""
+def problems(attr: str) -> tuple[Problem, ...]:
+    """What is wrong with an LV, from its ``lv_attr`` alone (what lvmd's gRPC API carries)."""
     found = []
     state = attr[4:5]
     if state not in ("a", "-", "X", ""):
         found.append(_STATE.get(state, Problem(Status.DEGRADED, "UnknownState", f"LV state {state!r} (lvs(8))")))
     letter = attr[8:9]
     if letter == "p":
-        if segtype.startswith(("raid", "mirror")):  # the surviving images still serve the data
+        if attr[:1] in ("r", "R", "m", "M"):  # RAID or mirror: the surviving images still serve the data
             found.append(Problem(Status.DEGRADED, "PhysicalVolumeMissing", f"{_MISSING_PV}; running on the rest"))
         else:
             found.append(Problem(Status.INACCESSIBLE, "PhysicalVolumeMissing", _MISSING_PV))
     elif letter in _HEALTH:
         found.append(_HEALTH[letter])
     return tuple(found)
+
+
+def mark_partial(attr: str) -> str:
+    """``attr`` with volume health 'p', as lvm2 reports an LV with extents on a missing PV."""
+    return attr[:8] + "p" + attr[9:]

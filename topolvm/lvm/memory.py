@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from topolvm import constants, errors
-from topolvm.core import capacity, model, names
+from topolvm.core import capacity, health, model, names
 
 DEFAULT_EXTENT = 4 << 20
 
@@ -52,7 +52,7 @@ class _Vg:
         lvs = tuple(
             model.LogicalVolume(
                 name=lv.name, vg_name=self.name, size=lv.size, uuid=lv.uuid, path=f"/dev/{self.name}/{lv.name}",
-                attr=_partial(lv.attr) if self.missing & lv.placement.keys() else lv.attr,
+                attr=health.mark_partial(lv.attr) if self.missing & lv.placement.keys() else lv.attr,
                 tags=lv.tags, pool=lv.pool, origin=lv.origin,
                 data_percent=0.0 if lv.attr[0] in "tV" else None,
                 metadata_percent=0.0 if lv.attr[0] == "t" else None,
@@ -74,11 +74,6 @@ def _segtype(lv: _Lv) -> str:
     if lv.layout.meta_extents:
         return "raid1" if lv.layout.data_stripes == 1 else "raid5"  # enough for layout_of(); not every raid level
     return "striped" if lv.layout.images > 1 else "linear"
-
-
-def _partial(attr: str) -> str:
-    """lv_attr with volume health 'p' (9th character), as lvm2 reports an LV with extents on a missing PV."""
-    return attr[:8] + "p" + attr[9:]
 
 
 def _tags(tags: Sequence[str]) -> tuple[str, ...]:
@@ -135,6 +130,11 @@ class InMemoryLvm:
         v = self._vg(vg)
         v.missing.add(list(v.pv_sizes)[index])
 
+    def mark_pv_present(self, vg: str, index: int) -> None:
+        """The PV at ``index`` is back (the disk returned)."""
+        v = self._vg(vg)
+        v.missing.discard(list(v.pv_sizes)[index])
+
     def create_thin_pool(self, *, vg: str, name: str, size: int) -> None:
         v = self._vg(vg)
         names.check_lv_name(name)
@@ -147,7 +147,9 @@ class InMemoryLvm:
         for vg in vg_names:
             names.check_vg_name(vg)
         self.calls += 1
-        return model.LvmState(vgs={n: self._vgs[n].snapshot() for n in vg_names if n in self._vgs})
+        # A VG with every PV missing has its metadata nowhere: lvm2 reports nothing of it.
+        found = [n for n in vg_names if n in self._vgs and self._vgs[n].missing != set(self._vgs[n].pv_sizes)]
+        return model.LvmState(vgs={n: self._vgs[n].snapshot() for n in found})
 
     def create_lv(
         self,

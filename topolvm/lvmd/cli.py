@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_STATE_AGE,
         metavar="SECONDS",
         help="a request finding the last LVM report older than this re-reads LVM first, so a failed disk shows in "
-        "volume health (NodeGetVolumeStats) within this time; at most one report per period however often "
+        "volume health (NodeGetVolumeHealth) within this time; at most one report per period however often "
         "kubelet asks; 0 reuses the report until the next change or refresh (default: %(default)s)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

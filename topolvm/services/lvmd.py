@@ -16,13 +16,14 @@ Called by the lvmd gRPC server (``topolvm.lvmd.server``), by node code in embedd
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from topolvm import constants, errors, ports
-from topolvm.core import capacity, devclass, model, names
+from topolvm.core import capacity, devclass, health, model, names
 from topolvm.services import broadcast, thick_copy
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,29 @@ def _check_request(name: str, size_bytes: int | None, tags: Sequence[str] = ()) 
 
 def _with_managed_tag(tags: Sequence[str]) -> list[str]:
     return [*dict.fromkeys([*tags, constants.MANAGED_TAG])]
+
+
+def _keep_lost_vgs(last: model.LvmState, fresh: model.LvmState) -> model.LvmState:
+    """``fresh``, plus every VG of ``last`` that it no longer has, as lost: all its PVs missing, no free space,
+    its LVs partial. A VG whose only disk died (or all of them) is not reported at all, since lvm2 finds its
+    metadata nowhere; lvm2 reports a VG that lost some PVs this way, so volume health and allocation treat both
+    alike instead of the volumes vanishing. The VG comes back as lvm2 reports it once its disks do."""
+    lost = [vg for name, vg in last.vgs.items() if name not in fresh.vgs]
+    if not lost:
+        return fresh
+    vgs = dict(fresh.vgs)
+    for vg in lost:
+        if vg.missing_pvs < len(vg.pvs) or not vg.pvs:  # newly lost
+            log.warning("volume group %s is no longer found: all its %d PVs are missing, its %d LVs partial",
+                        vg.name, len(vg.pvs), len(vg.lvs))  # fmt: skip
+        vgs[vg.name] = dataclasses.replace(
+            vg,
+            free=0,
+            missing_pvs=max(len(vg.pvs), 1),
+            pvs=tuple(dataclasses.replace(pv, free=0, missing=True) for pv in vg.pvs),
+            lvs=tuple(dataclasses.replace(lv, attr=health.mark_partial(lv.attr)) for lv in vg.lvs),
+        )
+    return model.LvmState(vgs)
 
 
 class LvmdService:
@@ -117,7 +141,7 @@ class LvmdService:
 
     def _refresh_locked(self) -> None:
         try:
-            self._state = self._lvm.report(vg_names=self._config.volume_groups())
+            self._state = _keep_lost_vgs(self._state, self._lvm.report(vg_names=self._config.volume_groups()))
         except errors.TopoLVMError as exc:
             self._stale = True
             raise errors.Unavailable(f"cannot read LVM state: {exc}") from exc

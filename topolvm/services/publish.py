@@ -72,7 +72,11 @@ class NodeVolumeService:
         """(device class, LV) of a volume on this node, from lvmd's state (no lvm command)."""
         names.check_lv_name(volume_id)
         for stats in self.lvmd.capacity().device_classes:
-            for lv in self.lvmd.list_lvs(device_class=stats.device_class):
+            try:
+                lvs = self.lvmd.list_lvs(device_class=stats.device_class)
+            except errors.NotFound:  # this class's VG was never found (lvmd says why): others still serve
+                continue
+            for lv in lvs:
                 if lv.name == volume_id:
                     return stats.device_class, lv
         return None
@@ -223,7 +227,7 @@ class NodeVolumeService:
         if not volume_id:
             raise errors.InvalidArgument("volume ID is required")
         lv = self._require(volume_id)[1]
-        found = health.problems(lv.attr, lv.segtype)
+        found = health.problems(lv.attr)
         if self._health_seen.get(volume_id, ()) != found:  # kubelet asks every minute: log changes only
             self._health_seen[volume_id] = found
             if found:

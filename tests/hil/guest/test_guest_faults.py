@@ -102,9 +102,7 @@ def test_lvmd_reports_a_dead_pv_as_abnormal_volume_health_within_max_state_age(d
         assert health.problems(service.list_lvs(device_class="ssd")[0].attr) == ()  # not re-read yet
         clock.advance(60)
         lv = service.list_lvs(device_class="ssd")[0]
-        assert [(p.status, p.reason) for p in health.problems(lv.attr, lv.segtype)] == [
-            ("INACCESSIBLE", "PhysicalVolumeMissing")
-        ]
+        assert [(p.status, p.reason) for p in health.problems(lv.attr)] == [("INACCESSIBLE", "PhysicalVolumeMissing")]
         assert service.free_bytes(device_class="ssd") == 0
 
         pv.restore()

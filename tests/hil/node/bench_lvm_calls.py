@@ -76,8 +76,34 @@ def _all_running(kube: Kube) -> bool:
     return all(kube.pod_phase(f"vols-{i}") == "Running" for i in range(PODS_N))
 
 
+# What upstream's chart grants its topolvm-node beyond ours (its caches list and watch Nodes and CSIDrivers).
+UPSTREAM_NODE_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "update", "patch"]},
+    {
+        "apiGroups": ["topolvm.io"],
+        "resources": ["logicalvolumes", "logicalvolumes/status"],
+        "verbs": ["get", "list", "watch", "create", "update", "delete", "patch"],
+    },
+    {"apiGroups": ["storage.k8s.io"], "resources": ["csidrivers"], "verbs": ["get", "list", "watch"]},
+]
+
+
 def _switch_to_upstream(kube: Kube) -> None:
-    """The chart's DaemonSets, their topolvm-py containers replaced by upstream's binary and arguments."""
+    """The chart's DaemonSets, their topolvm-py containers replaced by upstream's binary and arguments, and
+    topolvm-node's ServiceAccount given upstream's rules."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kube.create(
+        f"{rbac}/clusterroles",
+        {"metadata": {"name": "bench:upstream-node"}, "rules": UPSTREAM_NODE_RULES},
+    )
+    kube.create(
+        f"{rbac}/clusterrolebindings",
+        {
+            "metadata": {"name": "bench:upstream-node"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bench:upstream-node"},
+            "subjects": [{"kind": "ServiceAccount", "name": "topolvm-node", "namespace": "topolvm-system"}],
+        },
+    )
     for name, container, argv in [
         ("topolvm-lvmd", "lvmd", ["/hypertopolvm", "lvmd", "--config=/etc/topolvm/lvmd.yaml"]),
         (

@@ -84,6 +84,8 @@ def flaky_pv() -> Iterator[faults.FaultablePV]:
         _lvm("vgcreate", "-y", FLAKY_VG, pv.path)
         yield pv
         pv.restore()
+        # Before the dm device goes (its table turns to error): no LVM reads of a dead PV in the console.
+        subprocess.run(["vgremove", "-ff", "-y", FLAKY_VG], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -145,5 +147,6 @@ def topolvm(node: hil_node.HilNode, kube: Kube, flaky_pv: faults.FaultablePV) ->
 
 def _established(kube: Kube, name: str) -> bool:
     crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-    conditions = {c["type"]: c["status"] for c in (crd or {}).get("status", {}).get("conditions", [])}
+    status = (crd or {}).get("status") or {}  # external-snapshotter's CRD files carry "conditions: null"
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
     return conditions.get("Established") == "True"
