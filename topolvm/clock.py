@@ -10,6 +10,13 @@ class SystemClock:
         return time.time()
 
 
+class MonotonicClock:
+    """For durations (reservations, state ages): wall-clock steps (NTP, a wrong RTC at boot) move it not."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
 class ManualClock:
     """Time moves only when told to."""
 

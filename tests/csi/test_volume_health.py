@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,8 +77,12 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
 
         lvm.mark_pv_missing("vg", 0)  # the first PV, where the linear LV lives
         assert list(node.NodeGetVolumeHealth(ask, timeout=5).volume_health.health_statuses) == []  # cached
-        clock.advance(60)
-        [entry] = node.NodeGetVolumeHealth(ask, timeout=5).volume_health.health_statuses
+        clock.advance(60)  # the next call starts lvmd's re-read in the background; a later one sees it
+        deadline = time.monotonic() + 5
+        while not (entries := list(node.NodeGetVolumeHealth(ask, timeout=5).volume_health.health_statuses)):
+            assert time.monotonic() < deadline, "lvmd's background re-read did not land"
+            time.sleep(0.01)
+        [entry] = entries
         assert entry.status == csi.INACCESSIBLE and entry.reason == "PhysicalVolumeMissing"
         assert "missing" in entry.message
 
@@ -106,6 +111,7 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
         ("swi-Io-s--", [("DATA_LOSS", "SnapshotInvalid")]),
         ("-wi-so--p-", [("INACCESSIBLE", "Suspended"), ("INACCESSIBLE", "PhysicalVolumeMissing")]),
         ("-wi-Qo----", [("DEGRADED", "UnknownState")]),
+        ("rwi-Xor-p-", [("INACCESSIBLE", "VolumeGroupLost")]),  # health.mark_lost: even RAID
         ("", []),
     ],
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -227,9 +229,21 @@ def test_adapters_refuse_sizes_lvm2_refuses_before_counting_a_command() -> None:
     assert lvm.calls == 0
 
 
+def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """The age-driven re-read runs in a thread of its own: wait for what it brings."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the background re-read did not land"
+        time.sleep(0.01)
+
+
+def _problems(svc: lvmd.LvmdService) -> list[tuple[str, str]]:
+    return [(p.status, p.reason) for p in health.problems(svc.list_lvs(device_class="ssd")[0].attr)]
+
+
 def test_a_request_rereads_lvm_when_the_state_is_older_than_max_state_age() -> None:
-    """A disk that fails while nothing changes the VG still reaches volume health, within the age, at one
-    report per age however often the state is read (kubelet asks for every volume's stats each minute)."""
+    """A disk that fails while nothing changes the VG still reaches volume health an age (and one request)
+    later, at one report per age however often the state is read (kubelet asks for every volume each minute)."""
     lvm = CountingLvm()
     lvm.add_vg("vg", [GiB, GiB])
     clock = ManualClock()
@@ -240,14 +254,38 @@ def test_a_request_rereads_lvm_when_the_state_is_older_than_max_state_age() -> N
     after_create = lvm.reports
     lvm.mark_pv_missing("vg", 0)  # the disk under "a" dies; lvmd is not told
     for _ in range(100):
-        assert health.problems(svc.list_lvs(device_class="ssd")[0].attr) == ()  # cached, no lvm call
+        assert _problems(svc) == []  # cached, no lvm call
     assert lvm.reports == after_create
     clock.advance(60)
+    assert _problems(svc) == []  # this request starts the re-read and goes on with what it has
+    _eventually(lambda: _problems(svc) == [("INACCESSIBLE", "PhysicalVolumeMissing")])
     for _ in range(100):
-        lv = svc.list_lvs(device_class="ssd")[0]
-        assert [(p.status, p.reason) for p in health.problems(lv.attr)] == [("INACCESSIBLE", "PhysicalVolumeMissing")]
+        assert _problems(svc) == [("INACCESSIBLE", "PhysicalVolumeMissing")]
     assert lvm.reports == after_create + 1
     assert svc.free_bytes(device_class="ssd") == 0  # and capacity follows: a VG with a missing PV gives none
+
+
+def test_a_failing_or_hung_reread_delays_no_request_and_is_retried_an_age_later() -> None:
+    lvm = GatedLvm()
+    lvm.add_vg("vg", [GiB])
+    clock = ManualClock()
+    cfg = model.LvmdConfig((model.DeviceClass("ssd", "vg", spare_bytes=0),))
+    svc = lvmd.LvmdService(lvm=lvm, config=cfg, max_state_age=60, clock=clock)
+    svc.start()
+    svc.create_lv(name="a", device_class="ssd", size_bytes=8 * MiB)
+    lvm.gate.clear()  # the next report hangs (a dying disk)
+    clock.advance(60)
+    for _ in range(50):  # requests are served meanwhile, from the last report; one report is running
+        assert [lv.name for lv in svc.list_lvs(device_class="ssd")] == ["a"]
+    _eventually(lambda: lvm.waiting == 1)
+    lvm.fail_next = True
+    lvm.gate.set()  # it fails
+    _eventually(lambda: lvm.waiting == 0 and not svc._refreshing)
+    for _ in range(50):  # no retry storm: the failed try counts as the last one
+        svc.list_lvs(device_class="ssd")
+    assert lvm.reports_started == 3  # start, after the create, the failed one
+    svc.create_lv(name="b", device_class="ssd", size_bytes=8 * MiB)  # mutations still read LVM themselves
+    assert {lv.name for lv in svc.list_lvs(device_class="ssd")} == {"a", "b"}
 
 
 def test_without_max_state_age_the_state_waits_for_a_change_or_refresh() -> None:
@@ -271,6 +309,30 @@ def test_max_state_age_must_be_positive_and_timed(age: float) -> None:
         lvmd.LvmdService(lvm=memory.InMemoryLvm(), config=cfg, max_state_age=60)
 
 
+class GatedLvm(memory.InMemoryLvm):
+    """Reports wait at a gate (set: open) and can be made to fail once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = 0
+        self.reports_started = 0
+        self.fail_next = False
+
+    def report(self, *, vg_names: Sequence[str]) -> model.LvmState:
+        self.reports_started += 1
+        self.waiting += 1
+        try:
+            self.gate.wait(10)
+            if self.fail_next:
+                self.fail_next = False
+                raise errors.Unavailable("lvm fullreport timed out")
+            return super().report(vg_names=vg_names)
+        finally:
+            self.waiting -= 1
+
+
 class CountingLvm(memory.InMemoryLvm):
     reports = 0
 
@@ -292,8 +354,8 @@ def test_a_vg_whose_only_disk_died_is_kept_as_lost_not_forgotten() -> None:
     lvm.mark_pv_missing("vg", 0)
     assert "vg" not in lvm.report(vg_names=["vg"]).vgs
     clock.advance(60)
-    [lv] = svc.list_lvs(device_class="ssd")
-    assert [(p.status, p.reason) for p in health.problems(lv.attr)] == [("INACCESSIBLE", "PhysicalVolumeMissing")]
+    svc.list_lvs(device_class="ssd")  # starts the re-read
+    _eventually(lambda: _problems(svc) == [("INACCESSIBLE", "VolumeGroupLost")])
     assert svc.free_bytes(device_class="ssd") == 0
     with pytest.raises(errors.FailedPrecondition, match="missing PVs"):
         svc.create_lv(name="b", device_class="ssd", size_bytes=8 * MiB)
@@ -301,6 +363,6 @@ def test_a_vg_whose_only_disk_died_is_kept_as_lost_not_forgotten() -> None:
 
     lvm.mark_pv_present("vg", 0)
     clock.advance(60)
-    [lv] = svc.list_lvs(device_class="ssd")
-    assert health.problems(lv.attr) == ()
+    svc.list_lvs(device_class="ssd")
+    _eventually(lambda: _problems(svc) == [])
     assert svc.free_bytes(device_class="ssd") == GiB - 8 * MiB

@@ -28,10 +28,11 @@ class Problem:
 
 
 _MISSING_PV = "one or more PVs of this LV are missing (lvs: partial)"
+_LOST_VG = "its volume group is no longer found: every PV of it is missing (a VG's only disk died?)"
 # lv_attr[8], "volume health" (lvs(8)); 'p' (partial) depends on the layout, below. 'w' (writemostly) and
 # 'X' (unknown) are not problems.
 _HEALTH = {
-    "r": Problem(Status.DEGRADED, "RaidImageFailed", "a RAID image failed and needs repair (lvs: refresh needed)"),
+    "r": Problem(Status.DEGRADED, "RaidImageFailed", "a RAID image failed (lvs: refresh needed: lvchange --refresh)"),
     "m": Problem(Status.DEGRADED, "RaidMismatches", "the RAID scrub found mismatches between images"),
     "F": Problem(Status.INACCESSIBLE, "ThinPoolFailed", "the thin pool or thin volume failed"),
     "D": Problem(Status.DEGRADED, "ThinPoolOutOfDataSpace", "the thin pool is out of data space: writes fail"),
@@ -59,8 +60,12 @@ def problems(attr: str) -> tuple[Problem, ...]:
     if state not in ("a", "-", "X", ""):
         found.append(_STATE.get(state, Problem(Status.DEGRADED, "UnknownState", f"LV state {state!r} (lvs(8))")))
     letter = attr[8:9]
-    if letter == "p":
-        if attr[:1] in ("r", "R", "m", "M"):  # RAID or mirror: the surviving images still serve the data
+    if letter == "p" and state == "X":  # lvmd's mark for a VG lvm2 no longer reports at all (mark_lost)
+        found.append(Problem(Status.INACCESSIBLE, "VolumeGroupLost", _LOST_VG))
+    elif letter == "p":
+        # RAID or mirror: the surviving images serve the data. lvmd's API carries no segment type, so raid0
+        # (no redundancy) and a RAID LV that lost more images than it can spare are reported so too.
+        if attr[:1] in ("r", "R", "m", "M"):
             found.append(Problem(Status.DEGRADED, "PhysicalVolumeMissing", f"{_MISSING_PV}; running on the rest"))
         else:
             found.append(Problem(Status.INACCESSIBLE, "PhysicalVolumeMissing", _MISSING_PV))
@@ -72,3 +77,8 @@ def problems(attr: str) -> tuple[Problem, ...]:
 def mark_partial(attr: str) -> str:
     """``attr`` with volume health 'p', as lvm2 reports an LV with extents on a missing PV."""
     return attr[:8] + "p" + attr[9:]
+
+
+def mark_lost(attr: str) -> str:
+    """``attr`` of an LV whose whole VG lvm2 no longer reports: state 'X' (unknown) and health 'p'."""
+    return attr[:4] + "X" + attr[5:8] + "p" + attr[9:]

@@ -8,19 +8,12 @@ every request, so the extender runs one worker, and only the kube-scheduler lead
 from __future__ import annotations
 
 import threading
-import time
 
 from topolvm import ports
+from topolvm.clock import MonotonicClock
 from topolvm.core import reservations
 from topolvm.extender import config, metrics
 from topolvm.services import scheduler
-
-
-class MonotonicClock:
-    """Reservations last seconds; a monotonic clock keeps wall-clock jumps from ending or extending them."""
-
-    def now(self) -> float:
-        return time.monotonic()
 
 
 class Holder:

@@ -76,7 +76,9 @@ class Runner:
             COMMANDS.labels(subcommand, "timeout").inc()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            # A process in uninterruptible I/O (a hung disk) dies only when the I/O ends: do not wait for it.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
             raise errors.Unavailable(f"{' '.join(argv)} timed out after {self.timeout:g}s (killed)") from exc
         finally:
             DURATION.labels(subcommand).observe(time.monotonic() - started)

@@ -58,7 +58,7 @@ def service_from_config(
     lvmd (topolvm-node --lvmd-config, all-in-one) takes the default state age."""
     runner = command.Runner(prefix=cfg.lvm_command_prefix, config=cfg.lvm_config, timeout=cfg.lvm_timeout_seconds)
     return lvmd_service.LvmdService(
-        lvm=lvm_cli.LvmCli(runner), config=cfg, max_state_age=max_state_age, clock=clock.SystemClock()
+        lvm=lvm_cli.LvmCli(runner), config=cfg, max_state_age=max_state_age, clock=clock.MonotonicClock()
     )
 
 

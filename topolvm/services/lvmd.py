@@ -2,9 +2,10 @@
 
 Keeps the state of its VGs from one report call, refreshed after every mutation (one mutating lvm call plus
 one report per request) and whenever the runtime asks (``refresh``); while idle it runs no lvm command at all
-(upstream #1221 runs about 40 a minute). A request that finds the state older than ``max_state_age`` re-reads
-it first, so what a disk's failure does to a VG (a missing PV, a partial LV) reaches volume health within that
-age however rarely lvmd mutates, at one report per age however often it is asked. If a refresh fails the state
+(upstream #1221 runs about 40 a minute). A request that finds the state older than ``max_state_age`` starts a
+re-read in the background (one at a time, without the lock: the request does not wait), so what a disk's failure
+does to a VG (a missing PV, a partial LV) reaches volume health one age and one request later however rarely
+lvmd mutates, at most one report per age however often it is asked, failing or not. If a refresh fails the state
 is marked stale and the next request re-reads LVM before deciding anything. Requests are checked against that
 state before any command runs, so bad input changes nothing. lvmd only touches LVs that carry a TopoLVM tag (it
 tags every LV it makes), so a VG shared with the OS never loses a volume TopoLVM did not create. Listeners (the
@@ -43,9 +44,9 @@ def _with_managed_tag(tags: Sequence[str]) -> list[str]:
 
 def _keep_lost_vgs(last: model.LvmState, fresh: model.LvmState) -> model.LvmState:
     """``fresh``, plus every VG of ``last`` that it no longer has, as lost: all its PVs missing, no free space,
-    its LVs partial. A VG whose only disk died (or all of them) is not reported at all, since lvm2 finds its
-    metadata nowhere; lvm2 reports a VG that lost some PVs this way, so volume health and allocation treat both
-    alike instead of the volumes vanishing. The VG comes back as lvm2 reports it once its disks do."""
+    its LVs marked lost (health: INACCESSIBLE VolumeGroupLost). lvm2 reports nothing of a VG whose every disk
+    died (its metadata is nowhere), so its volumes would otherwise vanish; like a VG that lost some PVs it gets
+    no allocation. It comes back as lvm2 reports it once its disks do."""
     lost = [vg for name, vg in last.vgs.items() if name not in fresh.vgs]
     if not lost:
         return fresh
@@ -59,7 +60,7 @@ def _keep_lost_vgs(last: model.LvmState, fresh: model.LvmState) -> model.LvmStat
             free=0,
             missing_pvs=max(len(vg.pvs), 1),
             pvs=tuple(dataclasses.replace(pv, free=0, missing=True) for pv in vg.pvs),
-            lvs=tuple(dataclasses.replace(lv, attr=health.mark_partial(lv.attr)) for lv in vg.lvs),
+            lvs=tuple(dataclasses.replace(lv, attr=health.mark_lost(lv.attr)) for lv in vg.lvs),
         )
     return model.LvmState(vgs)
 
@@ -86,6 +87,9 @@ class LvmdService:
         self._state = model.LvmState()
         self._stale = True  # nothing read yet, or the last refresh failed
         self._read_at = 0.0  # clock time of the last successful report
+        self._tried_at = 0.0  # ... and of the last age-driven try (a failing one is retried an age later)
+        self._refreshing = False  # an age-driven report is running
+        self._generation = 0  # reports installed
         self._seq = 0
         self._last_capacity: model.NodeCapacity | None = None
         self._pending: tuple[int, model.NodeCapacity] | None = None
@@ -125,8 +129,10 @@ class LvmdService:
         change after releasing the lock, never under it."""
         try:
             with self._lock:
-                if catch_up and (self._stale or self._too_old_locked()):
+                if catch_up and self._stale:
                     self._refresh_locked()
+                elif catch_up:
+                    self._refresh_if_old_locked()
                 yield
         finally:
             with self._lock:
@@ -134,17 +140,44 @@ class LvmdService:
             if pending is not None:
                 self._broadcast.deliver(*pending)
 
-    def _too_old_locked(self) -> bool:
-        return (
-            self._clock is not None and self._max_age is not None and self._clock.now() - self._read_at >= self._max_age
-        )
+    def _refresh_if_old_locked(self) -> None:
+        """Past ``max_state_age`` since the last report (or the last try), re-read LVM in the background, one
+        report at a time, outside the lock: the request goes on with the state it has, so a slow or hung report
+        (a dying disk) delays no request, and a failing one is tried again only an age later."""
+        if self._clock is None or self._max_age is None or self._refreshing:
+            return
+        now = self._clock.now()
+        if now - max(self._read_at, self._tried_at) < self._max_age:
+            return
+        self._refreshing, self._tried_at = True, now
+        threading.Thread(
+            target=self._refresh_in_background, args=(self._generation,), name="lvmd-state-age", daemon=True
+        ).start()
+
+    def _refresh_in_background(self, generation: int) -> None:
+        try:
+            fresh = self._lvm.report(vg_names=self._config.volume_groups())
+        except errors.TopoLVMError as exc:
+            log.warning("re-reading LVM (state older than %gs) failed, serving the last report: %s", self._max_age, exc)
+            with self._lock:
+                self._refreshing = False
+            return
+        with self._transaction(catch_up=False):
+            self._refreshing = False
+            if generation == self._generation:  # else a request re-read LVM meanwhile: its report is newer
+                self._install_locked(fresh)
 
     def _refresh_locked(self) -> None:
         try:
-            self._state = _keep_lost_vgs(self._state, self._lvm.report(vg_names=self._config.volume_groups()))
+            fresh = self._lvm.report(vg_names=self._config.volume_groups())
         except errors.TopoLVMError as exc:
             self._stale = True
             raise errors.Unavailable(f"cannot read LVM state: {exc}") from exc
+        self._install_locked(fresh)
+
+    def _install_locked(self, fresh: model.LvmState) -> None:
+        self._state = _keep_lost_vgs(self._state, fresh)
+        self._generation += 1
         self._stale = False
         self._read_at = self._clock.now() if self._clock is not None else 0.0
         current = self._capacity_locked()

@@ -203,6 +203,7 @@ class NodeVolumeService:
         if found is not None and EPHEMERAL_TAG in found[1].tags:
             self.lvmd.remove_lv(name=volume_id, device_class=found[0])
             log.info("removed inline ephemeral volume %s", volume_id)
+        self._health_seen.pop(volume_id, None)
         log.info("unpublished %s from %s", volume_id, target)
 
     # --- stats and expansion ---
