@@ -106,7 +106,7 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
         ("rwi-aor-p-", [("DEGRADED", "PhysicalVolumeMissing")]),  # RAID: the other images serve
         ("mwi-aom-p-", [("DEGRADED", "PhysicalVolumeMissing")]),
         ("rwi-aor-r-", [("DEGRADED", "RaidImageFailed")]),
-        ("twi-aotzD-", [("DEGRADED", "ThinPoolOutOfDataSpace")]),
+        ("twi-aotzD-", [("DEGRADED", "ThinPoolOutOfDataSpace")]),  # thin LVs carry it: health.with_pool_health
         ("Vwi-aotzF-", [("INACCESSIBLE", "ThinPoolFailed")]),
         ("swi-Io-s--", [("DATA_LOSS", "SnapshotInvalid")]),
         ("-wi-so--p-", [("INACCESSIBLE", "Suspended"), ("INACCESSIBLE", "PhysicalVolumeMissing")]),

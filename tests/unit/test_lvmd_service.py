@@ -366,3 +366,21 @@ def test_a_vg_whose_only_disk_died_is_kept_as_lost_not_forgotten() -> None:
     svc.list_lvs(device_class="ssd")
     _eventually(lambda: _problems(svc) == [])
     assert svc.free_bytes(device_class="ssd") == GiB - 8 * MiB
+
+
+def test_thin_volumes_carry_their_pools_failure() -> None:
+    """lvm2 reports a full pool ('D') on the pool alone; each thin volume's health must say so."""
+    lvm = memory.InMemoryLvm()
+    lvm.add_vg("vg", [4 * GiB])
+    lvm.create_thin_pool(vg="vg", name="pool", size=GiB)
+    thin = model.DeviceClass("ssd", "vg", type=model.DeviceType.THIN, thin_pool=model.ThinPoolConfig("pool", 2.0))
+    svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((thin,)))
+    svc.start()
+    svc.create_lv(name="t", device_class="ssd", size_bytes=GiB)
+    assert _problems(svc) == []
+    lvm.set_health("vg", "pool", "D")
+    svc.refresh()
+    assert _problems(svc) == [("DEGRADED", "ThinPoolOutOfDataSpace")]
+    lvm.set_health("vg", "t", "F")  # the volume's own failure wins
+    svc.refresh()
+    assert _problems(svc) == [("INACCESSIBLE", "ThinPoolFailed")]

@@ -79,6 +79,15 @@ def mark_partial(attr: str) -> str:
     return attr[:8] + "p" + attr[9:]
 
 
+def with_pool_health(attr: str, pool_attr: str) -> str:
+    """A thin LV's ``attr`` carrying its pool's failure (out of data space, metadata read only, failed), which
+    lvm2 reports on the pool alone; the LV's own health letter, if any, wins."""
+    letter = pool_attr[8:9]
+    if len(attr) < 9 or attr[8] != "-" or letter not in ("D", "M", "F"):
+        return attr
+    return attr[:8] + letter + attr[9:]
+
+
 def mark_lost(attr: str) -> str:
     """``attr`` of an LV whose whole VG lvm2 no longer reports: state 'X' (unknown) and health 'p'."""
     return attr[:4] + "X" + attr[5:8] + "p" + attr[9:]

@@ -130,6 +130,11 @@ class InMemoryLvm:
         v = self._vg(vg)
         v.missing.add(list(v.pv_sizes)[index])
 
+    def set_health(self, vg: str, lv: str, letter: str) -> None:
+        """Fault injection: lvs's volume health letter of ``lv`` (lv_attr's 9th), e.g. 'D' for a full pool."""
+        found = self._lv(self._vg(vg), lv)
+        found.attr = found.attr[:8] + letter + found.attr[9:]
+
     def mark_pv_present(self, vg: str, index: int) -> None:
         """The PV at ``index`` is back (the disk returned)."""
         v = self._vg(vg)

@@ -340,7 +340,12 @@ class LvmdService:
         dc = devclass.find(self._config.device_classes, device_class)
         with self._transaction():
             vg = self._vg(dc)
-            return [lv for lv in vg.lvs if self._belongs(dc, lv)]
+            lvs = [lv for lv in vg.lvs if self._belongs(dc, lv)]
+            pool = capacity.thin_pool_lv(vg, dc.thin_pool.name) if dc.thin_pool is not None else None
+        if pool is None:
+            return lvs
+        # lvm2 shows a full or failed pool on the pool's lv_attr only: its thin volumes carry it (core.health).
+        return [dataclasses.replace(lv, attr=health.with_pool_health(lv.attr, pool.attr)) for lv in lvs]
 
     def free_bytes(self, *, device_class: str) -> int:
         dc = devclass.find(self._config.device_classes, device_class)
