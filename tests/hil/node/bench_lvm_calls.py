@@ -94,11 +94,18 @@ def _switch_to_upstream(kube: Kube) -> None:
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     kube.create(
         f"{rbac}/clusterroles",
-        {"metadata": {"name": "bench:upstream-node"}, "rules": UPSTREAM_NODE_RULES},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "bench:upstream-node"},
+            "rules": UPSTREAM_NODE_RULES,
+        },
     )
     kube.create(
         f"{rbac}/clusterrolebindings",
         {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
             "metadata": {"name": "bench:upstream-node"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bench:upstream-node"},
             "subjects": [{"kind": "ServiceAccount", "name": "topolvm-node", "namespace": "topolvm-system"}],
