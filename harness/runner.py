@@ -145,7 +145,7 @@ def pack_job(job: Job, path: Path) -> None:
         for relative in source_files(job.source):
             archive.add(job.source / relative, arcname=f"src/{relative.as_posix()}", recursive=False)
         for name, host_path in sorted(job.files.items()):
-            archive.add(host_path, arcname=f"files/{name}")  # mode kept: executables stay executable
+            archive.add(host_path.resolve(), arcname=f"files/{name}")  # a link's target; mode kept
 
 
 def _unpack_output(disk: Path, destination: Path) -> str | None:

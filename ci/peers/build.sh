@@ -60,7 +60,7 @@
 set -euo pipefail
 
 TOPOLVM_VERSION="${TOPOLVM_VERSION:-v0.41.0}"
-CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.4.0}"
+CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.6.0}"   # CSI spec v1.13 (NodeGetVolumeHealth), as csi.proto
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 SNAPSHOTTER_CLIENT_VERSION="${SNAPSHOTTER_CLIENT_VERSION:-v8.4.0}"   # matches csi-snapshotter in deploy/
@@ -334,8 +334,14 @@ if wants hypertopolvm; then
         github.com/topolvm/topolvm/cmd/hypertopolvm
 fi
 if wants csi-sanity; then
-    install_peer csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" \
-        github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+    # Kept as csi-sanity-VERSION (csi-sanity links to it): a new version is built even where an old one is.
+    if [[ ! -x "$BIN/csi-sanity-$CSI_TEST_VERSION" ]]; then
+        rm -f "$BIN/csi-sanity"   # the link, or an unversioned build from before
+        install_peer csi-sanity github.com/kubernetes-csi/csi-test/v5 "$CSI_TEST_VERSION" \
+            github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
+        mv "$BIN/csi-sanity" "$BIN/csi-sanity-$CSI_TEST_VERSION"
+    fi
+    link csi-sanity "$CSI_TEST_VERSION"
 fi
 if wants loadgen; then
     # Our own closed-loop load generator (stdlib only), shared by every side of a benchmark.

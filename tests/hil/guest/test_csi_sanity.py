@@ -1,4 +1,4 @@
-"""csi-sanity (kubernetes-csi/csi-test v5.4.0) against the all-in-one driver on real device-mapper LVM.
+"""csi-sanity (kubernetes-csi/csi-test v5.6.0) against the all-in-one driver on real device-mapper LVM.
 
 Runs inside the HIL VM only. The driver is ``python -m topolvm.cmd.allinone``: embedded lvmd over lvm2, the
 in-memory cluster, the node agent, and CSI Identity/Controller/Node on one unix socket. Two configurations
