@@ -276,21 +276,17 @@ class HilNode:
             for entry in self.profile["images"]:
                 if self.images is not None and normalized(entry["reference"]) not in self.images | always:
                     continue
-                begin = time.monotonic()
-                run(
-                    "ctr",
-                    "--address",
-                    CONTAINERD_SOCKET,
-                    "-n",
-                    "k8s.io",
-                    "image",
-                    "import",
-                    str(self.profile_dir / entry["archive"]),
-                )
-                self.timings[f"import {entry['reference']}"] = time.monotonic() - begin
+                self.import_image(entry)
         except BaseException as error:  # reported by start()
             errors.append(error)
         self._images_s = time.monotonic() - started
+
+    def import_image(self, entry: dict[str, Any]) -> None:
+        """One image of the profile (an entry of profile.json's "images") into containerd, timed."""
+        begin = time.monotonic()
+        run("ctr", "--address", CONTAINERD_SOCKET, "-n", "k8s.io", "image", "import",
+            str(self.profile_dir / entry["archive"]))  # fmt: skip
+        self.timings[f"import {entry['reference']}"] = time.monotonic() - begin
 
     def _route_service(self) -> None:
         """kube-proxy's one rule this node needs: the kubernetes Service to kube-apiserver, for pods (PREROUTING)

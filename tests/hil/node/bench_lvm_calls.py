@@ -93,10 +93,7 @@ def _switch_to_upstream(kube: Kube) -> None:
     topolvm-node's ServiceAccount given upstream's rules."""
     # The node imported only the chart's images: upstream's comes from the profile disk now.
     [entry] = [e for e in kube.node.profile["images"] if e["reference"] == UPSTREAM_IMAGE]
-    hil_node.run(
-        "ctr", "--address", hil_node.CONTAINERD_SOCKET, "-n", "k8s.io", "image", "import",
-        str(kube.node.profile_dir / entry["archive"]),
-    )  # fmt: skip
+    kube.node.import_image(entry)
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     kube.create(
         f"{rbac}/clusterroles",
