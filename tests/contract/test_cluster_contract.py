@@ -10,7 +10,9 @@ import pytest
 
 from tests.contract.cluster_world import ClusterWorld, events_of, eventually, next_event
 from topolvm import constants, errors
+from topolvm.clock import ManualClock
 from topolvm.core import resources
+from topolvm.services import events
 
 LV = resources.LOGICAL_VOLUME
 GiB = 1 << 30
@@ -150,3 +152,32 @@ def test_nodes_annotations_taints_allocatable_and_finalizers(world: ClusterWorld
     c.update(replace(held, meta=held.meta.without_finalizer(constants.NODE_FINALIZER)))
     assert eventually(lambda: c.get(resources.NODE, name), lambda n: n is None) is None
     assert name not in [n.name for n in c.list_of(resources.NODE)]
+
+
+def test_events_about_a_logical_volume_round_trip(world: ClusterWorld) -> None:
+    """``services.events``' Events: written whole, read back as written, found by the namespace they are put in
+    (a cluster-scoped object's go to "default"); one the API refuses is logged, not raised."""
+    c = world.cluster
+    lv = c.create(new_lv(f"{world.prefix}-ev"))
+    recorder = events.EventRecorder(cluster=c, clock=ManualClock(), component="topolvm-node", host="n1")
+    ref = events.logical_volume_ref(lv)
+    recorder.record(ref, reason="VolumeConditionAbnormal", message="INACCESSIBLE VolumeGroupLost: gone", warning=True)
+    [event] = [e for e in c.list_of(resources.CLUSTER_EVENT, namespace="default") if e.involved == ref]
+    assert event.name.startswith(f"{lv.name}.") and event.meta.uid
+    assert (event.reason, event.message, event.warning, event.count) == (
+        "VolumeConditionAbnormal",
+        "INACCESSIBLE VolumeGroupLost: gone",
+        True,
+        1,
+    )
+    assert (event.component, event.host, event.first_timestamp, event.last_timestamp) == (
+        "topolvm-node",
+        "n1",
+        "2027-01-15T08:00:00Z",
+        "2027-01-15T08:00:00Z",
+    )
+    # The same name again (a clock that did not move) is a conflict: logged, the first Event kept.
+    recorder.record(ref, reason="VolumeConditionNormal", message="back", warning=False)
+    assert [e.reason for e in c.list_of(resources.CLUSTER_EVENT, namespace="default") if e.involved == ref] == [
+        "VolumeConditionAbnormal"
+    ]

@@ -17,7 +17,7 @@ from tests.csi.test_allinone import GiB, Mode
 from topolvm import constants
 from topolvm.clock import ManualClock
 from topolvm.cmd import allinone
-from topolvm.core import health, model
+from topolvm.core import health, model, resources
 from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 from topolvm.lvm import memory as lvm_memory
@@ -53,7 +53,7 @@ def driver() -> Iterator[tuple[allinone.AllInOne, lvm_memory.InMemoryLvm, Manual
 def test_a_dead_disk_shows_in_node_get_volume_health(
     driver: tuple[allinone.AllInOne, lvm_memory.InMemoryLvm, ManualClock, Path],
 ) -> None:
-    _, lvm, clock, sock_dir = driver
+    built, lvm, clock, sock_dir = driver
     with grpc.insecure_channel(f"unix:{sock_dir / 'csi.sock'}") as channel:
         node, ctrl = csi_grpc.NodeStub(channel), csi_grpc.ControllerStub(channel)
         caps = {c.rpc.type for c in node.NodeGetCapabilities(csi.NodeGetCapabilitiesRequest()).capabilities}
@@ -85,6 +85,25 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
         [entry] = entries
         assert entry.status == csi.INACCESSIBLE and entry.reason == "PhysicalVolumeMissing"
         assert "missing" in entry.message
+        # Operators see the change as an Event on the volume's LogicalVolume, once (kubelet asks every minute).
+        node.NodeGetVolumeHealth(ask, timeout=5)
+        [lv] = built.cluster.list_of(resources.LOGICAL_VOLUME)
+        [abnormal] = _events(built)
+        assert (abnormal.reason, abnormal.warning, abnormal.namespace) == ("VolumeConditionAbnormal", True, "default")
+        assert abnormal.involved == resources.ObjectRef("topolvm.io/v1", "LogicalVolume", "pvc-1", uid=lv.meta.uid)
+        assert lv.meta.uid and "INACCESSIBLE PhysicalVolumeMissing" in abnormal.message
+        assert (abnormal.component, abnormal.host) == ("topolvm-node", "n1")
+
+        lvm.mark_pv_present("vg", 0)  # the disk is back
+        clock.advance(60)
+        deadline = time.monotonic() + 5
+        while list(node.NodeGetVolumeHealth(ask, timeout=5).volume_health.health_statuses):
+            assert time.monotonic() < deadline, "lvmd's background re-read did not land"
+            time.sleep(0.01)
+        assert [(e.reason, e.warning) for e in _events(built)] == [
+            ("VolumeConditionAbnormal", True),
+            ("VolumeConditionNormal", False),
+        ]
 
         for request, code in [
             (csi.NodeGetVolumeHealthRequest(), grpc.StatusCode.INVALID_ARGUMENT),
@@ -94,6 +113,10 @@ def test_a_dead_disk_shows_in_node_get_volume_health(
             with pytest.raises(grpc.RpcError) as refused:
                 node.NodeGetVolumeHealth(request, timeout=5)
             assert refused.value.code() is code, request
+
+
+def _events(built: allinone.AllInOne) -> list[resources.ClusterEvent]:
+    return sorted(built.cluster.list_of(resources.CLUSTER_EVENT), key=lambda e: e.name)
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,7 @@ TOPOLVM_NODE = [
     Access("update", "logicalvolumes", group=TOPOLVM, subresource="status"),  # the reconciler: volumeID, code, size
     Access("get", "nodes"),  # services.cleanup.register_node, services.node.CapacityPublisher (Node not informed)
     Access("update", "nodes"),  # register_node: the topolvm.io/node finalizer; CapacityPublisher: annotations
+    Access("create", "events", namespace="default"),  # services.events.VolumeHealthEvents: on LogicalVolumes
 ]
 # topolvm-scheduler (topolvm.extender.kube: KubeCluster.watch lists, then watches)
 TOPOLVM_SCHEDULER = [
@@ -154,7 +155,8 @@ FORBIDDEN = {
         Access("update", "leases", group=LEASES, namespace=NAMESPACE),
         Access("list", "nodes"),  # it reads its own Node only
         Access("patch", "logicalvolumes", group=TOPOLVM),  # its writes are PUTs
-        Access("create", "events", namespace="default"),  # it records no events
+        Access("create", "events", namespace="app"),  # its events are about LogicalVolumes: "default" only
+        Access("update", "events", namespace="default"),
     ],
     "topolvm-scheduler": [
         *SECRETS,
@@ -179,12 +181,12 @@ FORBIDDEN = {
 }
 
 
-# The ClusterRole of each of our own containers; the sidecars' roles are upstream's, checked by NEEDS above.
+# The roles of each of our own containers; the sidecars' roles are upstream's, checked by NEEDS above.
 OWN_ROLES = {
-    ("topolvm-controller", "topolvm-controller"): "topolvm-system:controller",
-    ("topolvm-node", "topolvm-node"): "topolvm-system:node",
-    ("topolvm-scheduler", "topolvm-scheduler"): "topolvm-system:scheduler",
-    ("topolvm-webhook", "topolvm-webhook"): "topolvm-system:webhook",
+    ("topolvm-controller", "topolvm-controller"): ("topolvm-system:controller",),
+    ("topolvm-node", "topolvm-node"): ("topolvm-system:node", "topolvm-system:node-events"),
+    ("topolvm-scheduler", "topolvm-scheduler"): ("topolvm-system:scheduler",),
+    ("topolvm-webhook", "topolvm-webhook"): ("topolvm-system:webhook",),
 }
 
 
@@ -207,7 +209,7 @@ def test_our_roles_grant_exactly_what_our_code_calls(service_account: str, conta
         (a.verb, a.group, f"{a.resource}/{a.subresource}" if a.subresource else a.resource)
         for a in NEEDS[service_account][container]
     }
-    granted = granted_by(OWN_ROLES[service_account, container])
+    granted = set().union(*(granted_by(role) for role in OWN_ROLES[service_account, container]))
     assert sorted(granted - needed) == []  # granted, but nothing calls it
     assert sorted(needed - granted) == []
 

@@ -33,7 +33,7 @@ from topolvm.kube import memory as kube_memory
 from topolvm.lvmd import cli as lvmd_cli
 from topolvm.lvmd import config as lvmd_config
 from topolvm.mount import system
-from topolvm.services import controller, lvmd, publish
+from topolvm.services import controller, events, lvmd, publish
 from topolvm.services import node as node_services
 
 log = logging.getLogger("topolvm.cmd.allinone")
@@ -138,6 +138,12 @@ class AllInOne:
             lvmd=self.lvmd,
             mounter=self.mounter,
             io_limiter=self.io_limiter,
+            on_health_change=events.VolumeHealthEvents(
+                cluster=self.cluster,
+                recorder=events.EventRecorder(
+                    cluster=self.cluster, clock=system_clock, component="topolvm-node", host=self.node_name
+                ),
+            ),
         )
 
         def register(server: grpc.Server) -> None:

@@ -15,7 +15,7 @@ import threading
 
 import grpc
 
-from topolvm import constants, errors, metrics, ports, process, runtime, unix_grpc
+from topolvm import clock, constants, errors, metrics, ports, process, runtime, unix_grpc
 from topolvm.cmd import common
 from topolvm.core import quantity, resources
 from topolvm.csi import identity
@@ -27,7 +27,7 @@ from topolvm.lvmd import cli as lvmd_cli
 from topolvm.lvmd import client as lvmd_client
 from topolvm.lvmd import config as lvmd_config
 from topolvm.mount import system
-from topolvm.services import cleanup, node, publish
+from topolvm.services import cleanup, events, node, publish
 
 log = logging.getLogger("topolvm.node")
 
@@ -151,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         lvmd=lvmd_api,
         mounter=system.SystemMounter(),
         io_limiter=common.io_limiter(args.cgroup_root, args.kubelet_cgroup_root),
+        on_health_change=events.VolumeHealthEvents(
+            cluster=cluster,
+            recorder=events.EventRecorder(
+                cluster=cluster, clock=clock.SystemClock(), component="topolvm-node", host=args.node_name
+            ),
+        ),
     )
 
     def register(server: grpc.Server) -> None:

@@ -207,6 +207,40 @@ class Namespace(Object):
 NAMESPACE: Kind[Namespace] = Kind("Namespace", Namespace)
 
 
+# --- Event (core/v1): what a component tells operators about an object ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object an Event is about (``involvedObject``); ``uid`` lets ``kubectl describe`` find it."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str = ""
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterEvent(Object):
+    """A core/v1 Event (named so to tell it from a watch ``Event``). Cluster-scoped objects' events live in the
+    "default" namespace, as client-go's recorder puts them. Times are RFC 3339."""
+
+    meta: Meta
+    involved: ObjectRef
+    reason: str
+    message: str
+    warning: bool = False
+    component: str = ""
+    host: str = ""
+    first_timestamp: str = ""
+    last_timestamp: str = ""
+    count: int = 1
+
+
+CLUSTER_EVENT: Kind[ClusterEvent] = Kind("Event", ClusterEvent, namespaced=True)
+
+
 # --- watch events -------------------------------------------------------------------------------------------------
 
 

@@ -120,6 +120,57 @@ def namespace_to_json(ns: resources.Namespace) -> JsonDict:
     return start(ns, "v1", "Namespace")
 
 
+# --- Event (core/v1) ----------------------------------------------------------------------------------------------
+
+
+def event_from_json(raw: Mapping[str, Any]) -> resources.ClusterEvent:
+    involved = raw.get("involvedObject") or {}
+    source = raw.get("source") or {}
+    return resources.ClusterEvent(
+        meta=meta_from(raw),
+        involved=resources.ObjectRef(
+            api_version=involved.get("apiVersion", ""),
+            kind=involved.get("kind", ""),
+            name=involved.get("name", ""),
+            namespace=involved.get("namespace", ""),
+            uid=involved.get("uid", ""),
+        ),
+        reason=raw.get("reason", ""),
+        message=raw.get("message", ""),
+        warning=raw.get("type") == "Warning",
+        component=source.get("component", ""),
+        host=source.get("host", ""),
+        first_timestamp=raw.get("firstTimestamp") or "",
+        last_timestamp=raw.get("lastTimestamp") or "",
+        count=int(raw.get("count") or 1),
+    )
+
+
+def event_to_json(event: resources.ClusterEvent) -> JsonDict:
+    out = start(event, "v1", "Event")
+    ref = event.involved
+    involved: JsonDict = {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name}
+    if ref.namespace:
+        involved["namespace"] = ref.namespace
+    if ref.uid:
+        involved["uid"] = ref.uid
+    source: JsonDict = {"component": event.component} if event.component else {}
+    if event.host:
+        source["host"] = event.host
+    out.update(
+        involvedObject=involved,
+        reason=event.reason,
+        message=event.message,
+        type="Warning" if event.warning else "Normal",
+        source=source,
+        count=event.count,
+    )
+    for key, value in (("firstTimestamp", event.first_timestamp), ("lastTimestamp", event.last_timestamp)):
+        if value:
+            out[key] = value
+    return out
+
+
 # --- the table ------------------------------------------------------------------------------------------------
 
 
@@ -142,6 +193,7 @@ CODECS: dict[resources.Kind[Any], Codec] = {
     ),
     resources.NODE: Codec(Route("v1", "nodes"), node_from_json, node_to_json, node_to_json),
     resources.NAMESPACE: Codec(Route("v1", "namespaces"), namespace_from_json, namespace_to_json),
+    resources.CLUSTER_EVENT: Codec(Route("v1", "events"), event_from_json, event_to_json),
     workloads.POD: Codec(
         Route("v1", "pods"),
         cw.pod_from_json,

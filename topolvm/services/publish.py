@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os.path
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from topolvm import constants, errors, ports
@@ -29,6 +29,10 @@ POD_UID_CONTEXT = "csi.storage.k8s.io/pod.uid"  # sent by kubelet when the CSIDr
 # kubelet's target paths name the pod: .../pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount (filesystem) and
 # .../plugins/kubernetes.io/csi/volumeDevices/publish/<pv>/<uid> (raw block).
 _POD_IN_TARGET = re.compile(r"/pods/([^/]+)/volumes/|/volumeDevices/publish/[^/]+/([^/]+)$")
+
+
+# Told of each change in a volume's health: (volume ID, its LV, its problems; empty when healthy again).
+HealthListener = Callable[[str, model.LogicalVolume, tuple[health.Problem, ...]], None]
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,14 @@ class NodeVolumeService:
         lvmd: ports.Lvmd,
         mounter: ports.Mounter,
         io_limiter: ports.IoLimiter | None = None,
+        on_health_change: HealthListener | None = None,
     ) -> None:
         self.config = config
         self.lvmd = lvmd
         self.mounter = mounter
         self.io_limiter = io_limiter  # None: this node cannot apply IO limits (no cgroup v2 io controller)
         self._health_seen: dict[str, tuple[health.Problem, ...]] = {}  # volume ID -> what health() last said
+        self.on_health_change = on_health_change
 
     # --- lookups ---
     def find(self, volume_id: str) -> tuple[str, model.LogicalVolume] | None:
@@ -236,6 +242,8 @@ class NodeVolumeService:
                 log.warning("volume %s (LV %s/%s, lv_attr %s): %s", volume_id, lv.vg_name, lv.name, lv.attr, what)
             else:
                 log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
+            if self.on_health_change is not None:
+                self.on_health_change(volume_id, lv, found)
         return found
 
     def expand(self, volume_id: str, volume_path: str, block: bool) -> int:
