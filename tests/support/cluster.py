@@ -39,96 +39,42 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support import cluster_components as parts
 from tests.support import controlplane, deployment
+from tests.support.cluster_components import (
+    ATTACH_DETACH_ANNOTATION,
+    KCM_USER,
+    KWOK_LABEL,
+    KWOK_LABEL_VALUE,
+    KWOK_USER,
+    SCHEDULER_USER,
+    ClusterError,
+    Component,
+    free_port,
+    tail,
+)
 from tests.support.cluster_peers import (
-    CONTROLLERS,
     KUBE_CONTROLLER_MANAGER,
     KUBE_SCHEDULER,
-    KUBELET_CONTROLLERS,
     KWOK,
-    SKIP_LOOKUP,
     ClusterBinaries,
     find_cluster_binaries,
-    scheduler_configuration,
 )
-from tests.support.controlplane import ControlPlane, ControlPlaneError
+from tests.support.controlplane import ControlPlane
+
+__all__ = ["KWOK_LABEL", "Cluster", "ClusterError", "Component", "free_port"]
 
 REPO = Path(__file__).resolve().parents[2]
-
-# Identities (static tokens): the users the bootstrap RBAC policy binds system:kube-controller-manager and
-# system:kube-scheduler (+ system:volume-scheduler) to; kwok's is bound to kwok's ClusterRole by ``start``.
-KCM_USER = "system:kube-controller-manager"
-SCHEDULER_USER = "system:kube-scheduler"
-KWOK_USER = "kwok-controller"
-
-KWOK_LABEL = "kwok.x-k8s.io/node"
-ATTACH_DETACH_ANNOTATION = "volumes.kubernetes.io/controller-managed-attach-detach"
-KWOK_LABEL_VALUE = "fake"
-NODE_LEASE_SECONDS = 40  # kwokctl's: kwok renews each Node's Lease (the heartbeat node-lifecycle watches)
-POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs (its default /24 has 254); off the service range 10.0.0.0/24
-
-_RBAC = "/apis/rbac.authorization.k8s.io/v1"
-
-
-class ClusterError(ControlPlaneError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, chars: int) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
-def _get_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5, context=ctx) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ssl.SSLError):
-        return False
-
-
-def _loopback_tls() -> ssl.SSLContext:
-    """For the health endpoints of kube-controller-manager and kube-scheduler: self-signed certificates they
-    generate themselves, on 127.0.0.1 only."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-@dataclass
-class Component:
-    """One process of the cluster: its argv (with ``{port}`` filled at each start), log and readiness probe."""
-
-    name: str
-    argv: Callable[[int], list[str]]
-    ready: Callable[[int], bool]
-    env: dict[str, str] | None = None
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
 class Cluster:
@@ -188,10 +134,10 @@ class Cluster:
             for name, token in self._tokens.items():
                 path = self.workdir / f"{name}.kubeconfig"
                 self.kubeconfigs[name] = deployment.write_kubeconfig(self.plane, token, path)
-            components = [self._kube_controller_manager(), self._kube_scheduler()]
+            components = [parts.kube_controller_manager(self), parts.kube_scheduler(self)]
             if not self.kubelets:
-                self._bind_kwok_role()
-                components.append(self._kwok())
+                parts.bind_kwok_role(self)
+                components.append(parts.kwok(self))
             for component in components:
                 self.components.append(component)
                 self._start(component)
@@ -238,7 +184,7 @@ class Cluster:
         return sorted(self.workdir.glob("*.log"))
 
     def log_tails(self, chars: int = 3000) -> str:
-        return "\n".join(f"--- {path.name} (last {chars} characters)\n{_tail(path, chars)}" for path in self.logs())
+        return "\n".join(f"--- {path.name} (last {chars} characters)\n{tail(path, chars)}" for path in self.logs())
 
     # --- components
 
@@ -264,98 +210,6 @@ class Cluster:
         self._start(component)
         return component
 
-    def _kube_controller_manager(self) -> Component:
-        kubeconfig = self.kubeconfigs[KUBE_CONTROLLER_MANAGER]
-        controllers = (*CONTROLLERS, *KUBELET_CONTROLLERS) if self.kubelets else CONTROLLERS
-        # The CA pods trust kube-apiserver with (the kube-root-ca.crt ConfigMap), for real pods only.
-        root_ca = [f"--root-ca-file={self.plane.ca_file}"] if self.kubelets else []
-
-        def argv(port: int) -> list[str]:
-            return [
-                str(self.binaries.kube_controller_manager),
-                f"--kubeconfig={kubeconfig}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                SKIP_LOOKUP,
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={self.workdir / 'kube-controller-manager-certs'}",
-                # Each controller as its own ServiceAccount, its token from the TokenRequest API (signed with the
-                # apiserver's --service-account-signing-key-file): no --service-account-private-key-file, which
-                # only feeds the legacy Secret-token controller (not run, nor the root-CA publisher that
-                # --root-ca-file feeds).
-                "--use-service-account-credentials=true",
-                f"--controllers={','.join(controllers)}",
-                *root_ca,
-                "--leader-elect=false",
-                f"-v={self.verbosity}",
-            ]
-
-        return Component(KUBE_CONTROLLER_MANAGER, argv, self._healthz)
-
-    def _kube_scheduler(self) -> Component:
-        kubeconfig = self.kubeconfigs[KUBE_SCHEDULER]
-        config_path = self.workdir / "kube-scheduler.yaml"
-        config_path.write_text(scheduler_configuration(kubeconfig, self.extender_url))
-
-        def argv(port: int) -> list[str]:
-            return [
-                str(self.binaries.kube_scheduler),
-                f"--config={config_path}",
-                f"--authentication-kubeconfig={kubeconfig}",
-                f"--authorization-kubeconfig={kubeconfig}",
-                SKIP_LOOKUP,
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={self.workdir / 'kube-scheduler-certs'}",
-                f"-v={self.verbosity}",
-            ]
-
-        return Component(KUBE_SCHEDULER, argv, lambda port: self._healthz(port, "/readyz"))
-
-    def _kwok(self) -> Component:
-        assert self.binaries.kwok is not None and self.binaries.kwok_files is not None
-        config_path = self.workdir / "kwok.yaml"
-        stages = sorted((self.binaries.kwok_files / "stages").glob("*.yaml"))
-        config_path.write_text("\n---\n".join(path.read_text().strip() for path in stages) + "\n")
-        home = self.workdir / "kwok-home"  # kwok also loads ~/.kwok/kwok.yaml when it exists: not the user's
-        home.mkdir(exist_ok=True)
-
-        def argv(port: int) -> list[str]:
-            return [
-                str(self.binaries.kwok),
-                f"--kubeconfig={self.kubeconfigs[KWOK]}",
-                f"--config={config_path}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-label-selector={KWOK_LABEL}={KWOK_LABEL_VALUE}",
-                f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
-                f"--cidr={POD_CIDR}",
-                f"--server-address=127.0.0.1:{port}",  # plain HTTP: /healthz
-            ]
-
-        return Component(
-            KWOK, argv, lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz"), env={**os.environ, "HOME": str(home)}
-        )
-
-    def _bind_kwok_role(self) -> None:
-        assert self.binaries.kwok_files is not None
-        (role,) = deployment.documents(self.binaries.kwok_files / "rbac" / "role.yaml")
-        name, group = role["metadata"]["name"], "rbac.authorization.k8s.io"
-        binding: dict[str, Any] = {
-            "apiVersion": f"{group}/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": group, "kind": "User", "name": KWOK_USER}],
-        }
-        for path, body in ((f"{_RBAC}/clusterroles", role), (f"{_RBAC}/clusterrolebindings", binding)):
-            code, reply = self.plane.request("POST", path, body)
-            if code != 201:
-                raise ClusterError(f"creating {body['kind']} {body['metadata']['name']}: HTTP {code}: {reply}")
-
-    def _healthz(self, port: int, path: str = "/healthz") -> bool:
-        return _get_ok(f"https://127.0.0.1:{port}{path}", _loopback_tls())
-
     def _start(self, component: Component) -> None:
         """Start ``component`` on a free port and wait until it is ready; another port if that one was taken."""
         log = self.workdir / f"{component.name}.log"
@@ -377,7 +231,7 @@ class Cluster:
                 self._wait(lambda: component.ready(component.port), f"{component.name} to be ready", component)
                 return
             except ClusterError:
-                if attempt < 2 and "address already in use" in _tail(log, 4000):
+                if attempt < 2 and "address already in use" in tail(log, 4000):
                     controlplane.stop_process(component.proc)
                     continue
                 raise
@@ -389,12 +243,12 @@ class Cluster:
             if component.proc is not None and component.proc.poll() is not None:
                 raise ClusterError(
                     f"{component.name} exited with {component.proc.returncode} while waiting for {what}; "
-                    f"last log lines:\n{_tail(log, 3000)}"
+                    f"last log lines:\n{tail(log, 3000)}"
                 )
             if ready():
                 return
             time.sleep(0.2)
-        raise ClusterError(f"timed out after {self.start_timeout:.0f}s waiting for {what}; log:\n{_tail(log, 3000)}")
+        raise ClusterError(f"timed out after {self.start_timeout:.0f}s waiting for {what}; log:\n{tail(log, 3000)}")
 
     # --- objects
 
@@ -426,7 +280,7 @@ class Cluster:
                 # kubelet's own on registration (attach/detach by the controller manager); upstream TopoLVM's
                 # node agent panics on a Node without any annotation (v0.41.0, metrics_exporter.go)
                 "annotations": {
-                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                    ATTACH_DETACH_ANNOTATION: "true",
                     **(annotations or {}),
                 },
             },

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import controlplane, deployment, loopvg, stack_snapshots
-from tests.support.cluster import Cluster, ClusterError, _get_ok
+from tests.support.cluster import Cluster, ClusterError
+from tests.support.cluster_components import get_ok
 from tests.support.stack_pods import CSI_PROVISIONER, REPO, as_host, register_plugin, scheduler_options, sidecar_flags
 from topolvm import constants
 from topolvm.lvmd import client as lvmd_client
@@ -194,7 +195,7 @@ class Stack:
                 f"--listen=127.0.0.1:{port}",
                 f"--kubeconfig={self.kubeconfigs['topolvm-webhook']}",
             ],
-            lambda port: _get_ok(f"https://127.0.0.1:{port}/healthz", context),
+            lambda port: get_ok(f"https://127.0.0.1:{port}/healthz", context),
         )
         patch = [
             {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
@@ -234,7 +235,7 @@ class Stack:
                     f"--http-endpoint=127.0.0.1:{port}",
                     "-v=2",
                 ],
-                lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
+                lambda port: get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
                 env=env,
             )
 
@@ -277,7 +278,7 @@ class Stack:
                 "--watch-pods",
                 f"--kubeconfig={self.kubeconfigs['topolvm-scheduler']}",
             ],
-            lambda _: _get_ok(f"http://127.0.0.1:{port}/status"),
+            lambda _: get_ok(f"http://127.0.0.1:{port}/status"),
         )
 
     # --- nodes

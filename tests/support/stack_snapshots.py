@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from tests.support import controlplane, deployment
-from tests.support.cluster import Cluster, ClusterError, _get_ok
+from tests.support.cluster import Cluster, ClusterError
+from tests.support.cluster_components import get_ok
 
 SNAPSHOT_CONTROLLER = "snapshot-controller"
 SNAPSHOT_CONTROLLER_NAMESPACE = "kube-system"  # where external-snapshotter's manifests put it
@@ -62,7 +63,7 @@ def start_snapshot_controller(
             f"--http-endpoint=127.0.0.1:{port}",
             "-v=2",
         ],
-        lambda port: _get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
+        lambda port: get_ok(f"http://127.0.0.1:{port}/healthz/leader-election"),
     )
 
 
