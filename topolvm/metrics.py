@@ -1,14 +1,18 @@
-"""Upstream's Prometheus metrics for node capacity (docs/compat.md), fed by lvmd's capacity stream.
+"""Upstream's Prometheus metrics for node capacity (docs/compat.md), fed by lvmd's capacity stream, and ours for
+volume health.
 
 ``CapacityMetrics`` is a ``Lvmd.watch`` listener: it sets ``topolvm_volumegroup_*`` and ``topolvm_thinpool_*``
-for this node on every change, with no timer of its own.
+for this node on every change, with no timer of its own. ``VolumeHealthMetrics`` sets
+``topolvm_volumes_unhealthy`` from each of topolvm-node's health sweeps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
-from topolvm.core import model
+from topolvm.core import health, model
 
 _LABELS = ("node", "device_class")
 
@@ -40,3 +44,24 @@ class CapacityMetrics:
                 self.data.labels(*labels).set(stats.thin_pool.data_percent)
                 self.meta.labels(*labels).set(stats.thin_pool.metadata_percent)
                 self.over.labels(*labels).set(stats.thin_pool.overprovisioned_available)
+
+
+class VolumeHealthMetrics:
+    """``topolvm_volumes_unhealthy{node, device_class, status}``: this node's TopoLVM volumes whose worst
+    condition is ``status`` (DEGRADED, INACCESSIBLE, DATA_LOSS), every pair present (0 when none)."""
+
+    STATUSES = tuple(status.value for status in health.Status)
+
+    def __init__(self, node_name: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.node = node_name
+        self.unhealthy = Gauge(
+            "topolvm_volumes_unhealthy",
+            "TopoLVM volumes of the node with an adverse condition, by their worst status",
+            (*_LABELS, "status"),
+            registry=registry,
+        )
+
+    def set(self, device_classes: Iterable[str], counts: Mapping[tuple[str, str], int]) -> None:
+        for device_class in device_classes:
+            for status in self.STATUSES:
+                self.unhealthy.labels(self.node, device_class, status).set(counts.get((device_class, status), 0))

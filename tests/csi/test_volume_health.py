@@ -134,7 +134,9 @@ def _events(built: allinone.AllInOne) -> list[resources.ClusterEvent]:
         ("swi-Io-s--", [("DATA_LOSS", "SnapshotInvalid")]),
         ("-wi-so--p-", [("INACCESSIBLE", "Suspended"), ("INACCESSIBLE", "PhysicalVolumeMissing")]),
         ("-wi-Qo----", [("DEGRADED", "UnknownState")]),
-        ("rwi-Xor-p-", [("INACCESSIBLE", "VolumeGroupLost")]),  # health.mark_lost: even RAID
+        ("rwi-Lor-p-", [("INACCESSIBLE", "VolumeGroupLost")]),  # health.mark_lost: even RAID
+        ("-wi-XX--p-", [("INACCESSIBLE", "PhysicalVolumeMissing")]),  # lvm2 with activation off: state unknown
+        ("-wi-XX----", []),
         ("", []),
     ],
 )

@@ -119,3 +119,17 @@ def test_lvmd_refuses_negative_intervals(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2, flag
         assert "must not be negative" in proc.stderr, proc.stderr
+
+
+def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
+    """Before it reaches for lvmd or the API: a negative health interval, or an orphan scan that would spin."""
+    for flag in ("--health-interval=-1", "--orphan-gc-interval=0"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "topolvm.cmd.node", f"--lvmd-socket={tmp_path / 'none.sock'}", flag],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2, flag
+        assert "--health-interval must not be negative and --orphan-gc-interval must be positive" in proc.stderr

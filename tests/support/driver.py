@@ -124,11 +124,11 @@ class Env(Processes):
             crash_after=crash_after, wait_for=None if crash_after else sock,
         )  # fmt: skip
 
-    def lvmd(self, crash_after: str | None = None) -> subprocess.Popen[bytes]:
+    def lvmd(self, *args: str, crash_after: str | None = None) -> subprocess.Popen[bytes]:
         sock = self.work / "lvmd.sock"
         sock.unlink(missing_ok=True)
         return self.start(
-            "topolvm.lvmd.cli", f"--config={self.lvmd_yaml}", "--refresh-interval=0",
+            "topolvm.lvmd.cli", f"--config={self.lvmd_yaml}", "--refresh-interval=0", *args,
             crash_after=crash_after, wait_for=sock,
         )  # fmt: skip
 

@@ -29,3 +29,18 @@ def test_capacity_metrics_follow_the_watch() -> None:
     assert value("topolvm_thinpool_data_percent", "thin") == 12.5
     assert value("topolvm_thinpool_overprovisioned_available", "thin") == 900
     assert value("topolvm_thinpool_size_bytes", "ssd") is None
+
+
+def test_volume_health_metrics_set_every_pair_and_clear_to_zero() -> None:
+    registry = CollectorRegistry()
+    m = metrics.VolumeHealthMetrics("n1", registry)
+
+    def value(dc: str, status: str) -> float | None:
+        return registry.get_sample_value(
+            "topolvm_volumes_unhealthy", {"node": "n1", "device_class": dc, "status": status}
+        )
+
+    m.set(["ssd", "thin"], {("ssd", "INACCESSIBLE"): 2, ("thin", "DEGRADED"): 1})
+    assert (value("ssd", "INACCESSIBLE"), value("thin", "DEGRADED"), value("ssd", "DATA_LOSS")) == (2, 1, 0)
+    m.set(["ssd", "thin"], {})
+    assert value("ssd", "INACCESSIBLE") == 0 and value("thin", "DEGRADED") == 0

@@ -231,3 +231,49 @@ def test_a_failed_publish_leaves_nothing_it_created(
     assert [lv.name for lv in lvmd_svc.list_lvs(device_class="ssd")] == ([] if ephemeral else ["vol-1"])
     svc.publish(req)
     assert T in mounter.mounts and T in mounter.paths
+
+
+def test_health_sweep_tells_each_change_once_with_kubelets_probes() -> None:
+    """``sweep_health`` (topolvm-node's own timer) and ``health`` (kubelet's probe) share one record: a change
+    is told once whichever sees it first, the unhealthy are counted by class and worst status, and a volume
+    removed since is forgotten."""
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB, GiB])
+    lvm.add_vg("vg2", [GiB])
+    config = model.LvmdConfig(
+        (model.DeviceClass("ssd", "vg", default=True, spare_bytes=0), model.DeviceClass("hdd", "vg2", spare_bytes=0))
+    )
+    lvmd_svc = lvmd.LvmdService(lvm=lvm, config=config)
+    lvmd_svc.start()
+    told: list[tuple[str, tuple[str, ...]]] = []
+    svc = publish.NodeVolumeService(
+        config=publish.NodeConfig(node_name="n1"),
+        lvmd=lvmd_svc,
+        mounter=mount_memory.InMemoryMounter(),
+        on_health_change=lambda vid, lv, found: told.append((vid, tuple(p.reason for p in found))),
+    )
+    lvmd_svc.create_lv(name="on-first", device_class="ssd", size_bytes=512 * MiB)  # the first PV
+    lvmd_svc.create_lv(name="other-vg", device_class="hdd", size_bytes=512 * MiB)
+    assert svc.sweep_health() == {} and told == []  # healthy from the start: nothing to say
+
+    lvm.mark_pv_missing("vg", 0)
+    lvmd_svc.refresh()
+    assert svc.sweep_health() == {("ssd", "INACCESSIBLE"): 1}
+    assert told == [("on-first", ("PhysicalVolumeMissing",))]
+    assert [p.reason for p in svc.health("on-first")] == ["PhysicalVolumeMissing"]  # kubelet asks: no news
+    assert svc.sweep_health() == {("ssd", "INACCESSIBLE"): 1} and len(told) == 1
+
+    lvm.mark_pv_present("vg", 0)
+    lvmd_svc.refresh()
+    assert svc.health("on-first") == ()  # kubelet sees it first this time
+    assert svc.sweep_health() == {}
+    assert told[1:] == [("on-first", ())]
+
+    lvm.mark_pv_missing("vg", 0)
+    lvmd_svc.refresh()
+    svc.sweep_health()
+    lvm.mark_pv_present("vg", 0)
+    lvmd_svc.remove_lv(name="on-first", device_class="ssd")  # gone while unhealthy: nothing more to say
+    assert svc.sweep_health() == {} and told[3:] == []
+    lvmd_svc.create_lv(name="on-first", device_class="ssd", size_bytes=512 * MiB)  # a new volume, same name
+    assert svc.sweep_health() == {} and told[3:] == []

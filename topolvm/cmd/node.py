@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s; run report first)",
     )
     p.add_argument("--orphan-gc-interval", type=float, default=3600.0, metavar="SECONDS", help="(default: %(default)s)")
+    p.add_argument(
+        "--health-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="check every volume of this node this often, whether kubelet asks or not: changes are logged and "
+        "recorded as Events on their LogicalVolumes, counts exported as topolvm_volumes_unhealthy (0: only when "
+        "kubelet asks; default: %(default)s)",
+    )
     common.add_cgroup_argument(p)
     common.add_common_arguments(p)
     return p
@@ -87,6 +96,25 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
             stop.wait(interval)
 
     threading.Thread(target=loop, name="orphan-gc", daemon=True).start()
+
+
+def start_health_sweep(
+    interval: float, volumes: publish.NodeVolumeService, gauges: metrics.VolumeHealthMetrics, stop: threading.Event
+) -> None:
+    """Every ``interval`` seconds, ``NodeVolumeService.sweep_health``: lvmd answers from its state (re-read
+    in the background once older than its --max-state-age), so this adds no lvm command of its own."""
+    if interval <= 0:
+        return
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                classes = [s.device_class for s in volumes.lvmd.capacity().device_classes]
+                gauges.set(classes, volumes.sweep_health())
+            except errors.TopoLVMError as exc:
+                log.warning("volume health sweep failed: %s", exc)
+
+    threading.Thread(target=loop, name="health-sweep", daemon=True).start()
 
 
 def ephemeral_caps(values: list[str]) -> tuple[int, dict[str, int]]:
@@ -117,6 +145,9 @@ def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     process.setup_logging(args.log_level)
+    if args.health_interval < 0 or args.orphan_gc_interval <= 0:
+        log.error("--health-interval must not be negative and --orphan-gc-interval must be positive")
+        return 2
     try:
         lvmd_api = lvmd_port(args)
     except errors.TopoLVMError as exc:
@@ -167,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         args.csi_socket, register, service_names=("csi.v1.Identity", "csi.v1.Node"), thread_name="csi"
     )
     common.serve_metrics(args.metrics_address)
-    stop_gc = threading.Event()
+    stop_loops = threading.Event()
     start_orphan_gc(
-        args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_gc
+        args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_loops
     )
+    start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
     common.wait_for_signal()
-    stop_gc.set()
+    stop_loops.set()
     server.stop(5).wait()
     agent.stop()
     for sub in subscriptions:

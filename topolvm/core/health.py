@@ -27,6 +27,9 @@ class Problem:
     message: str
 
 
+# lv_attr[4] of an LV in a VG lvm2 no longer reports (lvmd's own letter: lvm2's states are a h s I S m M d i c C X -;
+# 'X', unknown, is what every LV says where activation is off, so it cannot mean "lost").
+LOST_STATE = "L"
 _MISSING_PV = "one or more PVs of this LV are missing (lvs: partial)"
 _LOST_VG = "its volume group is no longer found: every PV of it is missing (a VG's only disk died?)"
 # lv_attr[8], "volume health" (lvs(8)); 'p' (partial) depends on the layout, below. 'w' (writemostly) and
@@ -57,10 +60,10 @@ def problems(attr: str) -> tuple[Problem, ...]:
     """What is wrong with an LV, from its ``lv_attr`` alone (what lvmd's gRPC API carries)."""
     found = []
     state = attr[4:5]
-    if state not in ("a", "-", "X", ""):
+    if state not in ("a", "-", "X", LOST_STATE, ""):
         found.append(_STATE.get(state, Problem(Status.DEGRADED, "UnknownState", f"LV state {state!r} (lvs(8))")))
     letter = attr[8:9]
-    if letter == "p" and state == "X":  # lvmd's mark for a VG lvm2 no longer reports at all (mark_lost)
+    if state == LOST_STATE:  # lvmd's mark for a VG lvm2 no longer reports at all (mark_lost)
         found.append(Problem(Status.INACCESSIBLE, "VolumeGroupLost", _LOST_VG))
     elif letter == "p":
         # RAID or mirror: the surviving images serve the data. lvmd's API carries no segment type, so raid0
@@ -89,5 +92,5 @@ def with_pool_health(attr: str, pool_attr: str) -> str:
 
 
 def mark_lost(attr: str) -> str:
-    """``attr`` of an LV whose whole VG lvm2 no longer reports: state 'X' (unknown) and health 'p'."""
-    return attr[:4] + "X" + attr[5:8] + "p" + attr[9:]
+    """``attr`` of an LV whose whole VG lvm2 no longer reports: state ``LOST_STATE`` and health 'p'."""
+    return attr[:4] + LOST_STATE + attr[5:8] + "p" + attr[9:]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os.path
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,8 +33,9 @@ POD_UID_CONTEXT = "csi.storage.k8s.io/pod.uid"  # sent by kubelet when the CSIDr
 _POD_IN_TARGET = re.compile(r"/pods/([^/]+)/volumes/|/volumeDevices/publish/[^/]+/([^/]+)$")
 
 
+Problems = tuple[health.Problem, ...]  # a volume's adverse conditions; empty when healthy
 # Told of each change in a volume's health: (volume ID, its LV, its problems; empty when healthy again).
-HealthListener = Callable[[str, model.LogicalVolume, tuple[health.Problem, ...]], None]
+HealthListener = Callable[[str, model.LogicalVolume, Problems], None]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class NodeVolumeService:
         self.lvmd = lvmd
         self.mounter = mounter
         self.io_limiter = io_limiter  # None: this node cannot apply IO limits (no cgroup v2 io controller)
-        self._health_seen: dict[str, tuple[health.Problem, ...]] = {}  # volume ID -> what health() last said
+        self._health_seen: dict[str, Problems] = {}  # volume ID -> what was last said of it
+        self._health_lock = threading.Lock()  # kubelet's probes and the node's own sweep tell changes once
         self.on_health_change = on_health_change
 
     # --- lookups ---
@@ -209,7 +213,8 @@ class NodeVolumeService:
         if found is not None and EPHEMERAL_TAG in found[1].tags:
             self.lvmd.remove_lv(name=volume_id, device_class=found[0])
             log.info("removed inline ephemeral volume %s", volume_id)
-        self._health_seen.pop(volume_id, None)
+            with self._health_lock:
+                self._health_seen.pop(volume_id, None)
         log.info("unpublished %s from %s", volume_id, target)
 
     # --- stats and expansion ---
@@ -228,23 +233,53 @@ class NodeVolumeService:
             raise errors.NotFound(f"volume {volume_id!r} is not mounted at {path}")
         return self.mounter.usage(target=path)
 
-    def health(self, volume_id: str) -> tuple[health.Problem, ...]:
+    def health(self, volume_id: str) -> Problems:
         """The volume's adverse conditions from lvmd's state (no lvm command unless that state is older than
         lvmd's --max-state-age); empty when healthy. The paths kubelet sends add nothing: the LV is the volume."""
         if not volume_id:
             raise errors.InvalidArgument("volume ID is required")
         lv = self._require(volume_id)[1]
         found = health.problems(lv.attr)
-        if self._health_seen.get(volume_id, ()) != found:  # kubelet asks every minute: log changes only
-            self._health_seen[volume_id] = found
-            if found:
-                what = "; ".join(f"{p.status} {p.reason}: {p.message}" for p in found)
-                log.warning("volume %s (LV %s/%s, lv_attr %s): %s", volume_id, lv.vg_name, lv.name, lv.attr, what)
-            else:
-                log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
-            if self.on_health_change is not None:
-                self.on_health_change(volume_id, lv, found)
+        self._note_health(volume_id, lv, found)
         return found
+
+    def sweep_health(self) -> Counter[tuple[str, str]]:
+        """Every TopoLVM volume of this node checked at once (one lvmd listing per device class), whether kubelet
+        asks or not (kubelets before 1.37 never do): changes are logged and told as ``health()``'s are, and the
+        unhealthy counted by (device class, worst status). A class whose VG is not found is lvmd's to report."""
+        unhealthy: Counter[tuple[str, str]] = Counter()
+        present: set[str] = set()
+        for stats in self.lvmd.capacity().device_classes:
+            try:
+                lvs = self.lvmd.list_lvs(device_class=stats.device_class)
+            except errors.NotFound:
+                continue
+            for lv in lvs:
+                found = health.problems(lv.attr)
+                present.add(lv.name)
+                self._note_health(lv.name, lv, found)
+                if found:
+                    unhealthy[stats.device_class, max(found, key=lambda p: _SEVERITY[p.status]).status.value] += 1
+        with self._health_lock:  # volumes gone since: forget what was said of them
+            for volume_id in set(self._health_seen) - present:
+                del self._health_seen[volume_id]
+        return unhealthy
+
+    def _note_health(self, volume_id: str, lv: model.LogicalVolume, found: Problems) -> None:
+        with self._health_lock:
+            if self._health_seen.get(volume_id, ()) == found:  # asked every minute: tell changes only
+                return
+            if found:
+                self._health_seen[volume_id] = found
+            else:
+                self._health_seen.pop(volume_id, None)
+        if found:
+            what = "; ".join(f"{p.status} {p.reason}: {p.message}" for p in found)
+            log.warning("volume %s (LV %s/%s, lv_attr %s): %s", volume_id, lv.vg_name, lv.name, lv.attr, what)
+        else:
+            log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
+        if self.on_health_change is not None:
+            self.on_health_change(volume_id, lv, found)
 
     def expand(self, volume_id: str, volume_path: str, block: bool) -> int:
         if not volume_path:
@@ -256,6 +291,9 @@ class NodeVolumeService:
                 raise errors.FailedPrecondition(f"volume {volume_id!r} is not mounted at {path}")
             self.mounter.resize_filesystem(device=lv.path, target=path)
         return lv.size
+
+
+_SEVERITY = {health.Status.DEGRADED: 0, health.Status.INACCESSIBLE: 1, health.Status.DATA_LOSS: 2}
 
 
 def _valid_lv_name(name: str) -> bool:

@@ -1,0 +1,103 @@
+"""A disk of a VG goes missing under a volume, on real lvm2 (loop devices; metadata only on this host), with
+topolvm-node and topolvm-lvmd as processes under topolvm-node's ServiceAccount and deploy/'s RBAC: without any
+kubelet asking, the node agent's health sweep (``--health-interval``) logs the change, records it as an Event on
+the volume's LogicalVolume and counts it in ``topolvm_volumes_unhealthy``; when the disk returns, the same in
+reverse. lvmd re-reads LVM in the background once its state is older than ``--max-state-age`` (1 s here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Deployed, logs_without_403
+from tests.support import deployment, driver, loopvg
+from tests.support.driver import Env, GiB
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="tlvm-health-", dir="/tmp"))  # short: unix socket paths are limited
+    yield path
+    for log in sorted(path.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _events(deployed: Deployed, logical_volume: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about this LogicalVolume, oldest first."""
+    code, reply = deployed.plane.request("GET", "/api/v1/namespaces/default/events")
+    assert code == 200, reply
+    found = [
+        e
+        for e in reply["items"]
+        if e["involvedObject"].get("kind") == "LogicalVolume" and e["involvedObject"].get("name") == logical_volume
+    ]
+    return [(e["type"], e["reason"], e["message"]) for e in sorted(found, key=lambda e: e["metadata"]["name"])]
+
+
+def _unhealthy(port: int, status: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    match = re.search(rf'^topolvm_volumes_unhealthy{{[^}}]*status="{status}"[^}}]*}} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work: Path, tmp_path: Path) -> None:
+    with loopvg.loop_vg(tmp_path, (GiB, GiB)) as vg:
+        if not all(pv.startswith("/dev/loop") for pv in vg.pvs):
+            pytest.fail(f"this test detaches a loop device; the VG is on {vg.pvs}")
+        env = Env(
+            deployed.plane,
+            vg,
+            work,
+            controller_kubeconfig=deployed.kubeconfigs["topolvm-controller"],
+            node_kubeconfig=deployed.kubeconfigs["topolvm-node"],
+        )
+        backing = subprocess.run(
+            ["losetup", "--noheadings", "--output", "BACK-FILE", vg.pvs[0]], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        port = driver.free_port()
+        try:
+            env.controller()
+            env.lvmd("--max-state-age=1")
+            env.node_agent(
+                f"--lvmd-socket={work / 'lvmd.sock'}", "--health-interval=0.5", f"--metrics-address=127.0.0.1:{port}"
+            )
+            env.wait_for_capacity()
+            name = f"pvc-{uuid.uuid4().hex[:8]}"
+            volume = env.create_volume(name)  # 1 GiB over two 1 GiB PVs: it spans both
+            deployment.wait_for(lambda: _unhealthy(port, "INACCESSIBLE") == 0, "the first health sweep")
+            assert _events(deployed, name) == []  # healthy from the start: nothing to say
+
+            subprocess.run(["losetup", "--detach", vg.pvs[0]], check=True)  # the disk is gone
+            try:
+                told = deployment.wait_for(lambda: _events(deployed, name), "an Event on the LogicalVolume")
+                assert deployment.wait_for(lambda: _unhealthy(port, "INACCESSIBLE") == 1, "the unhealthy count")
+            finally:
+                subprocess.run(["losetup", vg.pvs[0], backing], check=True)  # the disk is back
+            [(kind, reason, message)] = told
+            assert (kind, reason) == ("Warning", "VolumeConditionAbnormal"), told
+            assert f"volume {volume.volume_id}" in message and "INACCESSIBLE PhysicalVolumeMissing" in message
+
+            back = deployment.wait_for(lambda: len(found := _events(deployed, name)) == 2 and found, "the recovery")
+            assert [(k, r) for k, r, _ in back] == [
+                ("Warning", "VolumeConditionAbnormal"),
+                ("Normal", "VolumeConditionNormal"),
+            ]
+            assert deployment.wait_for(lambda: _unhealthy(port, "INACCESSIBLE") == 0, "the count back to 0")
+            logs = (work / "node.log").read_text(errors="replace")
+            assert f"volume {volume.volume_id} (LV {vg.name}/{volume.volume_id}" in logs, logs[-2000:]
+            assert f"volume {volume.volume_id} is healthy again" in logs
+        finally:
+            env.stop_all()
+    logs_without_403(env.logs())
