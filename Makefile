@@ -9,10 +9,11 @@ PYTEST_ARGS ?=
 # kube-controller-manager and kwok (with its default Stages) for the end-to-end cluster (tests/support/cluster.py),
 # csi-provisioner and csi-resizer for TopoLVM deployed on it (tests/support/stack.py), crds for applying deploy/,
 # helm for the chart deploy/helm/topolvm (tests/integration/test_helm_chart.py, `make manifests`), kubelet and pause
-# for the HIL node (harness/node_profile.py).
+# for the HIL node (harness/node_profile.py), hypertopolvm (upstream TopoLVM: the extender baseline and the node
+# profile's #1221 baseline image).
 # Built once, then taken from ${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1.
 PEERS := csi-sanity etcd kube-apiserver kube-scheduler kube-controller-manager kubelet pause kwok csi-provisioner \
-	csi-resizer csi-snapshotter snapshot-controller crds helm
+	csi-resizer csi-snapshotter snapshot-controller crds helm hypertopolvm
 
 .PHONY: install system-deps python peers run demo-lvmd test lint unit hil bench proto manifests image clean
 

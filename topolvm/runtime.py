@@ -3,7 +3,8 @@
 Services decide; these only decide *when* to ask them. ``Reconciler`` feeds LogicalVolume watch events into a
 deduplicating work queue served by one worker thread, retrying with capped backoff when a reconcile says RETRY.
 ``Waiter`` lets a CSI call block until a LogicalVolume changes (event-driven, instead of upstream's 1 s→10 s
-polling). The simulator replaces both with simpy processes and calls the same services.
+polling). ``Background`` runs calls a CSI call must not wait for (Events) on one thread. The simulator replaces
+them with simpy processes and calls the same services.
 """
 
 from __future__ import annotations
@@ -195,3 +196,45 @@ class Waiter:
                     return result
         finally:
             self._release(key)
+
+
+class Background:
+    """Calls handed to one worker thread, in order, so the caller (a CSI call) never waits for them (an API
+    write). Bounded: past ``limit`` queued calls a new one is dropped and logged, never the caller blocked."""
+
+    def __init__(self, name: str, *, limit: int = 1000) -> None:
+        self.name = name
+        self.limit = limit
+        self._queue: list[Callable[[], None]] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._cond:
+            if len(self._queue) >= self.limit:
+                log.warning("%s: %d calls queued, dropping one", self.name, len(self._queue))
+                return
+            self._queue.append(call)
+            self._cond.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Run what is queued (up to ``timeout``), then end the thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopped:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                call = self._queue.pop(0)
+            try:
+                call()
+            except Exception:  # one failed call must not end the thread
+                log.exception("%s: a background call failed", self.name)

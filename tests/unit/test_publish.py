@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from topolvm import errors
+from topolvm.clock import ManualClock
 from topolvm.core import model
 from topolvm.lvm import memory as lvm_memory
 from topolvm.mount import memory as mount_memory
@@ -277,3 +278,38 @@ def test_health_sweep_tells_each_change_once_with_kubelets_probes() -> None:
     assert svc.sweep_health() == {} and told[3:] == []
     lvmd_svc.create_lv(name="on-first", device_class="ssd", size_bytes=512 * MiB)  # a new volume, same name
     assert svc.sweep_health() == {} and told[3:] == []
+
+
+def test_an_unhealthy_volume_is_told_again_before_its_event_expires() -> None:
+    lvm = lvm_memory.InMemoryLvm()
+    lvm.add_vg("vg", [GiB])
+    lvmd_svc = lvmd.LvmdService(lvm=lvm, config=model.LvmdConfig((model.DeviceClass("ssd", "vg", default=True),)))
+    lvmd_svc.start()
+    clock = ManualClock()
+    told: list[tuple[str, ...]] = []
+    svc = publish.NodeVolumeService(
+        config=publish.NodeConfig(node_name="n1"),
+        lvmd=lvmd_svc,
+        mounter=mount_memory.InMemoryMounter(),
+        on_health_change=lambda vid, lv, found: told.append(tuple(p.reason for p in found)),
+        clock=clock,
+        health_reminder=3000,
+    )
+    lvmd_svc.create_lv(name="v", device_class="ssd", size_bytes=256 * MiB)
+    lvm.mark_pv_missing("vg", 0)
+    lvmd_svc.refresh()
+    svc.sweep_health()
+    clock.advance(2999)
+    svc.sweep_health()
+    assert svc.health("v") and told == [("VolumeGroupLost",)]
+    clock.advance(1)  # 50 minutes on: told again (kube-apiserver drops Events after an hour)
+    svc.sweep_health()
+    clock.advance(60)
+    svc.sweep_health()
+    assert told == [("VolumeGroupLost",)] * 2
+    lvm.mark_pv_present("vg", 0)
+    lvmd_svc.refresh()
+    svc.sweep_health()
+    clock.advance(6000)
+    svc.sweep_health()  # healthy: no reminders
+    assert told == [("VolumeGroupLost",)] * 2 + [()]

@@ -172,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     agent.start()
     prefixes = tuple(p if p.endswith("/") else p + "/" for p in args.allowed_target_prefixes or ("/var/lib/kubelet/",))
     default_cap, caps = ephemeral_caps(args.ephemeral_max)
+    # A change in a volume's health becomes an Event on its LogicalVolume, written off the CSI call's thread.
+    health_events = events.VolumeHealthEvents(
+        cluster=cluster,
+        recorder=events.EventRecorder(
+            cluster=cluster, clock=clock.SystemClock(), component="topolvm-node", host=args.node_name
+        ),
+    )
+    event_writer = runtime.Background("health-events")
     volumes = publish.NodeVolumeService(
         config=publish.NodeConfig(
             node_name=args.node_name,
@@ -182,12 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         lvmd=lvmd_api,
         mounter=system.SystemMounter(),
         io_limiter=common.io_limiter(args.cgroup_root, args.kubelet_cgroup_root),
-        on_health_change=events.VolumeHealthEvents(
-            cluster=cluster,
-            recorder=events.EventRecorder(
-                cluster=cluster, clock=clock.SystemClock(), component="topolvm-node", host=args.node_name
-            ),
-        ),
+        on_health_change=lambda volume_id, lv, found: event_writer.submit(lambda: health_events(volume_id, lv, found)),
+        clock=clock.MonotonicClock(),
     )
 
     def register(server: grpc.Server) -> None:
@@ -205,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
     common.wait_for_signal()
     stop_loops.set()
+    event_writer.stop()
     server.stop(5).wait()
     agent.stop()
     for sub in subscriptions:

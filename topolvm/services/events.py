@@ -5,9 +5,11 @@ cluster-scoped objects' events in "default", source component and host). Events 
 one that cannot be written is logged, never raised, so a missing RBAC rule or an API hiccup never fails the work
 it describes.
 
-``VolumeHealthEvents`` turns a change in a volume's health (``NodeVolumeService.health``) into an Event on its
-LogicalVolume: Warning ``VolumeConditionAbnormal`` (the reason kubelets before 1.37 used on the pod) when it
-turns abnormal or its problems change, Normal ``VolumeConditionNormal`` when it is healthy again.
+``VolumeHealthEvents`` turns a change in a volume's health (``NodeVolumeService``: kubelet's probes and the node's
+own sweep) into an Event on its LogicalVolume: Warning ``VolumeConditionAbnormal`` (the reason kubelets before
+1.37 used on the pod) when it turns abnormal, its problems change, or every 50 minutes while it stays so (Events
+expire after kube-apiserver's --event-ttl, 1 h; a refused one is thus written again), Normal
+``VolumeConditionNormal`` when it is healthy again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "default"  # where client-go puts Events of cluster-scoped objects
 REASON_ABNORMAL = "VolumeConditionAbnormal"
 REASON_NORMAL = "VolumeConditionNormal"
-_MAX_MESSAGE = 1024  # the API server refuses Event messages beyond this (events.k8s.io note; core/v1 truncates)
+_MAX_MESSAGE = 1024  # characters: client-go's recorder cuts messages to 1 KiB; ours are far shorter
 
 
 def _rfc3339(seconds: float) -> str:

@@ -34,6 +34,7 @@ _POD_IN_TARGET = re.compile(r"/pods/([^/]+)/volumes/|/volumeDevices/publish/[^/]
 
 
 Problems = tuple[health.Problem, ...]  # a volume's adverse conditions; empty when healthy
+DEFAULT_HEALTH_REMINDER = 3000.0  # seconds: under kube-apiserver's default --event-ttl (1 h)
 # Told of each change in a volume's health: (volume ID, its LV, its problems; empty when healthy again).
 HealthListener = Callable[[str, model.LogicalVolume, Problems], None]
 
@@ -68,14 +69,21 @@ class NodeVolumeService:
         mounter: ports.Mounter,
         io_limiter: ports.IoLimiter | None = None,
         on_health_change: HealthListener | None = None,
+        clock: ports.Clock | None = None,
+        health_reminder: float = DEFAULT_HEALTH_REMINDER,
     ) -> None:
+        """``on_health_change`` hears each change in a volume's health, and with a ``clock`` again every
+        ``health_reminder`` seconds while it stays unhealthy (Events expire: kube-apiserver's --event-ttl is 1 h)."""
         self.config = config
         self.lvmd = lvmd
         self.mounter = mounter
         self.io_limiter = io_limiter  # None: this node cannot apply IO limits (no cgroup v2 io controller)
-        self._health_seen: dict[str, Problems] = {}  # volume ID -> what was last said of it
+        # volume ID -> what was last told of an unhealthy volume, and when (clock time)
+        self._health_seen: dict[str, tuple[Problems, float]] = {}
         self._health_lock = threading.Lock()  # kubelet's probes and the node's own sweep tell changes once
         self.on_health_change = on_health_change
+        self.clock = clock
+        self.health_reminder = health_reminder
 
     # --- lookups ---
     def find(self, volume_id: str) -> tuple[str, model.LogicalVolume] | None:
@@ -266,16 +274,22 @@ class NodeVolumeService:
         return unhealthy
 
     def _note_health(self, volume_id: str, lv: model.LogicalVolume, found: Problems) -> None:
+        now = self.clock.now() if self.clock is not None else 0.0
         with self._health_lock:
-            if self._health_seen.get(volume_id, ()) == found:  # asked every minute: tell changes only
+            told, told_at = self._health_seen.get(volume_id, ((), now))
+            again = found and told == found
+            if again and (self.clock is None or now - told_at < self.health_reminder):
+                return  # asked every minute: tell changes only, and remind now and then
+            if not found and not told:
                 return
             if found:
-                self._health_seen[volume_id] = found
+                self._health_seen[volume_id] = (found, now)
             else:
                 self._health_seen.pop(volume_id, None)
         if found:
             what = "; ".join(f"{p.status} {p.reason}: {p.message}" for p in found)
-            log.warning("volume %s (LV %s/%s, lv_attr %s): %s", volume_id, lv.vg_name, lv.name, lv.attr, what)
+            still = " (still)" if again else ""
+            log.warning("volume %s (LV %s/%s, lv_attr %s)%s: %s", volume_id, lv.vg_name, lv.name, lv.attr, still, what)
         else:
             log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
         if self.on_health_change is not None:
