@@ -63,14 +63,14 @@ def test_a_dead_disk_shows_in_the_pods_volume_health(
     logs = kube.node_agent_logs()
     assert f"volume {handle} (LV {FLAKY_VG}/{handle}" in logs and "INACCESSIBLE VolumeGroupLost" in logs
     # ... and records it for operators: a Warning Event on the volume's LogicalVolume (kubectl describe).
-    [abnormal] = _events(kube, lv_object, "VolumeConditionAbnormal")
+    [abnormal] = kube.wait(lambda: _events(kube, lv_object, "VolumeConditionAbnormal"), "the Warning Event", 30)
     assert abnormal["type"] == "Warning" and "INACCESSIBLE VolumeGroupLost" in abnormal["message"], abnormal
     assert abnormal["source"] == {"component": "topolvm-node", "host": hil_node.NODE_NAME}, abnormal
 
     # The disk is back: kubelet clears the pod's volume health, and the claim and its LV go as usual.
     kube.wait(lambda: _volume_health(kube, "sick") == [], "the volume healthy again", timeout=DETECTION_S + 60)
     assert kube.pod_phase("sick") == "Running"
-    [normal] = _events(kube, lv_object, "VolumeConditionNormal")
+    [normal] = kube.wait(lambda: _events(kube, lv_object, "VolumeConditionNormal"), "the Normal Event", 30)
     assert normal["type"] == "Normal", normal
     remove(kube, ["sick"], "sick")
     assert handle not in lv_names(FLAKY_VG)
