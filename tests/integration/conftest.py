@@ -4,6 +4,8 @@ cluster-wide pod webhook with failurePolicy: Fail, which must not reach other te
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,17 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             sa: deployment.write_kubeconfig(plane, tok, home / f"{sa}.kubeconfig") for sa, tok in tokens.items()
         }
         yield Deployed(plane, applied, tokens, kubeconfigs)
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    """A directory for a test's processes (sockets, logs), short because unix socket paths are; their logs'
+    tails are printed when the test ends."""
+    path = Path(tempfile.mkdtemp(prefix="tlvm-", dir="/tmp"))
+    yield path
+    for log in sorted(path.glob("*.log")):
+        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

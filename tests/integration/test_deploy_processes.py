@@ -12,11 +12,8 @@ The webhook under its ServiceAccount: tests/integration/test_deploy_webhook.py.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +29,6 @@ from topolvm.csi.proto import csi_pb2 as csi
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 
 SELECTED_NODE = workloads.SELECTED_NODE_ANNOTATION
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tlvm-deploy-", dir="/tmp"))  # short: unix socket paths are limited
-    yield path
-    for log in sorted(path.glob("*.log")):
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.root

@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +63,6 @@ def scheduler_kubeconfig(kube_api: ControlPlane, tmp_path_factory: pytest.TempPa
     token = deployment.service_account_token(kube_api, "topolvm-scheduler")
     path = tmp_path_factory.mktemp("extender-kube-scheduler") / "topolvm-scheduler.kubeconfig"
     return deployment.write_kubeconfig(kube_api, token, path)
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tlvm-ks-", dir="/tmp"))
-    yield path
-    for log in sorted(path.glob("*.log")):
-        print(f"--- {log.name} (last 4000 characters)\n{log.read_text(errors='replace')[-4000:]}")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def extender_options(port: int, tie_break: str | None) -> str:

@@ -7,12 +7,9 @@ reverse. lvmd re-reads LVM in the background once its state is older than ``--ma
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import tempfile
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +19,6 @@ from tests.support import deployment, driver, loopvg
 from tests.support.driver import Env, GiB
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tlvm-health-", dir="/tmp"))  # short: unix socket paths are limited
-    yield path
-    for log in sorted(path.glob("*.log")):
-        print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _events(deployed: Deployed, logical_volume: str) -> list[tuple[str, str, str]]:
