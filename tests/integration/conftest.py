@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import controlplane, deployment
+from tests.support import controlplane, deployment, driver, loopvg
 from tests.support.controlplane import ControlPlane
 
 
@@ -61,6 +61,17 @@ def work() -> Iterator[Path]:
 def helm() -> Path:
     """The helm peer (`ci/peers/build.sh helm`); skips without it, or fails in CI."""
     return controlplane.binary_or_skip("helm")
+
+
+def deployed_env(deployed: Deployed, vg: loopvg.LoopVg, work: Path) -> driver.Env:
+    """Our processes over ``vg``, topolvm-controller and topolvm-node each under its own ServiceAccount."""
+    return driver.Env(
+        deployed.plane,
+        vg,
+        work,
+        controller_kubeconfig=deployed.kubeconfigs["topolvm-controller"],
+        node_kubeconfig=deployed.kubeconfigs["topolvm-node"],
+    )
 
 
 def new_namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> str:

@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.integration.conftest import Deployed, logs_without_403, new_namespace
+from tests.integration.conftest import Deployed, deployed_env, logs_without_403, new_namespace
 from tests.support import deployment, driver, loopvg
-from tests.support.driver import Env, GiB, Processes
+from tests.support.driver import GiB, Processes
 from topolvm import constants
 from topolvm.core import workloads
 from topolvm.csi.proto import csi_pb2 as csi
@@ -36,13 +36,7 @@ def test_controller_and_node_provision_and_delete_under_their_service_accounts(
     deployed: Deployed, work: Path, tmp_path: Path
 ) -> None:
     with loopvg.loop_vg(tmp_path, (2 * GiB,)) as vg:
-        env = Env(
-            deployed.plane,
-            vg,
-            work,
-            controller_kubeconfig=deployed.kubeconfigs["topolvm-controller"],
-            node_kubeconfig=deployed.kubeconfigs["topolvm-node"],
-        )
+        env = deployed_env(deployed, vg, work)
         try:
             env.controller()
             env.node_agent(f"--lvmd-config={env.lvmd_yaml}")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Deployed, logs_without_403
+from tests.integration.conftest import Deployed, deployed_env, logs_without_403
 from tests.support import deployment, driver, loopvg
-from tests.support.driver import Env, GiB
+from tests.support.driver import GiB
 
 pytestmark = pytest.mark.root
 
@@ -44,13 +44,7 @@ def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work:
     with loopvg.loop_vg(tmp_path, (GiB, GiB)) as vg:
         if not all(pv.startswith("/dev/loop") for pv in vg.pvs):
             pytest.fail(f"this test detaches a loop device; the VG is on {vg.pvs}")
-        env = Env(
-            deployed.plane,
-            vg,
-            work,
-            controller_kubeconfig=deployed.kubeconfigs["topolvm-controller"],
-            node_kubeconfig=deployed.kubeconfigs["topolvm-node"],
-        )
+        env = deployed_env(deployed, vg, work)
         backing = subprocess.run(
             ["losetup", "--noheadings", "--output", "BACK-FILE", vg.pvs[0]], capture_output=True, text=True, check=True
         ).stdout.strip()
