@@ -7,7 +7,8 @@ Storage Capacity Tracking, csi-provisioner, csi-resizer, our controller and node
 
 The nodes have distinct sizes and the extender breaks its own ties (deploy/'s ``tie-break: extender`` at weight
 200), so every decision is unique: each claim must land on the same node in both worlds, each VG must end with
-the same free bytes, and the same pods must fail to schedule.
+the same free bytes, and the same pods must fail to schedule. With ``tie-break: scheduler`` (the last test) some
+decisions are random ties of kube-scheduler's: the real pick must lie in the simulated tied set.
 """
 
 from __future__ import annotations
@@ -58,10 +59,14 @@ SCENARIO: dict[str, Any] = {
 }
 
 
-def simulate(mode: str = "both", shape: fidelity.TraceShape = SHAPE) -> tuple[list[Any], fidelity.Outcome]:
+def simulate(
+    mode: str = "both", shape: fidelity.TraceShape = SHAPE, tie_break: str = "extender", seed: int = SEED
+) -> tuple[list[Any], fidelity.Outcome]:
     ops = fidelity.sequential_trace(SEED, sum(INITIAL.values()) * GiB, shape)
     data = copy.deepcopy(SCENARIO)
+    data["seed"] = seed  # the trace stays SEED's; the seed draws the simulated kube-scheduler's random picks
     data["scheduler"]["mode"] = mode
+    data["scheduler"]["extender"] = {"tie-break": tie_break}
     data["duration"] = f"{int(fidelity.duration_of(ops, shape.gap))}s"
     result = run.simulate(scenario.parse(data, "fidelity"), replay=ops)
     assert result.error is None, result.error
@@ -104,4 +109,29 @@ def test_capacity_tracking_alone_agrees_until_a_tie_goes_elsewhere(scene: Scene)
     print("fidelity (capacity tracking):", agreement.as_dict())
     assert agreement.ok, "\n".join(agreement.mismatches)
     assert agreement.compared >= 5
+    scene.delete_all()
+
+
+def test_random_ties_left_to_kube_scheduler_land_in_the_tied_set(scene: Scene) -> None:
+    """The extender with ``tie-break: scheduler`` (restarted so for this test): where several nodes share the top
+    total score, kube-scheduler's selectHost picks one at random. The real pick must lie in the simulated tied
+    set; once it is not the simulated pick the clusters differ and the rest is not compared. Across simulator
+    seeds the tied sets must really be ties (different picks), so the test can tell random from fixed."""
+    shape = dataclasses.replace(SHAPE, events=16)
+    runs = [simulate("both", shape, tie_break="scheduler", seed=seed) for seed in (1, 2, 3, 4, 5)]
+    ops, simulated = runs[0]
+    ties = [key for key, tied in simulated.tied.items() if len(tied) > 1]
+    assert ties, "the trace has no tie left to kube-scheduler: the test would prove nothing"
+    first = ties[0]
+    assert len({outcome.nodes.get(first) for _, outcome in runs}) > 1, "the first tie went one way for every seed"
+    scene.stack.restart_extender(tie_break="scheduler")
+    try:
+        agreement = fidelity.compare(simulated, replay(scene, ops))
+    finally:
+        scene.stack.restart_extender()  # as deploy/ ships it, for the session's other tests
+    print("fidelity (tie-break: scheduler):", agreement.as_dict())
+    assert agreement.ok, "\n".join(agreement.mismatches)
+    # every claim up to and including the first tie compared, the tie's real pick within the tied set
+    assert agreement.compared >= list(simulated.nodes).index(first) + 1
+    assert agreement.in_tied_set == agreement.compared and agreement.unique_same == agreement.unique
     scene.delete_all()

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.support import controlplane, deployment, loopvg, stack_snapshots
 from tests.support.cluster import Cluster, ClusterError
 from tests.support.cluster_components import get_ok
@@ -262,12 +264,18 @@ class Stack:
                 component.proc.wait()
                 component.proc = None
 
-    def _extender(self) -> None:
+    def restart_extender(self, **changes: Any) -> None:
+        """topolvm-scheduler killed and started again with deploy/'s options changed so (``tie_break="scheduler"``
+        sets ``tie-break: scheduler``); no changes: as deploy/ ships it. It learns Nodes and pods anew."""
+        self._kill("topolvm-scheduler")
+        self._extender({key.replace("_", "-"): value for key, value in changes.items()})
+
+    def _extender(self, changes: dict[str, Any] | None = None) -> None:
         if not self.cluster.extender_url:
             raise ClusterError("the cluster's kube-scheduler must be started with extender_url for the extender")
         port = int(self.cluster.extender_url.rsplit(":", 1)[1])
         options = self.work / "scheduler-options.yaml"
-        options.write_text(scheduler_options())
+        options.write_text(yaml.safe_dump({**yaml.safe_load(scheduler_options()), **(changes or {})}))
         self.cluster.run(
             "topolvm-scheduler",
             lambda _: [
