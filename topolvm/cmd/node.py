@@ -101,18 +101,20 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
 def start_health_sweep(
     interval: float, volumes: publish.NodeVolumeService, gauges: metrics.VolumeHealthMetrics, stop: threading.Event
 ) -> None:
-    """Every ``interval`` seconds, ``NodeVolumeService.sweep_health``: lvmd answers from its state (re-read
-    in the background once older than its --max-state-age), so this adds no lvm command of its own."""
+    """At start and every ``interval`` seconds, ``NodeVolumeService.sweep_health``. lvmd answers from its state
+    and re-reads LVM in the background at most once per --max-state-age however often it is asked."""
     if interval <= 0:
         return
 
     def loop() -> None:
-        while not stop.wait(interval):
+        while True:
             try:
                 classes = [s.device_class for s in volumes.lvmd.capacity().device_classes]
                 gauges.set(classes, volumes.sweep_health())
             except errors.TopoLVMError as exc:
                 log.warning("volume health sweep failed: %s", exc)
+            if stop.wait(interval):
+                return
 
     threading.Thread(target=loop, name="health-sweep", daemon=True).start()
 
