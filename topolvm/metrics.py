@@ -8,11 +8,10 @@ for this node on every change, with no timer of its own. ``VolumeHealthMetrics``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from topolvm.core import health, model
+from topolvm.services import publish
 
 _LABELS = ("node", "device_class")
 
@@ -61,7 +60,16 @@ class VolumeHealthMetrics:
             registry=registry,
         )
 
-    def set(self, device_classes: Iterable[str], counts: Mapping[tuple[str, str], int]) -> None:
-        for device_class in device_classes:
+        self.last_success = Gauge(
+            "topolvm_volume_health_sweep_last_success_timestamp_seconds",
+            "When topolvm-node's volume health sweep last completed (it also runs while lvmd is away: then not)",
+            ("node",),
+            registry=registry,
+        )
+
+    def set(self, sweep: publish.HealthSweep) -> None:
+        for device_class in sweep.device_classes:
             for status in self.STATUSES:
-                self.unhealthy.labels(self.node, device_class, status).set(counts.get((device_class, status), 0))
+                value = sweep.unhealthy.get((device_class, status), 0)
+                self.unhealthy.labels(self.node, device_class, status).set(value)
+        self.last_success.labels(self.node).set_to_current_time()

@@ -9,6 +9,7 @@ them with simpy processes and calls the same services.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -205,7 +206,7 @@ class Background:
     def __init__(self, name: str, *, limit: int = 1000) -> None:
         self.name = name
         self.limit = limit
-        self._queue: list[Callable[[], None]] = []
+        self._queue: collections.deque[Callable[[], None]] = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -213,6 +214,9 @@ class Background:
 
     def submit(self, call: Callable[[], None]) -> None:
         with self._cond:
+            if self._stopped:
+                log.warning("%s: stopped, a call is dropped", self.name)
+                return
             if len(self._queue) >= self.limit:
                 log.warning("%s: %d calls queued, dropping one", self.name, len(self._queue))
                 return
@@ -233,7 +237,7 @@ class Background:
                     self._cond.wait()
                 if not self._queue:
                     return
-                call = self._queue.pop(0)
+                call = self._queue.popleft()
             try:
                 call()
             except Exception:  # one failed call must not end the thread

@@ -122,8 +122,9 @@ def test_lvmd_refuses_negative_intervals(tmp_path: Path) -> None:
 
 
 def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
-    """Before it reaches for lvmd or the API: a negative health interval, or an orphan scan that would spin."""
-    for flag in ("--health-interval=-1", "--orphan-gc-interval=0"):
+    """Before it reaches for lvmd or the API: a health interval that is negative or would hammer lvmd, or an
+    orphan scan that would spin."""
+    for flag in ("--health-interval=-1", "--health-interval=0.01", "--orphan-gc-interval=0"):
         proc = subprocess.run(
             [sys.executable, "-m", "topolvm.cmd.node", f"--lvmd-socket={tmp_path / 'none.sock'}", flag],
             capture_output=True,
@@ -132,4 +133,4 @@ def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
             check=False,
         )
         assert proc.returncode == 2, flag
-        assert "--health-interval must not be negative and --orphan-gc-interval must be positive" in proc.stderr
+        assert "--health-interval must be 0 or at least 1 second and --orphan-gc-interval positive" in proc.stderr

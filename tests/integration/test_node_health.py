@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -33,11 +34,21 @@ def _events(deployed: Deployed, logical_volume: str) -> list[tuple[str, str, str
     return [(e["type"], e["reason"], e["message"]) for e in sorted(found, key=lambda e: e["metadata"]["name"])]
 
 
-def _unhealthy(port: int, status: str) -> float | None:
+def _metric(port: int, name: str, labels: str = "") -> float | None:
+    """The sample of ``name`` whose labels include ``labels`` (``key="value"``), from topolvm-node's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    match = re.search(rf'^topolvm_volumes_unhealthy{{[^}}]*status="{status}"[^}}]*}} (\S+)$', text, re.MULTILINE)
+    match = re.search(rf"^{name}{{[^}}]*{re.escape(labels)}[^}}]*}} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else None
+
+
+def _unhealthy(port: int, status: str) -> float | None:
+    return _metric(port, "topolvm_volumes_unhealthy", f'status="{status}"')
+
+
+def _swept_since(port: int, moment: float) -> bool:
+    done = _metric(port, "topolvm_volume_health_sweep_last_success_timestamp_seconds")
+    return done is not None and done > moment
 
 
 def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work: Path, tmp_path: Path) -> None:
@@ -53,13 +64,14 @@ def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work:
             env.controller()
             env.lvmd("--max-state-age=1")
             env.node_agent(
-                f"--lvmd-socket={work / 'lvmd.sock'}", "--health-interval=0.5", f"--metrics-address=127.0.0.1:{port}"
+                f"--lvmd-socket={work / 'lvmd.sock'}", "--health-interval=1", f"--metrics-address=127.0.0.1:{port}"
             )
             env.wait_for_capacity()
             name = f"pvc-{uuid.uuid4().hex[:8]}"
             volume = env.create_volume(name)  # 1 GiB over two 1 GiB PVs: it spans both
-            deployment.wait_for(lambda: _unhealthy(port, "INACCESSIBLE") == 0, "the first health sweep")
-            assert _events(deployed, name) == []  # healthy from the start: nothing to say
+            created = time.time()
+            deployment.wait_for(lambda: _swept_since(port, created), "a health sweep after the volume was made")
+            assert _unhealthy(port, "INACCESSIBLE") == 0 and _events(deployed, name) == []  # healthy: nothing told
 
             subprocess.run(["losetup", "--detach", vg.pvs[0]], check=True)  # the disk is gone
             try:

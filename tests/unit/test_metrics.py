@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections import Counter
+
 from prometheus_client import CollectorRegistry
 
 from topolvm import metrics
 from topolvm.core import model
+from topolvm.services import publish
 
 
 def test_capacity_metrics_follow_the_watch() -> None:
@@ -40,7 +43,9 @@ def test_volume_health_metrics_set_every_pair_and_clear_to_zero() -> None:
             "topolvm_volumes_unhealthy", {"node": "n1", "device_class": dc, "status": status}
         )
 
-    m.set(["ssd", "thin"], {("ssd", "INACCESSIBLE"): 2, ("thin", "DEGRADED"): 1})
+    m.set(publish.HealthSweep(("ssd", "thin"), Counter({("ssd", "INACCESSIBLE"): 2, ("thin", "DEGRADED"): 1})))
     assert (value("ssd", "INACCESSIBLE"), value("thin", "DEGRADED"), value("ssd", "DATA_LOSS")) == (2, 1, 0)
-    m.set(["ssd", "thin"], {})
+    done = registry.get_sample_value("topolvm_volume_health_sweep_last_success_timestamp_seconds", {"node": "n1"})
+    assert done is not None and done > 1.7e9
+    m.set(publish.HealthSweep(("ssd", "thin"), Counter()))
     assert value("ssd", "INACCESSIBLE") == 0 and value("thin", "DEGRADED") == 0

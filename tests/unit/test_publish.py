@@ -255,19 +255,19 @@ def test_health_sweep_tells_each_change_once_with_kubelets_probes() -> None:
     )
     lvmd_svc.create_lv(name="on-first", device_class="ssd", size_bytes=512 * MiB)  # the first PV
     lvmd_svc.create_lv(name="other-vg", device_class="hdd", size_bytes=512 * MiB)
-    assert svc.sweep_health() == {} and told == []  # healthy from the start: nothing to say
+    assert svc.sweep_health().unhealthy == {} and told == []  # healthy from the start: nothing to say
 
     lvm.mark_pv_missing("vg", 0)
     lvmd_svc.refresh()
-    assert svc.sweep_health() == {("ssd", "INACCESSIBLE"): 1}
+    assert svc.sweep_health().unhealthy == {("ssd", "INACCESSIBLE"): 1}
     assert told == [("on-first", ("PhysicalVolumeMissing",))]
     assert [p.reason for p in svc.health("on-first")] == ["PhysicalVolumeMissing"]  # kubelet asks: no news
-    assert svc.sweep_health() == {("ssd", "INACCESSIBLE"): 1} and len(told) == 1
+    assert svc.sweep_health().unhealthy == {("ssd", "INACCESSIBLE"): 1} and len(told) == 1
 
     lvm.mark_pv_present("vg", 0)
     lvmd_svc.refresh()
     assert svc.health("on-first") == ()  # kubelet sees it first this time
-    assert svc.sweep_health() == {}
+    assert svc.sweep_health().unhealthy == {}
     assert told[1:] == [("on-first", ())]
 
     lvm.mark_pv_missing("vg", 0)
@@ -275,9 +275,9 @@ def test_health_sweep_tells_each_change_once_with_kubelets_probes() -> None:
     svc.sweep_health()
     lvm.mark_pv_present("vg", 0)
     lvmd_svc.remove_lv(name="on-first", device_class="ssd")  # gone while unhealthy: nothing more to say
-    assert svc.sweep_health() == {} and told[3:] == []
+    assert svc.sweep_health().unhealthy == {} and told[3:] == []
     lvmd_svc.create_lv(name="on-first", device_class="ssd", size_bytes=512 * MiB)  # a new volume, same name
-    assert svc.sweep_health() == {} and told[3:] == []
+    assert svc.sweep_health().unhealthy == {} and told[3:] == []
 
 
 def test_an_unhealthy_volume_is_told_again_before_its_event_expires() -> None:

@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="check every volume of this node this often, whether kubelet asks or not: changes are logged and "
-        "recorded as Events on their LogicalVolumes, counts exported as topolvm_volumes_unhealthy (0: only when "
-        "kubelet asks; default: %(default)s)",
+        help="check every volume of this node this often (at least 1), whether kubelet asks or not: changes are "
+        "logged and recorded as Events on their LogicalVolumes, counts exported as topolvm_volumes_unhealthy (0: "
+        "only when kubelet asks; default: %(default)s)",
     )
     common.add_cgroup_argument(p)
     common.add_common_arguments(p)
@@ -100,23 +100,24 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
 
 def start_health_sweep(
     interval: float, volumes: publish.NodeVolumeService, gauges: metrics.VolumeHealthMetrics, stop: threading.Event
-) -> None:
+) -> threading.Thread | None:
     """At start and every ``interval`` seconds, ``NodeVolumeService.sweep_health``. lvmd answers from its state
     and re-reads LVM in the background at most once per --max-state-age however often it is asked."""
     if interval <= 0:
-        return
+        return None
 
     def loop() -> None:
         while True:
             try:
-                classes = [s.device_class for s in volumes.lvmd.capacity().device_classes]
-                gauges.set(classes, volumes.sweep_health())
-            except errors.TopoLVMError as exc:
+                gauges.set(volumes.sweep_health())
+            except Exception as exc:
                 log.warning("volume health sweep failed: %s", exc)
             if stop.wait(interval):
                 return
 
-    threading.Thread(target=loop, name="health-sweep", daemon=True).start()
+    thread = threading.Thread(target=loop, name="health-sweep", daemon=True)
+    thread.start()
+    return thread
 
 
 def ephemeral_caps(values: list[str]) -> tuple[int, dict[str, int]]:
@@ -147,8 +148,8 @@ def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     process.setup_logging(args.log_level)
-    if args.health_interval < 0 or args.orphan_gc_interval <= 0:
-        log.error("--health-interval must not be negative and --orphan-gc-interval must be positive")
+    if not (args.health_interval == 0 or args.health_interval >= 1) or args.orphan_gc_interval <= 0:
+        log.error("--health-interval must be 0 or at least 1 second and --orphan-gc-interval positive")
         return 2
     try:
         lvmd_api = lvmd_port(args)
@@ -208,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     start_orphan_gc(
         args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_loops
     )
-    start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
+    sweep = start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
     common.wait_for_signal()
     stop_loops.set()
-    event_writer.stop()
     server.stop(5).wait()
+    if sweep is not None:
+        sweep.join(10)
+    event_writer.stop()  # what the last calls and the sweep queued is written before the process ends
     agent.stop()
     for sub in subscriptions:
         sub.close()

@@ -1,7 +1,7 @@
 """``StateKeeper``: the state of lvmd's VGs from one report call, and when it is read again.
 
 The state is refreshed after every mutation (one mutating lvm call plus one report per request) and whenever the
-runtime asks (``refresh``); while idle no lvm command runs at all (upstream #1221 runs about 40 a minute). A
+runtime asks (``refresh``); between requests no lvm command runs (upstream #1221 runs about 40 a minute). A
 request that finds the state older than ``max_state_age`` starts a re-read in the background (one at a time,
 without the lock: the request does not wait), so what a disk's failure does to a VG (a missing PV, a partial LV)
 reaches volume health one age and one request later however rarely lvmd mutates, at most one report per age
@@ -118,7 +118,7 @@ class StateKeeper:
     def _refresh_in_background(self, generation: int) -> None:
         try:
             fresh = self._lvm.report(vg_names=self._config.volume_groups())
-        except errors.TopoLVMError as exc:
+        except Exception as exc:
             log.warning("re-reading LVM (state older than %gs) failed, serving the last report: %s", self._max_age, exc)
             with self._lock:
                 self._refreshing = False

@@ -40,6 +40,12 @@ HealthListener = Callable[[str, model.LogicalVolume, Problems], None]
 
 
 @dataclass(frozen=True)
+class HealthSweep:
+    device_classes: tuple[str, ...]
+    unhealthy: Counter[tuple[str, str]]  # (device class, worst status) -> volumes
+
+
+@dataclass(frozen=True)
 class PublishRequest:
     volume_id: str
     target_path: str
@@ -246,51 +252,52 @@ class NodeVolumeService:
         lvmd's --max-state-age); empty when healthy. The paths kubelet sends add nothing: the LV is the volume."""
         if not volume_id:
             raise errors.InvalidArgument("volume ID is required")
-        lv = self._require(volume_id)[1]
-        found = health.problems(lv.attr)
-        self._note_health(volume_id, lv, found)
+        with self._health_lock:  # read and record in one step: a newer reading is never undone by an older one
+            lv = self._require(volume_id)[1]
+            found = health.problems(lv.attr)
+            self._note_health_locked(volume_id, lv, found)
         return found
 
-    def sweep_health(self) -> Counter[tuple[str, str]]:
+    def sweep_health(self) -> HealthSweep:
         """Every TopoLVM volume of this node checked at once (one lvmd listing per device class), whether kubelet
         asks or not (kubelets before 1.37 never do): changes are logged and told as ``health()``'s are, and the
         unhealthy counted by (device class, worst status). A class whose VG is not found is lvmd's to report."""
         unhealthy: Counter[tuple[str, str]] = Counter()
         present: set[str] = set()
-        for stats in self.lvmd.capacity().device_classes:
-            try:
-                lvs = self.lvmd.list_lvs(device_class=stats.device_class)
-            except errors.NotFound:
-                continue
-            for lv in lvs:
-                found = health.problems(lv.attr)
-                present.add(lv.name)
-                self._note_health(lv.name, lv, found)
-                if found:
-                    unhealthy[stats.device_class, max(found, key=lambda p: _SEVERITY[p.status]).status.value] += 1
-        with self._health_lock:  # volumes gone since: forget what was said of them
-            for volume_id in set(self._health_seen) - present:
-                del self._health_seen[volume_id]
-        return unhealthy
-
-    def _note_health(self, volume_id: str, lv: model.LogicalVolume, found: Problems) -> None:
-        now = self.clock.now() if self.clock is not None else 0.0
         with self._health_lock:
-            told, told_at = self._health_seen.get(volume_id, ((), now))
-            again = found and told == found
-            if again and (self.clock is None or now - told_at < self.health_reminder):
-                return  # asked every minute: tell changes only, and remind now and then
-            if not found and not told:
-                return
-            if found:
-                self._health_seen[volume_id] = (found, now)
-            else:
-                self._health_seen.pop(volume_id, None)
+            classes = tuple(stats.device_class for stats in self.lvmd.capacity().device_classes)
+            for device_class in classes:
+                try:
+                    lvs = self.lvmd.list_lvs(device_class=device_class)
+                except errors.NotFound:
+                    continue
+                for lv in lvs:
+                    found = health.problems(lv.attr)
+                    present.add(lv.name)
+                    self._note_health_locked(lv.name, lv, found)
+                    if found:
+                        unhealthy[device_class, max(found, key=lambda p: _SEVERITY[p.status]).status.value] += 1
+            for volume_id in set(self._health_seen) - present:  # volumes gone since: forget what was said of them
+                del self._health_seen[volume_id]
+        return HealthSweep(classes, unhealthy)
+
+    def _note_health_locked(self, volume_id: str, lv: model.LogicalVolume, found: Problems) -> None:
+        """Log and tell a change (or a reminder); under ``_health_lock``, so what is told goes out in the order
+        it was seen (the production listener only queues)."""
+        now = self.clock.now() if self.clock is not None else 0.0
+        told, told_at = self._health_seen.get(volume_id, ((), now))
+        again = bool(found) and told == found
+        if again and (self.clock is None or now - told_at < self.health_reminder):
+            return  # asked every minute: tell changes only, and remind now and then
+        if not found and not told:
+            return
         if found:
+            self._health_seen[volume_id] = (found, now)
             what = "; ".join(f"{p.status} {p.reason}: {p.message}" for p in found)
             still = " (still)" if again else ""
             log.warning("volume %s (LV %s/%s, lv_attr %s)%s: %s", volume_id, lv.vg_name, lv.name, lv.attr, still, what)
         else:
+            self._health_seen.pop(volume_id, None)
             log.info("volume %s is healthy again (lv_attr %s)", volume_id, lv.attr)
         if self.on_health_change is not None:
             self.on_health_change(volume_id, lv, found)
