@@ -123,7 +123,8 @@ def test_single_controller_without_capacity_tracking_or_snapshots(helm: Path) ->
     assert not [a for a in args if a.startswith(("--leader-election", "--enable-capacity", "--capacity-ownerref"))]
     granted = {res for rule in r.rules("ClusterRole") + r.rules("Role") for res in rule["resources"]}
     assert not granted & {"leases", "csistoragecapacities", "volumesnapshotcontents/status", "volumesnapshotclasses"}
-    assert not r.of("Role") and not r.of("VolumeSnapshotClass")
+    # the one Role left is topolvm-node's, for its Events in default (none of the controller's)
+    assert r.names("Role") == {"topolvm-system:node-events"} and not r.of("VolumeSnapshotClass")
     assert r.one("CSIDriver", "topolvm.io")["spec"]["storageCapacity"] is False
 
 
@@ -131,7 +132,10 @@ def test_other_release_namespace(helm: Path) -> None:
     r = helm_chart.render(helm, {"namespace": {"create": False}}, "storage")
     assert not r.of("Namespace")
     namespaced = [d for d in r.docs if "namespace" in d["metadata"]]
-    assert {d["metadata"]["namespace"] for d in namespaced} == {"storage"}
+    # all in the release's namespace but topolvm-node's Role for Events about cluster-scoped objects, in default
+    in_default = {(d["kind"], d["metadata"]["name"]) for d in namespaced if d["metadata"]["namespace"] == "default"}
+    assert in_default == {("Role", "storage:node-events"), ("RoleBinding", "storage:node-events")}
+    assert {d["metadata"]["namespace"] for d in namespaced} == {"storage", "default"}
     bindings = r.of("ClusterRoleBinding") + r.of("RoleBinding")
     assert {s["namespace"] for d in bindings for s in d["subjects"]} == {"storage"}
     assert all(n.startswith(("storage:", "storage-")) for n in r.names("ClusterRole") | r.names("ClusterRoleBinding"))
