@@ -38,7 +38,7 @@ def fidelity_html(
         ("pods never placed (simulated, real)", f"{agreement.unplaced[0]}, {agreement.unplaced[1]}"),
         ("first tied pick that went elsewhere", agreement.diverged_at or None),
         ("chi-square homogeneity of per-node placements", f"{d.statistic:.4g} on {d.dof} degrees of freedom"),
-        (f"p-value (agree at p >= {fidelity.P_THRESHOLD})", d.p_value),
+        (f"p-value (agree at p >= {agreement.threshold})", d.p_value),
     ]  # fmt: skip
     page.table(("measure", "value"), rows)
     if agreement.mismatches:

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from simulator import fidelity, trace
+from simulator import chi_square, fidelity, trace
 from tests.e2e import test_fidelity as e2e
 
 GiB = 1 << 30
@@ -70,3 +70,51 @@ def test_tied_picks_that_always_go_one_way_fail_the_distribution_test() -> None:
     assert agreement.distribution.p_value < fidelity.P_THRESHOLD
     assert not agreement.same_distribution and not agreement.ok
     assert fidelity.compare(simulated, simulated).same_distribution
+
+
+def test_the_tie_trace_deletes_every_pod_before_the_next() -> None:
+    ops = fidelity.tie_trace(3, e2e.SHAPE)
+    assert [type(o).__name__ for o in ops] == ["CreatePod", "DeletePod"] * 3
+    assert [o.name for o in ops] == ["tie000", "tie000", "tie001", "tie001", "tie002", "tie002"]
+    assert all(o.delete_claims for o in ops if isinstance(o, trace.DeletePod))
+    assert [o.t for o in ops] == [(i + 1) * e2e.SHAPE.gap for i in range(6)]
+
+
+def test_simulated_ties_on_equal_nodes_are_random_only_where_the_extender_leaves_them() -> None:
+    """The tie trace on four equal nodes: every decision ties on all four. Left to kube-scheduler with the
+    extender's scores (``tie-break: scheduler``), the simulator's picks spread over all of them, the same way at
+    each seed count (homogeneous with a uniform draw); broken by the extender, or by kube-scheduler's score heap
+    without an extender, every pod goes to one node."""
+    ops = fidelity.tie_trace(e2e.TIE_PODS, dataclasses.replace(e2e.SHAPE, late_nodes=()))
+    runs = [e2e.simulate_ops(ops, "both", "scheduler", seed, e2e.TIE_NODES) for seed in range(1, 11)]
+    assert all(set(tied) == set(e2e.TIE_NODES) for r in runs for tied in r.tied.values())
+    pooled = fidelity.pooled_per_node(runs)
+    assert set(pooled) == set(e2e.TIE_NODES) and sum(pooled.values()) == 10 * e2e.TIE_PODS
+    uniform = dict.fromkeys(e2e.TIE_NODES, 10 * e2e.TIE_PODS // 4)
+    assert chi_square.homogeneity(uniform, pooled).p_value >= fidelity.P_THRESHOLD_RANDOM
+    assert len({tuple(sorted(r.per_node().items())) for r in runs}) > 1  # the seed draws the picks
+    for mode, tie_break in (("both", "extender"), ("capacity-tracking", "extender")):
+        fixed = e2e.simulate_ops(ops, mode, tie_break, 1, e2e.TIE_NODES)
+        assert len(fixed.per_node()) == 1, (mode, fixed.per_node())
+
+
+def test_the_distribution_test_pools_the_reference_runs_at_its_threshold() -> None:
+    """36 random picks over four nodes against 20 simulated runs pooled: spread picks pass at
+    P_THRESHOLD_RANDOM, picks that always take one node, or only two of the four, fail."""
+    nodes = ("a", "b", "c", "d")
+    keys = [("ns", f"c{i}") for i in range(36)]
+    tied = dict.fromkeys(keys, nodes)
+    runs = [fidelity.Outcome({k: nodes[(i + s) % 4] for i, k in enumerate(keys)}, tied, {}, 0) for s in range(20)]
+
+    def agreement(picks: list[str]) -> fidelity.Agreement:
+        real = fidelity.Outcome(dict(zip(keys, picks, strict=True)), {}, {}, 0)
+        return fidelity.compare(runs[0], real, reference=runs, threshold=fidelity.P_THRESHOLD_RANDOM)
+
+    spread = agreement(["a"] * 11 + ["b"] * 7 + ["c"] * 8 + ["d"] * 10)
+    assert spread.same_distribution and spread.threshold == fidelity.P_THRESHOLD_RANDOM
+    assert spread.distribution.dof == 3
+    one = agreement(["a"] * 36)
+    two = agreement(["a"] * 18 + ["b"] * 18)
+    assert one.distribution.p_value < 1e-15 and two.distribution.p_value < 1e-6
+    assert not one.same_distribution and not two.same_distribution and not one.ok
+    assert fidelity.compare(runs[0], runs[0]).threshold == fidelity.P_THRESHOLD
