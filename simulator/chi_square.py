@@ -1,5 +1,6 @@
-"""Pearson's chi-square test of homogeneity: do two samples of counts over the same categories come from one
-distribution? (docs/fidelity.md: the per-node placements of the simulator and of the real control plane.)
+"""Pearson's chi-square tests on counts per category (docs/fidelity.md: the per-node placements of the simulator and
+of the real control plane). Homogeneity: do two samples come from one distribution? Goodness of fit: does one
+sample come from a known distribution (the simulator's tie model: each tied node equally likely)?
 
 The statistic over the 2 x k table of counts is sum((observed - expected)^2 / expected), expected = row total *
 column total / grand total, with k - 1 degrees of freedom (categories empty in both samples left out); its
@@ -19,7 +20,8 @@ _TINY = 1e-300
 
 
 @dataclasses.dataclass(frozen=True)
-class Homogeneity:
+class ChiSquare:
+    test: str  # "homogeneity" or "goodness of fit"
     statistic: float
     dof: int
     p_value: float
@@ -71,14 +73,14 @@ def chi2_sf(statistic: float, dof: int) -> float:
     return min(1.0, _upper_fraction(a, x))
 
 
-def homogeneity(first: Mapping[str, int], second: Mapping[str, int]) -> Homogeneity:
+def homogeneity(first: Mapping[str, int], second: Mapping[str, int]) -> ChiSquare:
     """Two samples of counts per category; a single non-empty category (or none) is homogeneous by definition
     (statistic 0, p 1)."""
     categories = sorted(k for k in set(first) | set(second) if first.get(k, 0) + second.get(k, 0) > 0)
     rows = (sum(first.get(k, 0) for k in categories), sum(second.get(k, 0) for k in categories))
     grand = rows[0] + rows[1]
     if len(categories) < 2 or 0 in rows:
-        return Homogeneity(0.0, max(len(categories) - 1, 0), 1.0)
+        return ChiSquare("homogeneity", 0.0, max(len(categories) - 1, 0), 1.0)
     statistic = 0.0
     for k in categories:
         column = first.get(k, 0) + second.get(k, 0)
@@ -86,4 +88,25 @@ def homogeneity(first: Mapping[str, int], second: Mapping[str, int]) -> Homogene
             expected = row * column / grand
             statistic += (observed - expected) ** 2 / expected
     dof = len(categories) - 1
-    return Homogeneity(statistic, dof, chi2_sf(statistic, dof))
+    return ChiSquare("homogeneity", statistic, dof, chi2_sf(statistic, dof))
+
+
+def goodness_of_fit(observed: Mapping[str, int], expected: Mapping[str, float]) -> ChiSquare:
+    """``observed`` counts against ``expected`` counts of the same total, k - 1 degrees of freedom over the
+    categories expected at all; a count where none is expected makes the fit impossible (statistic inf, p 0), and a
+    single expected category fits by definition (statistic 0, p 1)."""
+    if sum(observed.values()) and not math.isclose(sum(observed.values()), sum(expected.values())):
+        raise ValueError(f"{sum(observed.values())} observed against {sum(expected.values())} expected")
+    if any(count and expected.get(k, 0.0) <= 0.0 for k, count in observed.items()):
+        return ChiSquare("goodness of fit", math.inf, max(len(expected) - 1, 1), 0.0)
+    categories = [k for k, e in expected.items() if e > 0.0]
+    if len(categories) < 2:
+        return ChiSquare("goodness of fit", 0.0, 0, 1.0)
+    statistic = sum((observed.get(k, 0) - expected[k]) ** 2 / expected[k] for k in categories)
+    dof = len(categories) - 1
+    return ChiSquare("goodness of fit", statistic, dof, chi2_sf(statistic, dof))
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed exactly."""
+    return sum(math.comb(n, i) * p**i * (1.0 - p) ** (n - i) for i in range(0, min(k, n) + 1))

@@ -62,7 +62,8 @@ class Agreement:
     unplaced: tuple[int, int]  # (simulated, real)
     diverged_at: str  # "namespace/claim" of the first tied pick that went elsewhere, or ""
     mismatches: tuple[str, ...]
-    distribution: chi_square.Homogeneity  # per-node placements, simulated (pooled over ``reference``) against real
+    distribution: chi_square.ChiSquare  # per-node placements, real against the simulator's (``compare``)
+    reference_per_node: dict[str, float]  # the simulator's side of that test: counts pooled, or expected
     threshold: float  # the p-value below which the distributions differ
 
     @property
@@ -85,11 +86,19 @@ class Agreement:
 
 
 def compare(
-    simulated_: Outcome, real: Outcome, *, reference: Sequence[Outcome] = (), threshold: float = P_THRESHOLD
+    simulated_: Outcome,
+    real: Outcome,
+    *,
+    reference: Sequence[Outcome] | None = None,
+    tie_model: bool = False,
+    threshold: float = P_THRESHOLD,
 ) -> Agreement:
-    """Claims in the simulated outcome's order (the trace's), then any only the real one has. The distribution
-    test compares the real per-node placements with those of ``reference`` pooled (simulator runs of the same
-    trace at other seeds; default: ``simulated_`` alone)."""
+    """Claims in the simulated outcome's order (the trace's), then any only the real one has.
+
+    The distribution test of the real per-node placements: by default chi-square homogeneity against the
+    simulator's placements in ``simulated_``, or pooled over ``reference`` (runs of the same trace at other
+    seeds); with ``tie_model``, chi-square goodness of fit against what the simulator's model of kube-scheduler's
+    random tie-break expects (``tie_expectation``), exact where seeds would only sample it."""
     mismatches: list[str] = []
     claims = list(simulated_.nodes) + [key for key in real.nodes if key not in simulated_.nodes]
     compared = same = in_tied = unique = unique_same = 0
@@ -124,8 +133,35 @@ def compare(
     return Agreement(
         len(claims), compared, same, in_tied, unique, unique_same, len(vgs), equal,
         (simulated_.unplaced, real.unplaced), diverged_at, tuple(mismatches),
-        chi_square.homogeneity(pooled_per_node(reference or [simulated_]), real.per_node()), threshold,
+        *_distribution(simulated_, real, reference, tie_model), threshold,
     )  # fmt: skip
+
+
+def _distribution(
+    simulated_: Outcome, real: Outcome, reference: Sequence[Outcome] | None, tie_model: bool
+) -> tuple[chi_square.ChiSquare, dict[str, float]]:
+    if tie_model:
+        observed, expected = tie_expectation(simulated_, real)
+        return chi_square.goodness_of_fit(observed, expected), expected
+    pooled = pooled_per_node([simulated_] if reference is None else reference)
+    return chi_square.homogeneity(pooled, real.per_node()), {node: float(n) for node, n in pooled.items()}
+
+
+def tie_expectation(simulated_: Outcome, real: Outcome) -> tuple[dict[str, int], dict[str, float]]:
+    """The real plane's placements of the claims the simulator placed, per node, and the counts the simulator's
+    model expects of them: kube-scheduler picks each node of a claim's tied set with equal probability (a unique
+    decision is a tied set of one), so a claim adds 1 / |tied set| to each of its tied nodes."""
+    observed: dict[str, int] = {}
+    expected: dict[str, float] = {}
+    for key, node in real.nodes.items():
+        sim_node = simulated_.nodes.get(key)
+        tied = simulated_.tied.get(key) or ((sim_node,) if sim_node else ())
+        if node is None or not tied:
+            continue
+        observed[node] = observed.get(node, 0) + 1
+        for candidate in tied:
+            expected[candidate] = expected.get(candidate, 0.0) + 1.0 / len(tied)
+    return observed, expected
 
 
 def pooled_per_node(outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -232,7 +268,7 @@ def sequential_trace(seed: int, total_bytes: int, shape: TraceShape) -> list[tra
 def tie_trace(pods: int, shape: TraceShape) -> list[trace.Op]:
     """Pods of one claim of ``shape.sizes_gib[0]`` GiB, one at a time, each deleted with its claim before the next:
     every decision is made from the same cluster, so on nodes of one shape every pod ties on all of them and the
-    picks are independent draws of kube-scheduler's tie-break (tests/e2e/test_fidelity_ties.py)."""
+    picks are independent draws of kube-scheduler's tie-break (tests/e2e/test_fidelity.py, the repeats)."""
     ops: list[trace.Op] = []
     size = shape.sizes_gib[0] * GiB
     for i in range(pods):

@@ -37,7 +37,7 @@ def fidelity_html(
         ("VGs with equal free bytes", f"{agreement.vgs_equal} / {agreement.vgs}"),
         ("pods never placed (simulated, real)", f"{agreement.unplaced[0]}, {agreement.unplaced[1]}"),
         ("first tied pick that went elsewhere", agreement.diverged_at or None),
-        ("chi-square homogeneity of per-node placements", f"{d.statistic:.4g} on {d.dof} degrees of freedom"),
+        (f"chi-square {d.test} of per-node placements", f"{d.statistic:.4g} on {d.dof} degrees of freedom"),
         (f"p-value (agree at p >= {agreement.threshold})", d.p_value),
     ]  # fmt: skip
     page.table(("measure", "value"), rows)
@@ -53,8 +53,12 @@ def fidelity_html(
         "Claims placed on each node over the whole trace, by the simulator and by the real control plane.",
         lambda p: plots.placements(counts, p),
     )
-    nodes = sorted(set(counts[0][1]) | set(counts[1][1]))
-    page.table(("node", "simulator", "real"), [(n, counts[0][1].get(n, 0), counts[1][1].get(n, 0)) for n in nodes])
+    reference = agreement.reference_per_node
+    nodes = sorted(set(counts[0][1]) | set(counts[1][1]) | set(reference))
+    page.table(
+        ("node", "simulator", "real", f"the distribution test's simulator side ({d.test})"),
+        [(n, counts[0][1].get(n, 0), counts[1][1].get(n, 0), f"{reference.get(n, 0.0):.4g}") for n in nodes],
+    )
     page.add("h2", "Free bytes at the end, per node and device class")
     vgs = sorted(set(simulated.free) | set(real.free))
     free = [(f"{n} {c}", simulated.free.get((n, c)), real.free.get((n, c))) for n, c in vgs]

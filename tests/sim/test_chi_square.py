@@ -48,3 +48,30 @@ def test_equal_samples_and_degenerate_tables_are_homogeneous() -> None:
     assert chi_square.homogeneity({}, {"a": 1}).p_value == 1.0
     with pytest.raises(ValueError, match="positive"):
         chi_square.chi2_sf(1.0, 0)
+
+
+def test_goodness_of_fit_against_known_expected_counts() -> None:
+    # 36 picks over four nodes expected 9 each: (11-9)^2/9 + (7-9)^2/9 + 1/9 + 1/9 = 10/9 on 3 dof
+    result = chi_square.goodness_of_fit({"a": 11, "b": 7, "c": 8, "d": 10}, dict.fromkeys("abcd", 9.0))
+    assert (result.test, result.dof) == ("goodness of fit", 3)
+    assert result.statistic == pytest.approx(10 / 9)
+    assert result.p_value == pytest.approx(0.774, abs=1e-3)  # chi-square tables: 3 dof, 1.111
+    # two categories: statistic (30-20)^2/20 * 2 = 10 on 1 dof, p = erfc(sqrt(5))
+    two = chi_square.goodness_of_fit({"a": 30, "b": 10}, {"a": 20.0, "b": 20.0})
+    assert two.p_value == pytest.approx(math.erfc(math.sqrt(5)))
+
+
+def test_goodness_of_fit_refuses_counts_where_none_are_expected_and_totals_that_differ() -> None:
+    outside = chi_square.goodness_of_fit({"a": 3, "z": 1}, {"a": 2.0, "b": 2.0})
+    assert (outside.statistic, outside.p_value) == (math.inf, 0.0)
+    assert chi_square.goodness_of_fit({"a": 5}, {"a": 5.0}).p_value == 1.0
+    with pytest.raises(ValueError, match="4 observed against 5"):
+        chi_square.goodness_of_fit({"a": 4}, {"a": 2.5, "b": 2.5})
+
+
+def test_binomial_cdf_sums_the_exact_terms() -> None:
+    assert chi_square.binomial_cdf(0, 3, 0.5) == pytest.approx(1 / 8)
+    assert chi_square.binomial_cdf(1, 3, 0.5) == pytest.approx(4 / 8)
+    assert chi_square.binomial_cdf(3, 3, 0.5) == pytest.approx(1.0)
+    # 35 consecutive pairs, each a repeat with probability 1/4: at most one repeat
+    assert chi_square.binomial_cdf(1, 35, 0.25) == pytest.approx(0.75**35 + 35 * 0.25 * 0.75**34)

@@ -98,23 +98,46 @@ def test_simulated_ties_on_equal_nodes_are_random_only_where_the_extender_leaves
         assert len(fixed.per_node()) == 1, (mode, fixed.per_node())
 
 
-def test_the_distribution_test_pools_the_reference_runs_at_its_threshold() -> None:
-    """36 random picks over four nodes against 20 simulated runs pooled: spread picks pass at
-    P_THRESHOLD_RANDOM, picks that always take one node, or only two of the four, fail."""
+def test_random_picks_are_tested_against_the_tie_model_at_their_threshold() -> None:
+    """36 picks, each tied on four nodes: the tie model expects 9 per node. Spread picks fit at
+    P_THRESHOLD_RANDOM; picks that always take one node, or only two of the four, do not; a pick outside the
+    tied set cannot fit at all."""
     nodes = ("a", "b", "c", "d")
     keys = [("ns", f"c{i}") for i in range(36)]
-    tied = dict.fromkeys(keys, nodes)
-    runs = [fidelity.Outcome({k: nodes[(i + s) % 4] for i, k in enumerate(keys)}, tied, {}, 0) for s in range(20)]
+    simulated = fidelity.Outcome({k: nodes[i % 4] for i, k in enumerate(keys)}, dict.fromkeys(keys, nodes), {}, 0)
 
     def agreement(picks: list[str]) -> fidelity.Agreement:
         real = fidelity.Outcome(dict(zip(keys, picks, strict=True)), {}, {}, 0)
-        return fidelity.compare(runs[0], real, reference=runs, threshold=fidelity.P_THRESHOLD_RANDOM)
+        return fidelity.compare(simulated, real, tie_model=True, threshold=fidelity.P_THRESHOLD_RANDOM)
 
     spread = agreement(["a"] * 11 + ["b"] * 7 + ["c"] * 8 + ["d"] * 10)
-    assert spread.same_distribution and spread.threshold == fidelity.P_THRESHOLD_RANDOM
-    assert spread.distribution.dof == 3
-    one = agreement(["a"] * 36)
-    two = agreement(["a"] * 18 + ["b"] * 18)
+    assert spread.reference_per_node == dict.fromkeys(nodes, pytest.approx(9.0))
+    assert (spread.distribution.test, spread.distribution.dof) == ("goodness of fit", 3)
+    assert spread.distribution.statistic == pytest.approx(10 / 9)
+    assert spread.same_distribution and spread.ok and spread.threshold == fidelity.P_THRESHOLD_RANDOM
+    one, two = agreement(["a"] * 36), agreement(["a"] * 18 + ["b"] * 18)
     assert one.distribution.p_value < 1e-15 and two.distribution.p_value < 1e-6
     assert not one.same_distribution and not two.same_distribution and not one.ok
+    outside = agreement(["a"] * 35 + ["z"])
+    assert outside.distribution.p_value == 0.0 and not outside.ok
+
+
+def test_the_tie_model_expects_one_over_the_tied_set_and_skips_claims_the_simulator_did_not_place() -> None:
+    simulated = fidelity.Outcome(
+        {("ns", "u"): "a", ("ns", "t"): "a", ("ns", "never"): None}, {("ns", "t"): ("a", "b", "c")}, {}, 1
+    )
+    real = fidelity.Outcome({("ns", "u"): "a", ("ns", "t"): "c", ("ns", "never"): "b", ("ns", "new"): "b"}, {}, {}, 0)
+    observed, expected = fidelity.tie_expectation(simulated, real)
+    assert observed == {"a": 1, "c": 1}
+    assert expected == {"a": pytest.approx(4 / 3), "b": pytest.approx(1 / 3), "c": pytest.approx(1 / 3)}
+
+
+def test_reference_runs_are_pooled_and_an_empty_reference_is_not_the_default() -> None:
+    key = ("ns", "c")
+    runs = [fidelity.Outcome({key: node}, {key: ("a", "b")}, {}, 0) for node in "aab"]
+    real = fidelity.Outcome({key: "b"}, {}, {}, 0)
+    pooled = fidelity.compare(runs[0], real, reference=runs)
+    assert pooled.reference_per_node == {"a": 2.0, "b": 1.0} and pooled.distribution.test == "homogeneity"
+    assert fidelity.compare(runs[0], real).reference_per_node == {"a": 1.0}
+    assert fidelity.compare(runs[0], real, reference=[]).reference_per_node == {}
     assert fidelity.compare(runs[0], runs[0]).threshold == fidelity.P_THRESHOLD

@@ -37,6 +37,10 @@ def test_the_view_shows_the_agreement_the_placements_and_the_free_bytes(tmp_path
     row = cells.index("b ssd-thin")
     assert cells[row : row + 4] == ["b ssd-thin", str(9 << 30), str(9 << 30), "yes"]
     assert "the worlds agree" in write(SIM, tmp_path / "again.html").read_text()
+    assert "chi-square homogeneity of per-node placements" in cells
+    assert "the distribution test's simulator side (homogeneity)" in page.headers
+    row = cells.index("a")  # the per-node table: simulator, real, the simulator's side of the test
+    assert cells[row : row + 4] == ["a", "2", "2", "2"]
 
 
 def test_the_view_lists_every_disagreement(tmp_path: Path) -> None:
