@@ -7,7 +7,10 @@ after provisioning or deleting there, often before topolvm-node has published th
 again until its poll a minute later. Waiting out the poll made the first replays take a minute per event, so a
 stale object is deleted instead: csi-provisioner re-creates an object of its own that someone removed at once,
 from a fresh GetCapacity (``onCDelete`` in external-provisioner's pkg/capacity/capacity.go), and nothing is
-scheduled between two events.
+scheduled between two events. But not at first sight: as often, csi-provisioner's own refresh is a moment away
+with the fresh value, and an object deleted under it fails that refresh's update ("not found"), which it retries
+only after its one-second backoff (``--retry-interval-start``). A stale object is deleted once it has stayed
+stale for ``STALE_GRACE`` seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -25,6 +29,7 @@ from topolvm.core.quantity import to_bytes as quantity_bytes
 from topolvm.lvmd import client as lvmd_client
 
 CAPACITIES = f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities"
+STALE_GRACE = 0.6  # seconds a stale CSIStorageCapacity may stay so before it is deleted (csi-provisioner's refresh)
 
 
 class Capacity:
@@ -34,6 +39,7 @@ class Capacity:
     def __init__(self, stack: Stack, namespace: str, classes: dict[str, str], probe_node: str) -> None:
         self.stack, self.cluster = stack, stack.cluster
         self.ns, self.classes, self.probe_node = namespace, classes, probe_node
+        self._stale_since: dict[tuple[str, str], float] = {}  # (object name, resourceVersion) -> first seen stale
 
     def free(self, node: str, device_class: str) -> int:
         """The class's free bytes: from lvm2 itself (``vgs``) on a loop-device VG, else from the node's lvmd."""
@@ -44,10 +50,15 @@ class Capacity:
 
     def settle(self, node: str, device_classes: tuple[str, ...], *, objects: bool = True) -> None:
         for device_class in device_classes:
-            free = self.cluster.wait_for(
-                functools.partial(self._published, node, device_class),
-                f"{node}'s published {device_class} capacity to be its free bytes",
-            )
+            seen: list[tuple[str | None, int]] = []  # (annotation, free bytes in lvm) at each look
+            try:
+                free = self.cluster.wait_for(
+                    functools.partial(self._published, node, device_class, seen),
+                    f"{node}'s published {device_class} capacity to be its free bytes",
+                )
+            except AssertionError as exc:
+                last = f"the annotation said {seen[-1][0]}, lvm {seen[-1][1]} free" if seen else "never looked"
+                raise AssertionError(f"{last} (first look: {seen[:1]}): {exc}") from None
             self.cluster.wait_for(
                 functools.partial(self.extender_passes, node, device_class, free), f"{node} in the extender"
             )
@@ -58,10 +69,11 @@ class Capacity:
                     90,
                 )
 
-    def _published(self, node: str, device_class: str) -> int | None:
+    def _published(self, node: str, device_class: str, seen: list[tuple[str | None, int]]) -> int | None:
         found = self.cluster.get(f"/api/v1/nodes/{node}") or {}
         value = found.get("metadata", {}).get("annotations", {}).get(constants.capacity_annotation(device_class))
         free = self.free(node, device_class)
+        seen.append((value, free))
         return free if value is not None and int(value) == free else None
 
     def extender_passes(self, node: str, device_class: str, free: int) -> bool:
@@ -96,6 +108,9 @@ class Capacity:
             return False
         if quantity_bytes(item.get("capacity", "0")) == free:
             return True
+        version = (item["metadata"]["name"], item["metadata"]["resourceVersion"])
+        if time.monotonic() - self._stale_since.setdefault(version, time.monotonic()) < STALE_GRACE:
+            return False  # csi-provisioner's own refresh may be on its way
         code, reply = self.cluster.request("DELETE", f"{CAPACITIES}/{item['metadata']['name']}")
         assert code in (200, 404), reply
         return False
