@@ -54,8 +54,9 @@ lint: $(STAMP)
 
 # Everything CI runs: lint; the peers; the suite on both cores; then the hardware-in-the-loop suites, which
 # boot VMs and report each in-VM test as its own result (that needs a single pytest process).
+# The fidelity tests' views (docs/fidelity.md) are kept in build/fidelity/.
 test: install lint peers
-	$(BIN)/pytest -n 2 -m "not hil" $(PYTEST_ARGS)
+	FIDELITY_REPORT_DIR=$(CURDIR)/build/fidelity $(BIN)/pytest -n 2 -m "not hil" $(PYTEST_ARGS)
 	$(BIN)/pytest -p no:xdist -m hil $(PYTEST_ARGS)
 
 unit: $(STAMP)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from tests.support import deployment
@@ -37,6 +39,19 @@ class Scene:
             content_type="application/merge-patch+json",
         )
         assert code == 200, reply
+
+    @contextlib.contextmanager
+    def one_filter_worker(self) -> Iterator[None]:
+        """kube-scheduler restarted with ``parallelism: 1`` for the block, then as deploy/ ships it. With its
+        default 16 filter goroutines the feasible list is in the order they finish, and without an extender a tie
+        goes to the tied node that comes first: a race (tests/e2e/test_fidelity.py's tie repeats measure it). One
+        goroutine checks the nodes in order, as the simulator's model does: both sides deterministic
+        (docs/fidelity.md)."""
+        self.stack.cluster.restart_kube_scheduler(parallelism=1)
+        try:
+            yield
+        finally:
+            self.stack.cluster.restart_kube_scheduler()
 
     def claim_and_pod(
         self,

@@ -122,9 +122,16 @@ def test_lvmd_refuses_negative_intervals(tmp_path: Path) -> None:
 
 
 def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
-    """Before it reaches for lvmd or the API: a health interval that is negative or would hammer lvmd, or an
-    orphan scan that would spin."""
-    for flag in ("--health-interval=-1", "--health-interval=0.01", "--orphan-gc-interval=0"):
+    """Before it reaches for lvmd or the API: a health or capacity resync interval that is negative or would
+    hammer lvmd, or an orphan scan that would spin."""
+    cases = {
+        "--health-interval=-1": "--health-interval must be 0 or at least 1 second and --orphan-gc-interval positive",
+        "--health-interval=0.01": "--health-interval must be 0 or at least 1 second",
+        "--orphan-gc-interval=0": "--orphan-gc-interval positive",
+        "--capacity-resync-interval=0.5": "--capacity-resync-interval must be 0 or at least 1 second",
+        "--capacity-resync-interval=-3": "--capacity-resync-interval must be 0 or at least 1 second",
+    }
+    for flag, message in cases.items():
         proc = subprocess.run(
             [sys.executable, "-m", "topolvm.cmd.node", f"--lvmd-socket={tmp_path / 'none.sock'}", flag],
             capture_output=True,
@@ -133,4 +140,4 @@ def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
             check=False,
         )
         assert proc.returncode == 2, flag
-        assert "--health-interval must be 0 or at least 1 second and --orphan-gc-interval positive" in proc.stderr
+        assert message in proc.stderr, (flag, proc.stderr)

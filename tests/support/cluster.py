@@ -69,6 +69,7 @@ from tests.support.cluster_peers import (
     KWOK,
     ClusterBinaries,
     find_cluster_binaries,
+    scheduler_configuration,
 )
 from tests.support.controlplane import ControlPlane
 
@@ -209,6 +210,17 @@ class Cluster:
             raise ClusterError(f"{name} is still running")
         self._start(component)
         return component
+
+    def restart_kube_scheduler(self, **changes: Any) -> None:
+        """kube-scheduler stopped and started again with deploy/scheduler-config.yaml's top-level fields set by
+        ``changes`` (``parallelism=1``); no changes: as shipped. It learns Nodes and pods anew."""
+        component = next(c for c in reversed(self.components) if c.name == KUBE_SCHEDULER)
+        proc, component.proc = component.proc, None
+        if proc is not None:
+            controlplane.stop_process(proc)
+        config = scheduler_configuration(self.kubeconfigs[KUBE_SCHEDULER], self.extender_url, changes)
+        (self.workdir / "kube-scheduler.yaml").write_text(config)
+        self.restart(KUBE_SCHEDULER)
 
     def _start(self, component: Component) -> None:
         """Start ``component`` on a free port and wait until it is ready; another port if that one was taken."""

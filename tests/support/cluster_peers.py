@@ -4,8 +4,10 @@ kube-controller-manager runs, and kube-scheduler's configuration (deploy/schedul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -81,10 +83,14 @@ def find_cluster_binaries() -> ClusterBinaries | str:
     return ClusterBinaries(plane, paths[KUBE_CONTROLLER_MANAGER], paths[KUBE_SCHEDULER], paths[KWOK], files)
 
 
-def scheduler_configuration(kubeconfig: str, extender_url: str | None = None) -> str:
+def scheduler_configuration(
+    kubeconfig: str, extender_url: str | None = None, changes: Mapping[str, Any] | None = None
+) -> str:
     """deploy/scheduler-config.yaml as shipped, with the scheduler's kubeconfig, no leader election (one
-    instance) and, when given, another ``urlPrefix`` for its extender."""
+    instance), when given another ``urlPrefix`` for its extender, and top-level fields set by ``changes``
+    (``{"parallelism": 1}``: one filter goroutine, docs/fidelity.md)."""
     (config,) = [doc for doc in yaml.safe_load_all(SCHEDULER_CONFIG.read_text()) if doc]
+    config.update(changes or {})
     if extender_url is not None:
         (extender,) = config["extenders"]
         extender["urlPrefix"] = extender_url

@@ -75,6 +75,7 @@ class Replayer:
         self.node_of: dict[str, str] = {}  # claim -> real node, once placed
         self.placed: dict[fidelity.ClaimKey, str | None] = {}  # (trace namespace, claim) -> simulated node
         self.gone: set[str] = set()  # simulated nodes deleted
+        self.skipped: list[str] = []  # expansions of claims on deleted nodes (only once the worlds differ)
 
     def start(self) -> None:
         """The probe node: a Node with room for any probe in both classes, labelled so no pod of the trace can go
@@ -277,6 +278,11 @@ class Replayer:
         assert pv is not None
         handle = pv["spec"]["csi"]["volumeHandle"]
         node = pvc["metadata"]["annotations"][SELECTED_NODE]
+        if self.simulated(node) in self.gone:
+            # Only after the worlds diverged (a tied pick went elsewhere): the trace deletes a node once the
+            # simulator's pods on it are gone, and the real plane had put this claim there. No LV can grow.
+            self.skipped.append(op.name)
+            return set(), lambda: None
 
         def wait() -> None:
             self.cluster.wait_for(

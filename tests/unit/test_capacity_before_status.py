@@ -103,3 +103,27 @@ def test_the_stream_listener_logs_what_publish_raises(caplog: pytest.LogCaptureF
     with pytest.raises(errors.Unavailable):
         cluster.node_writes_fail = 1
         publisher.publish(svc.capacity())
+
+
+def test_the_periodic_resync_rewrites_annotations_a_lost_write_left_stale(caplog: pytest.LogCaptureFixture) -> None:
+    """topolvm-node's --capacity-resync-interval: a Node whose annotation says other than lvmd (someone wrote it
+    back, or a change's write was lost) is rewritten, with a warning; when it agrees nothing is written."""
+    cluster = kube_memory.InMemoryCluster(clock.ManualClock())
+    cluster.add_node("n1")
+    svc = memory_lvmd.started(10 * GiB)
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    assert publisher.publish(svc.capacity()) is True
+    stale = cluster.get(resources.NODE, "n1")
+    assert stale is not None and stale.meta.annotations[KEY] == str(10 * GiB)
+    cluster.update(replace(stale, meta=replace(stale.meta, annotations={**stale.meta.annotations, KEY: str(7 * GiB)})))
+    with caplog.at_level("WARNING", logger="topolvm.services.node"):
+        assert publisher.resync(svc.capacity()) is True
+    fixed = cluster.get(resources.NODE, "n1")
+    assert fixed is not None and fixed.meta.annotations[KEY] == str(10 * GiB)
+    assert f"capacity annotations were {{'{KEY}': '{7 * GiB}', " in caplog.text
+    assert f"not lvmd's {{'{KEY}': '{10 * GiB}', " in caplog.text and "rewritten" in caplog.text
+    version = fixed.meta.resource_version
+    caplog.clear()
+    assert publisher.resync(svc.capacity()) is False
+    again = cluster.get(resources.NODE, "n1")
+    assert again is not None and again.meta.resource_version == version and "rewritten" not in caplog.text

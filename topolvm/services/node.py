@@ -160,9 +160,25 @@ class CapacityPublisher:
         except errors.TopoLVMError as exc:
             log.warning("node %s: capacity annotations not written: %s", self.node_name, exc)
 
-    def publish(self, capacity: model.NodeCapacity) -> None:
+    def resync(self, capacity: model.NodeCapacity) -> bool:
+        """The periodic check (topolvm-node's --capacity-resync-interval): the annotations are rewritten if they
+        do not say ``capacity``, which every change should already have written; a rewrite is logged, since it
+        means one was lost. True when it rewrote them."""
+        before = self._annotations()
+        if not self.publish(capacity):
+            return False
+        log.warning("node %s: capacity annotations were %s, not lvmd's %s: rewritten", self.node_name, before,
+                    self._annotations())  # fmt: skip
+        return True
+
+    def _annotations(self) -> dict[str, str]:
+        node = self.cluster.get(resources.NODE, self.node_name)
+        annotations = node.meta.annotations if node is not None else {}
+        return {k: v for k, v in annotations.items() if k.startswith(constants.CAPACITY_KEY_PREFIX)}
+
+    def publish(self, capacity: model.NodeCapacity) -> bool:
         """Write the annotations for ``capacity`` (nothing when they already say it); Conflict after
-        ``attempts`` conflicting writes, the API's error otherwise."""
+        ``attempts`` conflicting writes, the API's error otherwise. True when it wrote them."""
         wanted = placement.capacity_annotations(
             [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
         )
@@ -170,7 +186,7 @@ class CapacityPublisher:
             node = self.cluster.get(resources.NODE, self.node_name)
             if node is None:
                 log.warning("node %s not found; capacity not published", self.node_name)
-                return
+                return False
             # Classes no longer configured lose their annotation, so placement stops sending volumes here.
             kept = {
                 k: v
@@ -179,10 +195,10 @@ class CapacityPublisher:
             }
             annotations = {**kept, **wanted}
             if annotations == dict(node.meta.annotations):
-                return
+                return False
             try:
                 self.cluster.update(resources.evolve(node, meta=resources.evolve(node.meta, annotations=annotations)))
-                return
+                return True
             except errors.Conflict:
                 continue  # someone else wrote the Node; re-read and try again
         raise errors.Conflict(
