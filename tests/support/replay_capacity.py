@@ -31,7 +31,7 @@ from topolvm.lvmd import client as lvmd_client
 CAPACITIES = f"/apis/storage.k8s.io/v1/namespaces/{deployment.NAMESPACE}/csistoragecapacities"
 STALE_GRACE = 0.6  # seconds a stale CSIStorageCapacity may stay so before it is deleted (csi-provisioner's refresh)
 # topolvm-node writes its annotations on every change lvmd reports, and checks them every 60 s
-# (--capacity-resync-interval): a write seen lost twice in these replays (docs/fidelity.md) is mended within that
+# (--capacity-resync-interval): a write lost (as these replays found one, since fixed: docs/fidelity.md) is mended
 PUBLISH_TIMEOUT = 180.0
 
 

@@ -132,8 +132,8 @@ def start_health_sweep(
 def start_capacity_resync(
     interval: float, publisher: node.CapacityPublisher, lvmd: ports.Lvmd, stop: threading.Event
 ) -> threading.Thread | None:
-    """Every ``interval`` seconds, ``CapacityPublisher.resync`` with lvmd's capacity: a lost write (one was seen
-    in the fidelity replays, cause not yet found) is mended within an interval instead of at the next change."""
+    """Every ``interval`` seconds, ``CapacityPublisher.resync`` with lvmd's capacity: a lost write (the fidelity
+    replays found one, since fixed: docs/fidelity.md) is mended within an interval instead of at the next change."""
     if interval <= 0:
         return None
 

@@ -46,7 +46,13 @@ class Broadcaster(Generic[T]):
         with self._lock:
             seq, value = current()
             if seq > self._delivered_seq:
+                # A value its producer has not delivered yet (it took the seq and is waiting for this lock): its
+                # deliver() will be dropped as not newer, so every listener gets it here, in order. Without this,
+                # a one-shot subscriber (LvmdClient.capacity() is a Watch) during an lvremove hid the removal
+                # from the long-lived capacity stream (docs/fidelity.md, "A capacity write seen lost").
                 self._delivered_seq, self._latest = seq, value
+                for other in list(self._listeners):
+                    _call(other, value)
             elif self._latest is not None:
                 value = self._latest
             listener(value)  # the first value's failure is the subscriber's to see
