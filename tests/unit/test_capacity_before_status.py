@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import memory_lvmd
 from topolvm import clock, constants, errors
-from topolvm.core import resources
+from topolvm.core import model, resources
 from topolvm.kube import memory as kube_memory
 from topolvm.services import lvmd, node
 
@@ -117,13 +117,38 @@ def test_the_periodic_resync_rewrites_annotations_a_lost_write_left_stale(caplog
     assert stale is not None and stale.meta.annotations[KEY] == str(10 * GiB)
     cluster.update(replace(stale, meta=replace(stale.meta, annotations={**stale.meta.annotations, KEY: str(7 * GiB)})))
     with caplog.at_level("WARNING", logger="topolvm.services.node"):
-        assert publisher.resync(svc.capacity()) is True
+        assert publisher.resync(svc.capacity) is True
     fixed = cluster.get(resources.NODE, "n1")
     assert fixed is not None and fixed.meta.annotations[KEY] == str(10 * GiB)
     assert f"capacity annotations were {{'{KEY}': '{7 * GiB}', " in caplog.text
     assert f"not lvmd's {{'{KEY}': '{10 * GiB}', " in caplog.text and "rewritten" in caplog.text
     version = fixed.meta.resource_version
     caplog.clear()
-    assert publisher.resync(svc.capacity()) is False
+    assert publisher.resync(svc.capacity) is False
     again = cluster.get(resources.NODE, "n1")
     assert again is not None and again.meta.resource_version == version and "rewritten" not in caplog.text
+
+
+def test_the_resync_gives_way_to_a_change_the_capacity_stream_writes_meanwhile() -> None:
+    """The resync reads the Node, then lvmd; had it read lvmd first, a removal written by the stream between the
+    two would be overwritten by the older figure. Its write is conditional on the Node it read: a stream write
+    in between makes it give way, and the newer figure stays."""
+    cluster = kube_memory.InMemoryCluster(clock.ManualClock())
+    cluster.add_node("n1")
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    svc = memory_lvmd.started(10 * GiB)
+    publisher.publish(svc.capacity())
+    stale = cluster.get(resources.NODE, "n1")
+    assert stale is not None
+    cluster.update(replace(stale, meta=replace(stale.meta, annotations={**stale.meta.annotations, KEY: str(GiB)})))
+
+    def read_while_the_stream_writes() -> model.NodeCapacity:
+        older = svc.capacity()  # 10 GiB, what lvmd said a moment ago
+        newer = cluster.get(resources.NODE, "n1")
+        assert newer is not None
+        cluster.update(replace(newer, meta=replace(newer.meta, annotations={**newer.meta.annotations, KEY: "12"})))
+        return older
+
+    assert publisher.resync(read_while_the_stream_writes) is False
+    kept = cluster.get(resources.NODE, "n1")
+    assert kept is not None and kept.meta.annotations[KEY] == "12"

@@ -140,7 +140,7 @@ def start_capacity_resync(
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                publisher.resync(lvmd.capacity())
+                publisher.resync(lvmd.capacity)
             except Exception as exc:
                 log.warning("capacity resync failed: %s", exc)
 

@@ -28,7 +28,9 @@ class _Subscription(Generic[T]):
 
 class Broadcaster(Generic[T]):
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # serialises delivery; never held while the producer's lock is taken
+        # Serialises delivery. Order: this lock, then the producer's (``current`` in subscribe); a producer never
+        # calls deliver while holding its own lock.
+        self._lock = threading.Lock()
         self._listeners: list[Callable[[T], None]] = []
         self._delivered_seq = -1
         self._latest: T | None = None
@@ -42,7 +44,9 @@ class Broadcaster(Generic[T]):
                 _call(listener, value)
 
     def subscribe(self, listener: Callable[[T], None], current: Callable[[], tuple[int, T]]) -> _Subscription[T]:
-        """Register ``listener`` and send it the current value first (``current`` returns (seq, value))."""
+        """Register ``listener`` and send it the current value first (``current`` returns (seq, value)). Any
+        listener may be called here, on the subscriber's thread under this lock, so listeners must not call the
+        producer or (un)subscribe."""
         with self._lock:
             seq, value = current()
             if seq > self._delivered_seq:

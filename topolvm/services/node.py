@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from topolvm import constants, errors, ports
@@ -160,40 +161,51 @@ class CapacityPublisher:
         except errors.TopoLVMError as exc:
             log.warning("node %s: capacity annotations not written: %s", self.node_name, exc)
 
-    def resync(self, capacity: model.NodeCapacity) -> bool:
+    def resync(self, read_capacity: Callable[[], model.NodeCapacity]) -> bool:
         """The periodic check (topolvm-node's --capacity-resync-interval): the annotations are rewritten if they
-        do not say ``capacity``, which every change should already have written; a rewrite is logged, since it
-        means one was lost. True when it rewrote them."""
-        before = self._annotations()
-        if not self.publish(capacity):
+        do not say what lvmd says, which every change should already have written; a rewrite is logged, since it
+        means one was lost. True when it rewrote them.
+
+        The Node is read first and lvmd after, so lvmd's answer is at least as new as whatever the annotations
+        were written from; the write is conditional on that Node read (its resourceVersion), so a change the
+        capacity stream writes meanwhile wins, and this round gives way (the next one looks again)."""
+        node = self.cluster.get(resources.NODE, self.node_name)
+        if node is None:
             return False
-        log.warning("node %s: capacity annotations were %s, not lvmd's %s: rewritten", self.node_name, before,
-                    self._annotations())  # fmt: skip
+        annotations = self._merged(node, read_capacity())
+        if annotations == dict(node.meta.annotations):
+            return False
+        try:
+            self.cluster.update(resources.evolve(node, meta=resources.evolve(node.meta, annotations=annotations)))
+        except errors.Conflict:
+            return False
+        log.warning("node %s: capacity annotations were %s, not lvmd's %s: rewritten", self.node_name,
+                    _capacity_keys(node.meta.annotations), _capacity_keys(annotations))  # fmt: skip
         return True
 
-    def _annotations(self) -> dict[str, str]:
-        node = self.cluster.get(resources.NODE, self.node_name)
-        annotations = node.meta.annotations if node is not None else {}
-        return {k: v for k, v in annotations.items() if k.startswith(constants.CAPACITY_KEY_PREFIX)}
+    @staticmethod
+    def _merged(node: resources.Node, capacity: model.NodeCapacity) -> dict[str, str]:
+        """The Node's annotations with ``capacity``'s; classes no longer configured lose theirs, so placement
+        stops sending volumes here."""
+        wanted = placement.capacity_annotations(
+            [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
+        )
+        kept = {
+            k: v
+            for k, v in node.meta.annotations.items()
+            if not k.startswith(constants.CAPACITY_KEY_PREFIX) or k in wanted
+        }
+        return {**kept, **wanted}
 
     def publish(self, capacity: model.NodeCapacity) -> bool:
         """Write the annotations for ``capacity`` (nothing when they already say it); Conflict after
         ``attempts`` conflicting writes, the API's error otherwise. True when it wrote them."""
-        wanted = placement.capacity_annotations(
-            [(s.device_class, s.default, s.free_bytes) for s in capacity.device_classes]
-        )
         for _ in range(self.attempts):
             node = self.cluster.get(resources.NODE, self.node_name)
             if node is None:
                 log.warning("node %s not found; capacity not published", self.node_name)
                 return False
-            # Classes no longer configured lose their annotation, so placement stops sending volumes here.
-            kept = {
-                k: v
-                for k, v in node.meta.annotations.items()
-                if not k.startswith(constants.CAPACITY_KEY_PREFIX) or k in wanted
-            }
-            annotations = {**kept, **wanted}
+            annotations = self._merged(node, capacity)
             if annotations == dict(node.meta.annotations):
                 return False
             try:
@@ -204,3 +216,7 @@ class CapacityPublisher:
         raise errors.Conflict(
             f"node {self.node_name}: capacity annotations not written after {self.attempts} conflicts"
         )
+
+
+def _capacity_keys(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in annotations.items() if k.startswith(constants.CAPACITY_KEY_PREFIX)}
