@@ -69,7 +69,6 @@ from tests.support.cluster_peers import (
     KWOK,
     ClusterBinaries,
     find_cluster_binaries,
-    scheduler_configuration,
 )
 from tests.support.controlplane import ControlPlane
 
@@ -218,8 +217,7 @@ class Cluster:
         proc, component.proc = component.proc, None
         if proc is not None:
             controlplane.stop_process(proc)
-        config = scheduler_configuration(self.kubeconfigs[KUBE_SCHEDULER], self.extender_url, changes)
-        (self.workdir / "kube-scheduler.yaml").write_text(config)
+        parts.write_scheduler_config(self, changes)
         self.restart(KUBE_SCHEDULER)
 
     def _start(self, component: Component) -> None:

@@ -120,10 +120,16 @@ def kube_controller_manager(self: Cluster) -> Component:
     return Component(KUBE_CONTROLLER_MANAGER, argv, healthz)
 
 
+def write_scheduler_config(self: Cluster, changes: dict[str, Any] | None = None) -> Path:
+    """kube-scheduler's configuration file in the work dir (``scheduler_configuration``), rewritten by a restart."""
+    config_path = self.workdir / "kube-scheduler.yaml"
+    config_path.write_text(scheduler_configuration(self.kubeconfigs[KUBE_SCHEDULER], self.extender_url, changes))
+    return config_path
+
+
 def kube_scheduler(self: Cluster) -> Component:
     kubeconfig = self.kubeconfigs[KUBE_SCHEDULER]
-    config_path = self.workdir / "kube-scheduler.yaml"
-    config_path.write_text(scheduler_configuration(kubeconfig, self.extender_url))
+    config_path = write_scheduler_config(self)
 
     def argv(port: int) -> list[str]:
         return [
