@@ -242,12 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_loops
     )
     sweep = start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
-    start_capacity_resync(args.capacity_resync_interval, publisher, lvmd_api, stop_loops)
+    resync = start_capacity_resync(args.capacity_resync_interval, publisher, lvmd_api, stop_loops)
     common.wait_for_signal()
     stop_loops.set()
     server.stop(5).wait()
-    if sweep is not None:
-        sweep.join(10)
+    for loop in (sweep, resync):  # neither writes after the cluster below is closed
+        if loop is not None:
+            loop.join(10)
     event_writer.stop()  # what the last calls and the sweep queued is written before the process ends
     agent.stop()
     for sub in subscriptions:
