@@ -148,7 +148,7 @@ def simulate(
     observer.sample()
     summary = observer.summary(float(env.now))
     summary["scheduling"]["settled_without_cycle"] = driver.settled
-    summary["scheduling"]["moved_back_by"] = dict(sorted(driver.moves.items()))
+    summary["scheduling"]["moved_back_by"] = dict(sorted(driver.queue.moves.items()))
     summary.update(
         scenario=spec.name,
         seed=spec.seed,

@@ -1,10 +1,8 @@
 """kube-scheduler's queue and binding cycle around the decision model of ``simulator.kube_scheduler``.
 
-What kube-scheduler does around each decision, modelled (pkg/scheduler/schedule_one.go, internal/queue):
-- one scheduling cycle at a time, pods in arrival order; a pod that cannot be placed waits among the
-  unschedulable pods until a cluster event that one of the plugins that rejected it says may help moves it back
-  (``simulator.kube_scheduler.queueing``), with per-pod backoff (1 s doubling to 10 s), or until it has waited
-  there 5 minutes; a pod no plugin rejected (a PreBind or bind failure) goes straight to backoff;
+What kube-scheduler does around each decision, modelled (pkg/scheduler/schedule_one.go):
+- one scheduling cycle at a time, pods taken from the scheduling queue (``simulator.scheduling_queue``: arrival
+  order, backoff, unschedulable pods moved back by the cluster events that may help them);
 - the chosen node is *assumed* (its resources count for the next pods) and the binding cycle runs on its own:
   the VolumeBinding plugin's PreBind writes the selected-node annotation on the pod's unbound
   WaitForFirstConsumer claims and waits (up to 10 minutes) until they are bound; if the provisioner withdraws
@@ -13,17 +11,15 @@ What kube-scheduler does around each decision, modelled (pkg/scheduler/schedule_
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import functools
-import itertools
 import logging
 from collections.abc import Callable
 
 import simpy
 
-from simulator import engine, world
+from simulator import engine, scheduling_queue, world
 from simulator.kube_scheduler import api as ks_api
 from simulator.kube_scheduler import model as ks_model
 from simulator.kube_scheduler import queueing
@@ -33,9 +29,6 @@ from topolvm.core import scheduling as scheduling_policy
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
-INITIAL_BACKOFF = 1.0
-MAX_BACKOFF = 10.0
-UNSCHEDULABLE_FLUSH = 300.0  # podMaxInUnschedulablePodsDuration
 BIND_TIMEOUT = 600.0  # VolumeBinding's bindTimeoutSeconds
 PROVISIONING_FAILED = 'running PreBind plugin "VolumeBinding": failed to provision volume'
 # Words of the failure reasons that are about storage: the extender's, VolumeBinding's and the provisioner's.
@@ -105,23 +98,13 @@ class SchedulerDriver:
         self.settled = 0  # retries answered without a cycle (see _cannot_fit)
         self.settle_hopeless = True  # tests turn it off to show it changes no outcome
         self._capacity: dict[str, dict[str, int]] = {}  # storage class -> node -> CSIStorageCapacity bytes
-        self.active: collections.deque[Key] = collections.deque()
-        self._queued: set[Key] = set()
-        self.backoff: dict[Key, float] = {}  # key -> when it may be tried again
-        self.unschedulable: dict[Key, float] = {}  # key -> since when
-        self._parked_at: dict[Key, int] = {}  # key -> the event sequence number when it was parked
-        self._events: list[tuple[int, queueing.Event, Key | None]] = []  # this instant's, not yet applied
-        self._seq = 0
+        self.queue = scheduling_queue.SchedulingQueue(self.env)
         self._nodes: dict[str, resources.Node] = {}  # the informer's last copy, to tell what an update changed
         self._capacities: dict[Key, workloads.CSIStorageCapacity] = {}
         # the claims of pods whose retries may be settled, as last read; dropped on any claim or volume change
         self._views: dict[Key, tuple[list[ks_api.ClaimView], str]] = {}
-        self.moves = collections.Counter[str]()  # pods moved back, by event
-        self.attempts: collections.Counter[Key] = collections.Counter()
         self.placed: dict[Key, str] = {}  # pods the model counts on a node: assumed (binding) or bound
         self.binding: set[Key] = set()
-        self._wake: simpy.Event | None = None
-        self._move_pending = False
         self._claim_waiters: dict[Key, list[simpy.Event]] = {}
         self.cluster.watch(resources.NODE, self._on_node)
         self.cluster.watch(workloads.POD, self._on_pod)
@@ -129,7 +112,7 @@ class SchedulerDriver:
         self.cluster.watch(workloads.PV, self._on_volume)
         self.cluster.watch(workloads.CSI_STORAGE_CAPACITY, self._on_capacity)
         self.env.process(self._loop())
-        self.env.process(self._flush_loop())
+        self.queue.start()
 
     # --- informers ---
     def _on_node(self, event: resources.Event[resources.Node]) -> None:
@@ -138,15 +121,15 @@ class SchedulerDriver:
         if event.type is resources.EventType.DELETED:
             self.model.remove_node(node.name)
             self._nodes.pop(node.name, None)
-            self._request_move(queueing.Event.NODE_DELETE)
+            self.queue.note(queueing.Event.NODE_DELETE)
             return
         self.model.set_node(node)
         self._nodes[node.name] = node
         if old is None:
-            self._request_move(queueing.Event.NODE_ADD)
+            self.queue.note(queueing.Event.NODE_ADD)
         else:
             for change in queueing.node_changes(old, node):
-                self._request_move(change)
+                self.queue.note(change)
 
     def _on_pod(self, event: resources.Event[workloads.Pod]) -> None:
         pod = event.object
@@ -155,13 +138,13 @@ class SchedulerDriver:
             assigned = key in self.placed
             self._forget(key)
             if assigned:  # it freed resources
-                self._request_move(queueing.Event.ASSIGNED_POD_DELETE)
+                self.queue.note(queueing.Event.ASSIGNED_POD_DELETE)
             return
         if pod.spec.node_name and key not in self.placed:  # bound elsewhere (a cluster taken from a snapshot)
             self.placed[key] = pod.spec.node_name
             self.model.add_pod(pod, pod.spec.node_name)
         elif event.type is resources.EventType.ADDED and not pod.spec.node_name and not pod.meta.deleting:
-            self._enqueue(key)
+            self.queue.add(key)
 
     def _on_claim(self, event: resources.Event[workloads.PersistentVolumeClaim]) -> None:
         key = (event.object.meta.namespace, event.object.meta.name)
@@ -170,14 +153,14 @@ class SchedulerDriver:
                 waiter.succeed()
         self._views.clear()
         if event.type is resources.EventType.DELETED:
-            self._request_move(queueing.Event.PVC_DELETE)
+            self.queue.note(queueing.Event.PVC_DELETE)
         else:
-            self._request_move(queueing.Event.PVC_ADD_UPDATE, key)
+            self.queue.note(queueing.Event.PVC_ADD_UPDATE, key)
 
     def _on_volume(self, event: resources.Event[workloads.PersistentVolume]) -> None:
         deleted = event.type is resources.EventType.DELETED
         self._views.clear()
-        self._request_move(queueing.Event.PV_DELETE if deleted else queueing.Event.PV_ADD_UPDATE)
+        self.queue.note(queueing.Event.PV_DELETE if deleted else queueing.Event.PV_ADD_UPDATE)
 
     def _on_capacity(self, event: resources.Event[workloads.CSIStorageCapacity]) -> None:
         c = event.object
@@ -187,108 +170,25 @@ class SchedulerDriver:
             self.model.set_capacity(node, c.storage_class_name, None, None)
             self._capacity.get(c.storage_class_name, {}).pop(node, None)
             self._capacities.pop(name, None)
-            self._request_move(queueing.Event.CAPACITY_OTHER)
+            self.queue.note(queueing.Event.CAPACITY_OTHER)
         else:
             self.model.set_capacity(node, c.storage_class_name, c.capacity_bytes, c.maximum_volume_size)
             self._capacity.setdefault(c.storage_class_name, {})[node] = c.capacity_bytes or 0
-            self._request_move(queueing.capacity_change(self._capacities.get(name), c))
+            self.queue.note(queueing.capacity_change(self._capacities.get(name), c))
             self._capacities[name] = c
 
-    # --- the queue ---
-    def _enqueue(self, key: Key) -> None:
-        if key in self._queued:
-            return
-        self._queued.add(key)
-        self.active.append(key)
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
-
     def _forget(self, key: Key) -> None:
+        self.queue.forget(key)
         self.last_failed.pop(key, None)
-        self.unschedulable.pop(key, None)
-        self._parked_at.pop(key, None)
         self._views.pop(key, None)
-        self.backoff.pop(key, None)
         self.binding.discard(key)
         if self.placed.pop(key, None) is not None:
             self.model.remove_pod(key[0], key[1])
 
-    def _request_move(self, event: queueing.Event, claim: Key | None = None) -> None:
-        """Note a cluster event; the events of one instant are applied to the unschedulable pods together, each
-        only to the pods parked before it (upstream moves the pods that are parked when the event arrives)."""
-        self._seq += 1
-        if not self.unschedulable:
-            return
-        self._events.append((self._seq, event, claim))
-        if not self._move_pending:
-            self._move_pending = True
-            engine.later(self.env, 0, self._move_all)
-
-    def _move_all(self) -> None:
-        self._move_pending = False
-        events, self._events = self._events, []
-        last = events[-1][0]
-        for key in list(self.unschedulable):
-            parked = self._parked_at.get(key, 0)
-            failure = self.last_failed.get(key)
-            if parked >= last or failure is None:
-                continue
-            after = [(e, c) for seq, e, c in events if seq > parked]
-            moved_by = queueing.requeued_by(failure.rejectors, after, failure.claims)
-            if moved_by is not None:
-                self.moves[moved_by.value] += 1
-                del self.unschedulable[key]
-                self._parked_at.pop(key, None)
-                self._retry(key)
-
-    def _retry(self, key: Key) -> None:
-        ready_at = self.backoff.get(key, 0.0)
-        if ready_at <= self.env.now:
-            self.backoff.pop(key, None)
-            self._enqueue(key)
-        else:
-            engine.later(self.env, ready_at - self.env.now, lambda: self._retry_if_waiting(key))
-
-    def _retry_if_waiting(self, key: Key) -> None:
-        if key in self.backoff and key not in self._queued:
-            self.backoff.pop(key, None)
-            self._enqueue(key)
-
-    def _flush_loop(self) -> engine.Process:
-        while True:
-            yield self.env.timeout(30.0)
-            # parked in time order (a pod leaves before it is parked again): the expired ones come first
-            expired = list(
-                itertools.takewhile(
-                    lambda k: self.env.now - self.unschedulable[k] > UNSCHEDULABLE_FLUSH, self.unschedulable
-                )
-            )
-            for key in expired:
-                del self.unschedulable[key]
-                self._parked_at.pop(key, None)
-                self.moves["UnschedulableTimeout"] += 1
-                self._retry(key)
-
-    def _park(self, key: Key, rejectors: frozenset[str]) -> None:
-        self.attempts[key] += 1
-        exponent = min(self.attempts[key] - 1, 16)
-        self.backoff[key] = self.env.now + min(MAX_BACKOFF, INITIAL_BACKOFF * 2**exponent)
-        if not rejectors:  # an error, not a rejection: straight to the backoff queue
-            self._retry(key)
-            return
-        self.unschedulable[key] = float(self.env.now)
-        self._parked_at[key] = self._seq
-
     # --- the scheduling cycle ---
     def _loop(self) -> engine.Process:
         while True:
-            if not self.active:
-                self._wake = self.env.event()
-                yield self._wake
-                self._wake = None
-                continue
-            key = self.active.popleft()
-            self._queued.discard(key)
+            key = yield from self.queue.pop()
             pod = self.cluster.get(workloads.POD, key[1], namespace=key[0])
             if pod is None or pod.spec.node_name or pod.meta.deleting or key in self.placed:
                 continue
@@ -369,7 +269,7 @@ class SchedulerDriver:
             again = _Failure(attempt, len(self.world.nodes), settleable, wanted, rejectors, claims)
             self.last_failed[key] = again
         self.on_attempt(attempt)
-        self._park(key, again.rejectors)
+        self.queue.park(key, again.rejectors, again.claims)
         status = workloads.PodStatus(
             phase="Pending", unschedulable_reason="Unschedulable", unschedulable_message=attempt.message
         )
@@ -437,7 +337,7 @@ class SchedulerDriver:
         if outcome:
             self._forget(key)
             # forgetting an assumed pod frees what it held, as a deleted assigned pod does (handleBindingCycleError)
-            self._request_move(queueing.Event.ASSIGNED_POD_DELETE)
+            self.queue.note(queueing.Event.ASSIGNED_POD_DELETE)
             current = self.cluster.get(workloads.POD, key[1], namespace=ns)
             if current is not None:
                 attempt = Attempt(key, float(self.env.now), None, outcome, {outcome: 1}, ())
