@@ -53,6 +53,27 @@ class Scene:
         finally:
             self.stack.cluster.restart_kube_scheduler()
 
+    @contextlib.contextmanager
+    def extender_alone(self) -> Iterator[None]:
+        """TopoLVM's CSIDriver without ``storageCapacity`` for the block (the chart's
+        ``controller.storageCapacityTracking.enabled: false``), then as deploy/ ships it: kube-scheduler's
+        VolumeBinding ignores CSIStorageCapacity and the extender alone weighs storage (the simulator's
+        ``extender`` mode)."""
+        self._driver_capacity(False)
+        try:
+            yield
+        finally:
+            self._driver_capacity(True)
+
+    def _driver_capacity(self, enabled: bool) -> None:
+        code, reply = self.cluster.request(
+            "PATCH",
+            f"/apis/storage.k8s.io/v1/csidrivers/{constants.PLUGIN_NAME}",
+            {"spec": {"storageCapacity": enabled}},
+            content_type="application/merge-patch+json",
+        )
+        assert code == 200 and reply["spec"]["storageCapacity"] is enabled, reply
+
     def claim_and_pod(
         self,
         name: str,

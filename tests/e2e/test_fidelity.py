@@ -104,11 +104,15 @@ def replay(scene: Scene, ops: list[Any], nodes: dict[str, int] = INITIAL) -> fid
     return replayer.outcome()
 
 
-def test_the_real_plane_places_every_claim_where_the_simulator_does(scene: Scene) -> None:
-    ops, simulated = simulate()
+@pytest.mark.parametrize("mode", ["both", "extender"])
+def test_the_real_plane_places_every_claim_where_the_simulator_does(scene: Scene, mode: str) -> None:
+    """deploy/'s mode (the extender, and VolumeBinding's CSIStorageCapacity check), and the extender alone (the
+    CSIDriver without storageCapacity): every decision unique, every claim placed alike."""
+    ops, simulated = simulate(mode)
     assert all(len(tied) == 1 for tied in simulated.tied.values() if tied)  # no ties: every decision unique
-    agreement = fidelity.compare(simulated, replay(scene, ops))
-    print("fidelity:", agreement.as_dict())
+    with scene.extender_alone() if mode == "extender" else contextlib.nullcontext():
+        agreement = fidelity.compare(simulated, replay(scene, ops))
+    print(f"fidelity ({mode}):", agreement.as_dict())
     assert agreement.ok, "\n".join(agreement.mismatches)
     assert agreement.same_node == agreement.claims == agreement.unique
     assert agreement.unplaced[0] >= 2  # the trace's pods too large for any node

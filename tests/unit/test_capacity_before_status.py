@@ -7,6 +7,7 @@ stream's own delivery may fail or lag (a failed write, a reconnecting watch), so
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -107,7 +108,8 @@ def test_the_stream_listener_logs_what_publish_raises(caplog: pytest.LogCaptureF
 
 def test_the_periodic_resync_rewrites_annotations_a_lost_write_left_stale(caplog: pytest.LogCaptureFixture) -> None:
     """topolvm-node's --capacity-resync-interval: a Node whose annotation says other than lvmd (someone wrote it
-    back, or a change's write was lost) is rewritten, with a warning; when it agrees nothing is written."""
+    back, or a change's write was lost) on two checks in a row is rewritten, with a warning; when it agrees
+    nothing is written."""
     cluster = kube_memory.InMemoryCluster(clock.ManualClock())
     cluster.add_node("n1")
     svc = memory_lvmd.started(10 * GiB)
@@ -117,7 +119,10 @@ def test_the_periodic_resync_rewrites_annotations_a_lost_write_left_stale(caplog
     assert stale is not None and stale.meta.annotations[KEY] == str(10 * GiB)
     cluster.update(replace(stale, meta=replace(stale.meta, annotations={**stale.meta.annotations, KEY: str(7 * GiB)})))
     with caplog.at_level("WARNING", logger="topolvm.services.node"):
-        assert publisher.resync(svc.capacity) is True
+        assert publisher.resync(svc.capacity) is False  # seen once: perhaps a write in flight
+        left = cluster.get(resources.NODE, "n1")
+        assert left is not None and left.meta.annotations[KEY] == str(7 * GiB) and "rewritten" not in caplog.text
+        assert publisher.resync(svc.capacity) is True  # the same mismatch again: a lost write
     fixed = cluster.get(resources.NODE, "n1")
     assert fixed is not None and fixed.meta.annotations[KEY] == str(10 * GiB)
     assert f"capacity annotations were {{'{KEY}': '{7 * GiB}', " in caplog.text
@@ -149,6 +154,59 @@ def test_the_resync_gives_way_to_a_change_the_capacity_stream_writes_meanwhile()
         cluster.update(replace(newer, meta=replace(newer.meta, annotations={**newer.meta.annotations, KEY: "12"})))
         return older
 
+    assert publisher.resync(svc.capacity) is False  # the first sight of the mismatch
     assert publisher.resync(read_while_the_stream_writes) is False
     kept = cluster.get(resources.NODE, "n1")
     assert kept is not None and kept.meta.annotations[KEY] == "12"
+
+
+def test_a_mismatch_the_pending_write_mends_raises_no_alarm(caplog: pytest.LogCaptureFixture) -> None:
+    """A check that falls between an lvm change and the annotation write it causes sees a mismatch; the write
+    lands before the next check, so nothing is rewritten and nothing is logged. A mismatch that changes between
+    two checks (lvm changed again, the write of the first change still pending) is not yet one to act on."""
+    cluster = kube_memory.InMemoryCluster(clock.ManualClock())
+    cluster.add_node("n1")
+    svc = memory_lvmd.started(10 * GiB)
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    publisher.publish(svc.capacity())
+    with caplog.at_level("WARNING", logger="topolvm.services.node"):
+        svc.create_lv(name="a", device_class="ssd", size_bytes=GiB, tags=[])  # its write not yet done
+        assert publisher.resync(svc.capacity) is False
+        svc.create_lv(name="b", device_class="ssd", size_bytes=GiB, tags=[])  # another change
+        assert publisher.resync(svc.capacity) is False  # another mismatch: not the one seen before
+        assert publisher.publish(svc.capacity()) is True  # the pending write lands
+        assert publisher.resync(svc.capacity) is False
+        assert publisher.resync(svc.capacity) is False
+    written = cluster.get(resources.NODE, "n1")
+    assert written is not None and written.meta.annotations[KEY] == str(8 * GiB)
+    assert "rewritten" not in caplog.text
+
+
+def test_the_resync_thread_writes_nothing_once_shutdown_began() -> None:
+    """topolvm-node's resync loop: lvmd answering after shutdown began (the process then closes its API client)
+    ends the loop without a write, even for a mismatch already seen once."""
+    from topolvm.cmd import node as node_cmd
+
+    cluster = kube_memory.InMemoryCluster(clock.ManualClock())
+    cluster.add_node("n1")
+    svc = memory_lvmd.started(10 * GiB)
+    publisher = node.CapacityPublisher(node_name="n1", cluster=cluster)
+    publisher.publish(svc.capacity())
+    svc.create_lv(name="a", device_class="ssd", size_bytes=GiB, tags=[])  # its write lost
+    assert publisher.resync(svc.capacity) is False  # the mismatch seen once: the next check would rewrite
+    stop = threading.Event()
+    answered = threading.Event()
+
+    class SlowLvmd:
+        def capacity(self) -> model.NodeCapacity:
+            stop.set()  # shutdown begins while lvmd is being asked
+            answered.set()
+            return svc.capacity()
+
+    thread = node_cmd.start_capacity_resync(0.01, publisher, SlowLvmd(), stop)  # type: ignore[arg-type]
+    assert thread is not None
+    thread.join(10)
+    assert answered.is_set() and not thread.is_alive()
+    kept = cluster.get(resources.NODE, "n1")
+    assert kept is not None and kept.meta.annotations[KEY] == str(10 * GiB)
+    assert publisher.resync(svc.capacity) is True  # without the shutdown, that check would have rewritten it

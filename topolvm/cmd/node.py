@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import socket
 import sys
 import threading
@@ -17,7 +18,7 @@ import grpc
 
 from topolvm import clock, constants, errors, metrics, ports, process, runtime, unix_grpc
 from topolvm.cmd import common
-from topolvm.core import quantity, resources
+from topolvm.core import model, quantity, resources
 from topolvm.csi import identity
 from topolvm.csi import node as csi_node
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
@@ -129,6 +130,10 @@ def start_health_sweep(
     return thread
 
 
+class _Stopping(Exception):
+    """The process is stopping: a periodic loop ends without writing."""
+
+
 def start_capacity_resync(
     interval: float, publisher: node.CapacityPublisher, lvmd: ports.Lvmd, stop: threading.Event
 ) -> threading.Thread | None:
@@ -137,10 +142,18 @@ def start_capacity_resync(
     if interval <= 0:
         return None
 
+    def read_capacity() -> model.NodeCapacity:
+        capacity = lvmd.capacity()
+        if stop.is_set():  # lvmd answered after shutdown began: write nothing
+            raise _Stopping
+        return capacity
+
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                publisher.resync(lvmd.capacity)
+                publisher.resync(read_capacity)
+            except _Stopping:
+                return
             except Exception as exc:
                 log.warning("capacity resync failed: %s", exc)
 
@@ -174,15 +187,27 @@ def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
     return service
 
 
+def _off_or_at_least_one(value: float) -> bool:
+    """0 (off) or at least 1 second"""
+    return value == 0 or value >= 1
+
+
+def _positive(value: float) -> bool:
+    """a positive number of seconds"""
+    return value > 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     process.setup_logging(args.log_level)
-    if not (args.health_interval == 0 or args.health_interval >= 1) or args.orphan_gc_interval <= 0:
-        log.error("--health-interval must be 0 or at least 1 second and --orphan-gc-interval positive")
-        return 2
-    if not (args.capacity_resync_interval == 0 or args.capacity_resync_interval >= 1):
-        log.error("--capacity-resync-interval must be 0 or at least 1 second")
-        return 2
+    for flag, value, rule in (
+        ("--health-interval", args.health_interval, _off_or_at_least_one),
+        ("--capacity-resync-interval", args.capacity_resync_interval, _off_or_at_least_one),
+        ("--orphan-gc-interval", args.orphan_gc_interval, _positive),
+    ):
+        if not (math.isfinite(value) and rule(value)):
+            log.error("%s must be %s (got %s)", flag, rule.__doc__, value)
+            return 2
     try:
         lvmd_api = lvmd_port(args)
     except errors.TopoLVMError as exc:
@@ -249,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     for loop in (sweep, resync):  # neither writes after the cluster below is closed
         if loop is not None:
             loop.join(10)
+            if loop.is_alive():
+                log.warning("%s still waiting on lvmd at shutdown; it will write nothing", loop.name)
     event_writer.stop()  # what the last calls and the sweep queued is written before the process ends
     agent.stop()
     for sub in subscriptions:

@@ -152,6 +152,8 @@ class CapacityPublisher:
         self.node_name = node_name
         self.cluster = cluster
         self.attempts = attempts
+        # the mismatch the last resync saw (the Node's capacity annotations, lvmd's): rewritten when seen twice
+        self._suspect: tuple[dict[str, str], dict[str, str]] | None = None
 
     def __call__(self, capacity: model.NodeCapacity) -> None:
         """The capacity stream's listener: a failure is logged (the next change, or the reconciler's next
@@ -166,15 +168,24 @@ class CapacityPublisher:
         do not say what lvmd says, which every change should already have written; a rewrite is logged, since it
         means one was lost. True when it rewrote them.
 
-        The Node is read first and lvmd after, so lvmd's answer is at least as new as whatever the annotations
-        were written from; the write is conditional on that Node read (its resourceVersion), so a change the
-        capacity stream writes meanwhile wins, and this round gives way (the next one looks again)."""
+        A mismatch is acted on only when two checks in a row see the same one (the same annotations on the Node,
+        the same figures from lvmd): a check that falls between an lvm change and the write it causes sees a
+        mismatch that the write then mends, and must not raise a false alarm. The Node is read first and lvmd
+        after, so lvmd's answer is at least as new as whatever the annotations were written from; the write is
+        conditional on that Node read (its resourceVersion), so a change the capacity stream writes meanwhile
+        wins, and this round gives way (the next one looks again)."""
         node = self.cluster.get(resources.NODE, self.node_name)
         if node is None:
             return False
         annotations = self._merged(node, read_capacity())
         if annotations == dict(node.meta.annotations):
+            self._suspect = None
             return False
+        seen = (_capacity_keys(node.meta.annotations), _capacity_keys(annotations))
+        if self._suspect != seen:
+            self._suspect = seen  # perhaps a write in flight: look again next time
+            return False
+        self._suspect = None
         try:
             self.cluster.update(resources.evolve(node, meta=resources.evolve(node.meta, annotations=annotations)))
         except errors.Conflict:
