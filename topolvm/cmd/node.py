@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         metavar="SECONDS",
         help="besides writing this node's capacity annotations on every change lvmd reports, check them this often "
-        "(at least 1) and rewrite them if they say otherwise, with a warning in the log (0: off; default: "
+        "(at least 1) and rewrite them, with a warning in the log, if two checks in a row find them saying otherwise "
+        "(0: off; default: "
         "%(default)s)",
     )
     common.add_cgroup_argument(p)
@@ -138,7 +139,8 @@ def start_capacity_resync(
     interval: float, publisher: node.CapacityPublisher, lvmd: ports.Lvmd, stop: threading.Event
 ) -> threading.Thread | None:
     """Every ``interval`` seconds, ``CapacityPublisher.resync`` with lvmd's capacity: a lost write (the fidelity
-    replays found one, since fixed: docs/fidelity.md) is mended within an interval instead of at the next change."""
+    replays found one, since fixed: docs/fidelity.md) is mended within two intervals (a mismatch is acted on
+    when two checks in a row see it) instead of at the next change."""
     if interval <= 0:
         return None
 
