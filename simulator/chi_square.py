@@ -75,11 +75,14 @@ def chi2_sf(statistic: float, dof: int) -> float:
 
 def homogeneity(first: Mapping[str, int], second: Mapping[str, int]) -> ChiSquare:
     """Two samples of counts per category; a single non-empty category (or none) is homogeneous by definition
-    (statistic 0, p 1)."""
+    (statistic 0, p 1). An empty sample against a non-empty one is not (statistic inf, p 0): one world placed
+    nothing where the other placed something, which the test's expected counts cannot express."""
     categories = sorted(k for k in set(first) | set(second) if first.get(k, 0) + second.get(k, 0) > 0)
     rows = (sum(first.get(k, 0) for k in categories), sum(second.get(k, 0) for k in categories))
     grand = rows[0] + rows[1]
-    if len(categories) < 2 or 0 in rows:
+    if grand and 0 in rows:
+        return ChiSquare("homogeneity", math.inf, max(len(categories) - 1, 0), 0.0)
+    if len(categories) < 2:
         return ChiSquare("homogeneity", 0.0, max(len(categories) - 1, 0), 1.0)
     statistic = 0.0
     for k in categories:

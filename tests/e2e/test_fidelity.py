@@ -154,7 +154,10 @@ def test_random_ties_left_to_kube_scheduler_land_in_the_tied_set(scene: Scene) -
     finally:
         scene.stack.restart_extender()  # as deploy/ ships it, for the session's other tests
     print("fidelity (tie-break: scheduler):", agreement.as_dict())
-    assert agreement.ok, "\n".join(agreement.mismatches)
+    # agreement.ok without its chi-square (13 claims on 5 nodes are too few for it, expected counts under 5, and
+    # placements after a random pick that went elsewhere differ by design; the repeats below test the picks'
+    # distribution): no claim outside its tied set, and equal free bytes and failures unless a pick diverged
+    assert not agreement.mismatches, "\n".join(agreement.mismatches)
     # every claim up to and including the first tie compared, the tie's real pick within the tied set
     assert agreement.compared >= list(simulated.nodes).index(first) + 1
     assert agreement.in_tied_set == agreement.compared and agreement.unique_same == agreement.unique

@@ -45,7 +45,10 @@ def test_equal_samples_and_degenerate_tables_are_homogeneous() -> None:
     same = chi_square.homogeneity({"a": 3, "b": 5, "z": 0}, {"a": 3, "b": 5})
     assert (same.statistic, same.dof, same.p_value) == (0.0, 1, 1.0)
     assert chi_square.homogeneity({"a": 4}, {"a": 9}).p_value == 1.0
-    assert chi_square.homogeneity({}, {"a": 1}).p_value == 1.0
+    assert chi_square.homogeneity({}, {}).p_value == 1.0
+    # one world placed nothing, the other something: never the same distribution
+    assert chi_square.homogeneity({}, {"a": 1}).p_value == 0.0
+    assert chi_square.homogeneity({"a": 5, "b": 7}, {"a": 0}).p_value == 0.0
     with pytest.raises(ValueError, match="positive"):
         chi_square.chi2_sf(1.0, 0)
 
