@@ -7,6 +7,8 @@ topolvm-sim compare SCENARIO --variant LABEL:key=value ...   variants side by si
 topolvm-sim sweep SCENARIO --grid key=v1,v2 ...              a parameter grid (local processes or --dask)
 topolvm-sim snapshot [--kubeconfig FILE] [--lvmd-config [POOL=]lvmd.yaml] --out S.yaml   a scenario and trace
                                     that start from a live cluster's nodes, volumes and pending pods
+topolvm-sim fidelity --real OUTCOME.json   a real control plane's replay of the fidelity trace against the
+                                    simulator's (docs/fidelity.md); exits 1 when they disagree
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from simulator import budget, outputs, run, scenario, study, trace, units
+from simulator import budget, fidelity_cli, outputs, run, scenario, study, trace, units
 from topolvm import errors
 
 log = logging.getLogger("topolvm.sim")
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--name", default="snapshot", help="the scenario's name (default: %(default)s)")
     sn.add_argument("--out", help="the scenario YAML (default: stdout)")
     sn.add_argument("--trace-out", help="the trace JSONL (default: next to --out, as <stem>.trace.jsonl)")
+    fidelity_cli.add_parser(sub)
     return p
 
 
@@ -365,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "compare": cmd_compare,
             "sweep": cmd_sweep,
             "snapshot": cmd_snapshot,
+            "fidelity": fidelity_cli.cmd,
         }
         return commands[args.command](args, console)
     except errors.ConfigError as exc:

@@ -5,7 +5,8 @@ expansions and deletions (simulator/fidelity_trace.py made it and says how to ma
 
 Each test replays the trace through the real programs (tests/support/replay.py) in one scheduler mode and fails
 when the agreement drops below the thresholds below; it writes the fidelity view of the simulator's HTML report
-(simulator/report_fidelity.py) to ``$FIDELITY_REPORT_DIR`` (else the test's tmp_path) and prints its figures.
+(simulator/report_fidelity.py) to ``$FIDELITY_REPORT_DIR`` (else the test's tmp_path), with the real outcome as
+``fidelity-<mode>.real.json`` (``topolvm-sim fidelity --real`` draws the view again from it), and prints its figures.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator import fidelity, fidelity_trace, report_fidelity, trace
+from simulator import fidelity, fidelity_cli, fidelity_trace, report_fidelity, trace
 from tests.e2e.scene import Scene
 from tests.support.replay import Disks, Replayer
 
@@ -91,9 +92,12 @@ def test_the_real_plane_agrees_with_the_simulator_on_the_scale_trace(scene: Scen
         ("capacity annotations topolvm-node's resync had to mend (a lost write)", rewrites),
     ]
     page = report_fidelity.write(agreement, simulated, real, out / f"fidelity-{mode}.html", title=mode, facts=facts)
+    # the real outcome, for `topolvm-sim fidelity --real` to compare and draw again without a cluster
+    kept = fidelity_cli.dump(real, mode=mode, path=out / f"fidelity-{mode}.real.json")
+    assert fidelity_cli.load(str(kept)) == (mode, real)
     print(f"fidelity ({mode}): {agreement.as_dict()}")
     print(f"fidelity ({mode}): replay {seconds:.0f} s, per kind {spent}; pooled {distribution}; view {page};"
-          f" annotations mended by the resync: {rewrites}")  # fmt: skip
+          f" annotations mended by the resync: {rewrites}; again: topolvm-sim fidelity --real {kept}")  # fmt: skip
     assert agreement.ok, "\n".join(agreement.mismatches)
     tied = agreement.compared - agreement.unique
     assert agreement.unique_same >= UNIQUE_AGREEMENT * agreement.unique
