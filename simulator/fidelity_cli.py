@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,32 @@ def load(path: str) -> tuple[str, fidelity.Outcome]:
             f"{path}: trace_sha256 is not that of {fidelity_trace.TRACE} (the outcome was replayed from another "
             f"trace, {record.trace!r})"
         )
-    if record.unplaced < 0 or any(f.bytes < 0 for f in record.free):
-        raise errors.ConfigError(f"{path}: unplaced and free bytes must not be negative")
-    nodes = {(c.namespace, c.name): c.node for c in record.claims}
-    free = {(f.node, f.device_class): f.bytes for f in record.free}
+    if record.unplaced < 0:
+        raise errors.ConfigError(f"{path}: unplaced must not be negative, not {record.unplaced}")
+    nodes: dict[fidelity.ClaimKey, str | None] = {}
+    for i, c in enumerate(record.claims):
+        if (c.namespace, c.name) in nodes:
+            raise errors.ConfigError(f"{path}: claims[{i}]: {c.namespace}/{c.name} is listed twice")
+        nodes[(c.namespace, c.name)] = c.node
+    free: dict[fidelity.VgKey, int] = {}
+    for i, f in enumerate(record.free):
+        if f.bytes < 0:
+            raise errors.ConfigError(f"{path}: free[{i}].bytes must not be negative, not {f.bytes}")
+        if (f.node, f.device_class) in free:
+            raise errors.ConfigError(f"{path}: free[{i}]: {f.node} {f.device_class} is listed twice")
+        free[(f.node, f.device_class)] = f.bytes
     return record.mode, fidelity.Outcome(nodes, {}, free, record.unplaced)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats (a chi-square statistic of inf) as None: strict JSON has no Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _seeds(text: str) -> list[int]:
@@ -138,7 +160,7 @@ def cmd(args: argparse.Namespace, console: Console) -> int:
     ]
     page = report_fidelity.write(agreement, simulated, real, out / f"fidelity-{mode}.html", title=mode, facts=facts)
     summary = out / f"fidelity-{mode}.json"
-    summary.write_text(json.dumps(agreement.as_dict(), indent=1, sort_keys=True) + "\n")
+    summary.write_text(json.dumps(_finite(agreement.as_dict()), indent=1, sort_keys=True, allow_nan=False) + "\n")
     table = Table(title=f"fidelity ({mode}): {'the worlds agree' if agreement.ok else 'the worlds DISAGREE'}")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -81,9 +81,10 @@ def new_namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None 
     return name
 
 
-# A refusal as our client logs it ("access denied", the API server's "forbidden") or a bare status 403; not a
-# random name or uid that happens to contain the digits (pod "p-ec403c" once failed CI).
-REFUSAL = re.compile(r"(?<![\w-])403(?![\w-])|forbidden|access denied", re.IGNORECASE)
+# A refusal as our client logs it ("access denied"), as the API server words it ("forbidden"), or a status 403 as
+# the kubernetes client prints it ("(403)"); not the digits 403 in a random name (pod "p-ec403c" once failed CI),
+# a uid, a size or a log timestamp's milliseconds (",403 INFO").
+REFUSAL = re.compile(r"forbidden|access denied|\(403\)|answered 403", re.IGNORECASE)
 
 
 def logs_without_403(paths: list[Path]) -> None:

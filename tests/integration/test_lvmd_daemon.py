@@ -124,15 +124,18 @@ def test_lvmd_refuses_negative_intervals(tmp_path: Path) -> None:
 def test_node_agent_refuses_bad_intervals(tmp_path: Path) -> None:
     """Before it reaches for lvmd or the API: a health or capacity resync interval that is negative, would
     hammer lvmd or is infinite (its thread would die at the first wait), or an orphan scan that would spin."""
+    off_or_one = "must be 0 (off) or a finite number of seconds, at least 1"
+    positive = "must be a positive, finite number of seconds"
     cases = {
-        "--health-interval=-1": "--health-interval must be 0 (off) or at least 1 second (got -1.0)",
-        "--health-interval=0.01": "--health-interval must be 0 (off) or at least 1 second (got 0.01)",
-        "--health-interval=inf": "--health-interval must be 0 (off) or at least 1 second (got inf)",
-        "--orphan-gc-interval=0": "--orphan-gc-interval must be a positive number of seconds (got 0.0)",
-        "--orphan-gc-interval=nan": "--orphan-gc-interval must be a positive number of seconds (got nan)",
-        "--capacity-resync-interval=0.5": "--capacity-resync-interval must be 0 (off) or at least 1 second (got 0.5)",
-        "--capacity-resync-interval=-3": "--capacity-resync-interval must be 0 (off) or at least 1 second (got -3.0)",
-        "--capacity-resync-interval=inf": "--capacity-resync-interval must be 0 (off) or at least 1 second (got inf)",
+        "--health-interval=-1": f"--health-interval {off_or_one} (got -1.0)",
+        "--health-interval=0.01": f"--health-interval {off_or_one} (got 0.01)",
+        "--health-interval=inf": f"--health-interval {off_or_one} (got inf)",
+        "--orphan-gc-interval=0": f"--orphan-gc-interval {positive} (got 0.0)",
+        "--orphan-gc-interval=nan": f"--orphan-gc-interval {positive} (got nan)",
+        "--orphan-gc-interval=inf": f"--orphan-gc-interval {positive} (got inf)",
+        "--capacity-resync-interval=0.5": f"--capacity-resync-interval {off_or_one} (got 0.5)",
+        "--capacity-resync-interval=-3": f"--capacity-resync-interval {off_or_one} (got -3.0)",
+        "--capacity-resync-interval=inf": f"--capacity-resync-interval {off_or_one} (got inf)",
     }
     for flag, message in cases.items():
         proc = subprocess.run(

@@ -60,7 +60,10 @@ def test_a_claim_placed_elsewhere_fails_and_is_named(simulated: fidelity.Outcome
         (lambda d: d.update(colour="blue"), "unknown field `colour`"),
         (lambda d: d.pop("unplaced"), "missing required field `unplaced`"),
         (lambda d: d["free"][0].update(bytes="lots"), "Expected `int`, got `str` - at `$.free[0].bytes`"),
-        (lambda d: d.update(unplaced=-1), "must not be negative"),
+        (lambda d: d.update(unplaced=-1), "unplaced must not be negative, not -1"),
+        (lambda d: d["free"][2].update(bytes=-5), "free[2].bytes must not be negative, not -5"),
+        (lambda d: d["claims"].append(dict(d["claims"][0])), "claims[311]: fidelity/p000-d0 is listed twice"),
+        (lambda d: d["free"].append(dict(d["free"][0])), "free[27]: k02 ssd is listed twice"),
     ],
 )
 def test_a_bad_outcome_file_is_refused_with_the_field_named(
@@ -88,3 +91,17 @@ def test_a_missing_or_broken_file_and_bad_seeds_are_refused(
     good = fidelity_cli.dump(simulated, mode="both", path=tmp_path / "real.json")
     assert cli.main(["fidelity", "--real", str(good), "--seeds", "1,x", "--out", str(tmp_path / "o")]) == 2
     assert "--seeds '1,x': comma-separated integers" in said(capsys)
+
+
+def test_the_summary_is_strict_json_when_the_statistic_is_infinite(simulated: fidelity.Outcome, tmp_path: Path) -> None:
+    """A real plane that placed nothing: the homogeneity statistic is inf, written as null (no ``Infinity``)."""
+    nothing = dataclasses.replace(simulated, nodes=dict.fromkeys(simulated.nodes))
+    real = fidelity_cli.dump(nothing, mode="both", path=tmp_path / "real.json")
+    out = tmp_path / "out"
+    assert cli.main(["fidelity", "--real", str(real), "--seeds", "", "--out", str(out)]) == 1
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    summary = json.loads((out / "fidelity-both.json").read_text(), parse_constant=refuse)
+    assert summary["distribution"]["statistic"] is None and summary["distribution"]["p_value"] == 0.0

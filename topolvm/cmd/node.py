@@ -85,17 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="besides writing this node's capacity annotations on every change lvmd reports, check them this often "
         "(at least 1) and rewrite them, with a warning in the log, if two checks in a row find them saying otherwise "
-        "(0: off; default: "
-        "%(default)s)",
+        "and unchanged in between (0: off; default: %(default)s)",
     )
     common.add_cgroup_argument(p)
     common.add_common_arguments(p)
     return p
 
 
-def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollector, stop: threading.Event) -> None:
+def start_orphan_gc(
+    mode: str, interval: float, collector: cleanup.OrphanCollector, stop: threading.Event
+) -> threading.Thread | None:
     if mode == "off":
-        return
+        return None
 
     def loop() -> None:
         while not stop.is_set():
@@ -106,7 +107,9 @@ def start_orphan_gc(mode: str, interval: float, collector: cleanup.OrphanCollect
                 log.warning("orphan LV scan failed: %s", exc)
             stop.wait(interval)
 
-    threading.Thread(target=loop, name="orphan-gc", daemon=True).start()
+    thread = threading.Thread(target=loop, name="orphan-gc", daemon=True)
+    thread.start()
+    return thread
 
 
 def start_health_sweep(
@@ -139,8 +142,9 @@ def start_capacity_resync(
     interval: float, publisher: node.CapacityPublisher, lvmd: ports.Lvmd, stop: threading.Event
 ) -> threading.Thread | None:
     """Every ``interval`` seconds, ``CapacityPublisher.resync`` with lvmd's capacity: a lost write (the fidelity
-    replays found one, since fixed: docs/fidelity.md) is mended within two intervals (a mismatch is acted on
-    when two checks in a row see it) instead of at the next change."""
+    replays found one, since fixed: docs/fidelity.md) is mended within about two intervals (a mismatch is
+    acted on when two checks in a row see it, the annotations unchanged in between) instead of at the next
+    change."""
     if interval <= 0:
         return None
 
@@ -190,12 +194,12 @@ def lvmd_port(args: argparse.Namespace) -> ports.Lvmd:
 
 
 def _off_or_at_least_one(value: float) -> bool:
-    """0 (off) or at least 1 second"""
+    """0 (off) or a finite number of seconds, at least 1"""
     return value == 0 or value >= 1
 
 
 def _positive(value: float) -> bool:
-    """a positive number of seconds"""
+    """a positive, finite number of seconds"""
     return value > 0
 
 
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     common.serve_metrics(args.metrics_address)
     stop_loops = threading.Event()
-    start_orphan_gc(
+    orphan_gc = start_orphan_gc(
         args.orphan_gc, args.orphan_gc_interval, cleanup.OrphanCollector(cluster=cluster, lvmd=lvmd_api), stop_loops
     )
     sweep = start_health_sweep(args.health_interval, volumes, metrics.VolumeHealthMetrics(args.node_name), stop_loops)
@@ -273,11 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     common.wait_for_signal()
     stop_loops.set()
     server.stop(5).wait()
-    for loop in (sweep, resync):  # neither writes after the cluster below is closed
+    for loop in (orphan_gc, sweep, resync):  # their last rounds end before the cluster below is closed
         if loop is not None:
             loop.join(10)
             if loop.is_alive():
-                log.warning("%s still waiting on lvmd at shutdown; it will write nothing", loop.name)
+                log.warning("%s still running at shutdown", loop.name)
     event_writer.stop()  # what the last calls and the sweep queued is written before the process ends
     agent.stop()
     for sub in subscriptions:

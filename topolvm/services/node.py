@@ -152,8 +152,8 @@ class CapacityPublisher:
         self.node_name = node_name
         self.cluster = cluster
         self.attempts = attempts
-        # the mismatch the last resync saw (the Node's capacity annotations, lvmd's): rewritten when seen twice
-        self._suspect: tuple[dict[str, str], dict[str, str]] | None = None
+        # the Node's capacity annotations when the last resync found them differing from lvmd's figures
+        self._suspect: dict[str, str] | None = None
 
     def __call__(self, capacity: model.NodeCapacity) -> None:
         """The capacity stream's listener: a failure is logged (the next change, or the reconciler's next
@@ -168,12 +168,14 @@ class CapacityPublisher:
         do not say what lvmd says, which every change should already have written; a rewrite is logged, since it
         means one was lost. True when it rewrote them.
 
-        A mismatch is acted on only when two checks in a row see the same one (the same annotations on the Node,
-        the same figures from lvmd): a check that falls between an lvm change and the write it causes sees a
-        mismatch that the write then mends, and must not raise a false alarm. The Node is read first and lvmd
-        after, so lvmd's answer is at least as new as whatever the annotations were written from; the write is
-        conditional on that Node read (its resourceVersion), so a change the capacity stream writes meanwhile
-        wins, and this round gives way (the next one looks again)."""
+        A mismatch is acted on only when two checks in a row find the Node's capacity annotations differing from
+        lvmd's figures and unchanged in between (lvmd's figures may have moved): a check that falls between an lvm
+        change and the write it causes sees a mismatch that the write then mends, and must not raise a false
+        alarm; a write really lost leaves the annotations as they were, however busy the node. lvmd's current
+        figures are written. The Node is read first and lvmd after, so lvmd's answer is at least as new as
+        whatever the annotations were written from; the write is conditional on that Node read (its
+        resourceVersion), so a change the capacity stream writes meanwhile wins, and this round gives way (the
+        next one looks again)."""
         node = self.cluster.get(resources.NODE, self.node_name)
         if node is None:
             return False
@@ -181,7 +183,7 @@ class CapacityPublisher:
         if annotations == dict(node.meta.annotations):
             self._suspect = None
             return False
-        seen = (_capacity_keys(node.meta.annotations), _capacity_keys(annotations))
+        seen = _capacity_keys(node.meta.annotations)
         if self._suspect != seen:
             self._suspect = seen  # perhaps a write in flight: look again next time
             return False
