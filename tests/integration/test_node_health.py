@@ -78,7 +78,10 @@ def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work:
                 told = deployment.wait_for(lambda: _events(deployed, name), "an Event on the LogicalVolume")
                 assert deployment.wait_for(lambda: _unhealthy(port, "INACCESSIBLE") == 1, "the unhealthy count")
             finally:
-                subprocess.run(["losetup", vg.pvs[0], backing], check=True)  # the disk is back
+                # the disk is back, on whichever loop device is free: another worker may have taken its old one
+                vg.pvs[0] = subprocess.run(
+                    ["losetup", "--find", "--show", backing], capture_output=True, text=True, check=True
+                ).stdout.strip()
             [(kind, reason, message)] = told
             assert (kind, reason) == ("Warning", "VolumeConditionAbnormal"), told
             assert f"volume {volume.volume_id}" in message and "INACCESSIBLE PhysicalVolumeMissing" in message

@@ -41,7 +41,7 @@ def can_run() -> str | None:
 @dataclass
 class LoopVg:
     name: str
-    pvs: list[str]
+    pvs: list[str]  # a test that detaches a loop device and attaches its file again puts the new device here
     runner: command.Runner
 
 
@@ -50,6 +50,14 @@ def _device_size(device: str) -> int:
         return int(Path(f"/sys/class/block/{Path(device).name}/size").read_text()) * 512
     except (OSError, ValueError):
         return -1
+
+
+def backing_file(device: str) -> str:
+    """The file behind loop ``device``, or "" if none is attached there now."""
+    try:
+        return Path(f"/sys/class/block/{Path(device).name}/loop/backing_file").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _run(argv: list[str]) -> str:
@@ -61,6 +69,7 @@ def loop_vg(tmp: Path, pv_sizes: tuple[int, ...] = (1 << 30, 1 << 30)) -> Iterat
     runner = command.Runner(config=lvm_config(), timeout=60)
     name = f"tlvm-{uuid.uuid4().hex[:10]}"
     loops: list[str] = []
+    vg: LoopVg | None = None
     spare = [d for d in os.environ.get("TOPOLVM_TEST_PVS", "").split(",") if d]
     if os.environ.get("PYTEST_XDIST_WORKER"):
         spare = []  # parallel workers would wipe the same disks: each makes its own loop devices
@@ -82,10 +91,15 @@ def loop_vg(tmp: Path, pv_sizes: tuple[int, ...] = (1 << 30, 1 << 30)) -> Iterat
                 devices.append(dev)
         runner.run("pvcreate", ["-y", *devices])
         runner.run("vgcreate", ["-y", name, *devices])
-        yield LoopVg(name, devices, runner)
+        vg = LoopVg(name, devices, runner)
+        yield vg
     finally:
         runner.run("vgremove", ["-ff", "-y", name], check=False)
-        if loops or spare:
-            runner.run("pvremove", ["-ff", "-y", *(loops or spare[: len(pv_sizes)])], check=False)
-        for dev in loops:
+        # Only loop devices still backed by this VG's files: a device a test detached may belong to another
+        # test's VG by now (parallel workers take the first free loop device).
+        ours = os.path.join(os.path.realpath(tmp), f"{name}-")
+        mine = [d for d in (vg.pvs if vg is not None and loops else loops) if backing_file(d).startswith(ours)]
+        if mine or (spare and not loops):
+            runner.run("pvremove", ["-ff", "-y", *(mine or spare[: len(pv_sizes)])], check=False)
+        for dev in mine:
             subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
