@@ -133,12 +133,13 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def _decode(raw: bytes) -> dict[str, Any]:
-    """A JSON object reply, or ``{"text": ...}`` for plain-text ones (/readyz, /healthz)."""
+    """A JSON object reply, or ``{"text": ...}`` for plain-text ones (/readyz, /healthz, a pod's log). A text that
+    happens to parse as another JSON value (a log of digits only) keeps its text beside the value."""
     try:
         value = json.loads(raw or b"{}")
     except ValueError:
         return {"text": raw.decode(errors="replace")}
-    return value if isinstance(value, dict) else {"value": value}
+    return value if isinstance(value, dict) else {"value": value, "text": raw.decode(errors="replace")}
 
 
 def _generate_rsa_key(path: Path) -> None:
