@@ -13,6 +13,7 @@ import math
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 import grpc
 
@@ -92,24 +93,45 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Stopping(Exception):
+    """The process is stopping: a periodic loop ends without writing."""
+
+
+def _every(
+    name: str, what: str, interval: float, stop: threading.Event, round_: Callable[[], object], *, at_start: bool
+) -> threading.Thread:
+    """A daemon thread running ``round_`` every ``interval`` seconds (first at once if ``at_start``) until ``stop``
+    is set; a failed round is logged as ``what`` failed, and ``_Stopping`` ends the loop."""
+
+    def loop() -> None:
+        if not at_start and stop.wait(interval):
+            return
+        while not stop.is_set():
+            try:
+                round_()
+            except _Stopping:
+                return
+            except Exception as exc:
+                log.warning("%s failed: %s", what, exc)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def start_orphan_gc(
     mode: str, interval: float, collector: cleanup.OrphanCollector, stop: threading.Event
 ) -> threading.Thread | None:
     if mode == "off":
         return None
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                found = collector.collect(dry_run=mode == "report")
-                log.info("orphan LV scan (%s): %d found", mode, len(found))
-            except errors.TopoLVMError as exc:
-                log.warning("orphan LV scan failed: %s", exc)
-            stop.wait(interval)
+    def scan() -> None:
+        found = collector.collect(dry_run=mode == "report")
+        log.info("orphan LV scan (%s): %d found", mode, len(found))
 
-    thread = threading.Thread(target=loop, name="orphan-gc", daemon=True)
-    thread.start()
-    return thread
+    return _every("orphan-gc", "orphan LV scan", interval, stop, scan, at_start=True)
 
 
 def start_health_sweep(
@@ -119,23 +141,9 @@ def start_health_sweep(
     and re-reads LVM in the background at most once per --max-state-age however often it is asked."""
     if interval <= 0:
         return None
-
-    def loop() -> None:
-        while True:
-            try:
-                gauges.set(volumes.sweep_health())
-            except Exception as exc:
-                log.warning("volume health sweep failed: %s", exc)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=loop, name="health-sweep", daemon=True)
-    thread.start()
-    return thread
-
-
-class _Stopping(Exception):
-    """The process is stopping: a periodic loop ends without writing."""
+    return _every(
+        "health-sweep", "volume health sweep", interval, stop, lambda: gauges.set(volumes.sweep_health()), at_start=True
+    )
 
 
 def start_capacity_resync(
@@ -154,18 +162,9 @@ def start_capacity_resync(
             raise _Stopping
         return capacity
 
-    def loop() -> None:
-        while not stop.wait(interval):
-            try:
-                publisher.resync(read_capacity)
-            except _Stopping:
-                return
-            except Exception as exc:
-                log.warning("capacity resync failed: %s", exc)
-
-    thread = threading.Thread(target=loop, name="capacity-resync", daemon=True)
-    thread.start()
-    return thread
+    return _every(
+        "capacity-resync", "capacity resync", interval, stop, lambda: publisher.resync(read_capacity), at_start=False
+    )
 
 
 def ephemeral_caps(values: list[str]) -> tuple[int, dict[str, int]]:

@@ -193,7 +193,7 @@ class CapacityPublisher:
         except errors.Conflict:
             return False
         log.warning("node %s: capacity annotations were %s, not lvmd's %s: rewritten", self.node_name,
-                    _capacity_keys(node.meta.annotations), _capacity_keys(annotations))  # fmt: skip
+                    seen, _capacity_keys(annotations))  # fmt: skip
         return True
 
     @staticmethod
