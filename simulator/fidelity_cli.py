@@ -164,16 +164,8 @@ def cmd(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"fidelity ({mode}): {'the worlds agree' if agreement.ok else 'the worlds DISAGREE'}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for measure, value in (
-        ("unique decisions, same node", f"{agreement.unique_same} / {agreement.unique}"),
-        ("tied, real pick in the tied set", f"{agreement.in_tied_set - agreement.unique_same} / "
-         f"{agreement.compared - agreement.unique}"),
-        ("VGs with equal free bytes", f"{agreement.vgs_equal} / {agreement.vgs}"),
-        ("pods never placed (simulated, real)", f"{agreement.unplaced[0]}, {agreement.unplaced[1]}"),
-        ("first tied pick that went elsewhere", agreement.diverged_at or "-"),
-        (f"chi-square {agreement.distribution.test} p", f"{agreement.distribution.p_value:.3g}"),
-    ):  # fmt: skip
-        table.add_row(measure, value)
+    for measure, value in report_fidelity.measures(agreement):
+        table.add_row(measure, "-" if value is None else str(value))
     console.print(table)
     for line in agreement.mismatches[:20]:
         console.print(line, highlight=False, markup=False)

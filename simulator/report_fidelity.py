@@ -11,6 +11,24 @@ from pathlib import Path
 from simulator import fidelity, plots, report
 
 
+def measures(agreement: fidelity.Agreement) -> list[tuple[str, object]]:
+    """The agreement's figures as (measure, value) rows: the page's table and ``topolvm-sim fidelity``'s."""
+    d = agreement.distribution
+    return [
+        ("claims", agreement.claims),
+        ("claims compared", agreement.compared),
+        ("unique decisions: same node", f"{agreement.unique_same} / {agreement.unique}"),
+        ("tied decisions: real pick in the simulated tied set", f"{agreement.in_tied_set - agreement.unique_same}"
+         f" / {agreement.compared - agreement.unique}"),
+        ("same node (all compared claims)", f"{agreement.same_node} / {agreement.compared}"),
+        ("VGs with equal free bytes", f"{agreement.vgs_equal} / {agreement.vgs}"),
+        ("pods never placed (simulated, real)", f"{agreement.unplaced[0]}, {agreement.unplaced[1]}"),
+        ("first tied pick that went elsewhere", agreement.diverged_at or None),
+        (f"chi-square {d.test} of per-node placements", f"{d.statistic:.4g} on {d.dof} degrees of freedom"),
+        (f"p-value (agree at p >= {agreement.threshold})", d.p_value),
+    ]  # fmt: skip
+
+
 def fidelity_html(
     agreement: fidelity.Agreement,
     simulated: fidelity.Outcome,
@@ -26,21 +44,7 @@ def fidelity_html(
     page.add("p", f"{verdict} (docs/fidelity.md says what is compared and why)", class_="meta")
     page.add("h2", "Agreement")
     d = agreement.distribution
-    rows: list[tuple[str, object]] = [
-        *facts,
-        ("claims", agreement.claims),
-        ("claims compared", agreement.compared),
-        ("unique decisions: same node", f"{agreement.unique_same} / {agreement.unique}"),
-        ("tied decisions: real pick in the simulated tied set", f"{agreement.in_tied_set - agreement.unique_same}"
-         f" / {agreement.compared - agreement.unique}"),
-        ("same node (all compared claims)", f"{agreement.same_node} / {agreement.compared}"),
-        ("VGs with equal free bytes", f"{agreement.vgs_equal} / {agreement.vgs}"),
-        ("pods never placed (simulated, real)", f"{agreement.unplaced[0]}, {agreement.unplaced[1]}"),
-        ("first tied pick that went elsewhere", agreement.diverged_at or None),
-        (f"chi-square {d.test} of per-node placements", f"{d.statistic:.4g} on {d.dof} degrees of freedom"),
-        (f"p-value (agree at p >= {agreement.threshold})", d.p_value),
-    ]  # fmt: skip
-    page.table(("measure", "value"), rows)
+    page.table(("measure", "value"), [*facts, *measures(agreement)])
     if agreement.mismatches:
         page.raw('<section id="mismatches" class="error">')
         page.add("h2", "Disagreements")
