@@ -12,7 +12,7 @@ import dataclasses
 import math
 from pathlib import Path
 
-from simulator import scenario, trace, units
+from simulator import scenario, scenario_workload, trace, units
 from topolvm import errors
 
 BYTES_PER_NODE = 96 << 10
@@ -65,7 +65,7 @@ def estimate(loaded: scenario.Loaded, replay: list[trace.Op] | None = None) -> E
     return Estimate(nodes, pods, live, int(total + per_node_series))
 
 
-def _mean_life(spec: scenario.DurationDist) -> float | None:
+def _mean_life(spec: scenario_workload.DurationDist) -> float | None:
     if spec.forever:
         return None
     return units.duration(spec.fixed or spec.exponential_mean)

@@ -16,20 +16,13 @@ import msgspec
 import yaml
 
 from simulator import checks, trace, units
+from simulator.scenario_workload import DiskEvent, NodeEvent, NonNegative, Positive, Strict, WorkloadSpec
 from topolvm import errors
 from topolvm.core import model, resources, scheduling
 from topolvm.lvmd import config as lvmd_config
 
-Positive = Annotated[int, msgspec.Meta(ge=1)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
-Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
-
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", kw_only=True):
-    pass
-
-
-class VolumeGroupSpec(_Strict):
+class VolumeGroupSpec(Strict):
     name: str
     disks: list[str]  # PV sizes, with units
     extent_size: str = "4Mi"
@@ -47,7 +40,7 @@ class VolumeGroupSpec(_Strict):
             raise ValueError(f"disks: every disk must hold at least one extent ({self.extent_size})")
 
 
-class ThinPoolSpec(_Strict):
+class ThinPoolSpec(Strict):
     volume_group: str
     name: str
     size: str
@@ -56,7 +49,7 @@ class ThinPoolSpec(_Strict):
         checks.check(checks.positive_size, self.size, "size")
 
 
-class TaintSpec(_Strict):
+class TaintSpec(Strict):
     key: str
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
     value: str = ""
@@ -67,7 +60,7 @@ class TaintSpec(_Strict):
             raise ValueError(f"value: {self.value!r} is not a valid taint value")
 
 
-class NodePool(_Strict):
+class NodePool(Strict):
     name: str
     count: NonNegative
     volume_groups: list[VolumeGroupSpec]
@@ -107,7 +100,7 @@ class NodePool(_Strict):
                 )
 
 
-class StorageClassSpec(_Strict):
+class StorageClassSpec(Strict):
     name: str
     device_class: str = ""
     binding_mode: Literal["WaitForFirstConsumer", "Immediate"] = "WaitForFirstConsumer"
@@ -115,7 +108,7 @@ class StorageClassSpec(_Strict):
     fstype: Literal["ext4", "xfs", "btrfs"] = "ext4"  # what TopoLVM's CSI driver accepts
 
 
-class ClusterSpec(_Strict):
+class ClusterSpec(Strict):
     node_pools: list[NodePool]
     storage_classes: list[StorageClassSpec]
 
@@ -134,7 +127,7 @@ class ClusterSpec(_Strict):
                 raise ValueError(f"{kind} names must be unique: {sorted(dupes)}")
 
 
-class ExtenderSpec(_Strict):
+class ExtenderSpec(Strict):
     mode: Literal["spread", "pack"] = "spread"
     default_divisor: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     divisors: dict[str, Annotated[float, msgspec.Meta(gt=0)]] = msgspec.field(default_factory=dict)
@@ -150,7 +143,7 @@ class ExtenderSpec(_Strict):
             raise ValueError(f"weight: {problem}; or tie-break: scheduler")
 
 
-class SchedulerSpec(_Strict):
+class SchedulerSpec(Strict):
     # extender: topolvm-scheduler as a kube-scheduler extender; capacity-tracking: CSIStorageCapacity (the CSIDriver's
     # storageCapacity: true) without it; both: what deploy/ ships, so a pod must pass the two.
     mode: Literal["extender", "capacity-tracking", "both"] = "both"
@@ -173,7 +166,7 @@ class SchedulerSpec(_Strict):
         checks.check(checks.positive_duration, self.scheduling_slo, "scheduling-slo")
 
 
-class LatencySpec(_Strict):
+class LatencySpec(Strict):
     """Modelled delays; defaults from this project's benchmarks (bench/lvmd_bench.py: ~95 ms per lvm command)."""
 
     watch: str = "5ms"
@@ -187,126 +180,7 @@ class LatencySpec(_Strict):
             checks.check(units.duration, getattr(self, key), key.replace("_", "-"))
 
 
-class SizeSpec(_Strict):
-    """One of: fixed; choice with optional weights; lognormal (median, sigma); uniform (min, max)."""
-
-    fixed: str | None = None
-    choice: list[str] | None = None
-    weights: list[Annotated[float, msgspec.Meta(gt=0)]] | None = None
-    lognormal_median: str | None = None
-    sigma: Annotated[float, msgspec.Meta(ge=0)] = 1.0
-    min: str | None = None
-    max: str | None = None
-
-    def __post_init__(self) -> None:
-        given = [k for k in ("fixed", "choice", "lognormal_median") if getattr(self, k) is not None]
-        if len(given) != 1 and not (not given and self.min is not None and self.max is not None):
-            raise ValueError("a size needs exactly one of fixed, choice, lognormal-median, or both min and max")
-        for key in ("fixed", "lognormal_median", "min", "max"):
-            if getattr(self, key) is not None:
-                checks.check(units.size, getattr(self, key), key.replace("_", "-"))
-        for item in self.choice or ():
-            checks.check(units.size, item, "choice")
-        if self.weights is not None and len(self.weights) != len(self.choice or ()):
-            raise ValueError("weights: one weight per choice")
-        for key in ("fixed", "lognormal_median"):
-            value = getattr(self, key)
-            if value is not None and units.size(value) <= 0:
-                raise ValueError(f"{key.replace('_', '-')}: a size must be more than 0")
-        if self.min is not None and self.max is not None and units.size(self.min) > units.size(self.max):
-            raise ValueError(f"min {self.min!r} is more than max {self.max!r}")
-        if self.max is not None and units.size(self.max) <= 0:
-            raise ValueError("max: a size must be more than 0")
-
-
-class DurationDist(_Strict):
-    """fixed, or exponential with a mean; ``forever`` never ends."""
-
-    fixed: str | None = None
-    exponential_mean: str | None = None
-    forever: bool = False
-
-    def __post_init__(self) -> None:
-        given = [k for k in ("fixed", "exponential_mean") if getattr(self, k) is not None] + (
-            ["forever"] if self.forever else []
-        )
-        if len(given) != 1:
-            raise ValueError("a lifetime needs exactly one of fixed, exponential-mean, forever")
-        for key in ("fixed", "exponential_mean"):
-            if getattr(self, key) is not None:
-                checks.check(units.duration, getattr(self, key), key.replace("_", "-"))
-
-
-class ClaimTemplate(_Strict):
-    storage_class: str
-    size: SizeSpec
-
-
-class ExpansionSpec(_Strict):
-    probability: Fraction
-    after: DurationDist
-    factor: Annotated[float, msgspec.Meta(gt=1.0)] = 1.5
-
-
-class SnapshotSpec(_Strict):
-    every: str
-    keep: Positive = 1
-
-    def __post_init__(self) -> None:
-        checks.check(checks.positive_duration, self.every, "every")
-
-
-class WorkloadSpec(_Strict):
-    """A stream of pods (``rate``, Poisson arrivals) or one StatefulSet scale-up (``replicas`` at ``start``)."""
-
-    name: str
-    claims: list[ClaimTemplate]
-    rate: str | None = None
-    replicas: NonNegative | None = None
-    start: str = "0s"
-    stop: str | None = None
-    lifetime: DurationDist = msgspec.field(default_factory=lambda: DurationDist(forever=True))
-    cpu: str = "500m"
-    memory: str = "1Gi"
-    expansion: ExpansionSpec | None = None
-    snapshots: SnapshotSpec | None = None
-
-    def __post_init__(self) -> None:
-        if (self.rate is None) == (self.replicas is None):
-            raise ValueError(f"workload {self.name!r}: give either rate (a stream) or replicas (a StatefulSet)")
-        if self.rate is not None:
-            checks.check(checks.positive_rate, self.rate, "rate")
-        checks.check(units.duration, self.start, "start")
-        if self.stop is not None:
-            checks.check(units.duration, self.stop, "stop")
-        checks.check(checks.cpu, self.cpu, "cpu")
-        checks.check(units.size, self.memory, "memory")
-        if not self.claims:
-            raise ValueError(f"workload {self.name!r}: claims: at least one claim per pod")
-
-
-class NodeEvent(_Strict):
-    at: str
-    pool: str
-    action: Literal["add", "fail", "drain"]
-    count: Positive = 1
-
-    def __post_init__(self) -> None:
-        checks.check(units.duration, self.at, "at")
-
-
-class DiskEvent(_Strict):
-    at: str
-    pool: str
-    volume_group: str
-    size: str
-
-    def __post_init__(self) -> None:
-        checks.check(units.duration, self.at, "at")
-        checks.check(units.size, self.size, "size")
-
-
-class Scenario(_Strict):
+class Scenario(Strict):
     cluster: ClusterSpec
     name: str = "scenario"
     seed: int = 1

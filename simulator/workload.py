@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import simpy
 
-from simulator import engine, provisioner, scenario, trace, units, world
+from simulator import engine, provisioner, scenario, scenario_workload, trace, units, world
 from topolvm import constants, errors
 from topolvm.core import quantity, resources, workloads
 
@@ -248,7 +248,7 @@ class Generators:
             engine.later(self.env, units.duration(disk.at), functools.partial(self._disk_event, disk))
 
     # --- random draws ---
-    def size(self, spec: scenario.SizeSpec) -> int:
+    def size(self, spec: scenario_workload.SizeSpec) -> int:
         rng = self.rng
         if spec.fixed is not None:
             value = float(units.size(spec.fixed))
@@ -265,7 +265,7 @@ class Generators:
             value = min(value, units.size(spec.max))
         return max(MiB, math.ceil(value / MiB) * MiB)  # whole MiB: what people ask for
 
-    def duration(self, spec: scenario.DurationDist) -> float | None:
+    def duration(self, spec: scenario_workload.DurationDist) -> float | None:
         if spec.forever:
             return None
         if spec.fixed is not None:
@@ -279,7 +279,7 @@ class Generators:
         self._serial[prefix] = n + 1
         return f"{prefix}-{n}"
 
-    def _stream(self, w: scenario.WorkloadSpec) -> engine.Process:
+    def _stream(self, w: scenario_workload.WorkloadSpec) -> engine.Process:
         assert w.rate is not None
         rate = units.rate(w.rate)
         stop = min(self.end, units.duration(w.stop)) if w.stop is not None else self.end
@@ -290,12 +290,12 @@ class Generators:
                 return
             self._launch(w, self._name(w.name), owner="")
 
-    def _statefulset(self, w: scenario.WorkloadSpec) -> engine.Process:
+    def _statefulset(self, w: scenario_workload.WorkloadSpec) -> engine.Process:
         yield self.env.timeout(units.duration(w.start))
         for i in range(w.replicas or 0):
             self._launch(w, f"{w.name}-{i}", owner=w.name)
 
-    def _launch(self, w: scenario.WorkloadSpec, pod: str, owner: str) -> None:
+    def _launch(self, w: scenario_workload.WorkloadSpec, pod: str, owner: str) -> None:
         ns = world.NAMESPACE
         claims = [
             trace.Claim(name=f"{pod}-c{j}", storage_class=c.storage_class, size=self.size(c.size))
@@ -321,7 +321,7 @@ class Generators:
             self.env.process(self._snapshots(w.snapshots, pod, claims, life))
 
     def _snapshots(
-        self, spec: scenario.SnapshotSpec, pod: str, claims: list[trace.Claim], life: float | None
+        self, spec: scenario_workload.SnapshotSpec, pod: str, claims: list[trace.Claim], life: float | None
     ) -> engine.Process:
         every = units.duration(spec.every)
         ends = self.env.now + life if life is not None else math.inf
@@ -344,7 +344,7 @@ class Generators:
             self.executor.apply(trace.DeleteSnapshot(t=self.env.now, name=name))
 
     # --- events ---
-    def _node_event(self, event: scenario.NodeEvent) -> None:
+    def _node_event(self, event: scenario_workload.NodeEvent) -> None:
         now = float(self.env.now)
         if event.action == "add":
             for _ in range(event.count):
@@ -362,7 +362,7 @@ class Generators:
             )
             self.executor.apply(op)
 
-    def _disk_event(self, disk: scenario.DiskEvent) -> None:
+    def _disk_event(self, disk: scenario_workload.DiskEvent) -> None:
         for name in sorted(self.executor.world.pool_nodes(disk.pool)):
             self.executor.apply(
                 trace.AddDisk(t=float(self.env.now), node=name, volume_group=disk.volume_group, size=disk.size)
