@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import api_load, controlplane
+from tests.support import api_load, controlplane, peers
 
 Counts = api_load.Counts
 
@@ -97,7 +97,7 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=4, help="concurrent CreateVolume/DeleteVolume (default: 4)")
     p.add_argument("--admissions", type=int, default=20, help="webhook admissions per mode (default: 20)")
     args = p.parse_args()
-    found = controlplane.find_binaries()
+    found = peers.find_binaries()
     if isinstance(found, str):
         print(f"cannot start a control plane: {found}", file=sys.stderr)
         return 2

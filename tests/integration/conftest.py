@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import controlplane, deployment, driver, loopvg
+from tests.support import deployment, driver, loopvg, peers
 from tests.support.controlplane import ControlPlane
 
 
@@ -28,10 +28,10 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    binaries = controlplane.binaries_or_skip()
+    binaries = peers.binaries_or_skip()
     crd_dirs = deployment.third_party_crd_dirs()
     if isinstance(crd_dirs, str):
-        if controlplane.in_ci():
+        if peers.in_ci():
             pytest.fail(f"cannot apply deploy/ in CI: {crd_dirs}", pytrace=False)
         pytest.skip(f"cannot apply deploy/: {crd_dirs}")
     home = tmp_path_factory.mktemp("deployed")
@@ -61,7 +61,7 @@ def work() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The helm peer (`ci/peers/build.sh helm`); skips without it, or fails in CI."""
-    return controlplane.binary_or_skip("helm")
+    return peers.binary_or_skip("helm")
 
 
 def deployed_env(deployed: Deployed, vg: loopvg.LoopVg, work: Path) -> driver.Env:

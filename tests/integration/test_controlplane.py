@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.support import controlplane
+from tests.support import peers
 from tests.support.controlplane import ControlPlane
 
 GROUP, VERSION, PLURAL = "topolvm.io", "v1", "logicalvolumes"
@@ -169,15 +169,15 @@ def test_binary_lookup_prefers_test_asset_env(monkeypatch: pytest.MonkeyPatch, t
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("TEST_ASSET_ETCD", str(fake))
-    assert controlplane.find_binary("etcd") == fake
+    assert peers.find_binary("etcd") == fake
     monkeypatch.setenv("TEST_ASSET_ETCD", str(tmp_path / "missing"))
-    reason = controlplane.find_binary("etcd")
+    reason = peers.find_binary("etcd")
     assert isinstance(reason, str) and "TEST_ASSET_ETCD" in reason
 
     monkeypatch.delenv("TEST_ASSET_ETCD")
     monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path))
-    assert controlplane.find_binary("etcd") == fake
+    assert peers.find_binary("etcd") == fake
     monkeypatch.setenv("TOPOLVM_CACHE", str(tmp_path / "nocache"))
-    reason = controlplane.find_binary("kube-apiserver")
+    reason = peers.find_binary("kube-apiserver")
     assert isinstance(reason, str) and "ci/peers/build.sh" in reason
     assert os.fspath(tmp_path) in reason

@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import controlplane, deployment, driver, extender_proxy
+from tests.support import deployment, driver, extender_proxy, peers, processes
 from tests.support.controlplane import ControlPlane
 from topolvm import constants
 from topolvm.core import workloads
@@ -242,7 +242,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
     the extender named (and held the pod on). With kube-scheduler's, the extender holds each pod on every tied
     node. The control relays the extender's answers with equal scores: kube-scheduler then does not follow the
     extender's choice, which shows the comparison can fail."""
-    kube_scheduler = controlplane.binary_or_skip("kube-scheduler")
+    kube_scheduler = peers.binary_or_skip("kube-scheduler")
     world = World(kube_api, f"ks-{uuid.uuid4().hex[:6]}")
     extender_port, relay_port = driver.free_port(), driver.free_port()
     (work / "extender.yaml").write_text(extender_options(extender_port, case.tie_break))
@@ -268,7 +268,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=controlplane.die_with_parent,  # noqa: PLW1509 - the main thread
+                preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - the main thread
             )
             started = time.monotonic()
             chosen = wait_for_placements(world)
@@ -299,7 +299,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
             assert relay.tied_answers, f"no tie reached kube-scheduler: the case tests nothing\n{summary}"
     finally:
         if scheduler is not None:
-            controlplane.stop_process(scheduler)
+            processes.stop_process(scheduler)
         extender.stop_all()
         world.clean()
 

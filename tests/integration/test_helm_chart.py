@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import controlplane, deployment, helm_chart
+from tests.support import deployment, helm_chart, peers
 from tests.support.controlplane import ControlPlane
 from topolvm.extender import config as extender_config
 from topolvm.lvmd import config as lvmd_config
@@ -31,10 +31,10 @@ VALUE_SETS = [
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
     """A control plane of its own, with the CRDs of every kind the chart renders (only dry runs reach it)."""
-    binaries = controlplane.binaries_or_skip()
+    binaries = peers.binaries_or_skip()
     crd_dirs = deployment.third_party_crd_dirs(helm_chart.CHART_CRDS)
     if isinstance(crd_dirs, str):
-        if controlplane.in_ci():
+        if peers.in_ci():
             pytest.fail(f"cannot dry-run the chart in CI: {crd_dirs}", pytrace=False)
         pytest.skip(f"cannot dry-run the chart: {crd_dirs}")
     with ControlPlane(binaries) as cp:

@@ -30,8 +30,9 @@ and from the shell (the processes keep running between ``up`` and ``down``; ``te
     python -m tests.support.cluster_cli down --dir /tmp/e2e
     python -m tests.support.cluster_cli run --nodes 3                  # in the foreground, until Ctrl-C
 
-Binaries are found like ``ControlPlane``'s (``TEST_ASSET_KUBE_CONTROLLER_MANAGER``..., ``$KUBEBUILDER_ASSETS``, the
-peers cache); ``find_cluster_binaries`` (tests/support/cluster_peers.py) says what is missing and how to build it.
+Binaries are found like ``ControlPlane``'s, by tests/support/peers.py (``TEST_ASSET_KUBE_CONTROLLER_MANAGER``...,
+``$KUBEBUILDER_ASSETS``, the peers cache); ``find_cluster_binaries`` (tests/support/cluster_peers.py) says what is
+missing and how to build it.
 """
 
 from __future__ import annotations
@@ -39,10 +40,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,7 +49,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support import cluster_components as parts
-from tests.support import controlplane, deployment
+from tests.support import deployment, peers, processes
 from tests.support.cluster_components import (
     ATTACH_DETACH_ANNOTATION,
     KCM_USER,
@@ -60,7 +59,6 @@ from tests.support.cluster_components import (
     SCHEDULER_USER,
     ClusterError,
     Component,
-    free_port,
     tail,
 )
 from tests.support.cluster_peers import (
@@ -71,6 +69,7 @@ from tests.support.cluster_peers import (
     find_cluster_binaries,
 )
 from tests.support.controlplane import ControlPlane
+from tests.support.processes import free_port
 
 __all__ = ["KWOK_LABEL", "Cluster", "ClusterError", "Component", "free_port"]
 
@@ -159,7 +158,7 @@ class Cluster:
         for component in reversed(self.components):
             proc, component.proc = component.proc, None
             if proc is not None:
-                controlplane.stop_process(proc)
+                processes.stop_process(proc)
         self.plane.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -216,7 +215,7 @@ class Cluster:
         component = next(c for c in reversed(self.components) if c.name == KUBE_SCHEDULER)
         proc, component.proc = component.proc, None
         if proc is not None:
-            controlplane.stop_process(proc)
+            processes.stop_process(proc)
         parts.write_scheduler_config(self, changes)
         self.restart(KUBE_SCHEDULER)
 
@@ -225,24 +224,13 @@ class Cluster:
         log = self.workdir / f"{component.name}.log"
         for attempt in range(3):
             component.port = free_port()
-            main_thread = threading.current_thread() is threading.main_thread()
-            with log.open("ab") as out:
-                component.proc = subprocess.Popen(
-                    component.argv(component.port),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.workdir,
-                    env=component.env,
-                    # PDEATHSIG fires when the spawning *thread* exits: only safe from the main thread.
-                    preexec_fn=controlplane.die_with_parent if main_thread else None,  # noqa: PLW1509
-                )
+            component.proc = processes.spawn(component.argv(component.port), log, self.workdir, component.env)
             try:
                 self._wait(lambda: component.ready(component.port), f"{component.name} to be ready", component)
                 return
             except ClusterError:
                 if attempt < 2 and "address already in use" in tail(log, 4000):
-                    controlplane.stop_process(component.proc)
+                    processes.stop_process(component.proc)
                     continue
                 raise
 
@@ -345,7 +333,7 @@ else:
         """The cluster's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_cluster_binaries()
         if isinstance(found, str):
-            if controlplane.in_ci():
+            if peers.in_ci():
                 pytest.fail(f"the end-to-end cluster cannot start in CI: {found}", pytrace=False)
             pytest.skip(f"end-to-end cluster unavailable: {found}")
         return found

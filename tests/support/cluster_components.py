@@ -4,7 +4,6 @@ kube-scheduler and kwok are started (argv, identity, readiness probe), and the h
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import subprocess
 import urllib.error
@@ -46,12 +45,6 @@ _RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 class ClusterError(ControlPlaneError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tail(path: Path, chars: int) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from tests.support import controlplane
-from tests.support.controlplane import Binaries
+from tests.support import peers
+from tests.support.peers import Binaries
 
 KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
 KUBE_SCHEDULER = "kube-scheduler"
@@ -56,7 +56,7 @@ SKIP_LOOKUP = "--authentication-skip-lookup=true"
 
 def kwok_files_dir() -> Path:
     """kwok's Stages (``stages/*.yaml``) and ClusterRole (``rbac/role.yaml``), copied by ``ci/peers/build.sh kwok``."""
-    return controlplane.peers_bin_dir().parent / "kwok-files"
+    return peers.peers_bin_dir().parent / "kwok-files"
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class ClusterBinaries:
 
 def find_cluster_binaries() -> ClusterBinaries | str:
     """Every binary and kwok file the cluster needs, or the reasons the missing ones cannot be found."""
-    plane = controlplane.find_binaries()
-    found = {name: controlplane.find_binary(name) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
+    plane = peers.find_binaries()
+    found = {name: peers.find_binary(name) for name in (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KWOK)}
     files = kwok_files_dir()
     problems = [reason for reason in (plane, *found.values()) if isinstance(reason, str)]
     if not any((files / "stages").glob("*.yaml")) or not (files / "rbac" / "role.yaml").is_file():

@@ -10,9 +10,8 @@ and as a pytest plugin (``pytest_plugins = ["tests.support.controlplane"]`` in t
 session-scoped fixture ``kube_api``, which yields the started ``ControlPlane`` (``.kubeconfig`` path str, ``.url``,
 ``.token``). Without binaries it skips with the reason, or fails with it when CI is "true"/"1"/"yes".
 
-Binaries are found like controller-runtime's envtest does: ``TEST_ASSET_ETCD`` / ``TEST_ASSET_KUBE_APISERVER``
-(paths to the binaries), else ``$KUBEBUILDER_ASSETS/{etcd,kube-apiserver}``, else the peers cache that
-``ci/peers/build.sh etcd kube-apiserver`` fills (``${TOPOLVM_CACHE:-~/.cache/topolvm-py}/peers-v1/bin``).
+The binaries are found by tests/support/peers.py (``TEST_ASSET_ETCD`` / ``TEST_ASSET_KUBE_APISERVER``, else
+``$KUBEBUILDER_ASSETS``, else the peers cache that ``ci/peers/build.sh etcd kube-apiserver`` fills).
 
 Everything listens on 127.0.0.1 only, on ports picked free at start (retried if another process takes one
 first). The admin identity is a static bearer token in group ``system:masters``; authorization is RBAC, so other
@@ -23,85 +22,28 @@ Terminating, garbage collection does not happen, service accounts get no token c
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-ETCD = "etcd"
-KUBE_APISERVER = "kube-apiserver"
-ENV_ASSETS = "KUBEBUILDER_ASSETS"
-BUILD_HINT = "build them with: ci/peers/build.sh etcd kube-apiserver"
+from tests.support import peers
+from tests.support.processes import free_port, spawn, stop_process
 
 ADMIN_USER = "admin"
 ADMIN_GROUP = "system:masters"
 CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"  # virtual: only allocated in etcd, never routed
-
-
-def peers_bin_dir() -> Path:
-    cache = os.environ.get("TOPOLVM_CACHE") or str(Path.home() / ".cache" / "topolvm-py")
-    return Path(cache) / "peers-v1" / "bin"
-
-
-def _asset_env(name: str) -> str:
-    return "TEST_ASSET_" + name.upper().replace("-", "_")
-
-
-def _lookup(name: str) -> Path | str:
-    explicit = os.environ.get(_asset_env(name))
-    if explicit:
-        path = Path(explicit)
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        return f"{_asset_env(name)}={explicit} is not an executable file"
-    assets = os.environ.get(ENV_ASSETS)
-    candidates = [Path(assets) / name] if assets else []
-    candidates.append(peers_bin_dir() / name)
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    return f"no {name} binary ({_asset_env(name)} unset; not at {' nor '.join(str(p) for p in candidates)})"
-
-
-def find_binary(name: str) -> Path | str:
-    """Path of ``name`` (etcd, kube-apiserver, kube-scheduler…), or the reason it cannot be found."""
-    found = _lookup(name)
-    return found if isinstance(found, Path) else f"{found}; build it with: ci/peers/build.sh {name}"
-
-
-@dataclass(frozen=True)
-class Binaries:
-    etcd: Path
-    kube_apiserver: Path
-
-
-def find_binaries() -> Binaries | str:
-    """Both binaries, or the reasons the missing ones cannot be found."""
-    etcd, apiserver = _lookup(ETCD), _lookup(KUBE_APISERVER)
-    if isinstance(etcd, Path) and isinstance(apiserver, Path):
-        return Binaries(etcd=etcd, kube_apiserver=apiserver)
-    return "; ".join(r for r in (etcd, apiserver) if isinstance(r, str)) + f"; {BUILD_HINT}"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
 class ControlPlaneError(RuntimeError):
@@ -110,19 +52,6 @@ class ControlPlaneError(RuntimeError):
 
 class _PortTaken(ControlPlaneError):
     """A server could not bind a port picked as free (another process took it meanwhile): retry."""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    """preexec_fn: SIGKILL the child when the parent dies, so a killed test run leaves no servers behind. Only
-    from the main thread (PDEATHSIG fires when the spawning *thread* exits)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -173,7 +102,7 @@ class ControlPlane:
 
     def __init__(
         self,
-        binaries: Binaries | None = None,
+        binaries: peers.Binaries | None = None,
         workdir: str | os.PathLike[str] | None = None,
         *,
         start_timeout: float = 120.0,
@@ -186,7 +115,7 @@ class ControlPlane:
         plugin on (pods get tokens), NodeRestriction and the Node authorizer (kubelets act as system:node:NAME),
         the ``kubernetes`` Service's endpoints maintained, and webhooks reached at their endpoints' pod IPs (no
         kube-proxy needed for them)."""
-        found = binaries or find_binaries()
+        found = binaries or peers.find_binaries()
         if isinstance(found, str):
             raise ControlPlaneError(found)
         self.binaries = found
@@ -249,21 +178,8 @@ class ControlPlane:
 
     # --- etcd
 
-    def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        main_thread = threading.current_thread() is threading.main_thread()
-        with log.open("ab") as out:
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                # PDEATHSIG fires when the spawning *thread* exits: only safe from the main thread.
-                preexec_fn=die_with_parent if main_thread else None,  # noqa: PLW1509
-            )
-
     def _start_etcd(self) -> None:
-        client, peer = _free_port(), _free_port()
+        client, peer = free_port(), free_port()
         data = self.workdir / "etcd-data"
         shutil.rmtree(data, ignore_errors=True)
         self.etcd_url = f"http://127.0.0.1:{client}"
@@ -280,7 +196,7 @@ class ControlPlane:
             "--unsafe-no-fsync=true",  # test data: durability does not matter, latency does
             "--log-level=warn",
         ]
-        self._etcd = self._spawn(argv, log)
+        self._etcd = spawn(argv, log, self.workdir)
         self._wait(
             self._etcd,
             "etcd",
@@ -291,7 +207,7 @@ class ControlPlane:
     # --- kube-apiserver
 
     def _start_apiserver(self) -> None:
-        port = _free_port()
+        port = free_port()
         certs = self.workdir / "certs"
         certs.mkdir(exist_ok=True)
         sa_key = self.workdir / "sa.key"
@@ -336,7 +252,7 @@ class ControlPlane:
             "--allow-privileged=true",
             *self.extra_apiserver_args,
         ]
-        self._apiserver = self._spawn(argv, log)
+        self._apiserver = spawn(argv, log, self.workdir)
         self.ca_file = str(certs / "apiserver.crt")
         self._wait(self._apiserver, "kube-apiserver", log, self._apiserver_ready)
 
@@ -450,18 +366,6 @@ class ControlPlane:
                 stop_process(proc)
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL if it is still running after ``timeout`` seconds; reaped either way."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 # --- pytest plugin
 
 
@@ -478,24 +382,5 @@ else:
         The token is an admin's (group system:masters). Skips with the reason when the binaries are missing, or
         fails with it in CI (CI=true/1/yes). Under pytest-xdist each worker gets its own control plane.
         """
-        with ControlPlane(binaries_or_skip()) as cp:
+        with ControlPlane(peers.binaries_or_skip()) as cp:
             yield cp
-
-    def binary_or_skip(name: str) -> Path:
-        """Another peer binary (kube-scheduler…) by ``find_binary``; else skip with the reason, or fail with it in
-        CI."""
-        found = find_binary(name)
-        if isinstance(found, str):
-            if in_ci():
-                pytest.fail(f"{name} is needed in CI: {found}", pytrace=False)
-            pytest.skip(f"{name} unavailable: {found}")
-        return found
-
-    def binaries_or_skip() -> Binaries:
-        """The control plane's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
-        found = find_binaries()
-        if isinstance(found, str):
-            if in_ci():
-                pytest.fail(f"Kubernetes control plane cannot start in CI: {found}", pytrace=False)
-            pytest.skip(f"Kubernetes control plane unavailable: {found}")
-        return found

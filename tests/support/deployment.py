@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import controlplane
+from tests.support import peers
 from tests.support.controlplane import ControlPlane
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -41,7 +41,7 @@ def documents(path: Path) -> list[dict[str, Any]]:
 def third_party_crd_dirs(names: tuple[str, ...] = THIRD_PARTY_CRDS) -> list[Path] | str:
     """The CRD directories of ``names`` (deploy/'s: ``THIRD_PARTY_CRDS``), or why they are missing (with the
     command that makes them)."""
-    root = controlplane.peers_bin_dir().parent / "crds"
+    root = peers.peers_bin_dir().parent / "crds"
     dirs = [root / name for name in names]
     missing = [str(d) for d in dirs if not any(d.glob("*.yaml"))]
     if missing:

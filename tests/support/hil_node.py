@@ -36,7 +36,7 @@ from harness import node_profile
 from tests.support import deployment
 from tests.support.cluster import Cluster, ClusterError
 from tests.support.cluster_peers import ClusterBinaries
-from tests.support.controlplane import Binaries
+from tests.support.peers import Binaries
 
 PROFILE_SERIAL = node_profile.SERIAL
 PROFILE_MOUNT = Path(node_profile.MOUNT_POINT)

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import controlplane, deployment, loopvg, stack_snapshots
+from tests.support import deployment, loopvg, peers, processes, stack_snapshots
 from tests.support.cluster import Cluster, ClusterError
 from tests.support.cluster_components import get_ok
 from tests.support.stack_pods import CSI_PROVISIONER, REPO, as_host, register_plugin, scheduler_options, sidecar_flags
@@ -79,7 +79,7 @@ def _bin(name: str) -> str:
 def missing() -> str | None:
     """Why the stack cannot run here, or None."""
     reasons = [r for r in (loopvg.can_run(),) if r]
-    reasons += [found for found in map(controlplane.find_binary, SIDECARS) if isinstance(found, str)]
+    reasons += [found for found in map(peers.find_binary, SIDECARS) if isinstance(found, str)]
     reasons += stack_snapshots.missing()
     crds = deployment.third_party_crd_dirs()
     if isinstance(crds, str):
@@ -155,7 +155,7 @@ class Stack:
         for component in reversed(ours):
             proc, component.proc = component.proc, None
             if proc is not None:
-                controlplane.stop_process(proc)
+                processes.stop_process(proc)
         self._vgs.close()
 
     def refusals(self) -> list[str]:
@@ -223,7 +223,7 @@ class Stack:
         self.cluster.run(pod, command, lambda port: _socket_ready(socket_path), env=env)
         env = {**os.environ, "NAMESPACE": deployment.NAMESPACE, "POD_NAME": pod}
         for sidecar in SIDECARS:
-            binary = controlplane.find_binary(sidecar)
+            binary = peers.find_binary(sidecar)
             if isinstance(binary, str):
                 raise ClusterError(binary)
             self.cluster.run(

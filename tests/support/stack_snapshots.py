@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tests.support import controlplane, deployment
+from tests.support import deployment, peers
 from tests.support.cluster import Cluster, ClusterError
 from tests.support.cluster_components import get_ok
 
@@ -26,12 +26,12 @@ THIN_POOL = "pool0"
 
 def rbac_file() -> Path | str:
     """external-snapshotter's rbac-snapshot-controller.yaml, or why it is missing."""
-    path = controlplane.peers_bin_dir().parent / "snapshot-controller-files" / "rbac-snapshot-controller.yaml"
+    path = peers.peers_bin_dir().parent / "snapshot-controller-files" / "rbac-snapshot-controller.yaml"
     return path if path.is_file() else f"no {path}; fetch it with: ci/peers/build.sh snapshot-controller"
 
 
 def missing() -> list[str]:
-    reasons = [found for found in (controlplane.find_binary(SNAPSHOT_CONTROLLER),) if isinstance(found, str)]
+    reasons = [found for found in (peers.find_binary(SNAPSHOT_CONTROLLER),) if isinstance(found, str)]
     rbac = rbac_file()
     return [*reasons, rbac] if isinstance(rbac, str) else reasons
 
@@ -43,7 +43,7 @@ def start_snapshot_controller(
     that ServiceAccount's token and leader election, as external-snapshotter's Deployment does. ``binary`` and
     ``rbac`` default to the peers' (the HIL node passes its profile disk's)."""
     rbac = rbac or rbac_file()
-    binary = binary or controlplane.find_binary(SNAPSHOT_CONTROLLER)
+    binary = binary or peers.find_binary(SNAPSHOT_CONTROLLER)
     if isinstance(rbac, str) or isinstance(binary, str):
         raise ClusterError("; ".join(missing()))
     applier = deployment.Applier(cluster.plane)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.support import controlplane, loopvg
+from tests.support import loopvg, peers
 from tests.support.cluster import ClusterError
 from tests.support.stack import CONTROLLER_REPLICAS, Command, Stack
 
@@ -24,7 +24,7 @@ HYPERTOPOLVM = "hypertopolvm"
 
 
 def _hypertopolvm() -> str:
-    found = controlplane.find_binary(HYPERTOPOLVM)
+    found = peers.find_binary(HYPERTOPOLVM)
     if isinstance(found, str):
         raise ClusterError(found)
     return str(found)
