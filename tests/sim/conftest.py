@@ -1,4 +1,5 @@
-"""The simulator tests' shared fixture: a Cluster port on the local kube-apiserver (``topolvm-sim snapshot``)."""
+"""The simulator tests' shared fixtures: a Cluster port on the local kube-apiserver (``topolvm-sim snapshot``), and
+headless Chromium for the HTML reports."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import availability
+from tests.support import browser
 from tests.support.controlplane import ControlPlane
 from topolvm.kube import client
 
@@ -16,3 +19,14 @@ def kube(kube_api: ControlPlane) -> Iterator[client.KubeCluster]:
     api = client.api_client(kube_api.kubeconfig)
     yield client.KubeCluster(api)
     api.close()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    binary = browser.executable()
+    if binary is None:
+        message = "chromium is not installed (scripts/install-system-deps.sh installs Debian's chromium)"
+        if availability.in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary

@@ -5,13 +5,14 @@ the whole simulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from simulator import cli, run, scenario
+from simulator import cli, report, run, scenario
 
 TIB = 1 << 40
 SIZES = {"ssd": 7 * TIB, "thin": 8 * TIB}  # per node; thin is the overprovisioned size
@@ -130,3 +131,25 @@ def result(
     }
     inputs = msgspec.to_builtins(scenario.loads(cli.default_scenario_text(), "default scenario").spec)
     return run.Result(name, seed, summary, series, rows, [], error, wall_seconds=12.5, inputs=inputs)
+
+
+def labelled() -> list[tuple[str, run.Result]]:
+    """Two runs as a comparison or plan page takes them: (label, result)."""
+    return [
+        ("spread", dataclasses.replace(result(seed=1), name="spread seed=1")),  # as study jobs name them
+        (
+            "pack",
+            result(seed=2, mode="capacity-tracking", extra_reasons={"volume node affinity conflict": 4}),
+        ),
+    ]
+
+
+def plan_curve() -> list[report.PlanPoint]:
+    """A plan's failure rates per node count over three seeds; 12 nodes is the smallest under a 2 % target."""
+    rates = {8: [0.2, 0.25, 0.3], 10: [0.05, 0.08, 0.06], 12: [0.004, 0.0, 0.008], 14: [0.0, 0.0, 0.001]}
+    return [
+        report.PlanPoint(
+            n, r, mean=sum(r) / len(r), upper=sum(r) / len(r) + 0.01, meets_target=sum(r) / len(r) + 0.01 <= 0.02
+        )
+        for n, r in rates.items()
+    ]

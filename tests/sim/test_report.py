@@ -1,10 +1,9 @@
-"""The HTML reports: what each page holds, that it is the same bytes for the same result, that it needs nothing
-outside its own file, and that headless Chromium renders every plot with the network unreachable."""
+"""The HTML reports: what each page holds, that it is the same bytes for the same result, and that it needs nothing
+outside its own file (tests/sim/test_report_chromium.py renders them in headless Chromium)."""
 
 from __future__ import annotations
 
 import dataclasses
-import html.parser
 import os
 import re
 import subprocess
@@ -13,124 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib import image as mpl_image
 
-from harness import availability
 from simulator import outputs, plots, report, run
 from tests.sim import synthetic
-from tests.support import browser
+from tests.sim.report_page import (
+    COMPARISON_PLOTS,
+    RUN_PLOTS,
+    Page,
+    assert_plots_drawn,
+    assert_self_contained,
+)
 
-RUN_PLOTS = {
-    "plot-utilisation-ssd": "line",
-    "plot-utilisation-thin": "line",
-    "plot-pods": "line",
-    "plot-failed-attempts": "line",
-    "plot-failure-reasons": "bars:2",  # the synthetic run's two reasons
-    "plot-fragmentation-ssd": "line",
-    "plot-fragmentation-thin": "line",
-    "plot-per-node-ssd": "heatmap",
-    "plot-per-node-thin": "heatmap",
-}
-COMPARISON_PLOTS = {
-    "plot-utilisation-ssd": "line",
-    "plot-utilisation-thin": "line",
-    "plot-pods": "line",
-    "plot-failed-attempts": "line",
-    "plot-fragmentation-ssd": "line",
-    "plot-fragmentation-thin": "line",
-}
-REFERENCE_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "data", "poster", "background", "formaction"}
 HOSTILE = "--><script>alert(1)</script><img src=http://evil.example/x.png>"
-
-
-@dataclasses.dataclass
-class Figure:
-    id: str
-    svgs: int = 0
-    paths: list[str] = dataclasses.field(default_factory=list)
-    styles: list[str] = dataclasses.field(default_factory=list)
-    images: list[str] = dataclasses.field(default_factory=list)
-    caption: str = ""
-
-
-class Page(html.parser.HTMLParser):
-    """Figures (their SVGs' paths and images, captions), every tag, every reference to another resource, table
-    cells; from our own HTML or from Chromium's dump of the DOM."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.figures: dict[str, Figure] = {}
-        self.tags: set[str] = set()
-        self.references: list[str] = []
-        self.cells: list[str] = []
-        self.headers: list[str] = []
-        self._figure: Figure | None = None
-        self._text: list[str] | None = None
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        self.tags.add(tag)
-        self.references += [value for name, value in values.items() if name in REFERENCE_ATTRIBUTES]
-        self.references += re.findall(r"url\(\s*['\"]?([^)'\"]*)", values.get("style", ""))
-        if tag == "figure":
-            self._figure = Figure(values.get("id", ""))
-        elif self._figure is not None and tag == "svg":
-            self._figure.svgs += 1
-        elif self._figure is not None and tag == "path":
-            self._figure.paths.append(values.get("d", ""))
-            self._figure.styles.append(values.get("style", ""))
-        elif self._figure is not None and tag == "image":
-            self._figure.images.append(values.get("xlink:href") or values.get("href", ""))
-        if tag in ("figcaption", "td", "th", "style"):
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._text is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        text = "".join(self._text or [])
-        if tag == "figure" and self._figure is not None:
-            self.figures[self._figure.id] = self._figure
-            self._figure = None
-        elif tag == "figcaption" and self._figure is not None:
-            self._figure.caption = text
-        elif tag == "td":
-            self.cells.append(text)
-        elif tag == "th":
-            self.headers.append(text)
-        elif tag == "style":
-            self.references += re.findall(r"url\(\s*['\"]?([^)'\"]*)", text) + re.findall(r"@import", text)
-        if tag in ("figcaption", "td", "th", "style"):
-            self._text = None
-
-
-def vertices(d: str) -> int:
-    return len(re.findall(r"[MLCQ]", d))
-
-
-def assert_plots_drawn(page: Page, expected: dict[str, str]) -> None:
-    assert set(page.figures) == set(expected)
-    for figure_id, kind in expected.items():
-        figure = page.figures[figure_id]
-        assert figure.svgs == 1, figure_id
-        assert any(d.strip() for d in figure.paths), figure_id  # (a space glyph is a path with no d)
-        assert figure.caption.strip(), figure_id
-        if kind == "line":  # a data line through the samples, not only the axes' frame
-            assert max(vertices(d) for d in figure.paths) >= 100, figure_id
-        elif kind == "heatmap":
-            assert any(href.startswith("data:image/png;base64,") for href in figure.images), figure_id
-        elif kind.startswith("bars"):  # "bars:N": N bars in matplotlib's C3 red
-            bars = [style for style in figure.styles if "fill: #d62728" in style]
-            assert len(bars) == int(kind.split(":")[1]), figure_id
-
-
-def assert_self_contained(page: Page) -> None:
-    assert not page.tags & {"script", "link", "iframe", "object", "embed", "base"}
-    outside = [r for r in page.references if not (r.startswith("#") or r.startswith("data:image/png;base64,"))]
-    assert outside == []
 
 
 @pytest.fixture(scope="module")
@@ -287,18 +180,8 @@ def test_thinned_rates_keep_every_failed_attempt():
 
 
 # --- comparison, plan, sweep ---
-def labelled() -> list[tuple[str, run.Result]]:
-    return [
-        ("spread", dataclasses.replace(synthetic.result(seed=1), name="spread seed=1")),  # as study jobs name them
-        (
-            "pack",
-            synthetic.result(seed=2, mode="capacity-tracking", extra_reasons={"volume node affinity conflict": 4}),
-        ),
-    ]
-
-
 def test_comparison_puts_runs_side_by_side_and_overlays_their_series(tmp_path):
-    runs = labelled()
+    runs = synthetic.labelled()
     page = Page(report.write_comparison(runs, tmp_path / "compare.html").read_text())
     assert_plots_drawn(page, COMPARISON_PLOTS)
     assert_self_contained(page)
@@ -335,18 +218,8 @@ def test_comparison_refuses_no_runs_or_repeated_labels(runs, tmp_path):
         report.write_comparison(runs, tmp_path / "x.html")
 
 
-def plan_curve() -> list[report.PlanPoint]:
-    rates = {8: [0.2, 0.25, 0.3], 10: [0.05, 0.08, 0.06], 12: [0.004, 0.0, 0.008], 14: [0.0, 0.0, 0.001]}
-    return [
-        report.PlanPoint(
-            n, r, mean=sum(r) / len(r), upper=sum(r) / len(r) + 0.01, meets_target=sum(r) / len(r) + 0.01 <= 0.02
-        )
-        for n, r in rates.items()
-    ]
-
-
 def test_plan_shows_the_curve_the_target_and_the_chosen_size(tmp_path):
-    path = report.write_plan(plan_curve()[::-1], 0.02, 12, tmp_path / "plan.html", runs=labelled())
+    path = report.write_plan(synthetic.plan_curve()[::-1], 0.02, 12, tmp_path / "plan.html", runs=synthetic.labelled())
     text = path.read_text()
     page = Page(text)
     assert_plots_drawn(page, {"plot-plan-curve": "any", **COMPARISON_PLOTS})
@@ -358,7 +231,7 @@ def test_plan_shows_the_curve_the_target_and_the_chosen_size(tmp_path):
 
 
 def test_plan_without_a_size_that_meets_the_target_says_so():
-    text = report.plan_html([p for p in plan_curve() if not p.meets_target], 0.02, None)
+    text = report.plan_html([p for p in synthetic.plan_curve() if not p.meets_target], 0.02, None)
     assert "no size tested meets the target" in text and '<tr class="chosen">' not in text
     assert set(Page(text).figures) == {"plot-plan-curve"}
 
@@ -374,66 +247,3 @@ def test_sweep_lists_every_combination_with_its_headline_figures(tmp_path):
     assert len(page.cells) == 2 * len(page.headers)
     assert page.cells[len(page.headers) - 1] == "—" and page.cells[-1] == "4"
     assert_self_contained(page)
-
-
-# --- rendered by headless Chromium ---
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    binary = browser.executable()
-    if binary is None:
-        message = "chromium is not installed (scripts/install-system-deps.sh installs Debian's chromium)"
-        if availability.in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
-
-
-def render(chromium: str, page: Path, tmp: Path) -> tuple[Page, list[str], list[str]]:
-    """(the DOM Chromium built, the page's own requests, every request that reached the proxy)."""
-    with browser.recording_proxy() as proxy:
-        dom = browser.dump_dom(chromium, page, proxy, tmp / f"profile-{page.stem}", tmp / f"{page.stem}.netlog.json")
-        return Page(dom), browser.page_requests(tmp / f"{page.stem}.netlog.json"), list(proxy.requests)
-
-
-@pytest.mark.slow
-def test_offline_check_sees_a_page_that_fetches(chromium, tmp_path):
-    page = tmp_path / "fetches.html"
-    page.write_text(
-        '<!DOCTYPE html><html><head><link rel="stylesheet" href="https://cdn.example.com/plots.css"></head>'
-        '<body><img src="http://example.com/plot.png"></body></html>'
-    )
-    _, requests, proxied = render(chromium, page, tmp_path)
-    assert sorted(requests) == ["http://example.com/plot.png", "https://cdn.example.com/plots.css"]
-    assert {"GET http://example.com/plot.png", "CONNECT cdn.example.com:443"} <= set(proxied)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["run", "comparison", "plan"])
-def test_chromium_renders_every_plot_offline(chromium, kind, run_report, tmp_path):
-    if kind == "run":
-        path, expected = run_report, RUN_PLOTS
-    elif kind == "comparison":
-        path, expected = report.write_comparison(labelled(), tmp_path / "compare.html"), COMPARISON_PLOTS
-    else:
-        path = report.write_plan(plan_curve(), 0.02, 12, tmp_path / "plan.html", runs=labelled())
-        expected = {"plot-plan-curve": "any", **COMPARISON_PLOTS}
-    dom, requests, _ = render(chromium, path, tmp_path)
-    assert requests == []
-    assert_plots_drawn(dom, expected)
-    assert_self_contained(dom)
-
-
-@pytest.mark.slow
-def test_chromium_paints_the_plots(chromium, run_report, tmp_path):
-    with browser.recording_proxy() as proxy:
-        shot = browser.screenshot(
-            chromium, run_report, proxy, tmp_path / "profile", tmp_path / "shot.png", (1100, 6000)
-        )
-    pixels = (mpl_image.imread(shot)[:, :, :3] * 255).round()
-
-    def painted(rgb: tuple[int, int, int]) -> int:
-        return int(np.sum(np.all(np.abs(pixels - np.array(rgb)) <= 8, axis=2)))
-
-    assert painted((31, 119, 180)) > 2000  # C0: the utilisation totals and the running pods
-    assert painted((214, 39, 40)) > 2000  # C3: the failure-reason bars and failed attempts
-    assert painted((253, 231, 37)) + painted((68, 1, 84)) > 500  # viridis' ends: the per-node heatmaps

@@ -1,5 +1,5 @@
 """The fidelity view of the report (simulator/report_fidelity.py): what it shows, and that headless Chromium
-renders it offline with its plot drawn (the helpers and the ``chromium`` fixture are tests/sim/test_report.py's)."""
+renders it offline with its plot drawn (tests/sim/report_page.py reads the page)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator import fidelity, report_fidelity
-from tests.sim.test_report import Page, assert_plots_drawn, assert_self_contained, chromium, render  # noqa: F401
+from tests.sim.report_page import Page, assert_plots_drawn, assert_self_contained, render
 
 SIM = fidelity.Outcome(
     {("ns", "c1"): "a", ("ns", "c2"): "b", ("ns", "c3"): "a", ("ns", "big"): None},
@@ -53,7 +53,7 @@ def test_the_view_lists_every_disagreement(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_chromium_renders_the_fidelity_view_offline(chromium: str, tmp_path: Path) -> None:  # noqa: F811
+def test_chromium_renders_the_fidelity_view_offline(chromium: str, tmp_path: Path) -> None:
     dom, requests, _ = render(chromium, write(SIM, tmp_path / "view.html"), tmp_path)
     assert requests == []
     assert_plots_drawn(dom, {"plot-placements": "any"})
