@@ -7,8 +7,9 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+from harness import availability
 from tests.e2e.scene import Scene
-from tests.support import peers, stack
+from tests.support import stack
 from tests.support.cluster import Cluster
 from tests.support.stack import Stack
 
@@ -37,7 +38,7 @@ def topolvm(kube_cluster: Cluster) -> Iterator[Stack]:
     """TopoLVM deployed on the session's cluster (tests/support/stack.py); each test adds its own Nodes."""
     reason = stack.missing()
     if reason:
-        if peers.in_ci():
+        if availability.in_ci():
             pytest.fail(f"TopoLVM cannot be deployed on the end-to-end cluster in CI: {reason}", pytrace=False)
         pytest.skip(f"TopoLVM cannot be deployed on the end-to-end cluster: {reason}")
     deployed = Stack(kube_cluster, controller_args=stack.STRANDED_SWEEP)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness import availability
 from tests.support import deployment, driver, loopvg, peers
 from tests.support.controlplane import ControlPlane
 
@@ -31,7 +32,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     binaries = peers.binaries_or_skip()
     crd_dirs = deployment.third_party_crd_dirs()
     if isinstance(crd_dirs, str):
-        if peers.in_ci():
+        if availability.in_ci():
             pytest.fail(f"cannot apply deploy/ in CI: {crd_dirs}", pytrace=False)
         pytest.skip(f"cannot apply deploy/: {crd_dirs}")
     home = tmp_path_factory.mktemp("deployed")

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from tests.integration.conftest import Deployed, deployed_env, logs_without_403, new_namespace
-from tests.support import deployment, driver, loopvg
+from tests.support import deployment, loopvg, processes
 from tests.support.driver import GiB, Processes
 from topolvm import constants
 from topolvm.core import workloads
@@ -151,7 +151,7 @@ def test_scheduler_watches_nodes_under_its_service_account(deployed: Deployed, w
             "POST", "/api/v1/nodes", {"metadata": {"name": name, "annotations": annotations}}
         )
         assert code == 201, reply
-    port = driver.free_port()
+    port = processes.free_port()
     procs = Processes(work)
     try:
         procs.start(

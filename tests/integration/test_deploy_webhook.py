@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Deployed, logs_without_403, new_namespace
-from tests.support import deployment, driver
+from tests.support import deployment, processes
 from tests.support.controlplane import ControlPlane
 from tests.support.driver import Processes
 from topolvm import constants
@@ -80,7 +80,7 @@ def webhook(deployed: Deployed, tmp_path_factory: pytest.TempPathFactory) -> Ite
     work = tmp_path_factory.mktemp("webhook")
     for name, content in data.items():
         (work / name).write_bytes(content)
-    port = driver.free_port()
+    port = processes.free_port()
     procs = Processes(work)
     procs.start(
         "topolvm.webhook.cli", f"--cert={work / 'tls.crt'}", f"--key={work / 'tls.key'}",
@@ -185,7 +185,7 @@ def test_excluded_pods_are_created_even_with_the_webhook_down(
 def stopped(webhook: Webhook) -> Iterator[None]:
     """The webhook unreachable: the configuration points at a closed port (refused at once, where a stopped
     process would make every call wait for the 10 s timeout), then back at the webhook."""
-    set_url(webhook, driver.free_port())
+    set_url(webhook, processes.free_port())
     try:
         yield
     finally:

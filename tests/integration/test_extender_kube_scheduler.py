@@ -244,7 +244,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
     extender's choice, which shows the comparison can fail."""
     kube_scheduler = peers.binary_or_skip("kube-scheduler")
     world = World(kube_api, f"ks-{uuid.uuid4().hex[:6]}")
-    extender_port, relay_port = driver.free_port(), driver.free_port()
+    extender_port, relay_port = processes.free_port(), processes.free_port()
     (work / "extender.yaml").write_text(extender_options(extender_port, case.tie_break))
     (work / "kube-scheduler.yaml").write_text(scheduler_configuration(relay_port, kube_api.kubeconfig))
     extender = driver.Processes(work)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Deployed, deployed_env, logs_without_403
-from tests.support import deployment, driver, loopvg
+from tests.support import deployment, loopvg, processes
 from tests.support.driver import GiB
 
 pytestmark = pytest.mark.root
@@ -59,7 +59,7 @@ def test_a_missing_disk_is_told_without_kubelet_asking(deployed: Deployed, work:
         backing = subprocess.run(
             ["losetup", "--noheadings", "--output", "BACK-FILE", vg.pvs[0]], capture_output=True, text=True, check=True
         ).stdout.strip()
-        port = driver.free_port()
+        port = processes.free_port()
         try:
             env.controller()
             env.lvmd("--max-state-age=1")

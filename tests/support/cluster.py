@@ -48,8 +48,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness import availability
 from tests.support import cluster_components as parts
-from tests.support import deployment, peers, processes
+from tests.support import deployment, processes
 from tests.support.cluster_components import (
     ATTACH_DETACH_ANNOTATION,
     KCM_USER,
@@ -333,7 +334,7 @@ else:
         """The cluster's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_cluster_binaries()
         if isinstance(found, str):
-            if peers.in_ci():
+            if availability.in_ci():
                 pytest.fail(f"the end-to-end cluster cannot start in CI: {found}", pytrace=False)
             pytest.skip(f"end-to-end cluster unavailable: {found}")
         return found

@@ -8,7 +8,6 @@ tests/integration/test_deploy_processes.py (each process under its own ServiceAc
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -26,13 +25,6 @@ from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
 
 GiB = 1 << 30
 Mode = csi.VolumeCapability.AccessMode
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now (for a server a test starts next)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Processes:

@@ -6,7 +6,7 @@ that ``ci/peers/build.sh NAME...`` fills (``${TOPOLVM_CACHE:-~/.cache/topolvm-py
 
 ``find_binary`` / ``find_binaries`` return the path(s) or the reason, with the command that builds what is missing.
 Under pytest, ``binary_or_skip`` / ``binaries_or_skip`` skip with that reason, or fail with it when CI is
-"true"/"1"/"yes" (``in_ci``).
+"true"/"1"/"yes" (``harness.availability.in_ci``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness import availability
 
 ETCD = "etcd"
 KUBE_APISERVER = "kube-apiserver"
@@ -68,10 +70,6 @@ def find_binaries() -> Binaries | str:
     return "; ".join(r for r in (etcd, apiserver) if isinstance(r, str)) + f"; {BUILD_HINT}"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 # --- under pytest
 
 
@@ -86,7 +84,7 @@ else:
         CI."""
         found = find_binary(name)
         if isinstance(found, str):
-            if in_ci():
+            if availability.in_ci():
                 pytest.fail(f"{name} is needed in CI: {found}", pytrace=False)
             pytest.skip(f"{name} unavailable: {found}")
         return found
@@ -95,7 +93,7 @@ else:
         """The control plane's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_binaries()
         if isinstance(found, str):
-            if in_ci():
+            if availability.in_ci():
                 pytest.fail(f"Kubernetes control plane cannot start in CI: {found}", pytrace=False)
             pytest.skip(f"Kubernetes control plane unavailable: {found}")
         return found

@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.support import processes
 from topolvm import constants, unix_grpc
 from topolvm.csi import identity
 from topolvm.csi.proto import csi_pb2_grpc as csi_grpc
@@ -165,12 +166,6 @@ def test_waits_for_the_csi_socket_then_registers(sockets: Path) -> None:
             csi_server.stop(None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_process(sockets: Path, port: int) -> subprocess.Popen[str]:
     argv = [
         sys.executable,
@@ -198,7 +193,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 def test_a_refused_registration_exits_non_zero(sockets: Path) -> None:
     csi_server = serve_identity(sockets / "csi.sock")
-    process = start_process(sockets, free_port())
+    process = start_process(sockets, processes.free_port())
     try:
         reg_socket = registration_socket(sockets)
         wait_until(lambda: reg_socket.is_socket() or process.poll() is not None, "the registration socket")
@@ -215,7 +210,7 @@ def test_a_refused_registration_exits_non_zero(sockets: Path) -> None:
 
 def test_sigterm_removes_the_socket_and_exits_zero(sockets: Path) -> None:
     csi_server = serve_identity(sockets / "csi.sock")
-    port = free_port()
+    port = processes.free_port()
     process = start_process(sockets, port)
     try:
         reg_socket = registration_socket(sockets)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import deployment, driver
+from tests.support import deployment, driver, processes
 from tests.support.controlplane import ControlPlane
 from tests.webhook import certs
 from tests.webhook.certs import SecretVolume
@@ -39,7 +39,7 @@ def test_the_webhook_serves_a_renewed_certificate_and_keeps_serving_through_a_ba
     volume = SecretVolume(tmp_path / "certs")
     volume.root.mkdir()
     volume.update(pairs["old"].cert, pairs["old"].key)
-    port = driver.free_port()
+    port = processes.free_port()
     procs = driver.Processes(tmp_path)
     webhook = procs.start(
         "topolvm.webhook.cli", f"--cert={volume.cert}", f"--key={volume.key}", f"--listen=127.0.0.1:{port}",
