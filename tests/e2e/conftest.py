@@ -7,9 +7,8 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from harness import availability
 from tests.e2e.scene import Scene
-from tests.support import stack
+from tests.support import prerequisites, stack
 from tests.support.cluster import Cluster
 from tests.support.stack import Stack
 
@@ -38,9 +37,10 @@ def topolvm(kube_cluster: Cluster) -> Iterator[Stack]:
     """TopoLVM deployed on the session's cluster (tests/support/stack.py); each test adds its own Nodes."""
     reason = stack.missing()
     if reason:
-        if availability.in_ci():
-            pytest.fail(f"TopoLVM cannot be deployed on the end-to-end cluster in CI: {reason}", pytrace=False)
-        pytest.skip(f"TopoLVM cannot be deployed on the end-to-end cluster: {reason}")
+        prerequisites.missing(
+            f"TopoLVM cannot be deployed on the end-to-end cluster: {reason}",
+            ci=f"TopoLVM cannot be deployed on the end-to-end cluster in CI: {reason}",
+        )
     deployed = Stack(kube_cluster, controller_args=stack.STRANDED_SWEEP)
     try:
         yield deployed.start()

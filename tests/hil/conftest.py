@@ -11,6 +11,7 @@ import os
 import pytest
 
 from harness import availability
+from tests.support import prerequisites
 
 collect_ignore_glob = [] if os.environ.get("TOPOLVM_HIL_GUEST") == "1" else ["guest/*", "node/*"]
 
@@ -21,6 +22,4 @@ def hil_ready() -> None:
     reason = availability.unavailable()
     if reason is None:
         return
-    if availability.in_ci():
-        pytest.fail(f"HIL VM cannot start in CI: {reason}", pytrace=False)
-    pytest.skip(f"HIL VM unavailable: {reason}")
+    prerequisites.missing(f"HIL VM unavailable: {reason}", ci=f"HIL VM cannot start in CI: {reason}")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import availability, cache, node_profile, report, runner, vm
+from harness import cache, node_profile, report, runner, vm
+from tests.support import prerequisites
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,17 +59,11 @@ SUITES = {
 }
 
 
-def _unavailable(reason: str) -> None:
-    if availability.in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
-
-
 def _node_drive_and_chart(helm: Path, destination: Path) -> dict[str, Path]:
     """The node profile disk (built if need be) and the chart rendered for the node into ``destination``."""
     problems = node_profile.prerequisites()
     if problems:
-        _unavailable("cannot build the HIL node profile: " + "; ".join(problems))
+        prerequisites.missing("cannot build the HIL node profile: " + "; ".join(problems))
     profile = node_profile.ensure()
     node_profile.render_chart(destination, helm)
     return {node_profile.SERIAL: profile.disk}
@@ -91,7 +86,7 @@ def test_suite_in_vm(name: str, hil_ready: None, request: pytest.FixtureRequest,
     files = {Path(f).name: cache.cache_root() / f for f in suite.files}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        _unavailable(f"not built: {', '.join(missing)} (run {suite.build_hint})")
+        prerequisites.missing(f"not built: {', '.join(missing)} (run {suite.build_hint})")
     drives: dict[str, Path] = {}
     if suite.node:
         chart = tmp_path / "topolvm.yaml"

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import availability, cache, container_image
+from harness import cache, container_image
 from tests.conftest import NO_DOCKER_REASON
+from tests.support import prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -40,9 +41,7 @@ def require(condition: bool, reason: str) -> None:
     """A prerequisite besides Docker: skip without it, or fail in CI."""
     if condition:
         return
-    if availability.in_ci():
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    prerequisites.missing(reason)
 
 
 @pytest.fixture

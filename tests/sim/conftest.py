@@ -7,8 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import availability
-from tests.support import browser
+from tests.support import browser, prerequisites
 from tests.support.controlplane import ControlPlane
 from topolvm.kube import client
 
@@ -26,7 +25,5 @@ def chromium() -> str:
     binary = browser.executable()
     if binary is None:
         message = "chromium is not installed (scripts/install-system-deps.sh installs Debian's chromium)"
-        if availability.in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        prerequisites.missing(message)
     return binary

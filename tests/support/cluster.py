@@ -48,7 +48,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness import availability
 from tests.support import cluster_components as parts
 from tests.support import deployment, processes
 from tests.support.cluster_components import (
@@ -326,6 +325,8 @@ class Cluster:
 
 try:
     import pytest
+
+    from tests.support import prerequisites
 except ImportError:  # pragma: no cover - the helper works without pytest; only the fixture needs it
     pass
 else:
@@ -334,9 +335,9 @@ else:
         """The cluster's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_cluster_binaries()
         if isinstance(found, str):
-            if availability.in_ci():
-                pytest.fail(f"the end-to-end cluster cannot start in CI: {found}", pytrace=False)
-            pytest.skip(f"end-to-end cluster unavailable: {found}")
+            prerequisites.missing(
+                f"end-to-end cluster unavailable: {found}", ci=f"the end-to-end cluster cannot start in CI: {found}"
+            )
         return found
 
     @pytest.fixture(scope="session")

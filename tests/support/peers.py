@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import availability
-
 ETCD = "etcd"
 KUBE_APISERVER = "kube-apiserver"
 ENV_ASSETS = "KUBEBUILDER_ASSETS"
@@ -74,7 +72,7 @@ def find_binaries() -> Binaries | str:
 
 
 try:
-    import pytest
+    from tests.support import prerequisites  # imports pytest
 except ImportError:  # pragma: no cover - the lookup works without pytest; only skipping needs it
     pass
 else:
@@ -84,16 +82,15 @@ else:
         CI."""
         found = find_binary(name)
         if isinstance(found, str):
-            if availability.in_ci():
-                pytest.fail(f"{name} is needed in CI: {found}", pytrace=False)
-            pytest.skip(f"{name} unavailable: {found}")
+            prerequisites.missing(f"{name} unavailable: {found}", ci=f"{name} is needed in CI: {found}")
         return found
 
     def binaries_or_skip() -> Binaries:
         """The control plane's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""
         found = find_binaries()
         if isinstance(found, str):
-            if availability.in_ci():
-                pytest.fail(f"Kubernetes control plane cannot start in CI: {found}", pytrace=False)
-            pytest.skip(f"Kubernetes control plane unavailable: {found}")
+            prerequisites.missing(
+                f"Kubernetes control plane unavailable: {found}",
+                ci=f"Kubernetes control plane cannot start in CI: {found}",
+            )
         return found
