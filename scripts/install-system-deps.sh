@@ -6,7 +6,8 @@
 #   debootstrap debian-archive-keyring  building the VM's Debian rootfs (cold image build only)
 #   git                               listing the source files shipped into the VM
 #   openssl                           keys for the local kube-apiserver the Cluster contract suite starts
-#   chromium                          renders the simulator's HTML report headless (tests/sim/test_report.py)
+#   chromium                          renders the simulator's HTML reports headless (tests/sim/test_report_chromium.py,
+#                                     test_report_fidelity.py)
 #   podman                            imports and mounts the container image (harness/container_image.py; used as
 #                                     root with --storage-driver vfs, never to run a container)
 #   busybox-static                    the HIL node's workload image (harness/node_profile.py)

@@ -1,9 +1,10 @@
 """Scenario files: the cluster, the scheduler set-up, the workload and the events of one simulation, validated.
 
 A scenario is YAML (docs/simulator.md documents every key). Types and unknown keys are checked by msgspec, whose
-errors name the path (``at `$.cluster.node-pools[0].count```); values by the checks below, which name the key
-too. Sizes, durations and rates need units (``simulator.units``). Each node pool's ``lvmd`` block is upstream's
-lvmd.yaml, read by lvmd's own parser, so a pool can be described by pasting a real node's lvmd.yaml.
+errors name the path (``at `$.cluster.node-pools[0].count```); values by the checks below and, for workloads and
+events, in ``simulator.scenario_workload``, which name the key too. Sizes, durations and rates need units
+(``simulator.units``). Each node pool's ``lvmd`` block is upstream's lvmd.yaml, read by lvmd's own parser, so a
+pool can be described by pasting a real node's lvmd.yaml.
 """
 
 from __future__ import annotations

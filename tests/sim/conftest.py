@@ -11,6 +11,8 @@ from tests.support import browser, prerequisites
 from tests.support.controlplane import ControlPlane
 from topolvm.kube import client
 
+pytest.register_assert_rewrite("tests.sim.report_page")  # its asserts explain a failure as a test's do
+
 
 @pytest.fixture(scope="module")
 def kube(kube_api: ControlPlane) -> Iterator[client.KubeCluster]:

@@ -325,11 +325,10 @@ class Cluster:
 
 try:
     import pytest
-
-    from tests.support import prerequisites
 except ImportError:  # pragma: no cover - the helper works without pytest; only the fixture needs it
     pass
 else:
+    from tests.support import prerequisites
 
     def cluster_binaries_or_skip() -> ClusterBinaries:
         """The cluster's binaries; else skip with the reason, or fail with it in CI (CI=true/1/yes)."""

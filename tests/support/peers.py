@@ -11,6 +11,7 @@ Under pytest, ``binary_or_skip`` / ``binaries_or_skip`` skip with that reason, o
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,8 @@ def find_binaries() -> Binaries | str:
 # --- under pytest
 
 
-try:
-    from tests.support import prerequisites  # imports pytest
-except ImportError:  # pragma: no cover - the lookup works without pytest; only skipping needs it
-    pass
-else:
+if importlib.util.find_spec("pytest") is not None:  # the lookup works without pytest; only skipping needs it
+    from tests.support import prerequisites
 
     def binary_or_skip(name: str) -> Path:
         """Another peer binary (kube-scheduler…) by ``find_binary``; else skip with the reason, or fail with it in

@@ -12,7 +12,9 @@ from harness import availability
 
 
 def missing(reason: str, *, ci: str | None = None) -> NoReturn:
-    """Skip with ``reason``; in CI, fail with ``ci`` (default: ``reason``) and no traceback."""
+    """Skip with ``reason``; in CI, fail with ``ci`` (default: ``reason``) and no traceback. Reported at the caller's
+    line, not this one."""
+    __tracebackhide__ = True
     if availability.in_ci():
         pytest.fail(reason if ci is None else ci, pytrace=False)
     pytest.skip(reason)
