@@ -144,8 +144,9 @@ def argv(config: VmConfig, base: image.Image, run_dir: Path, disks: Disks) -> li
     return args
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: qemu gets SIGKILL if the harness process dies."""
+def die_with_parent() -> None:
+    """preexec_fn: the child (qemu, a test's server) gets SIGKILL when the process that started it dies. Only from
+    the main thread: PDEATHSIG fires when the spawning *thread* exits."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -187,7 +188,7 @@ def boot(config: VmConfig, base: image.Image, run_dir: Path, disks: Disks) -> Vm
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only calls prctl
             )
             try:
                 returncode = process.wait(timeout=config.timeout_s)

@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import vm
 from tests.support import deployment, driver, extender_proxy, peers, processes
 from tests.support.controlplane import ControlPlane
 from topolvm import constants
@@ -268,7 +269,7 @@ def test_a_burst_on_tied_nodes_under_the_real_kube_scheduler(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=processes.die_with_parent,  # noqa: PLW1509 - the main thread
+                preexec_fn=vm.die_with_parent,  # noqa: PLW1509 - the main thread
             )
             started = time.monotonic()
             chosen = wait_for_placements(world)

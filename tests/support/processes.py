@@ -3,13 +3,12 @@ a start that logs to a file and ties the server to the test run's life, and a st
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import signal
 import socket
 import subprocess
 import threading
 from pathlib import Path
+
+from harness.vm import die_with_parent
 
 
 def free_port() -> int:
@@ -19,18 +18,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def die_with_parent() -> None:
-    """preexec_fn: SIGKILL the child when the parent dies, so a killed test run leaves no servers behind. Only
-    from the main thread (PDEATHSIG fires when the spawning *thread* exits)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def spawn(
     argv: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """``argv`` started without stdin, its stdout and stderr appended to ``log``; killed when this process dies
-    (``die_with_parent``) if started from the main thread."""
+    (``harness.vm.die_with_parent``) if started from the main thread."""
     main_thread = threading.current_thread() is threading.main_thread()
     with log.open("ab") as out:
         return subprocess.Popen(
