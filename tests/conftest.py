@@ -3,6 +3,10 @@ every other skip into a failure."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from harness import availability
@@ -35,6 +39,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=root_reason))
         # dm-marked cases of real-LVM worlds are skipped by the world fixtures (skip_without_dm), so their
         # in-memory twins still run here.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items[:] = longest_first(items, json.loads(DURATIONS.read_text()))
+
+
+# Seconds per test of a recent run (scripts/record_durations.py writes it): on xdist workers the slow modules go
+# first, so their tests start at once on every worker instead of last on one (make test's non-VM phase took 42.7
+# minutes in collection order, 2026-12-07, with the two scale replays at the end).
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def longest_first(items: list[pytest.Item], seconds: dict[str, float]) -> list[pytest.Item]:
+    """``items`` with the modules of most known seconds first, each module's tests together (its module-scoped
+    fixtures stay set up) and longest first; tests and modules not in ``seconds`` keep their order, after. Every
+    worker sorts the same collection alike, as xdist requires."""
+    module_seconds: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        module_seconds[module] = module_seconds.get(module, 0.0) + seconds.get(item.nodeid, 0.0)
+    first_seen = {module: index for index, module in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
+
+    def key(indexed: tuple[int, pytest.Item]) -> tuple[float, int, float, int]:
+        index, item = indexed
+        module = item.nodeid.split("::")[0]
+        return (-module_seconds[module], first_seen[module], -seconds.get(item.nodeid, 0.0), index)
+
+    return [item for _, item in sorted(enumerate(items), key=key)]
 
 
 def skip_without_dm(request: pytest.FixtureRequest) -> None:

@@ -31,13 +31,28 @@ class Suite:
     memory_mib: int = 2048
 
 
+# Contract tests of input the adapters refuse before LVM acts (or that lvm2 refuses before it activates anything).
+HOST_ONLY_CONTRACT_CASES = (
+    "test_bad_create_changes_nothing",
+    "test_invalid_lv_names_are_refused_before_lvm_runs",
+    "test_sizes_lvm2_refuses_run_no_command",
+    "test_non_positive_size_is_invalid",
+)
+
 SUITES = {
     # The harness's own proof: thin pools, snapshots, xfs/ext4, resize, stripes, raid1, JSON reports, faults.
     # csi-sanity's cases need its binary: they run in their own suite below, not skipped here (CI forbids skips).
     "guest": Suite(("tests/hil/guest",), markexpr=None, extra_args=("--ignore=tests/hil/guest/test_csi_sanity.py",)),
-    # The Foundation's contract suites; the dm-marked cases run only here (TOPOLVM_DM=1 in the VM).
+    # The Foundation's contract suites; the dm-marked cases run only here (TOPOLVM_DM=1 in the VM), the others
+    # again with LVs activated. Not the input-validation cases, refused before any LV exists: the host runs them on
+    # real lvm2 (40 of 113 cases, 190 of the suite's 616 s under TCG on 2026-12-07).
     # 900 s ran out on 2026-12-06 with the machine shared (load average 7 on 2 cores).
-    "contract": Suite(("tests/contract",), markexpr="dm or root", timeout_s=1500.0),
+    "contract": Suite(
+        ("tests/contract",),
+        markexpr="dm or root",
+        timeout_s=1500.0,
+        extra_args=("-k", f"not ({' or '.join(HOST_ONLY_CONTRACT_CASES)})"),
+    ),
     # The CSI conformance suite against the all-in-one driver on real LVM: thick and thin, mount and block.
     "csi-sanity": Suite(
         ("tests/hil/guest/test_csi_sanity.py",),

@@ -1,8 +1,8 @@
 """A disk that dies under a mounted volume, as the pod's owner sees it: kubelet 1.37 (feature gate
-CSIVolumeHealth) asks topolvm-node's NodeGetVolumeHealth every volumeStatsAggPeriod (1 min) and writes the
+CSIVolumeHealth) asks topolvm-node's NodeGetVolumeHealth every volumeStatsAggPeriod (15 s on this node) and writes the
 answer into the pod's status.volumeHealth. The disk is a dm device over an NVMe disk switched to dm-error:
 still enumerated, every I/O fails; it was the VG's only disk, so lvm2 reports nothing of the VG and lvmd keeps it
-as lost. lvmd re-reads LVM in the background of its first request after --max-state-age (60 s). topolvm-node logs
+as lost. lvmd re-reads LVM in the background of its first request after --max-state-age (15 s here). topolvm-node logs
 each change and records it as an Event on the volume's LogicalVolume."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.hil.node.workloads import PODS, PVCS, bound_volume, busybox_pod, clai
 from tests.support import hil_node
 
 # lvmd's state age, then the kubelet probe that starts lvmd's background re-read, the next that sees it
-DETECTION_S = 60 + 60 + 60
+DETECTION_S = 3 * hil_node.VOLUME_STATS_PERIOD_S
 
 
 def _volume_health(kube: Kube, pod: str) -> list[dict[str, Any]]:

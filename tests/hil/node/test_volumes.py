@@ -94,7 +94,7 @@ def test_online_expansion_seen_by_the_pod(kube: Kube, topolvm: dict[str, Any]) -
         "the claim's status capacity 1Gi",
     )
     assert pvc and after > before
-    # kubelet's NodeGetVolumeStats calls surface in its own metrics (refreshed every volumeStatsAggPeriod, 1 min)
+    # kubelet's NodeGetVolumeStats calls surface in its own metrics (refreshed every volumeStatsAggPeriod, 15 s here)
     capacity = kube.wait(
         lambda: (
             (v := kubelet_metric("kubelet_volume_stats_capacity_bytes", persistentvolumeclaim="grow"))
