@@ -33,25 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from harness import node_profile
-from tests.support import deployment
+from tests.support import deployment, hil_node_config
 from tests.support.cluster import Cluster, ClusterError
 from tests.support.cluster_peers import ClusterBinaries
+from tests.support.hil_node_config import CONTAINERD_ROOT, CONTAINERD_SOCKET, NODE_IP
 from tests.support.peers import Binaries
 
 PROFILE_SERIAL = node_profile.SERIAL
 PROFILE_MOUNT = Path(node_profile.MOUNT_POINT)
 WORKLOAD_IMAGE = node_profile.WORKLOAD_IMAGE
 NODE_NAME = "hil"
-NODE_IP = "192.168.200.10"
 NODE_PREFIX = 24
 GATEWAY = "192.168.200.1"  # nothing answers there: a default route kubelet can pick the node address from
-POD_SUBNET = "10.88.0.0/16"
 SERVICE_IP = "10.0.0.1"  # the first address of controlplane.SERVICE_CLUSTER_IP_RANGE: the kubernetes Service
-CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
-CONTAINERD_ROOT = Path("/var/lib/containerd")
-CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
 KUBELET_ROOT = Path("/var/lib/kubelet")
-VOLUME_STATS_PERIOD_S = 15  # kubelet's volumeStatsAggPeriod here; lvmd's --max-state-age in tests/hil/node/values.yaml
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 
 
@@ -110,76 +105,6 @@ def prepare_host() -> None:
     if run("mountpoint", "-q", str(CONTAINERD_ROOT), check=False).returncode != 0:
         run("mount", "-t", "tmpfs", "-o", "mode=0711", "tmpfs", str(CONTAINERD_ROOT))
     KUBELET_ROOT.mkdir(parents=True, exist_ok=True)
-
-
-def containerd_config(pause_image: str) -> str:
-    return f"""version = 2
-root = "{CONTAINERD_ROOT}"
-state = "/run/containerd"
-[grpc]
-  address = "{CONTAINERD_SOCKET}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause_image}"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN}"
-    conf_dir = "/etc/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-      SystemdCgroup = false
-"""
-
-
-def cni_config() -> str:
-    return json.dumps(
-        {
-            "cniVersion": "1.0.0",
-            "name": "hil",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": "cni0",
-                    "isGateway": True,
-                    "ipMasq": True,
-                    "hairpinMode": True,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": POD_SUBNET}]],
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                    },
-                }
-            ],
-        },
-        indent=2,
-    )
-
-
-def kubelet_config(healthz_port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "cgroupDriver": "cgroupfs",  # containerd 1.6 cannot tell kubelet (no RuntimeConfig), runc is set so too
-        "containerRuntimeEndpoint": f"unix://{CONTAINERD_SOCKET}",
-        "failSwapOn": False,
-        "address": NODE_IP,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": healthz_port,
-        "readOnlyPort": 0,
-        # Reachable only inside the VM: kube-apiserver's log and exec calls need no client certificate.
-        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-        "authorization": {"mode": "AlwaysAllow"},
-        "resolvConf": "",  # no DNS in the VM
-        # The images live on a tmpfs and the root image is small: never evict or garbage-collect them.
-        "evictionHard": {"memory.available": "32Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "serializeImagePulls": False,
-        # NodeGetVolumeHealth every volumeStatsAggPeriod, into the pods' status.volumeHealth. 15 s, not the default
-        # 1 min: the suite's health and volume-stats waits take a quarter as long (lvmd's --max-state-age matches,
-        # tests/hil/node/values.yaml).
-        "featureGates": {"CSIVolumeHealth": True},
-        "volumeStatsAggPeriod": f"{VOLUME_STATS_PERIOD_S}s",
-    }
 
 
 class HilNode:
@@ -261,10 +186,10 @@ class HilNode:
 
     def _start_containerd(self) -> None:
         config = self.workdir / "containerd.toml"
-        config.write_text(containerd_config(str(self.profile["pause_image"])))
+        config.write_text(hil_node_config.containerd_config(str(self.profile["pause_image"])))
         net = Path("/etc/cni/net.d")
         net.mkdir(parents=True, exist_ok=True)
-        (net / "10-hil.conflist").write_text(cni_config())
+        (net / "10-hil.conflist").write_text(hil_node_config.cni_config())
         with (self.workdir / "containerd.log").open("ab") as log:
             self._containerd = subprocess.Popen(
                 ["containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -322,7 +247,7 @@ class HilNode:
         config = self.workdir / "kubelet.yaml"
 
         def argv(port: int) -> list[str]:
-            config.write_text(json.dumps(kubelet_config(port), indent=2))
+            config.write_text(json.dumps(hil_node_config.kubelet_config(port), indent=2))
             return [
                 str(self.profile_dir / "bin" / "kubelet"),
                 f"--config={config}",

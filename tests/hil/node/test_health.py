@@ -13,10 +13,10 @@ from harness import faults
 from tests.hil.node.conftest import FLAKY_VG
 from tests.hil.node.kube import Kube
 from tests.hil.node.workloads import PODS, PVCS, bound_volume, busybox_pod, claim, lv_names, mounted, remove
-from tests.support import hil_node
+from tests.support import hil_node, hil_node_config
 
 # lvmd's state age, then the kubelet probe that starts lvmd's background re-read, the next that sees it
-DETECTION_S = 3 * hil_node.VOLUME_STATS_PERIOD_S
+DETECTION_S = 3 * hil_node_config.VOLUME_STATS_PERIOD_S
 
 
 def _volume_health(kube: Kube, pod: str) -> list[dict[str, Any]]:
