@@ -2,6 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+XDIST := -n 2 --dist loadgroup
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 # Go peers and third-party CRDs the suite needs (ci/peers/build.sh): csi-sanity for the HIL csi-sanity suite,
@@ -54,13 +55,14 @@ lint: $(STAMP)
 
 # Everything CI runs: lint; the peers; the suite on both cores; then the hardware-in-the-loop suites, which
 # boot VMs and report each in-VM test as its own result (that needs a single pytest process).
+# $(XDIST): each test goes to whichever worker is free, the slowest first (tests/conftest.py's longest_first).
 # The fidelity tests' views (docs/fidelity.md) are kept in build/fidelity/.
 test: install lint peers
-	FIDELITY_REPORT_DIR=$(CURDIR)/build/fidelity $(BIN)/pytest -n 2 -m "not hil" $(PYTEST_ARGS)
+	FIDELITY_REPORT_DIR=$(CURDIR)/build/fidelity $(BIN)/pytest $(XDIST) -m "not hil" $(PYTEST_ARGS)
 	$(BIN)/pytest -p no:xdist -m hil $(PYTEST_ARGS)
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 -m "not hil" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not hil" $(PYTEST_ARGS)
 
 hil: install
 	$(BIN)/pytest -p no:xdist -m hil -v $(PYTEST_ARGS)

@@ -40,7 +40,9 @@ def main() -> int:
     timeout = 2400 + 2 * args.window
     with tempfile.TemporaryDirectory() as tmp:
         chart = Path(tmp) / "topolvm.yaml"
-        node_profile.render_chart(chart)
+        # What ships, not the node suite's faster cadence: lvmd's default --max-state-age and kubelet's default
+        # volumeStatsAggPeriod (tests/support/hil_node_config.py), both a minute.
+        node_profile.render_chart(chart, set_values=("lvmd.args={}",))
         job = runner.pytest_job(
             ["tests/hil/node/bench_lvm_calls.py"],
             None,
@@ -50,6 +52,7 @@ def main() -> int:
                 "TOPOLVM_BENCH_PODS": str(args.pods),
                 "TOPOLVM_BENCH_VOLUMES_PER_POD": str(args.volumes_per_pod),
                 "TOPOLVM_BENCH_WINDOW": str(args.window),
+                "TOPOLVM_HIL_VOLUME_STATS_PERIOD": "60",
             },
             timeout_s=timeout,
             files={"topolvm.yaml": chart},

@@ -265,13 +265,15 @@ NODE_VALUES = cache.REPO_ROOT / "tests" / "hil" / "node" / "values.yaml"
 CHART = cache.REPO_ROOT / "deploy" / "helm" / "topolvm"
 
 
-def render_chart(destination: Path, helm: Path | None = None) -> None:
-    """The chart rendered for the node (tests/hil/node/values.yaml, CRDs included) into ``destination``, which
-    the node suite and its benchmark ship to the guest as $TOPOLVM_HIL_FILES/topolvm.yaml."""
+def render_chart(destination: Path, helm: Path | None = None, set_values: tuple[str, ...] = ()) -> None:
+    """The chart rendered for the node (tests/hil/node/values.yaml, CRDs included, then helm's ``--set`` of each
+    of ``set_values``) into ``destination``, which the node suite and its benchmark ship to the guest as
+    $TOPOLVM_HIL_FILES/topolvm.yaml."""
     argv = [str(helm or peers_bin() / "helm"), "template", "topolvm", str(CHART), "--namespace", "topolvm-system"]
-    rendered = subprocess.run(
-        [*argv, "--include-crds", "--values", str(NODE_VALUES)], capture_output=True, text=True, check=False
-    )
+    argv += ["--include-crds", "--values", str(NODE_VALUES)]
+    for value in set_values:
+        argv += ["--set", value]
+    rendered = subprocess.run(argv, capture_output=True, text=True, check=False)
     if rendered.returncode != 0:
         raise RuntimeError(f"helm template for the node failed: {rendered.stderr}")
     destination.write_text(rendered.stdout)

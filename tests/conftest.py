@@ -39,13 +39,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=root_reason))
         # dm-marked cases of real-LVM worlds are skipped by the world fixtures (skip_without_dm), so their
         # in-memory twins still run here.
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items[:] = longest_first(items, json.loads(DURATIONS.read_text()))
+    if os.environ.get("PYTEST_XDIST_WORKER") and getattr(config.option, "loadgroup", False):  # xdist's worker flag
+        items[:] = longest_first(items, json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {})
 
 
-# Seconds per test of a recent run (scripts/record_durations.py writes it): on xdist workers the slow modules go
-# first, so their tests start at once on every worker instead of last on one (make test's non-VM phase took 42.7
-# minutes in collection order, 2026-12-07, with the two scale replays at the end).
+# Seconds per test of a recent run (scripts/record_durations.py writes it). Under ``--dist loadgroup`` (make test)
+# xdist hands each test (a group of its own) to the first free worker, in collection order: with the slowest
+# first, the two 11-minute scale replays start at once on the two workers and the short tests fill in around them.
+# (Under the default ``--dist load`` each worker gets a block of consecutive tests up front, so this order would
+# put the slow ones all on one worker: it is applied only with loadgroup.) In collection order the non-VM phase
+# took 42.7 minutes on 2026-12-07, the scale replays last.
 DURATIONS = Path(__file__).with_name("durations.json")
 
 

@@ -12,8 +12,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import junit, runner
+from tests.support import hil_node_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "inner-junit.xml"
 
@@ -139,3 +141,11 @@ def test_extra_drives_are_attached_read_only_by_serial(tmp_path: Path) -> None:
         "virtio-blk-pci,drive=x0,serial=hil-node",
     ]
     assert argv[argv.index("-cpu") + 1] == "max,-avx,-avx2,-sha-ni"
+
+
+def test_the_node_suites_lvmd_state_age_is_kubelets_stats_period() -> None:
+    """lvmd's --max-state-age in the node suite's chart values is kubelet's volumeStatsAggPeriod there: a dead disk
+    then shows within three periods (tests/hil/node/test_health.py's DETECTION_S)."""
+    values = yaml.safe_load((Path(__file__).parent / "node" / "values.yaml").read_text())
+    assert values["lvmd"]["args"] == [f"--max-state-age={hil_node_config.VOLUME_STATS_PERIOD_S}"]
+    assert hil_node_config.kubelet_config(10248)["volumeStatsAggPeriod"] == f"{hil_node_config.VOLUME_STATS_PERIOD_S}s"

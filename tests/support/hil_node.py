@@ -7,8 +7,8 @@ Guest-only (``TOPOLVM_HIL_GUEST=1``, the VM booted with the node profile disk of
 2. prepares the VM as a node: cgroup v2, ``/`` rshared (Bidirectional mount propagation for the CSI node
    plugin), a dummy interface ``kv0`` with the node's address and a default route (kubelet needs an address),
    a tmpfs for containerd's state (the root image has no room for the images);
-3. starts containerd (CRI, runc without systemd cgroups, the bridge CNI on ``POD_SUBNET``) and imports the
-   profile's images in the background while
+3. starts containerd (CRI, runc without systemd cgroups, the bridge CNI on ``hil_node_config.POD_SUBNET``) and
+   imports the profile's images in the background while
 4. the control plane starts (``Cluster(kubelets=True)``: etcd, kube-apiserver on the node's address with the
    Node authorizer, kube-controller-manager, kube-scheduler with deploy/scheduler-config.yaml), then
 5. one iptables rule stands in for kube-proxy: the ``kubernetes`` Service's address (what pods' in-cluster
