@@ -236,7 +236,10 @@ def test_without_the_extender_capacity_tracking_places_and_a_full_node_sends_cla
         events = [e for name in names for e in scene.events(name, "ProvisioningFailed")]
         return events or None
 
-    events = scene.cluster.wait_for(sent_back, "csi-provisioner's ProvisioningFailed events", timeout=60)
+    # csi-provisioner writes its Events through its API client (5 QPS, its default, shared with its PV and
+    # CSIStorageCapacity writes): after one of tests/e2e/test_fidelity_scale.py's 500-event replays on the same
+    # plane they arrive minutes late (2026-12-07: none within 60 s, the scheduler's log showing the send-back).
+    events = scene.cluster.wait_for(sent_back, "csi-provisioner's ProvisioningFailed events", timeout=300)
     assert any("ResourceExhausted" in e["message"] for e in events), [e["message"] for e in events]
     assert sorted(scene.stack.lvs(node).values()) == [1536 * MiB] * 2  # never more than the VG holds
     for name in names:
