@@ -56,18 +56,17 @@ def longest_first(items: list[pytest.Item], seconds: dict[str, float]) -> list[p
     """``items`` with the modules of most known seconds first, each module's tests together (its module-scoped
     fixtures stay set up) and longest first; tests and modules not in ``seconds`` keep their order, after. Every
     worker sorts the same collection alike, as xdist requires."""
+    modules = [item.nodeid.split("::")[0] for item in items]
     module_seconds: dict[str, float] = {}
-    for item in items:
-        module = item.nodeid.split("::")[0]
+    for module, item in zip(modules, items, strict=True):
         module_seconds[module] = module_seconds.get(module, 0.0) + seconds.get(item.nodeid, 0.0)
-    first_seen = {module: index for index, module in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
+    first_seen = {module: index for index, module in enumerate(dict.fromkeys(modules))}
 
-    def key(indexed: tuple[int, pytest.Item]) -> tuple[float, int, float, int]:
-        index, item = indexed
-        module = item.nodeid.split("::")[0]
-        return (-module_seconds[module], first_seen[module], -seconds.get(item.nodeid, 0.0), index)
+    def key(index: int) -> tuple[float, int, float, int]:
+        module = modules[index]
+        return (-module_seconds[module], first_seen[module], -seconds.get(items[index].nodeid, 0.0), index)
 
-    return [item for _, item in sorted(enumerate(items), key=key)]
+    return [items[index] for index in sorted(range(len(items)), key=key)]
 
 
 def skip_without_dm(request: pytest.FixtureRequest) -> None:
